@@ -1,0 +1,1 @@
+//! Criterion benchmarks of migrator (filled by the benchmarks issue).

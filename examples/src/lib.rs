@@ -1,0 +1,1 @@
+//! The Smart Meal Planner reference app (filled by later issues).

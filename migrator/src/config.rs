@@ -1,0 +1,320 @@
+//! The environment policy: which environment this is, and what it allows.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// The deployment environment (`ENVIRONMENT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Environment {
+    /// A developer's machine: migrate on start-up, start even if a migration fails.
+    Development,
+    /// Production-like testing: as development.
+    Staging,
+    /// Strict: migrations need `ENABLE_PROD_MIGRATIONS=true`, a failure stops start-up.
+    Production,
+}
+
+const ENVIRONMENTS: &str = "one of development, staging, production";
+const BOOLEANS: &str = "true/false, 1/0, yes/no or on/off";
+const SECONDS: &str = "a whole number of seconds";
+
+impl Environment {
+    /// The lowercase name, as `ENVIRONMENT` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Environment {
+    type Err = Error;
+
+    fn from_str(value: &str) -> Result<Environment> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "development" => Ok(Environment::Development),
+            "staging" => Ok(Environment::Staging),
+            "production" => Ok(Environment::Production),
+            _ => Err(invalid("ENVIRONMENT", value, ENVIRONMENTS)),
+        }
+    }
+}
+
+/// Where a setting's value came from; `plan` and skip messages say so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// The environment's default.
+    Default,
+    /// Set explicitly (environment variable or builder).
+    Explicit,
+}
+
+/// Names of the variables [`Config::from_env`] reads.
+pub mod vars {
+    /// `development`, `staging` or `production` (required).
+    pub const ENVIRONMENT: &str = "ENVIRONMENT";
+    /// Run pending migrations when the application starts.
+    pub const AUTO_MIGRATE_ON_STARTUP: &str = "AUTO_MIGRATE_ON_STARTUP";
+    /// Must be true for migrations to run in production.
+    pub const ENABLE_PROD_MIGRATIONS: &str = "ENABLE_PROD_MIGRATIONS";
+    /// Ask for confirmation before migrating.
+    pub const MIGRATION_REQUIRE_CONFIRMATION: &str = "MIGRATION_REQUIRE_CONFIRMATION";
+    /// Back the database up before migrating.
+    pub const MIGRATION_BACKUP_BEFORE: &str = "MIGRATION_BACKUP_BEFORE";
+    /// How long a runner waits for another runner's migration lock, in seconds.
+    pub const MIGRATION_LOCK_TIMEOUT_SECS: &str = "MIGRATION_LOCK_TIMEOUT_SECS";
+    /// How often long migrations log their progress, in seconds.
+    pub const MIGRATION_PROGRESS_INTERVAL_SECS: &str = "MIGRATION_PROGRESS_INTERVAL_SECS";
+}
+
+/// Default of `MIGRATION_LOCK_TIMEOUT_SECS`: one hour, so that replicas started during a long
+/// migration wait for it instead of failing.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Default of `MIGRATION_PROGRESS_INTERVAL_SECS`.
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The migration policy of one process.
+///
+/// | setting | development | staging | production |
+/// |---|---|---|---|
+/// | `AUTO_MIGRATE_ON_STARTUP` | true | true | false |
+/// | `ENABLE_PROD_MIGRATIONS` | ignored | ignored | must be true |
+/// | `MIGRATION_REQUIRE_CONFIRMATION` | false | false | true |
+/// | `MIGRATION_BACKUP_BEFORE` | false | false | true |
+/// | on a failed migration | log, start | log, start | error |
+///
+/// Booleans accept true/false, 1/0, yes/no, on/off in any case; anything else is an error that
+/// names the variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    environment: Environment,
+    auto_migrate_on_startup: Option<bool>,
+    enable_prod_migrations: Option<bool>,
+    require_confirmation: Option<bool>,
+    backup_before: Option<bool>,
+    lock_timeout: Duration,
+    progress_interval: Duration,
+}
+
+impl Config {
+    /// Reads the policy from the process environment (see [`vars`]).
+    pub fn from_env() -> Result<Config> {
+        Config::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    /// Reads the policy through `lookup` (a variable name to its value), e.g. from a map in tests.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config> {
+        let environment = match lookup(vars::ENVIRONMENT) {
+            Some(value) => value.parse()?,
+            None => {
+                return Err(Error::MissingVariable {
+                    variable: vars::ENVIRONMENT,
+                    expected: ENVIRONMENTS,
+                })
+            }
+        };
+        let flag = |name: &'static str| lookup(name).map(|v| parse_bool(name, &v)).transpose();
+        let seconds = |name: &'static str, default: Duration| {
+            lookup(name)
+                .map(|v| parse_seconds(name, &v))
+                .transpose()
+                .map(|v| v.unwrap_or(default))
+        };
+        Ok(Config {
+            environment,
+            auto_migrate_on_startup: flag(vars::AUTO_MIGRATE_ON_STARTUP)?,
+            enable_prod_migrations: flag(vars::ENABLE_PROD_MIGRATIONS)?,
+            require_confirmation: flag(vars::MIGRATION_REQUIRE_CONFIRMATION)?,
+            backup_before: flag(vars::MIGRATION_BACKUP_BEFORE)?,
+            lock_timeout: seconds(vars::MIGRATION_LOCK_TIMEOUT_SECS, DEFAULT_LOCK_TIMEOUT)?,
+            progress_interval: seconds(
+                vars::MIGRATION_PROGRESS_INTERVAL_SECS,
+                DEFAULT_PROGRESS_INTERVAL,
+            )?,
+        })
+    }
+
+    /// A policy for `environment` with its defaults; adjust it with the setters.
+    ///
+    /// ```
+    /// use migrator::{Config, Environment};
+    /// let mut config = Config::new(Environment::Production);
+    /// config.enable_prod_migrations(true).require_confirmation(false).backup_before(false);
+    /// assert!(!config.auto_migrate_on_startup_value()); // production default
+    /// ```
+    pub fn new(environment: Environment) -> Config {
+        Config {
+            environment,
+            auto_migrate_on_startup: None,
+            enable_prod_migrations: None,
+            require_confirmation: None,
+            backup_before: None,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            progress_interval: DEFAULT_PROGRESS_INTERVAL,
+        }
+    }
+
+    /// Sets `AUTO_MIGRATE_ON_STARTUP`.
+    pub fn auto_migrate_on_startup(&mut self, value: bool) -> &mut Config {
+        self.auto_migrate_on_startup = Some(value);
+        self
+    }
+
+    /// Sets `ENABLE_PROD_MIGRATIONS`.
+    pub fn enable_prod_migrations(&mut self, value: bool) -> &mut Config {
+        self.enable_prod_migrations = Some(value);
+        self
+    }
+
+    /// Sets `MIGRATION_REQUIRE_CONFIRMATION`.
+    pub fn require_confirmation(&mut self, value: bool) -> &mut Config {
+        self.require_confirmation = Some(value);
+        self
+    }
+
+    /// Sets `MIGRATION_BACKUP_BEFORE`.
+    pub fn backup_before(&mut self, value: bool) -> &mut Config {
+        self.backup_before = Some(value);
+        self
+    }
+
+    /// Sets how long to wait for another runner's lock (`MIGRATION_LOCK_TIMEOUT_SECS`).
+    pub fn lock_timeout(&mut self, value: Duration) -> &mut Config {
+        self.lock_timeout = value;
+        self
+    }
+
+    /// Sets how often long migrations log progress (`MIGRATION_PROGRESS_INTERVAL_SECS`).
+    pub fn progress_interval(&mut self, value: Duration) -> &mut Config {
+        self.progress_interval = value;
+        self
+    }
+
+    /// The environment.
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+
+    fn production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+
+    /// Effective `AUTO_MIGRATE_ON_STARTUP` and where it came from.
+    pub fn auto_migrate_on_startup_setting(&self) -> (bool, Source) {
+        setting(self.auto_migrate_on_startup, !self.production())
+    }
+
+    /// Effective `AUTO_MIGRATE_ON_STARTUP`.
+    pub fn auto_migrate_on_startup_value(&self) -> bool {
+        self.auto_migrate_on_startup_setting().0
+    }
+
+    /// Effective `ENABLE_PROD_MIGRATIONS` (false unless set).
+    pub fn enable_prod_migrations_value(&self) -> bool {
+        self.enable_prod_migrations.unwrap_or(false)
+    }
+
+    /// Effective `MIGRATION_REQUIRE_CONFIRMATION` and where it came from.
+    pub fn require_confirmation_setting(&self) -> (bool, Source) {
+        setting(self.require_confirmation, self.production())
+    }
+
+    /// Effective `MIGRATION_BACKUP_BEFORE` and where it came from.
+    pub fn backup_before_setting(&self) -> (bool, Source) {
+        setting(self.backup_before, self.production())
+    }
+
+    /// The lock wait timeout.
+    pub fn lock_timeout_value(&self) -> Duration {
+        self.lock_timeout
+    }
+
+    /// The progress log interval.
+    pub fn progress_interval_value(&self) -> Duration {
+        self.progress_interval
+    }
+
+    /// Whether a failed migration should stop the application (production only).
+    pub fn failure_stops_startup(&self) -> bool {
+        self.production()
+    }
+
+    /// Why this policy forbids an explicit run (`up`) at all, if it does:
+    /// production without `ENABLE_PROD_MIGRATIONS=true`.
+    pub fn run_refusal(&self) -> Option<String> {
+        (self.production() && !self.enable_prod_migrations_value()).then(|| {
+            format!(
+                "ENVIRONMENT is production and ENABLE_PROD_MIGRATIONS is {}; set \
+                 ENABLE_PROD_MIGRATIONS=true to allow migrations in production",
+                match self.enable_prod_migrations {
+                    Some(_) => "false",
+                    None => "not set",
+                }
+            )
+        })
+    }
+
+    /// Why start-up should skip migrating, if it should: `AUTO_MIGRATE_ON_STARTUP` is false,
+    /// or production is not enabled. Every reason that applies is listed.
+    pub fn startup_skip_reason(&self) -> Option<String> {
+        let mut reasons = Vec::new();
+        match self.auto_migrate_on_startup_setting() {
+            (true, _) => {}
+            (false, Source::Default) => reasons.push(format!(
+                "AUTO_MIGRATE_ON_STARTUP is not set and defaults to false in {}",
+                self.environment
+            )),
+            (false, Source::Explicit) => reasons.push("AUTO_MIGRATE_ON_STARTUP is false".into()),
+        }
+        reasons.extend(self.run_refusal());
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+}
+
+fn setting(explicit: Option<bool>, default: bool) -> (bool, Source) {
+    match explicit {
+        Some(value) => (value, Source::Explicit),
+        None => (default, Source::Default),
+    }
+}
+
+fn invalid(variable: &'static str, value: &str, expected: &'static str) -> Error {
+    // These variables hold no secrets; still, keep a hostile value from flooding the logs.
+    let value: String = value.chars().take(64).collect();
+    Error::InvalidVariable {
+        variable,
+        value,
+        expected,
+    }
+}
+
+/// Parses a boolean variable strictly.
+pub fn parse_bool(variable: &'static str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(variable, value, BOOLEANS)),
+    }
+}
+
+fn parse_seconds(variable: &'static str, value: &str) -> Result<Duration> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| invalid(variable, value, SECONDS))
+}

@@ -1,0 +1,186 @@
+//! Connections: one enum over PostgreSQL and SQLite, an r2d2 manager that picks the backend
+//! from the URL scheme (keeping the driver's real error), and [`Database`], the pool handle.
+
+use std::sync::Arc;
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection, SqliteConnection};
+
+use crate::error::{Error, Result};
+use crate::url::{Backend, DatabaseUrl};
+
+/// A connection to either backend. Use it as any Diesel connection (`sql_query`, the query
+/// builder, `transaction`); match on it for backend-specific calls.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    /// A PostgreSQL connection.
+    Postgresql(PgConnection),
+    /// A SQLite connection.
+    Sqlite(SqliteConnection),
+}
+
+impl AnyConnection {
+    /// Which backend this connection talks to.
+    pub fn backend(&self) -> Backend {
+        match self {
+            AnyConnection::Postgresql(_) => Backend::Postgres,
+            AnyConnection::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+/// How long a SQLite connection waits for another writer before `SQLITE_BUSY`.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 30_000;
+
+/// An r2d2 connection manager for [`AnyConnection`], choosing the backend from the URL scheme.
+///
+/// Unlike Diesel's generated `establish` for multi-connections, it keeps the driver's error
+/// (with the password scrubbed) instead of "invalid connection url".
+#[derive(Clone, Debug)]
+pub struct ConnectionManager {
+    url: Arc<DatabaseUrl>,
+}
+
+impl ConnectionManager {
+    /// A manager for `url`.
+    pub fn new(url: DatabaseUrl) -> ConnectionManager {
+        ConnectionManager { url: Arc::new(url) }
+    }
+
+    /// The URL (redacted when printed).
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// Opens a new connection outside any pool.
+    pub fn establish(&self) -> Result<AnyConnection> {
+        let url = &self.url;
+        let connect_error = |e: diesel::ConnectionError| Error::Connect {
+            url: url.redacted().to_owned(),
+            reason: url.scrub(e.to_string().trim_end()),
+        };
+        match url.backend() {
+            Backend::Postgres => PgConnection::establish(url.expose())
+                .map(AnyConnection::Postgresql)
+                .map_err(connect_error),
+            Backend::Sqlite => {
+                let path = url.sqlite_path().unwrap_or_default();
+                let mut conn = SqliteConnection::establish(path).map_err(connect_error)?;
+                conn.batch_execute(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};"))
+                    .map_err(Error::db(format!(
+                        "cannot configure SQLite database {path}"
+                    )))?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = AnyConnection;
+    type Error = Error;
+
+    fn connect(&self) -> Result<AnyConnection> {
+        self.establish()
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<()> {
+        conn.batch_execute("SELECT 1")
+            .map_err(Error::db("pooled connection is no longer valid"))
+    }
+
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        diesel::r2d2::R2D2Connection::is_broken(conn)
+    }
+}
+
+/// The r2d2 pool migrator runs on.
+pub type Pool = r2d2::Pool<ConnectionManager>;
+
+/// A connection checked out of a [`Pool`].
+pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
+
+/// A database: its URL and a connection pool.
+///
+/// Cloning is cheap and shares the pool.
+#[derive(Clone, Debug)]
+pub struct Database {
+    manager: ConnectionManager,
+    pool: Pool,
+}
+
+/// Default maximum number of pooled connections.
+pub const DEFAULT_POOL_SIZE: u32 = 10;
+
+impl Database {
+    /// Opens a pool for `url` (`postgres://`, `postgresql://` or `sqlite://PATH`).
+    ///
+    /// One connection is made at once, so that a wrong URL, host or password fails here with
+    /// the driver's message (password scrubbed) rather than later as a pool timeout.
+    pub fn connect(url: &str) -> Result<Database> {
+        Database::connect_with(url, r2d2::Pool::builder().max_size(DEFAULT_POOL_SIZE))
+    }
+
+    /// Reads `DATABASE_URL` and connects.
+    pub fn from_env() -> Result<Database> {
+        match std::env::var("DATABASE_URL") {
+            Ok(url) => Database::connect(&url),
+            Err(std::env::VarError::NotPresent) => Err(Error::MissingVariable {
+                variable: "DATABASE_URL",
+                expected: "postgres://USER:PASSWORD@HOST:PORT/DATABASE or sqlite://PATH",
+            }),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidDatabaseUrl {
+                url: "<not shown>".into(),
+                reason: "DATABASE_URL is not valid UTF-8".into(),
+            }),
+        }
+    }
+
+    /// Like [`Database::connect`], with the pool settings of `builder` (size, timeouts).
+    ///
+    /// An in-memory SQLite database (`sqlite://:memory:`) exists once per connection, so its
+    /// pool is limited to one connection.
+    pub fn connect_with(url: &str, builder: r2d2::Builder<ConnectionManager>) -> Result<Database> {
+        let url = DatabaseUrl::parse(url)?;
+        let builder = if url.is_sqlite_memory() {
+            builder.max_size(1)
+        } else {
+            builder
+        };
+        let manager = ConnectionManager::new(url);
+        let first = manager.establish()?;
+        drop(first);
+        let pool = builder.build_unchecked(manager.clone());
+        Ok(Database { manager, pool })
+    }
+
+    /// Wraps an existing pool built on a [`ConnectionManager`].
+    pub fn from_pool(pool: Pool, manager: ConnectionManager) -> Database {
+        Database { manager, pool }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// A pooled connection.
+    pub fn get(&self) -> Result<PooledConnection> {
+        Ok(self.pool.get()?)
+    }
+
+    /// A connection of its own, outside the pool (closed when dropped).
+    pub fn dedicated_connection(&self) -> Result<AnyConnection> {
+        self.manager.establish()
+    }
+
+    /// The URL (redacted when printed).
+    pub fn url(&self) -> &DatabaseUrl {
+        self.manager.url()
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.manager.url().backend()
+    }
+}

@@ -1,0 +1,205 @@
+//! What a migration function receives.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+
+use crate::config::Config;
+use crate::connection::{AnyConnection, Database, Pool};
+use crate::error::{Error, Result};
+use crate::url::Backend;
+
+/// The migration's view of the world: its connection, the pool, the policy, a progress reporter.
+///
+/// In a transactional migration, [`Context::conn`] is inside the transaction that also writes
+/// the `success` row; other pool connections do not see its changes until it commits.
+pub struct Context<'a> {
+    conn: &'a mut AnyConnection,
+    db: &'a Database,
+    config: &'a Config,
+    id: &'static str,
+    transactional: bool,
+    progress: Progress,
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(
+        conn: &'a mut AnyConnection,
+        db: &'a Database,
+        config: &'a Config,
+        id: &'static str,
+        transactional: bool,
+    ) -> Context<'a> {
+        let progress = Progress::new(id, config.progress_interval_value());
+        Context {
+            conn,
+            db,
+            config,
+            id,
+            transactional,
+            progress,
+        }
+    }
+
+    /// The migration's connection.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        self.conn
+    }
+
+    /// Runs one or more SQL statements (no bind parameters) on the migration's connection.
+    pub fn batch_execute(&mut self, sql: &str) -> Result<()> {
+        self.conn.batch_execute(sql).map_err(Error::from)
+    }
+
+    /// The pool, for work spread over several connections (e.g. parallel backfills).
+    pub fn pool(&self) -> &Pool {
+        self.db.pool()
+    }
+
+    /// The database (pool, URL, backend).
+    pub fn database(&self) -> &Database {
+        self.db
+    }
+
+    /// The backend, for SQL that differs between PostgreSQL and SQLite.
+    pub fn backend(&self) -> Backend {
+        self.conn.backend()
+    }
+
+    /// The policy the run was started with.
+    pub fn config(&self) -> &Config {
+        self.config
+    }
+
+    /// The migration's ID.
+    pub fn id(&self) -> &'static str {
+        self.id
+    }
+
+    /// Whether the migration runs inside a transaction.
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+
+    /// The progress reporter; clone it into worker threads.
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+}
+
+/// Progress of a long migration: rows done out of a total, logged at a steady interval as
+/// `Migration NAME progress: done/total rows (p%), rate rows/s, ETA`.
+///
+/// Cheap to clone; clones share the counters, so worker threads can each add what they did.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    id: &'static str,
+    interval: Duration,
+    started: Instant,
+    done: AtomicU64,
+    total: AtomicU64,
+    last_log: Mutex<Instant>,
+}
+
+/// A snapshot of a [`Progress`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ProgressSnapshot {
+    /// Rows done.
+    pub done: u64,
+    /// Rows in all (0 when unknown).
+    pub total: u64,
+    /// Rows per second since the start.
+    pub rate: f64,
+    /// Estimated time left, when the total and a rate are known.
+    pub eta: Option<Duration>,
+}
+
+impl Progress {
+    /// A reporter for migration `id`, logging at most every `interval`.
+    pub fn new(id: &'static str, interval: Duration) -> Progress {
+        let now = Instant::now();
+        Progress {
+            inner: Arc::new(Inner {
+                id,
+                interval,
+                started: now,
+                done: AtomicU64::new(0),
+                total: AtomicU64::new(0),
+                last_log: Mutex::new(now),
+            }),
+        }
+    }
+
+    /// Sets the number of rows in all.
+    pub fn set_total(&self, total: u64) {
+        self.inner.total.store(total, Ordering::Relaxed);
+    }
+
+    /// Adds `rows` to the rows done, and logs a progress line if the interval has passed.
+    pub fn add(&self, rows: u64) {
+        self.inner.done.fetch_add(rows, Ordering::Relaxed);
+        let due = {
+            let Ok(mut last) = self.inner.last_log.lock() else {
+                return;
+            };
+            if last.elapsed() >= self.inner.interval {
+                *last = Instant::now();
+                true
+            } else {
+                false
+            }
+        };
+        if due {
+            self.log();
+        }
+    }
+
+    /// The current counts, rate and ETA.
+    pub fn snapshot(&self) -> ProgressSnapshot {
+        let done = self.inner.done.load(Ordering::Relaxed);
+        let total = self.inner.total.load(Ordering::Relaxed);
+        let secs = self.inner.started.elapsed().as_secs_f64();
+        let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+        let eta = (total > done && rate > 0.0)
+            .then(|| Duration::from_secs_f64((total - done) as f64 / rate));
+        ProgressSnapshot {
+            done,
+            total,
+            rate,
+            eta,
+        }
+    }
+
+    /// Logs the progress line now.
+    pub fn log(&self) {
+        let s = self.snapshot();
+        let id = self.inner.id;
+        if s.total > 0 {
+            let pct = 100.0 * s.done as f64 / s.total as f64;
+            let eta = s
+                .eta
+                .map(|eta| format!("ETA {}s", eta.as_secs()))
+                .unwrap_or_else(|| "ETA unknown".into());
+            log::info!(
+                "Migration {id} progress: {}/{} rows ({pct:.1}%), {:.1} rows/s, {eta}",
+                s.done,
+                s.total,
+                s.rate
+            );
+        } else {
+            log::info!(
+                "Migration {id} progress: {} rows, {:.1} rows/s",
+                s.done,
+                s.rate
+            );
+        }
+    }
+}

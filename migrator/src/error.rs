@@ -1,0 +1,221 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::report::Report;
+
+/// A `Result` whose error defaults to [`enum@Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in migrator.
+///
+/// Messages are lowercase, name the migration and the cause, and never contain a database
+/// password. [`Error::report`] gives what a run did before it stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An environment variable has a value migrator does not accept.
+    #[error("invalid {variable} value {value:?}: expected {expected}")]
+    InvalidVariable {
+        /// The variable, e.g. `AUTO_MIGRATE_ON_STARTUP`.
+        variable: &'static str,
+        /// The value found (these variables hold no secrets).
+        value: String,
+        /// What it accepts.
+        expected: &'static str,
+    },
+
+    /// A required environment variable is not set.
+    #[error("{variable} is not set: expected {expected}")]
+    MissingVariable {
+        /// The variable, e.g. `ENVIRONMENT`.
+        variable: &'static str,
+        /// What it accepts.
+        expected: &'static str,
+    },
+
+    /// `DATABASE_URL` (or a URL given in code) cannot be used.
+    #[error("invalid DATABASE_URL {url}: {reason}")]
+    InvalidDatabaseUrl {
+        /// The URL, redacted (or `<not shown>` where no password could be told apart).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The database could not be reached or refused the connection.
+    #[error("cannot connect to {url}: {reason}")]
+    Connect {
+        /// The redacted URL.
+        url: String,
+        /// The driver's message, with the password scrubbed.
+        reason: String,
+    },
+
+    /// No pooled connection became available.
+    #[error("cannot get a database connection from the pool: {0}")]
+    Pool(#[from] r2d2::Error),
+
+    /// A query of migrator's own failed.
+    #[error("{context}: {source}")]
+    Database {
+        /// What migrator was doing.
+        context: String,
+        /// The database's error.
+        #[source]
+        source: diesel::result::Error,
+    },
+
+    /// A query in migration code failed (converted by `?`).
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+
+    /// Diesel's SQL migrations failed.
+    #[error("diesel SQL migrations failed: {reason}")]
+    SqlMigrations {
+        /// Diesel's message.
+        reason: String,
+    },
+
+    /// Two registered migrations share one ID.
+    #[error("duplicate migration ID {id}: registered at {first} and at {second}")]
+    DuplicateMigration {
+        /// The ID.
+        id: String,
+        /// `file:line` of one registration.
+        first: String,
+        /// `file:line` of the other.
+        second: String,
+    },
+
+    /// An operator named a migration this binary does not contain.
+    #[error("unknown migration {id}: this binary contains no migration with that ID")]
+    UnknownMigration {
+        /// The ID given.
+        id: String,
+    },
+
+    /// A migration registered by hand (not through the macro) has a malformed ID.
+    #[error("invalid migration ID {id:?} at {location}: expected three or more digits, an underscore, then lowercase letters, digits and underscores")]
+    InvalidMigrationId {
+        /// The ID.
+        id: String,
+        /// `file:line` of the registration.
+        location: String,
+    },
+
+    /// A migration failed; its transaction (if any) was rolled back and a `failed` row written.
+    #[error("migration {id} failed: {cause}")]
+    MigrationFailed {
+        /// The migration's ID.
+        id: String,
+        /// Why, as recorded in `applied_migrations.error_message`.
+        cause: Box<Error>,
+        /// What the run did up to the failure.
+        report: Box<Report>,
+    },
+
+    /// A migration function returned an error of its own.
+    #[error("{0}")]
+    Custom(Box<dyn std::error::Error + Send + Sync + 'static>),
+
+    /// A migration function panicked.
+    #[error("panicked: {message}")]
+    Panic {
+        /// The panic message.
+        message: String,
+    },
+
+    /// `applied_migrations` holds a value migrator does not understand.
+    #[error("applied_migrations row {migration}: {reason}")]
+    Tracking {
+        /// The `migration_name` of the row.
+        migration: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Another runner held the migration lock for longer than the lock timeout.
+    #[error("timed out after {}s waiting for the migration lock{}; raise MIGRATION_LOCK_TIMEOUT_SECS or stop the holder", waited.as_secs(), holder.as_deref().map(|h| format!(" (held by {h})")).unwrap_or_default())]
+    LockTimeout {
+        /// How long this runner waited.
+        waited: Duration,
+        /// Who held it, when known.
+        holder: Option<String>,
+    },
+
+    /// The migration lock could not be taken for a reason other than another holder.
+    #[error("cannot take the migration lock {path:?}: {source}")]
+    LockFile {
+        /// The lock file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The environment policy forbids running (production not enabled, confirmation or backup
+    /// required but not available).
+    #[error("refused by policy: {reason}")]
+    Refused {
+        /// Which variable refuses, and how to allow it.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// An error from migration code, for causes that are not database errors.
+    ///
+    /// ```
+    /// let err = migrator::Error::msg("user 42 has no email");
+    /// assert_eq!(err.to_string(), "user 42 has no email");
+    /// ```
+    pub fn msg(message: impl std::fmt::Display) -> Error {
+        Error::Custom(message.to_string().into())
+    }
+
+    /// Wraps any error from migration code.
+    pub fn custom(error: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Custom(Box::new(error))
+    }
+
+    /// What the run did before it failed, when the error comes from a run.
+    pub fn report(&self) -> Option<&Report> {
+        match self {
+            Error::MigrationFailed { report, .. } => Some(report),
+            _ => None,
+        }
+    }
+
+    /// The ID of the migration that failed, if this error is a migration failure.
+    pub fn migration_id(&self) -> Option<&str> {
+        match self {
+            Error::MigrationFailed { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Whether the error is a configuration or usage problem (exit code 2 in the CLI).
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidVariable { .. }
+                | Error::MissingVariable { .. }
+                | Error::InvalidDatabaseUrl { .. }
+                | Error::DuplicateMigration { .. }
+                | Error::InvalidMigrationId { .. }
+                | Error::UnknownMigration { .. }
+        )
+    }
+
+    /// Whether the environment policy refused to run (exit code 3 in the CLI).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Error::Refused { .. })
+    }
+
+    pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(diesel::result::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Database { context, source }
+    }
+}

@@ -1,0 +1,128 @@
+//! Database migrations run safely when an application starts, on PostgreSQL and SQLite.
+//!
+//! Write a migration as a plain Rust function, register it with `#[migration("NNN_name")]`, and
+//! call the start-up entry point. One process migrates while the others wait on a database lock;
+//! each attempt is recorded in the `applied_migrations` table; the environment policy
+//! (`ENVIRONMENT`, `AUTO_MIGRATE_ON_STARTUP`, `ENABLE_PROD_MIGRATIONS`, ...) decides whether
+//! start-up migrates, and whether a failure stops it.
+//!
+//! ```
+//! use migrator::{migration, Config, Context, Database, Environment, Migrator, Outcome, Result};
+//!
+//! #[migration("001_create_users")]
+//! fn create_users(ctx: &mut Context<'_>) -> Result<()> {
+//!     ctx.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+//! }
+//!
+//! #[migration("002_seed_admin")]
+//! fn seed_admin(ctx: &mut Context<'_>) -> Result<()> {
+//!     ctx.batch_execute("INSERT INTO users (name) VALUES ('admin')")
+//! }
+//!
+//! # fn main() -> Result<()> {
+//! # let dir = std::env::temp_dir().join(format!("migrator-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! # let url = format!("sqlite://{}/app.db", dir.display());
+//! let db = Database::connect(&url)?; // or Database::from_env() for DATABASE_URL
+//! let config = Config::new(Environment::Development); // or Config::from_env()
+//! let migrator = Migrator::from_registry()?;
+//!
+//! let report = migrator.run(&db, &config)?;
+//! assert_eq!(report.applied().count(), 2);
+//!
+//! // A second run finds nothing pending.
+//! let again = migrator.run(&db, &config)?;
+//! assert!(again.migrations.iter().all(|m| m.outcome == Outcome::AlreadyApplied));
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! # Ok(()) }
+//! ```
+//!
+//! At start-up, [`run_on_startup`] reads the policy from the environment and applies it:
+//!
+//! ```no_run
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let db = migrator::Database::from_env()?;
+//!     match migrator::run_on_startup(&db)? {
+//!         migrator::StartupOutcome::Failed(e) => eprintln!("serving degraded: {e}"),
+//!         _ => {}
+//!     }
+//!     // ... start serving
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A migration's signature is checked at compile time:
+//!
+//! ```compile_fail
+//! #[migrator::migration("001_wrong")]
+//! fn wrong(name: &str) -> migrator::Result<()> { Ok(()) }
+//! ```
+//!
+//! # Transactions
+//! By default a migration runs in one transaction together with the row that records its
+//! success: it is applied entirely or not at all. `#[migration("002_x", transaction = false)]`
+//! is for work that cannot run in a transaction (`CREATE INDEX CONCURRENTLY`) or should not
+//! (large backfills); it is recorded `running` first, and an interrupted one is run again, so it
+//! must be idempotent.
+//!
+//! # The lock
+//! See [`lock`]: a session advisory lock on PostgreSQL, a `flock`ed file beside the database on
+//! SQLite. Runners wait up to `MIGRATION_LOCK_TIMEOUT_SECS` (default one hour), logging who
+//! holds it.
+
+#![warn(missing_docs)]
+
+extern crate self as migrator;
+
+mod config;
+mod connection;
+mod context;
+mod error;
+pub mod lock;
+mod registry;
+mod report;
+mod runner;
+mod sql;
+mod startup;
+mod tracking;
+mod url;
+
+/// Registers a function as a code migration.
+///
+/// ```ignore
+/// #[migration("001_hash_kroger_passwords", transaction = false)]
+/// fn hash_kroger_passwords(ctx: &mut Context<'_>) -> Result<()> { ... }
+/// ```
+///
+/// - The ID must match `^[0-9]{3,}_[a-z0-9_]+$` and be unique in the binary; migrations run in
+///   the order of the numeric prefix, then the ID.
+/// - The function must be a plain `fn(&mut Context<'_>) -> Result<()>`: not `async`, `const`,
+///   generic or a method. Misuse is a compile error pointing at the function.
+/// - `transaction = false` runs it outside a transaction (it must then be idempotent).
+/// - `crate = path` names the `migrator` crate when it is re-exported under another path.
+/// - A checksum of the function's tokens is recorded when it runs; if the code of an applied
+///   migration changes, runs warn and report it (they never re-run it).
+#[doc(inline)]
+pub use migrator_macros::migration;
+
+pub use config::{
+    parse_bool, vars, Config, Environment, Source, DEFAULT_LOCK_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
+};
+pub use connection::{
+    AnyConnection, ConnectionManager, Database, Pool, PooledConnection, DEFAULT_POOL_SIZE,
+};
+pub use context::{Context, Progress, ProgressSnapshot};
+pub use error::{Error, Result};
+pub use registry::{registered, Migration, MigrationFn};
+pub use report::{ChecksumDrift, MigrationReport, MigrationState, Outcome, Report, StatusReport};
+pub use runner::{MarkAs, Migrator};
+pub use startup::{run_on_startup, StartupOutcome};
+pub use tracking::{AppliedMigration, Status, TABLE};
+pub use url::{Backend, DatabaseUrl};
+
+/// Not public API. Used by generated code.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::{Migration, MigrationFn};
+    pub use inventory;
+}

@@ -1,0 +1,154 @@
+//! The PostgreSQL migration lock.
+//!
+//! Key: the two-integer form of `pg_advisory_lock(key1, key2)` with
+//! `key1 = 1835624306` (`0x6D696772`, ASCII "migr") and
+//! `key2 = hashtext(current_database() || '.' || current_schema() || '.applied_migrations')`,
+//! so that two schemas (tenants) of one server, or two databases, never serialize each other.
+//! An operator finds the holder with:
+//!
+//! ```sql
+//! SELECT a.pid, a.application_name, a.client_addr, a.state_change
+//! FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+//! WHERE l.locktype = 'advisory' AND l.classid = 1835624306 AND l.objsubid = 2 AND l.granted;
+//! ```
+//!
+//! The lock is a session lock: behind PgBouncer in transaction pooling mode it does not hold.
+//! Point `DATABASE_URL` of the migrating process at PostgreSQL directly (or a session-mode pool).
+
+use std::time::Duration;
+
+use diesel::sql_types::{Bool, Integer, Nullable, Text};
+use diesel::{QueryableByName, RunQueryDsl};
+
+use crate::connection::{AnyConnection, Database};
+use crate::error::{Error, Result};
+
+/// The first key of the advisory lock: ASCII "migr".
+pub const LOCK_CLASS: i32 = 0x6D69_6772;
+
+const KEY2: &str =
+    "hashtext(current_database() || '.' || COALESCE(current_schema(), '') || '.applied_migrations')";
+
+/// A held advisory lock on its own connection.
+pub(crate) struct PgLock {
+    conn: Option<AnyConnection>,
+    database: String,
+}
+
+impl std::fmt::Debug for PgLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+#[derive(QueryableByName)]
+struct Taken {
+    #[diesel(sql_type = Bool)]
+    taken: bool,
+}
+
+#[derive(QueryableByName)]
+struct Holder {
+    #[diesel(sql_type = Integer)]
+    pid: i32,
+    #[diesel(sql_type = Text)]
+    application_name: String,
+    #[diesel(sql_type = Text)]
+    client: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    since: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct Name {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+impl PgLock {
+    pub(crate) fn acquire(db: &Database, timeout: Duration) -> Result<PgLock> {
+        let mut conn = db.dedicated_connection()?;
+        let me = crate::tracking::runner_identity();
+        let name: Name = diesel::sql_query(
+            "SELECT set_config('application_name', $1, false) || ' on ' || current_database() AS name",
+        )
+        .bind::<Text, _>(format!("migrator {me}"))
+        .get_result(&mut conn)
+        .map_err(Error::db("cannot prepare the migration lock connection"))?;
+        let database = name.name;
+        // Waiters look the holder up on a second connection, opened only if they have to wait.
+        let mut observer: Option<AnyConnection> = None;
+        let what = format!("(PostgreSQL advisory lock {LOCK_CLASS}/{database})");
+        crate::lock::wait_for(
+            &what,
+            timeout,
+            || {
+                let taken: Taken = diesel::sql_query(format!(
+                    "SELECT pg_try_advisory_lock({LOCK_CLASS}, {KEY2}) AS taken"
+                ))
+                .get_result(&mut conn)
+                .map_err(Error::db("cannot take the PostgreSQL migration lock"))?;
+                Ok(taken.taken.then_some(()))
+            },
+            || {
+                if observer.is_none() {
+                    observer = db.dedicated_connection().ok();
+                }
+                holder(observer.as_mut()?)
+            },
+        )?;
+        Ok(PgLock {
+            conn: Some(conn),
+            database,
+        })
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "PostgreSQL advisory lock ({LOCK_CLASS}, hashtext of {})",
+            self.database
+        )
+    }
+}
+
+/// "pid 123 (application_name 'x', client 10.0.0.1) since 2026-01-01 ..." for the current holder.
+fn holder(conn: &mut AnyConnection) -> Option<String> {
+    let query = format!(
+        "SELECT a.pid AS pid, COALESCE(a.application_name, '') AS application_name, \
+         COALESCE(host(a.client_addr), 'local socket') AS client, \
+         CAST(a.state_change AS TEXT) AS since \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+         AND l.classid = CAST({LOCK_CLASS} AS oid) AND l.objid = CAST(CAST({KEY2} AS BIGINT) & 4294967295 AS oid) \
+         LIMIT 1"
+    );
+    let found: Vec<Holder> = diesel::sql_query(query).load(conn).ok()?;
+    found.into_iter().next().map(|h| {
+        format!(
+            "pid {} (application_name '{}', client {}) since {}",
+            h.pid,
+            h.application_name,
+            h.client,
+            h.since.as_deref().unwrap_or("an unknown time")
+        )
+    })
+}
+
+impl Drop for PgLock {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlocked: std::result::Result<Taken, _> = diesel::sql_query(format!(
+                "SELECT pg_advisory_unlock({LOCK_CLASS}, {KEY2}) AS taken"
+            ))
+            .get_result(&mut conn);
+            if !matches!(unlocked, Ok(Taken { taken: true })) {
+                log::warn!(
+                    "Could not release the migration lock explicitly; closing its connection \
+                     releases it"
+                );
+            }
+            // Dropping the dedicated connection ends the session, which frees the lock anyway.
+        }
+    }
+}

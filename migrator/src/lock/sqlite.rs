@@ -1,0 +1,116 @@
+//! The SQLite migration lock: an exclusive `flock` on `PATH.migrator-lock`.
+//!
+//! SQLite has no advisory locks, and holding its own write lock for the whole run would block
+//! the migrations themselves. A lock on a file beside the database is shared by every process
+//! on the host (and every thread: each acquisition opens the file anew), and the kernel drops
+//! it when its process dies, so it never goes stale. The file records who holds it, for the
+//! waiting runners' log lines; it is left in place after release (deleting it would race).
+//! An in-memory database (`sqlite://:memory:`) lives in one connection of one process; a
+//! process-wide mutex serializes runners on it.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::connection::Database;
+use crate::error::{Error, Result};
+
+static MEMORY_LOCK: Mutex<()> = Mutex::new(());
+
+pub(crate) enum FileLock {
+    File { file: File, path: PathBuf },
+    Memory(#[allow(dead_code)] MutexGuard<'static, ()>),
+}
+
+impl std::fmt::Debug for FileLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// The lock file of the SQLite database at `db_path`.
+pub fn lock_path(db_path: &str) -> PathBuf {
+    let path = db_path.strip_prefix("file:").unwrap_or(db_path);
+    let path = path.split('?').next().unwrap_or(path);
+    PathBuf::from(format!("{path}.migrator-lock"))
+}
+
+impl FileLock {
+    pub(crate) fn acquire(db: &Database, timeout: Duration) -> Result<FileLock> {
+        if db.url().is_sqlite_memory() {
+            let guard = crate::lock::wait_for(
+                "(in-memory SQLite)",
+                timeout,
+                || match MEMORY_LOCK.try_lock() {
+                    Ok(guard) => Ok(Some(guard)),
+                    Err(std::sync::TryLockError::Poisoned(p)) => Ok(Some(p.into_inner())),
+                    Err(std::sync::TryLockError::WouldBlock) => Ok(None),
+                },
+                || Some("another thread of this process".into()),
+            )?;
+            return Ok(FileLock::Memory(guard));
+        }
+        let path = lock_path(db.url().sqlite_path().unwrap_or_default());
+        let io_error = |source| Error::LockFile {
+            path: path.clone(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_error)?;
+        let what = format!("({})", path.display());
+        crate::lock::wait_for(
+            &what,
+            timeout,
+            || match file.try_lock() {
+                Ok(()) => Ok(Some(())),
+                Err(TryLockError::WouldBlock) => Ok(None),
+                Err(TryLockError::Error(e)) => Err(io_error(e)),
+            },
+            || {
+                let mut holder = String::new();
+                File::open(&path).ok()?.read_to_string(&mut holder).ok()?;
+                let holder = holder.trim();
+                (!holder.is_empty()).then(|| holder.to_owned())
+            },
+        )?;
+        let since = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let holder = format!(
+            "{} since {}",
+            crate::tracking::runner_identity(),
+            crate::lock::format_utc(since)
+        );
+        // Best effort: the holder line only serves the waiters' logs.
+        let _ = file
+            .set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)))
+            .and_then(|_| file.write_all(holder.as_bytes()));
+        Ok(FileLock::File { file, path })
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            FileLock::File { path, .. } => format!("lock file {}", path.display()),
+            FileLock::Memory(_) => "in-memory SQLite lock".into(),
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        if let FileLock::File { file, .. } = self {
+            let _ = file.set_len(0);
+            // Closing the file releases the lock too; unlock first to be explicit.
+            let _ = file.unlock();
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Migrations registered by `#[migration]`, collected with `inventory`, sorted and checked.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+
+/// The signature of a code migration.
+pub type MigrationFn = for<'a, 'b> fn(&'a mut Context<'b>) -> Result<()>;
+
+/// A code migration: what `#[migration("NNN_name")]` registers.
+///
+/// Values are created by the macro at compile time; the runner only reads them.
+pub struct Migration {
+    id: &'static str,
+    run: MigrationFn,
+    transactional: bool,
+    checksum: &'static str,
+    file: &'static str,
+    line: u32,
+    module_path: &'static str,
+}
+
+inventory::collect!(Migration);
+
+impl Migration {
+    /// Not public API: the `const` constructor the macro calls.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    pub const fn __new(
+        id: &'static str,
+        run: MigrationFn,
+        transactional: bool,
+        checksum: &'static str,
+        file: &'static str,
+        line: u32,
+        module_path: &'static str,
+    ) -> Migration {
+        Migration {
+            id,
+            run,
+            transactional,
+            checksum,
+            file,
+            line,
+            module_path,
+        }
+    }
+
+    /// The ID, e.g. `001_hash_kroger_passwords`.
+    pub fn id(&self) -> &'static str {
+        self.id
+    }
+
+    /// Whether the migration runs in one transaction together with its `success` row.
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
+    }
+
+    /// Checksum of the function's tokens when it was compiled.
+    pub fn checksum(&self) -> &'static str {
+        self.checksum
+    }
+
+    /// `file:line` of the `#[migration]` attribute.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+
+    /// The module that defines the migration.
+    pub fn module_path(&self) -> &'static str {
+        self.module_path
+    }
+
+    pub(crate) fn call(&self, ctx: &mut Context<'_>) -> Result<()> {
+        (self.run)(ctx)
+    }
+
+    /// The numeric prefix of the ID (saturating for absurdly long prefixes).
+    fn number(&self) -> u128 {
+        self.id
+            .bytes()
+            .take_while(u8::is_ascii_digit)
+            .fold(0u128, |n, d| {
+                n.saturating_mul(10).saturating_add(u128::from(d - b'0'))
+            })
+    }
+
+    /// Order: by numeric prefix, then by the whole ID.
+    pub(crate) fn order(&self, other: &Migration) -> Ordering {
+        self.number()
+            .cmp(&other.number())
+            .then_with(|| self.id.cmp(other.id))
+    }
+}
+
+impl fmt::Debug for Migration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Migration")
+            .field("id", &self.id)
+            .field("transactional", &self.transactional)
+            .field("checksum", &self.checksum)
+            .field("location", &self.location())
+            .finish()
+    }
+}
+
+/// Every migration linked into this binary, in registration (unspecified) order.
+///
+/// A migration defined in a library crate is only linked when the binary names something of
+/// that crate (`use that_crate as _;` is enough).
+pub fn registered() -> impl Iterator<Item = &'static Migration> {
+    inventory::iter::<Migration>.into_iter()
+}
+
+/// Sorts `migrations` and checks IDs: duplicates and malformed IDs are errors naming the places.
+pub(crate) fn sorted(
+    migrations: impl IntoIterator<Item = &'static Migration>,
+) -> Result<Vec<&'static Migration>> {
+    let mut all: Vec<&'static Migration> = migrations.into_iter().collect();
+    if let Some(bad) = all.iter().find(|m| !valid_id(m.id)) {
+        return Err(Error::InvalidMigrationId {
+            id: bad.id.to_owned(),
+            location: bad.location(),
+        });
+    }
+    all.sort_by(|a, b| a.order(b).then_with(|| a.location().cmp(&b.location())));
+    if let Some(pair) = all.windows(2).find(|pair| pair[0].id == pair[1].id) {
+        return Err(Error::DuplicateMigration {
+            id: pair[0].id.to_owned(),
+            first: pair[0].location(),
+            second: pair[1].location(),
+        });
+    }
+    Ok(all)
+}
+
+/// `^[0-9]{3,}_[a-z0-9_]+$`, the rule the macro enforces at compile time.
+pub(crate) fn valid_id(id: &str) -> bool {
+    let digits = id.bytes().take_while(u8::is_ascii_digit).count();
+    let rest = &id.as_bytes()[digits..];
+    digits >= 3
+        && rest.len() >= 2
+        && rest[0] == b'_'
+        && rest[1..]
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+}

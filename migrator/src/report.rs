@@ -1,0 +1,117 @@
+//! What a run did, and what the tracking table says.
+
+use std::time::Duration;
+
+use crate::tracking::AppliedMigration;
+
+/// What happened to one migration in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Applied by this run.
+    Applied,
+    /// Attempted by this run and failed (rolled back if transactional).
+    Failed,
+    /// Applied before; not run.
+    AlreadyApplied,
+    /// Marked `skipped` by an operator; not run.
+    Skipped,
+    /// Pending, but not attempted because an earlier migration failed.
+    NotRun,
+}
+
+/// One migration in a [`Report`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MigrationReport {
+    /// The migration's ID.
+    pub id: String,
+    /// What happened.
+    pub outcome: Outcome,
+    /// How long this run's attempt took.
+    pub duration: Option<Duration>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// An applied migration whose code changed since it ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ChecksumDrift {
+    /// The migration's ID.
+    pub id: String,
+    /// The checksum recorded when it ran.
+    pub recorded: String,
+    /// The checksum of the code in this binary.
+    pub current: String,
+}
+
+/// What a run did: every known migration in order, plus the anomalies it found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Report {
+    /// Diesel SQL migrations applied by this run (versions).
+    pub sql_migrations: Vec<String>,
+    /// Every code migration of the binary, in order.
+    pub migrations: Vec<MigrationReport>,
+    /// Rows of `applied_migrations` whose migration this binary does not contain.
+    pub unknown_applied: Vec<AppliedMigration>,
+    /// Applied migrations whose code changed since they ran.
+    pub checksum_drift: Vec<ChecksumDrift>,
+}
+
+impl Report {
+    /// The migrations this run applied, in order.
+    pub fn applied(&self) -> impl Iterator<Item = &MigrationReport> {
+        self.migrations
+            .iter()
+            .filter(|m| m.outcome == Outcome::Applied)
+    }
+
+    /// The migration that failed, if any.
+    pub fn failed(&self) -> Option<&MigrationReport> {
+        self.migrations
+            .iter()
+            .find(|m| m.outcome == Outcome::Failed)
+    }
+
+    /// The entry of migration `id`.
+    pub fn get(&self, id: &str) -> Option<&MigrationReport> {
+        self.migrations.iter().find(|m| m.id == id)
+    }
+}
+
+/// The state of one migration as the tracking table shows it (see [`crate::Migrator::status`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MigrationState {
+    /// The migration's ID.
+    pub id: String,
+    /// Whether it runs in a transaction.
+    pub transactional: bool,
+    /// `file:line` of its definition.
+    pub location: String,
+    /// Its row, if it has one.
+    pub row: Option<AppliedMigration>,
+    /// Whether the next run would attempt it (a `running` row counts: its runner may be dead).
+    pub pending: bool,
+    /// Whether its code changed since it was applied.
+    pub checksum_drift: bool,
+}
+
+/// The tracking table read against the binary's migrations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatusReport {
+    /// Every code migration of the binary, in order.
+    pub migrations: Vec<MigrationState>,
+    /// Rows whose migration this binary does not contain.
+    pub unknown_applied: Vec<AppliedMigration>,
+}
+
+impl StatusReport {
+    /// The migrations the next run would attempt, in order.
+    pub fn pending(&self) -> impl Iterator<Item = &MigrationState> {
+        self.migrations.iter().filter(|m| m.pending)
+    }
+}

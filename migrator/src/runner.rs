@@ -1,0 +1,384 @@
+//! The runner: plan under the lock, apply in order, record every attempt.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use diesel::Connection;
+
+use crate::config::Config;
+use crate::connection::Database;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::lock::LockGuard;
+use crate::registry::{self, Migration};
+use crate::report::{
+    ChecksumDrift, MigrationReport, MigrationState, Outcome, Report, StatusReport,
+};
+use crate::sql::SqlMigrations;
+use crate::tracking::{self, AppliedMigration, Record, Status};
+
+/// Runs a set of migrations against a [`Database`].
+///
+/// ```no_run
+/// use migrator::{Config, Database, Migrator};
+/// # fn main() -> migrator::Result<()> {
+/// let db = Database::connect("sqlite://app.db")?;
+/// let report = Migrator::from_registry()?.run(&db, &Config::from_env()?)?;
+/// println!("{} migration(s) applied", report.applied().count());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Migrator {
+    migrations: Vec<&'static Migration>,
+    sql: Option<SqlMigrations>,
+}
+
+/// What [`Migrator::mark`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MarkAs {
+    /// Applied (e.g. fixed by hand): never run.
+    Success,
+    /// Failed: run again on the next run.
+    Failed,
+    /// Not wanted: never run.
+    Skipped,
+    /// No row at all: run on the next run as if new.
+    Pending,
+}
+
+impl Migrator {
+    /// Every migration linked into this binary, sorted; duplicate IDs are an error naming both
+    /// source locations.
+    pub fn from_registry() -> Result<Migrator> {
+        Migrator::from_migrations(registry::registered())
+    }
+
+    /// An explicit set of migrations (e.g. a subset of [`crate::registered`]), sorted and checked.
+    pub fn from_migrations(
+        migrations: impl IntoIterator<Item = &'static Migration>,
+    ) -> Result<Migrator> {
+        Ok(Migrator {
+            migrations: registry::sorted(migrations)?,
+            sql: None,
+        })
+    }
+
+    /// Also runs Diesel SQL migrations (`embed_migrations!`), under the same lock and before the
+    /// code migrations, tracked in Diesel's own `__diesel_schema_migrations` table so that the
+    /// diesel CLI keeps working.
+    pub fn sql_migrations(
+        &mut self,
+        migrations: &'static diesel_migrations::EmbeddedMigrations,
+    ) -> &mut Migrator {
+        self.sql = Some(SqlMigrations(migrations));
+        self
+    }
+
+    /// The code migrations, in order.
+    pub fn migrations(&self) -> &[&'static Migration] {
+        &self.migrations
+    }
+
+    fn find(&self, id: &str) -> Option<&'static Migration> {
+        self.migrations.iter().copied().find(|m| m.id() == id)
+    }
+
+    /// Reads the tracking table against this binary's migrations. Changes nothing, takes no
+    /// lock, and does not create the table.
+    pub fn status(&self, db: &Database) -> Result<StatusReport> {
+        let mut conn = db.get()?;
+        let rows = if tracking::table_exists(&mut conn)? {
+            tracking::load(&mut conn)?
+        } else {
+            Vec::new()
+        };
+        Ok(self.compare(rows))
+    }
+
+    fn compare(&self, mut rows: Vec<AppliedMigration>) -> StatusReport {
+        let migrations = self
+            .migrations
+            .iter()
+            .map(|m| {
+                let row = rows
+                    .iter()
+                    .position(|r| r.name == m.id())
+                    .map(|i| rows.swap_remove(i));
+                let pending = row
+                    .as_ref()
+                    .is_none_or(|r| matches!(r.status, Status::Failed | Status::Running));
+                let checksum_drift = row.as_ref().is_some_and(|r| {
+                    !pending && r.checksum.as_deref().is_some_and(|c| c != m.checksum())
+                });
+                MigrationState {
+                    id: m.id().to_owned(),
+                    transactional: m.is_transactional(),
+                    location: m.location(),
+                    row,
+                    pending,
+                    checksum_drift,
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        StatusReport {
+            migrations,
+            unknown_applied: rows,
+        }
+    }
+
+    /// Applies every pending migration, in order, under the migration lock: an explicit run
+    /// (the CLI's `up`). `AUTO_MIGRATE_ON_STARTUP` does not apply; production must be enabled.
+    ///
+    /// A failure stops the run: later migrations are not attempted. The error carries the
+    /// [`Report`] of what was done.
+    pub fn run(&self, db: &Database, config: &Config) -> Result<Report> {
+        if let Some(reason) = config.run_refusal() {
+            return Err(Error::Refused { reason });
+        }
+        let _lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let mut conn = db.get()?;
+        tracking::ensure_table(&mut conn)?;
+        let pending_sql = match &self.sql {
+            Some(sql) => sql.pending(&mut conn)?,
+            None => Vec::new(),
+        };
+        let state = self.compare(tracking::load(&mut conn)?);
+        let mut report = Report::default();
+        warn_anomalies(&state, &mut report, self);
+
+        let pending = pending_sql.len() + state.pending().count();
+        if pending > 0 {
+            check_unimplemented_safety(config, pending)?;
+        } else {
+            log::info!("No pending migrations");
+        }
+        if let Some(sql) = &self.sql {
+            if !pending_sql.is_empty() {
+                report.sql_migrations = sql.run(&mut conn)?;
+            }
+        }
+        drop(conn);
+
+        let me = tracking::runner_identity();
+        let mut failure = None;
+        for m in &state.migrations {
+            let migration = self.find(&m.id).ok_or_else(|| Error::Tracking {
+                migration: m.id.clone(),
+                reason: "vanished from the registry during the run".into(),
+            })?;
+            let entry = |outcome, duration, error| MigrationReport {
+                id: m.id.clone(),
+                outcome,
+                duration,
+                error,
+            };
+            if failure.is_some() {
+                let outcome = if m.pending {
+                    Outcome::NotRun
+                } else {
+                    settled(m)
+                };
+                report.migrations.push(entry(outcome, None, None));
+                continue;
+            }
+            if !m.pending {
+                report.migrations.push(entry(settled(m), None, None));
+                continue;
+            }
+            match apply(db, config, migration, &me) {
+                Ok(duration) => {
+                    report
+                        .migrations
+                        .push(entry(Outcome::Applied, Some(duration), None))
+                }
+                Err((duration, cause)) => {
+                    report.migrations.push(entry(
+                        Outcome::Failed,
+                        Some(duration),
+                        Some(cause.to_string()),
+                    ));
+                    failure = Some((m.id.clone(), cause));
+                }
+            }
+        }
+        match failure {
+            None => Ok(report),
+            Some((id, cause)) => Err(Error::MigrationFailed {
+                id,
+                cause: Box::new(cause),
+                report: Box::new(report),
+            }),
+        }
+    }
+
+    /// Sets the status of migration `id` by hand, under the lock (what the deployment guide does
+    /// with `UPDATE applied_migrations ...`). Unknown IDs are refused.
+    pub fn mark(&self, db: &Database, config: &Config, id: &str, to: MarkAs) -> Result<()> {
+        let migration = self
+            .find(id)
+            .ok_or_else(|| Error::UnknownMigration { id: id.to_owned() })?;
+        let _lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let mut conn = db.get()?;
+        tracking::ensure_table(&mut conn)?;
+        let status = match to {
+            MarkAs::Success => Status::Success,
+            MarkAs::Failed => Status::Failed,
+            MarkAs::Skipped => Status::Skipped,
+            MarkAs::Pending => {
+                tracking::delete(&mut conn, id)?;
+                log::info!("Migration {id} marked pending (its row was deleted)");
+                return Ok(());
+            }
+        };
+        tracking::write(
+            &mut conn,
+            &Record {
+                name: id,
+                status,
+                execution_time_ms: None,
+                error_message: None,
+                checksum: Some(migration.checksum()),
+                applied_by: &tracking::runner_identity(),
+                new_attempt: false,
+            },
+        )?;
+        log::info!("Migration {id} marked {status}");
+        Ok(())
+    }
+}
+
+fn settled(m: &MigrationState) -> Outcome {
+    match m.row.as_ref().map(|r| r.status) {
+        Some(Status::Skipped) => Outcome::Skipped,
+        _ => Outcome::AlreadyApplied,
+    }
+}
+
+fn warn_anomalies(state: &StatusReport, report: &mut Report, migrator: &Migrator) {
+    for row in &state.unknown_applied {
+        log::warn!(
+            "applied_migrations lists {} (status {}), which this binary does not contain: \
+             was it renamed, or is this binary older than the database?",
+            row.name,
+            row.status
+        );
+    }
+    report.unknown_applied = state.unknown_applied.clone();
+    for m in state.migrations.iter().filter(|m| m.checksum_drift) {
+        let recorded = m
+            .row
+            .as_ref()
+            .and_then(|r| r.checksum.clone())
+            .unwrap_or_default();
+        let current = migrator
+            .find(&m.id)
+            .map(|x| x.checksum().to_owned())
+            .unwrap_or_default();
+        log::warn!(
+            "Migration {} changed since it was applied (checksum {recorded}, now {current}); \
+             applied migrations are not run again: put further changes in a new migration",
+            m.id
+        );
+        report.checksum_drift.push(ChecksumDrift {
+            id: m.id.clone(),
+            recorded,
+            current,
+        });
+    }
+}
+
+/// Until backups and confirmation exist, a policy that requires them refuses to migrate.
+fn check_unimplemented_safety(config: &Config, pending: usize) -> Result<()> {
+    let env = config.environment();
+    if config.require_confirmation_setting().0 {
+        return Err(Error::Refused {
+            reason: format!(
+                "{pending} migration(s) pending and MIGRATION_REQUIRE_CONFIRMATION is true \
+                 (the default in production), but this version of migrator cannot ask for \
+                 confirmation; review the plan and set MIGRATION_REQUIRE_CONFIRMATION=false \
+                 to run in {env}"
+            ),
+        });
+    }
+    if config.backup_before_setting().0 {
+        return Err(Error::Refused {
+            reason: format!(
+                "{pending} migration(s) pending and MIGRATION_BACKUP_BEFORE is true (the \
+                 default in production), but this version of migrator cannot take backups; \
+                 back the database up yourself (pg_dump) and set MIGRATION_BACKUP_BEFORE=false \
+                 to run in {env}"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Applies one migration and records the attempt. On failure returns the duration and cause.
+fn apply(
+    db: &Database,
+    config: &Config,
+    m: &'static Migration,
+    me: &str,
+) -> std::result::Result<Duration, (Duration, Error)> {
+    let start = Instant::now();
+    let mut conn = db.get().map_err(|e| (start.elapsed(), e))?;
+    log::info!("Applying migration {}", m.id());
+    let record = |status, elapsed: Duration, new_attempt| Record {
+        name: m.id(),
+        status,
+        execution_time_ms: Some(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)),
+        error_message: None,
+        checksum: Some(m.checksum()),
+        applied_by: me,
+        new_attempt,
+    };
+    let result = if m.is_transactional() {
+        conn.transaction::<_, Error, _>(|conn| {
+            call(m, &mut Context::new(conn, db, config, m.id(), true))?;
+            tracking::write(conn, &record(Status::Success, start.elapsed(), true))
+        })
+    } else {
+        tracking::write(&mut conn, &record(Status::Running, Duration::ZERO, true))
+            .and_then(|()| call(m, &mut Context::new(&mut conn, db, config, m.id(), false)))
+            .and_then(|()| {
+                tracking::write(&mut conn, &record(Status::Success, start.elapsed(), false))
+            })
+    };
+    let elapsed = start.elapsed();
+    match result {
+        Ok(()) => {
+            log::info!("Migration {} applied in {} ms", m.id(), elapsed.as_millis());
+            Ok(elapsed)
+        }
+        Err(cause) => {
+            let message = cause.to_string();
+            log::error!("Migration {} failed: {message}", m.id());
+            // A transactional attempt's `running`/`success` writes were rolled back with it.
+            let failed = Record {
+                error_message: Some(&message),
+                ..record(Status::Failed, elapsed, m.is_transactional())
+            };
+            if let Err(e) = tracking::write(&mut conn, &failed) {
+                log::error!("Could not record the failure of migration {}: {e}", m.id());
+            }
+            Err((elapsed, cause))
+        }
+    }
+}
+
+/// Calls the migration, turning a panic into an error so that it is rolled back and recorded.
+fn call(m: &Migration, ctx: &mut Context<'_>) -> Result<()> {
+    match catch_unwind(AssertUnwindSafe(|| m.call(ctx))) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".into());
+            Err(Error::Panic { message })
+        }
+    }
+}

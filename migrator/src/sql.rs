@@ -1,0 +1,62 @@
+//! Diesel SQL migrations (`embed_migrations!`), run on the inner connection of each backend.
+
+use diesel::backend::Backend;
+use diesel::migration::{Migration, MigrationSource};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+
+use crate::connection::AnyConnection;
+use crate::error::{Error, Result};
+
+/// A `'static` set of embedded migrations (Diesel's type is not `Clone`).
+#[derive(Clone, Copy)]
+pub(crate) struct SqlMigrations(pub(crate) &'static EmbeddedMigrations);
+
+impl std::fmt::Debug for SqlMigrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqlMigrations")
+    }
+}
+
+impl<DB: Backend> MigrationSource<DB> for SqlMigrations {
+    fn migrations(&self) -> diesel::migration::Result<Vec<Box<dyn Migration<DB>>>> {
+        <EmbeddedMigrations as MigrationSource<DB>>::migrations(self.0)
+    }
+}
+
+fn sql_error(e: Box<dyn std::error::Error + Send + Sync>) -> Error {
+    Error::SqlMigrations {
+        reason: e.to_string(),
+    }
+}
+
+impl SqlMigrations {
+    /// Names of the pending SQL migrations.
+    pub(crate) fn pending(self, conn: &mut AnyConnection) -> Result<Vec<String>> {
+        let names = match conn {
+            AnyConnection::Postgresql(c) => c
+                .pending_migrations(self)
+                .map(|p| p.iter().map(|m| m.name().to_string()).collect()),
+            AnyConnection::Sqlite(c) => c
+                .pending_migrations(self)
+                .map(|p| p.iter().map(|m| m.name().to_string()).collect()),
+        };
+        names.map_err(sql_error)
+    }
+
+    /// Runs the pending SQL migrations; returns their versions.
+    pub(crate) fn run(self, conn: &mut AnyConnection) -> Result<Vec<String>> {
+        let versions: Vec<String> = match conn {
+            AnyConnection::Postgresql(c) => c
+                .run_pending_migrations(self)
+                .map(|v| v.iter().map(ToString::to_string).collect()),
+            AnyConnection::Sqlite(c) => c
+                .run_pending_migrations(self)
+                .map(|v| v.iter().map(ToString::to_string).collect()),
+        }
+        .map_err(sql_error)?;
+        for version in &versions {
+            log::info!("Applied SQL migration {version}");
+        }
+        Ok(versions)
+    }
+}

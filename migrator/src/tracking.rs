@@ -1,0 +1,309 @@
+//! The `applied_migrations` table: creation, reading, and writing one row per migration.
+//!
+//! Every statement binds its values; the table and column names are constants of this file.
+
+use std::fmt;
+use std::str::FromStr;
+
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::{QueryableByName, RunQueryDsl};
+
+use crate::connection::AnyConnection;
+use crate::error::{Error, Result};
+use crate::url::Backend;
+
+/// The tracking table's name.
+pub const TABLE: &str = "applied_migrations";
+
+/// The `status` of a row of `applied_migrations`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// A non-transactional migration started and has not finished (or was interrupted).
+    Running,
+    /// Applied; never run again.
+    Success,
+    /// The latest attempt failed; the next run retries it.
+    Failed,
+    /// An operator chose not to run it; never run.
+    Skipped,
+}
+
+impl Status {
+    /// The value stored in the `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Success => "success",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+
+    fn from_str(value: &str) -> std::result::Result<Status, String> {
+        match value {
+            "running" => Ok(Status::Running),
+            "success" => Ok(Status::Success),
+            "failed" => Ok(Status::Failed),
+            "skipped" => Ok(Status::Skipped),
+            other => Err(format!(
+                "unknown status {other:?}: expected running, success, failed or skipped"
+            )),
+        }
+    }
+}
+
+/// One row of `applied_migrations`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AppliedMigration {
+    /// The migration ID.
+    pub name: String,
+    /// Its status.
+    pub status: Status,
+    /// When the latest attempt ended (started, while running), UTC, as the database prints it.
+    pub applied_at: Option<String>,
+    /// Duration of the latest attempt.
+    pub execution_time_ms: Option<i64>,
+    /// Why the latest attempt failed.
+    pub error_message: Option<String>,
+    /// Checksum of the code when it last ran (NULL for rows written by hand or older tools).
+    pub checksum: Option<String>,
+    /// How many times it was attempted.
+    pub attempts: i64,
+    /// Host and process id of the runner.
+    pub applied_by: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct Row {
+    #[diesel(sql_type = Text)]
+    migration_name: String,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    applied_at: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    execution_time_ms: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    error_message: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    checksum: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    attempts: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    applied_by: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+const CREATE_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS applied_migrations (
+    migration_name VARCHAR(255) PRIMARY KEY,
+    status VARCHAR(20) NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    execution_time_ms BIGINT,
+    error_message TEXT,
+    checksum VARCHAR(64),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    applied_by TEXT
+)";
+
+const CREATE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS applied_migrations (
+    migration_name TEXT PRIMARY KEY NOT NULL,
+    status TEXT NOT NULL,
+    applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    execution_time_ms BIGINT,
+    error_message TEXT,
+    checksum TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    applied_by TEXT
+)";
+
+/// Columns added by migrator to a table created by an older tool (the Python runner's table
+/// had only name, status, time, duration and error).
+const ADDED_COLUMNS: [(&str, &str); 3] = [
+    ("checksum", "VARCHAR(64)"),
+    ("attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("applied_by", "TEXT"),
+];
+
+/// Creates the table if missing, and adds columns a legacy table lacks.
+pub(crate) fn ensure_table(conn: &mut AnyConnection) -> Result<()> {
+    let create = match conn.backend() {
+        Backend::Postgres => CREATE_POSTGRES,
+        Backend::Sqlite => CREATE_SQLITE,
+    };
+    conn.batch_execute(create)
+        .map_err(Error::db("cannot create the applied_migrations table"))?;
+    for (column, ty) in ADDED_COLUMNS {
+        if !has_column(conn, column)? {
+            log::warn!("Adding column {column} to the existing {TABLE} table");
+            conn.batch_execute(&format!("ALTER TABLE {TABLE} ADD COLUMN {column} {ty}"))
+                .map_err(Error::db(format!("cannot add column {column} to {TABLE}")))?;
+        }
+    }
+    Ok(())
+}
+
+fn has_column(conn: &mut AnyConnection, column: &str) -> Result<bool> {
+    let query = match conn.backend() {
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = 'applied_migrations' \
+             AND column_name = $1"
+        }
+        Backend::Sqlite => {
+            "SELECT COUNT(*) AS n FROM pragma_table_info('applied_migrations') WHERE name = $1"
+        }
+    };
+    let count: Count = diesel::sql_query(query)
+        .bind::<Text, _>(column)
+        .get_result(conn)
+        .map_err(Error::db("cannot inspect the applied_migrations table"))?;
+    Ok(count.n > 0)
+}
+
+/// Whether the table exists (read-only callers must not create it).
+pub(crate) fn table_exists(conn: &mut AnyConnection) -> Result<bool> {
+    let query = match conn.backend() {
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = 'applied_migrations'"
+        }
+        Backend::Sqlite => {
+            "SELECT COUNT(*) AS n FROM sqlite_master \
+             WHERE type = 'table' AND name = 'applied_migrations'"
+        }
+    };
+    let count: Count = diesel::sql_query(query)
+        .get_result(conn)
+        .map_err(Error::db("cannot look for the applied_migrations table"))?;
+    Ok(count.n > 0)
+}
+
+/// Every row, ordered by name.
+pub(crate) fn load(conn: &mut AnyConnection) -> Result<Vec<AppliedMigration>> {
+    let applied_at = match conn.backend() {
+        Backend::Postgres => {
+            "to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        }
+        Backend::Sqlite => "CAST(applied_at AS TEXT)",
+    };
+    let query = format!(
+        "SELECT migration_name, status, {applied_at} AS applied_at, \
+         CAST(execution_time_ms AS BIGINT) AS execution_time_ms, error_message, checksum, \
+         CAST(attempts AS BIGINT) AS attempts, applied_by \
+         FROM {TABLE} ORDER BY migration_name"
+    );
+    let rows: Vec<Row> = diesel::sql_query(query)
+        .load(conn)
+        .map_err(Error::db("cannot read the applied_migrations table"))?;
+    rows.into_iter()
+        .map(|row| {
+            let status = row.status.parse().map_err(|reason| Error::Tracking {
+                migration: row.migration_name.clone(),
+                reason,
+            })?;
+            Ok(AppliedMigration {
+                name: row.migration_name,
+                status,
+                applied_at: row.applied_at,
+                execution_time_ms: row.execution_time_ms,
+                error_message: row.error_message,
+                checksum: row.checksum,
+                attempts: row.attempts.unwrap_or(0),
+                applied_by: row.applied_by,
+            })
+        })
+        .collect()
+}
+
+/// What to write for one migration.
+pub(crate) struct Record<'a> {
+    pub name: &'a str,
+    pub status: Status,
+    pub execution_time_ms: Option<i64>,
+    pub error_message: Option<&'a str>,
+    pub checksum: Option<&'a str>,
+    pub applied_by: &'a str,
+    /// Count this write as a new attempt.
+    pub new_attempt: bool,
+}
+
+/// Writes a row: update in place, insert if absent. Callers hold the migration lock, so no
+/// other runner writes between the two statements (and a legacy table without a unique
+/// constraint works too).
+pub(crate) fn write(conn: &mut AnyConnection, record: &Record<'_>) -> Result<()> {
+    let context = || {
+        format!(
+            "cannot record migration {} as {}",
+            record.name, record.status
+        )
+    };
+    let increment: i64 = record.new_attempt.into();
+    let updated = diesel::sql_query(
+        "UPDATE applied_migrations SET status = $1, applied_at = CURRENT_TIMESTAMP, \
+         execution_time_ms = $2, error_message = $3, checksum = COALESCE($4, checksum), \
+         attempts = COALESCE(attempts, 0) + $5, applied_by = $6 WHERE migration_name = $7",
+    )
+    .bind::<Text, _>(record.status.as_str())
+    .bind::<Nullable<BigInt>, _>(record.execution_time_ms)
+    .bind::<Nullable<Text>, _>(record.error_message)
+    .bind::<Nullable<Text>, _>(record.checksum)
+    .bind::<BigInt, _>(increment)
+    .bind::<Text, _>(record.applied_by)
+    .bind::<Text, _>(record.name)
+    .execute(conn)
+    .map_err(|e| Error::db(context())(e))?;
+    if updated == 0 {
+        diesel::sql_query(
+            "INSERT INTO applied_migrations (migration_name, status, applied_at, \
+             execution_time_ms, error_message, checksum, attempts, applied_by) \
+             VALUES ($1, $2, CURRENT_TIMESTAMP, $3, $4, $5, $6, $7)",
+        )
+        .bind::<Text, _>(record.name)
+        .bind::<Text, _>(record.status.as_str())
+        .bind::<Nullable<BigInt>, _>(record.execution_time_ms)
+        .bind::<Nullable<Text>, _>(record.error_message)
+        .bind::<Nullable<Text>, _>(record.checksum)
+        .bind::<BigInt, _>(increment)
+        .bind::<Text, _>(record.applied_by)
+        .execute(conn)
+        .map_err(|e| Error::db(context())(e))?;
+    }
+    Ok(())
+}
+
+/// Deletes a row (the `pending` of the CLI's `mark`).
+pub(crate) fn delete(conn: &mut AnyConnection, name: &str) -> Result<usize> {
+    diesel::sql_query("DELETE FROM applied_migrations WHERE migration_name = $1")
+        .bind::<Text, _>(name)
+        .execute(conn)
+        .map_err(Error::db(format!(
+            "cannot delete the row of migration {name}"
+        )))
+}
+
+/// `host:pid` of this process, for `applied_by`.
+pub(crate) fn runner_identity() -> String {
+    format!(
+        "{}:{}",
+        gethostname::gethostname().to_string_lossy(),
+        std::process::id()
+    )
+}

@@ -1,0 +1,1 @@
+//! Shared fixtures live in tests/common; this library is empty.
