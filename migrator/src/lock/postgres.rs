@@ -70,7 +70,8 @@ impl PgLock {
         let mut conn = db.dedicated_connection()?;
         let me = crate::tracking::runner_identity();
         let name: Name = diesel::sql_query(
-            "SELECT set_config('application_name', $1, false) || ' on ' || current_database() AS name",
+            "SELECT current_database() AS name \
+             FROM (SELECT set_config('application_name', $1, false)) AS configured",
         )
         .bind::<Text, _>(format!("migrator {me}"))
         .get_result(&mut conn)
@@ -78,7 +79,7 @@ impl PgLock {
         let database = name.name;
         // Waiters look the holder up on a second connection, opened only if they have to wait.
         let mut observer: Option<AnyConnection> = None;
-        let what = format!("(PostgreSQL advisory lock {LOCK_CLASS}/{database})");
+        let what = format!("(PostgreSQL advisory lock {LOCK_CLASS} on database {database})");
         crate::lock::wait_for(
             &what,
             timeout,
