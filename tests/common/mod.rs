@@ -84,6 +84,13 @@ pub fn count(db: &Database, sql: &str) -> i64 {
     row.n
 }
 
+/// Like [`count`], `None` when the query fails (e.g. the table does not exist yet).
+pub fn try_count(db: &Database, sql: &str) -> Option<i64> {
+    let mut conn = db.get().ok()?;
+    let row: Count = diesel::sql_query(sql).get_result(&mut *conn).ok()?;
+    Some(row.n)
+}
+
 /// One text column aliased `v`, every row.
 pub fn texts(db: &Database, sql: &str) -> Vec<String> {
     let mut conn = db.get().expect("pooled connection");

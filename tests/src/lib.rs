@@ -1,1 +1,61 @@
-//! Shared fixtures live in tests/common; this library is empty.
+//! Migrations shared by the integration tests and the `migrator-test-runner` binary, so that
+//! threads of a test and separate OS processes run the very same set.
+//!
+//! Each migration appends one row to `run_effects` per execution: a migration applied twice
+//! shows up twice, whoever applied it.
+
+pub mod fixtures {
+    use diesel::sql_types::Text;
+    use diesel::RunQueryDsl;
+    use migrator::{migration, Context, Result};
+
+    /// The IDs, in order.
+    pub const IDS: [&str; 4] = [
+        "001_create_effects",
+        "002_slow_insert",
+        "003_nontx_insert",
+        "004_slow_nontx",
+    ];
+
+    /// With this variable set, `004_slow_nontx` records that it started and then hangs, so that
+    /// a test can kill its process mid-migration.
+    pub const HANG_VAR: &str = "MIGRATOR_TEST_HANG_IN_004";
+
+    fn effect(ctx: &mut Context<'_>, id: &str) -> Result<()> {
+        diesel::sql_query("INSERT INTO run_effects (migration, pid) VALUES ($1, $2)")
+            .bind::<Text, _>(id)
+            .bind::<Text, _>(std::process::id().to_string())
+            .execute(ctx.conn())?;
+        Ok(())
+    }
+
+    #[migration("001_create_effects")]
+    fn create_effects(ctx: &mut Context<'_>) -> Result<()> {
+        ctx.batch_execute(
+            "CREATE TABLE run_effects (migration TEXT NOT NULL, pid TEXT NOT NULL);
+             CREATE TABLE hang_marker (started INTEGER);",
+        )?;
+        effect(ctx, "001_create_effects")
+    }
+
+    #[migration("002_slow_insert")]
+    fn slow_insert(ctx: &mut Context<'_>) -> Result<()> {
+        // Long enough that every other runner arrives while this one holds the lock.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        effect(ctx, "002_slow_insert")
+    }
+
+    #[migration("003_nontx_insert", transaction = false)]
+    fn nontx_insert(ctx: &mut Context<'_>) -> Result<()> {
+        effect(ctx, "003_nontx_insert")
+    }
+
+    #[migration("004_slow_nontx", transaction = false)]
+    fn slow_nontx(ctx: &mut Context<'_>) -> Result<()> {
+        if std::env::var_os(HANG_VAR).is_some() {
+            ctx.batch_execute("INSERT INTO hang_marker (started) VALUES (1)")?;
+            std::thread::sleep(std::time::Duration::from_secs(600));
+        }
+        effect(ctx, "004_slow_nontx")
+    }
+}

@@ -1,1 +1,50 @@
-fn main() {}
+//! Runs the shared fixture migrations against `DATABASE_URL` in development, printing
+//! `applied ID` per migration this process applied. Used by the multi-process tests.
+
+use migrator::{Config, Database, Environment, Migrator, Outcome};
+use migrator_tests::fixtures;
+
+struct Stderr;
+
+impl log::Log for Stderr {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        eprintln!(
+            "[{}] {} {}",
+            std::process::id(),
+            record.level(),
+            record.args()
+        );
+    }
+    fn flush(&self) {}
+}
+
+fn main() {
+    static LOGGER: Stderr = Stderr;
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+    assert_eq!(fixtures::IDS.len(), 4);
+    let code = match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run() -> migrator::Result<()> {
+    let db = Database::from_env()?;
+    let mut config = Config::new(Environment::Development);
+    config.lock_timeout(std::time::Duration::from_secs(120));
+    let report = Migrator::from_registry()?.run(&db, &config)?;
+    for m in &report.migrations {
+        if m.outcome == Outcome::Applied {
+            println!("applied {}", m.id);
+        }
+    }
+    Ok(())
+}
