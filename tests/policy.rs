@@ -1,3 +1,437 @@
+//! The environment policy: every row of DESIGN.md's table, strict parsing with errors naming
+//! the variable, and the start-up entry point on a real database in each environment.
+
 mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use common::{exec, logs, TestDb};
+use migrator::{
+    migration, Backend, Config, Context, Environment, Error, Migrator, Result, Source,
+    StartupOutcome,
+};
+
+#[migration("001_ok")]
+fn ok(ctx: &mut Context<'_>) -> Result<()> {
+    ctx.batch_execute("CREATE TABLE ok_done (x INTEGER)")
+}
+
+#[migration("002_fails_if_switch")]
+fn fails_if_switch(ctx: &mut Context<'_>) -> Result<()> {
+    ctx.batch_execute("INSERT INTO ok_done (x) VALUES (2)")?;
+    if common::table_exists(ctx, "fail_switch")? {
+        return Err(Error::msg("the fail switch is on"));
+    }
+    Ok(())
+}
+
+fn config(vars: &[(&str, &str)]) -> Result<Config> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Config::from_lookup(|name| map.get(name).cloned())
+}
+
 #[test]
-fn placeholder_compiles() {}
+fn defaults_per_environment_follow_the_table() {
+    // (environment, auto-migrate, confirmation, backup, a failure stops start-up)
+    let table = [
+        ("development", true, false, false, false),
+        ("staging", true, false, false, false),
+        ("production", false, true, true, true),
+    ];
+    for (env, auto, confirm, backup, stops) in table {
+        let c = config(&[("ENVIRONMENT", env)]).unwrap();
+        assert_eq!(c.environment().as_str(), env);
+        assert_eq!(
+            c.auto_migrate_on_startup_setting(),
+            (auto, Source::Default),
+            "{env}"
+        );
+        assert_eq!(
+            c.require_confirmation_setting(),
+            (confirm, Source::Default),
+            "{env}"
+        );
+        assert_eq!(
+            c.backup_before_setting(),
+            (backup, Source::Default),
+            "{env}"
+        );
+        assert_eq!(c.failure_stops_startup(), stops, "{env}");
+        assert!(!c.enable_prod_migrations_value());
+        assert_eq!(c.lock_timeout_value(), migrator::DEFAULT_LOCK_TIMEOUT);
+    }
+}
+
+#[test]
+fn enable_prod_migrations_matters_only_in_production() {
+    for env in ["development", "staging"] {
+        for enable in ["true", "false"] {
+            let c = config(&[("ENVIRONMENT", env), ("ENABLE_PROD_MIGRATIONS", enable)]).unwrap();
+            assert_eq!(c.run_refusal(), None, "{env} {enable}");
+            assert_eq!(c.startup_skip_reason(), None, "{env} {enable}");
+        }
+    }
+    let off = config(&[
+        ("ENVIRONMENT", "production"),
+        ("AUTO_MIGRATE_ON_STARTUP", "true"),
+    ])
+    .unwrap();
+    let reason = off.run_refusal().unwrap();
+    assert!(
+        reason.contains("ENABLE_PROD_MIGRATIONS is not set"),
+        "{reason}"
+    );
+    let on = config(&[
+        ("ENVIRONMENT", "production"),
+        ("AUTO_MIGRATE_ON_STARTUP", "true"),
+        ("ENABLE_PROD_MIGRATIONS", "yes"),
+    ])
+    .unwrap();
+    assert_eq!(on.run_refusal(), None);
+    assert_eq!(on.startup_skip_reason(), None);
+}
+
+#[test]
+fn explicit_values_override_defaults() {
+    let c = config(&[
+        ("ENVIRONMENT", "Production"),
+        ("AUTO_MIGRATE_ON_STARTUP", "ON"),
+        ("MIGRATION_REQUIRE_CONFIRMATION", "0"),
+        ("MIGRATION_BACKUP_BEFORE", " No "),
+        ("MIGRATION_LOCK_TIMEOUT_SECS", "15"),
+        ("MIGRATION_PROGRESS_INTERVAL_SECS", "2"),
+    ])
+    .unwrap();
+    assert_eq!(c.environment(), Environment::Production);
+    assert_eq!(
+        c.auto_migrate_on_startup_setting(),
+        (true, Source::Explicit)
+    );
+    assert_eq!(c.require_confirmation_setting(), (false, Source::Explicit));
+    assert_eq!(c.backup_before_setting(), (false, Source::Explicit));
+    assert_eq!(c.lock_timeout_value().as_secs(), 15);
+    assert_eq!(c.progress_interval_value().as_secs(), 2);
+    let dev = config(&[
+        ("ENVIRONMENT", "development"),
+        ("MIGRATION_BACKUP_BEFORE", "TRUE"),
+    ])
+    .unwrap();
+    assert_eq!(dev.backup_before_setting(), (true, Source::Explicit));
+}
+
+#[test]
+fn every_boolean_spelling_is_accepted() {
+    for (text, value) in [
+        ("true", true),
+        ("TRUE", true),
+        ("1", true),
+        ("yes", true),
+        ("On", true),
+        ("false", false),
+        ("False", false),
+        ("0", false),
+        ("no", false),
+        ("OFF", false),
+    ] {
+        assert_eq!(migrator::parse_bool("X", text).unwrap(), value, "{text}");
+    }
+}
+
+#[test]
+fn bad_values_name_the_variable_and_what_it_accepts() {
+    let err = config(&[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ENVIRONMENT is not set: expected one of development, staging, production"
+    );
+    let err = config(&[("ENVIRONMENT", "prod")]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid ENVIRONMENT value \"prod\": expected one of development, staging, production"
+    );
+    for var in [
+        "AUTO_MIGRATE_ON_STARTUP",
+        "ENABLE_PROD_MIGRATIONS",
+        "MIGRATION_REQUIRE_CONFIRMATION",
+        "MIGRATION_BACKUP_BEFORE",
+    ] {
+        for bad in ["maybe", "", "tru", "2"] {
+            let err = config(&[("ENVIRONMENT", "development"), (var, bad)]).unwrap_err();
+            assert!(err.is_configuration());
+            assert_eq!(
+                err.to_string(),
+                format!("invalid {var} value {bad:?}: expected true/false, 1/0, yes/no or on/off")
+            );
+        }
+    }
+    for var in [
+        "MIGRATION_LOCK_TIMEOUT_SECS",
+        "MIGRATION_PROGRESS_INTERVAL_SECS",
+    ] {
+        let err = config(&[("ENVIRONMENT", "staging"), (var, "10s")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("invalid {var} value \"10s\": expected a whole number of seconds")
+        );
+    }
+}
+
+fn startup(t: &TestDb, vars: &[(&str, &str)]) -> Result<StartupOutcome> {
+    let db = t.connect();
+    Migrator::from_registry()?.run_on_startup(&db, &config(vars)?)
+}
+
+fn pending(t: &TestDb) -> usize {
+    Migrator::from_registry()
+        .unwrap()
+        .status(&t.connect())
+        .unwrap()
+        .pending()
+        .count()
+}
+
+#[test]
+fn development_and_staging_migrate_by_default() {
+    for env in ["development", "staging"] {
+        for backend in common::BACKENDS {
+            let t = TestDb::new(backend);
+            let outcome = startup(&t, &[("ENVIRONMENT", env)]).unwrap();
+            let StartupOutcome::Completed(report) = outcome else {
+                panic!("{env}: {outcome:?}");
+            };
+            assert_eq!(report.applied().count(), 2);
+            assert_eq!(pending(&t), 0);
+        }
+    }
+}
+
+#[test]
+fn auto_migrate_false_skips_with_the_log_line() {
+    let t = TestDb::new(Backend::Postgres);
+    logs::take();
+    let outcome = startup(
+        &t,
+        &[
+            ("ENVIRONMENT", "staging"),
+            ("AUTO_MIGRATE_ON_STARTUP", "no"),
+        ],
+    );
+    let Ok(StartupOutcome::Skipped { reason }) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(reason, "AUTO_MIGRATE_ON_STARTUP is false");
+    assert!(logs::contains(
+        "Migrations skipped based on environment configuration: AUTO_MIGRATE_ON_STARTUP is false"
+    ));
+    assert_eq!(pending(&t), 2);
+}
+
+#[test]
+fn production_skips_unless_enabled() {
+    let t = TestDb::new(Backend::Postgres);
+    let Ok(StartupOutcome::Skipped { reason }) = startup(&t, &[("ENVIRONMENT", "production")])
+    else {
+        panic!("production with nothing set must skip");
+    };
+    assert_eq!(
+        reason,
+        "AUTO_MIGRATE_ON_STARTUP is not set and defaults to false in production; ENVIRONMENT \
+         is production and ENABLE_PROD_MIGRATIONS is not set; set ENABLE_PROD_MIGRATIONS=true \
+         to allow migrations in production"
+    );
+    for enable in [None, Some("false")] {
+        let mut vars = vec![
+            ("ENVIRONMENT", "production"),
+            ("AUTO_MIGRATE_ON_STARTUP", "true"),
+        ];
+        vars.extend(enable.map(|e| ("ENABLE_PROD_MIGRATIONS", e)));
+        let Ok(StartupOutcome::Skipped { reason }) = startup(&t, &vars) else {
+            panic!("{vars:?} must skip");
+        };
+        assert!(reason.contains("ENABLE_PROD_MIGRATIONS is"), "{reason}");
+    }
+    assert_eq!(pending(&t), 2, "nothing ran");
+}
+
+const PROD_ENABLED: [(&str, &str); 3] = [
+    ("ENVIRONMENT", "production"),
+    ("AUTO_MIGRATE_ON_STARTUP", "true"),
+    ("ENABLE_PROD_MIGRATIONS", "true"),
+];
+
+#[test]
+fn production_refuses_what_it_cannot_do_yet_and_migrates_when_not_required() {
+    let t = TestDb::new(Backend::Postgres);
+    // Confirmation and backup default to true in production; until they exist, refuse.
+    let err = startup(&t, &PROD_ENABLED).unwrap_err();
+    assert!(err.is_refusal());
+    assert!(
+        err.to_string()
+            .contains("MIGRATION_REQUIRE_CONFIRMATION is true"),
+        "{err}"
+    );
+    let mut vars = PROD_ENABLED.to_vec();
+    vars.push(("MIGRATION_REQUIRE_CONFIRMATION", "false"));
+    let err = startup(&t, &vars).unwrap_err();
+    assert!(
+        err.to_string().contains("MIGRATION_BACKUP_BEFORE is true"),
+        "{err}"
+    );
+    assert_eq!(pending(&t), 2, "nothing ran");
+    vars.push(("MIGRATION_BACKUP_BEFORE", "false"));
+    let Ok(StartupOutcome::Completed(report)) = startup(&t, &vars) else {
+        panic!("production, enabled, no confirmation or backup required, must migrate");
+    };
+    assert_eq!(report.applied().count(), 2);
+    // Nothing pending: nothing to confirm or back up, so the defaults no longer refuse.
+    let Ok(StartupOutcome::Completed(report)) = startup(&t, &PROD_ENABLED) else {
+        panic!("nothing pending must complete");
+    };
+    assert_eq!(report.applied().count(), 0);
+}
+
+#[test]
+fn a_failure_lets_development_and_staging_start_but_stops_production() {
+    for env in ["development", "staging"] {
+        let t = TestDb::new(Backend::Sqlite);
+        exec(&t.connect(), "CREATE TABLE fail_switch (x INTEGER)");
+        let outcome = startup(&t, &[("ENVIRONMENT", env)]).unwrap();
+        let StartupOutcome::Failed(err) = outcome else {
+            panic!("{env}: {outcome:?}");
+        };
+        assert_eq!(err.migration_id(), Some("002_fails_if_switch"));
+        assert!(logs::contains(&format!(
+            "Start-up migrations failed in {env}; starting anyway"
+        )));
+    }
+    let t = TestDb::new(Backend::Postgres);
+    exec(&t.connect(), "CREATE TABLE fail_switch (x INTEGER)");
+    let mut vars = PROD_ENABLED.to_vec();
+    vars.extend([
+        ("MIGRATION_REQUIRE_CONFIRMATION", "false"),
+        ("MIGRATION_BACKUP_BEFORE", "false"),
+    ]);
+    let err = startup(&t, &vars).unwrap_err();
+    assert_eq!(err.migration_id(), Some("002_fails_if_switch"));
+    assert_eq!(
+        err.to_string(),
+        "migration 002_fails_if_switch failed: the fail switch is on"
+    );
+    assert!(logs::contains(
+        "Start-up migrations failed in production; stopping"
+    ));
+}
+
+#[test]
+fn a_required_confirmation_refuses_in_development_too_but_lets_it_start() {
+    let t = TestDb::new(Backend::Sqlite);
+    let outcome = startup(
+        &t,
+        &[
+            ("ENVIRONMENT", "development"),
+            ("MIGRATION_REQUIRE_CONFIRMATION", "true"),
+        ],
+    )
+    .unwrap();
+    let StartupOutcome::Failed(err) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(err.is_refusal(), "{err}");
+    assert_eq!(pending(&t), 2);
+}
+
+#[test]
+fn an_explicit_run_ignores_auto_migrate_but_not_production_enablement() {
+    let t = TestDb::new(Backend::Postgres);
+    let db = t.connect();
+    let migrator = Migrator::from_registry().unwrap();
+    let not_enabled = config(&[
+        ("ENVIRONMENT", "production"),
+        ("AUTO_MIGRATE_ON_STARTUP", "true"),
+    ])
+    .unwrap();
+    let err = migrator.run(&db, &not_enabled).unwrap_err();
+    assert!(err.is_refusal(), "{err}");
+    let enabled_no_auto = config(&[
+        ("ENVIRONMENT", "production"),
+        ("AUTO_MIGRATE_ON_STARTUP", "false"),
+        ("ENABLE_PROD_MIGRATIONS", "true"),
+        ("MIGRATION_REQUIRE_CONFIRMATION", "false"),
+        ("MIGRATION_BACKUP_BEFORE", "false"),
+    ])
+    .unwrap();
+    assert_eq!(
+        migrator
+            .run(&db, &enabled_no_auto)
+            .unwrap()
+            .applied()
+            .count(),
+        2
+    );
+}
+
+/// The real process environment, through `migrator::run_on_startup` in a child process.
+fn child(vars: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_migrator-test-runner"));
+    cmd.arg("startup");
+    for var in [
+        "DATABASE_URL",
+        "ENVIRONMENT",
+        "AUTO_MIGRATE_ON_STARTUP",
+        "ENABLE_PROD_MIGRATIONS",
+        "MIGRATION_REQUIRE_CONFIRMATION",
+        "MIGRATION_BACKUP_BEFORE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(vars.iter().copied());
+    let out = cmd.output().expect("run migrator-test-runner");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn from_env_reads_the_process_environment() {
+    let t = TestDb::new(Backend::Postgres);
+    let (code, out, err) = child(&[("DATABASE_URL", &t.url), ("ENVIRONMENT", "production")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("skipped: AUTO_MIGRATE_ON_STARTUP is not set"),
+        "{out}"
+    );
+    assert!(
+        err.contains("Migrations skipped based on environment configuration"),
+        "{err}"
+    );
+    assert!(err.contains("postgres://postgres:***@127.0.0.1"), "{err}");
+    assert!(!err.contains(common::pg::PASSWORD), "{err}");
+
+    let (code, out, err) = child(&[("DATABASE_URL", &t.url), ("ENVIRONMENT", "staging")]);
+    assert_eq!((code, out.trim()), (0, "completed: 4 applied"), "{err}");
+
+    let (code, _, err) = child(&[("DATABASE_URL", &t.url)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("ENVIRONMENT is not set"), "{err}");
+
+    let (code, _, err) = child(&[
+        ("DATABASE_URL", &t.url),
+        ("ENVIRONMENT", "development"),
+        ("AUTO_MIGRATE_ON_STARTUP", "sometimes"),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("invalid AUTO_MIGRATE_ON_STARTUP value \"sometimes\""),
+        "{err}"
+    );
+
+    let (code, _, err) = child(&[("ENVIRONMENT", "development")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("DATABASE_URL is not set"), "{err}");
+}

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{count, exec, logs, texts, TestDb};
+use common::{count, exec, logs, table_exists, texts, TestDb};
 use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
 use migrator::lock::LockGuard;
@@ -21,24 +21,6 @@ fn effect(ctx: &mut Context<'_>, name: &str) -> Result<()> {
         .bind::<Text, _>(name)
         .execute(ctx.conn())?;
     Ok(())
-}
-
-fn table_exists(ctx: &mut Context<'_>, table: &str) -> Result<bool> {
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let sql = match ctx.backend() {
-        Backend::Postgres => {
-            "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_name = $1"
-        }
-        _ => "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1",
-    };
-    let n: N = diesel::sql_query(sql)
-        .bind::<Text, _>(table)
-        .get_result(ctx.conn())?;
-    Ok(n.n > 0)
 }
 
 // Registered out of order on purpose; numeric order is 2, 10, 11, 12, 13 (not lexicographic).
@@ -331,7 +313,8 @@ fn checksum_drift_and_unknown_migrations_are_reported(backend: Backend) {
 both!(lock_is_free_and_pool_reusable_after_a_failure);
 fn lock_is_free_and_pool_reusable_after_a_failure(backend: Backend) {
     let t = TestDb::new(backend);
-    let db = Database::connect_with(&t.url, r2d2::Pool::builder().max_size(1)).unwrap();
+    let db = Database::connect_with(&t.url, r2d2::Pool::builder().max_size(1).min_idle(Some(0)))
+        .unwrap();
     exec(&db, "CREATE TABLE fail_switch (x INTEGER)");
     run(&db).unwrap_err();
     exec(&db, "DROP TABLE fail_switch");

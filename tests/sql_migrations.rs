@@ -1,3 +1,65 @@
+//! Diesel SQL migrations run under the same lock, before the code migrations, tracked in
+//! Diesel's own table.
+
 mod common;
+
+use common::{count, texts, TestDb};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use migrator::{migration, Backend, Config, Context, Environment, Migrator, Result};
+
+const SQL: EmbeddedMigrations = embed_migrations!("sql_migrations");
+
+#[migration("001_seed_widgets")]
+fn seed_widgets(ctx: &mut Context<'_>) -> Result<()> {
+    // Needs the table the SQL migration creates.
+    ctx.batch_execute("INSERT INTO widgets (id, name) VALUES (1, 'first')")
+}
+
+fn sql_then_code(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.connect();
+    let mut migrator = Migrator::from_registry().unwrap();
+    migrator.sql_migrations(&SQL);
+    let config = Config::new(Environment::Development);
+    let report = migrator.run(&db, &config).unwrap();
+    assert_eq!(report.sql_migrations, ["20240101000000"]);
+    assert_eq!(report.applied().count(), 1);
+    assert_eq!(count(&db, "SELECT COUNT(*) AS n FROM widgets"), 1);
+    assert_eq!(
+        texts(&db, "SELECT version AS v FROM __diesel_schema_migrations"),
+        ["20240101000000"]
+    );
+    let again = migrator.run(&db, &config).unwrap();
+    assert!(again.sql_migrations.is_empty());
+    assert_eq!(again.applied().count(), 0);
+}
+
 #[test]
-fn placeholder_compiles() {}
+fn sql_then_code_postgres() {
+    sql_then_code(Backend::Postgres);
+}
+
+#[test]
+fn sql_then_code_sqlite() {
+    sql_then_code(Backend::Sqlite);
+}
+
+#[test]
+fn pending_sql_migrations_count_for_the_policy() {
+    let t = TestDb::new(Backend::Sqlite);
+    let db = t.connect();
+    let mut migrator = Migrator::from_registry().unwrap();
+    migrator.sql_migrations(&SQL);
+    let mut config = Config::new(Environment::Development);
+    config.require_confirmation(true);
+    let err = migrator.run(&db, &config).unwrap_err();
+    assert!(err.is_refusal());
+    assert!(err.to_string().contains("2 migration(s) pending"), "{err}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE name = 'widgets'"
+        ),
+        0
+    );
+}

@@ -116,9 +116,17 @@ impl Database {
     /// Opens a pool for `url` (`postgres://`, `postgresql://` or `sqlite://PATH`).
     ///
     /// One connection is made at once, so that a wrong URL, host or password fails here with
-    /// the driver's message (password scrubbed) rather than later as a pool timeout.
+    /// the driver's message (password scrubbed) rather than later as a pool timeout. Further
+    /// connections are opened on demand (up to [`DEFAULT_POOL_SIZE`]), never eagerly in the
+    /// pool's background threads: a process that exits while libpq is still connecting in
+    /// another thread can crash in OpenSSL's exit handlers.
     pub fn connect(url: &str) -> Result<Database> {
-        Database::connect_with(url, r2d2::Pool::builder().max_size(DEFAULT_POOL_SIZE))
+        Database::connect_with(
+            url,
+            r2d2::Pool::builder()
+                .max_size(DEFAULT_POOL_SIZE)
+                .min_idle(Some(0)),
+        )
     }
 
     /// Reads `DATABASE_URL` and connects.

@@ -118,3 +118,19 @@ pub fn unique(prefix: &str) -> String {
         UNIQUE.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Whether `table` exists, from inside a migration (a failing probe query would abort a
+/// PostgreSQL transaction).
+pub fn table_exists(ctx: &mut migrator::Context<'_>, table: &str) -> migrator::Result<bool> {
+    let sql = match ctx.backend() {
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = $1"
+        }
+        _ => "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1",
+    };
+    let row: Count = diesel::sql_query(sql)
+        .bind::<Text, _>(table)
+        .get_result(ctx.conn())?;
+    Ok(row.n > 0)
+}

@@ -1,5 +1,8 @@
 //! Runs the shared fixture migrations against `DATABASE_URL` in development, printing
 //! `applied ID` per migration this process applied. Used by the multi-process tests.
+//!
+//! With the argument `startup`, it calls `migrator::run_on_startup` instead, which reads the
+//! whole policy from the real process environment, and prints the outcome.
 
 use migrator::{Config, Database, Environment, Migrator, Outcome};
 use migrator_tests::fixtures;
@@ -26,11 +29,19 @@ fn main() {
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Info);
     assert_eq!(fixtures::IDS.len(), 4);
-    let code = match run() {
+    let result = match std::env::args().nth(1).as_deref() {
+        Some("startup") => startup(),
+        _ => run(),
+    };
+    let code = match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
-            1
+            if e.is_configuration() {
+                2
+            } else {
+                1
+            }
         }
     };
     std::process::exit(code);
@@ -45,6 +56,19 @@ fn run() -> migrator::Result<()> {
         if m.outcome == Outcome::Applied {
             println!("applied {}", m.id);
         }
+    }
+    Ok(())
+}
+
+fn startup() -> migrator::Result<()> {
+    let db = Database::from_env()?;
+    match migrator::run_on_startup(&db)? {
+        migrator::StartupOutcome::Skipped { reason } => println!("skipped: {reason}"),
+        migrator::StartupOutcome::Completed(report) => {
+            println!("completed: {} applied", report.applied().count())
+        }
+        migrator::StartupOutcome::Failed(e) => println!("failed, starting anyway: {e}"),
+        other => println!("{other:?}"),
     }
     Ok(())
 }
