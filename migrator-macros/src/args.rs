@@ -25,6 +25,14 @@ impl Parse for Raw {
         } else {
             None
         };
+        if id.is_some() && input.peek(LitStr) {
+            let extra: LitStr = input.parse()?;
+            return Err(syn::Error::new(
+                extra.span(),
+                "a migration has exactly one ID; options follow it as `transaction = false` \
+                 or `crate = path`",
+            ));
+        }
         let rest = Punctuated::parse_terminated(input)?;
         Ok(Raw(rest, id))
     }
