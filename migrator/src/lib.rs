@@ -89,9 +89,16 @@ mod url;
 
 /// Registers a function as a code migration.
 ///
-/// ```ignore
+/// ```
+/// use migrator::{migration, Context, Result};
+///
 /// #[migration("001_hash_kroger_passwords", transaction = false)]
-/// fn hash_kroger_passwords(ctx: &mut Context<'_>) -> Result<()> { ... }
+/// fn hash_kroger_passwords(ctx: &mut Context<'_>) -> Result<()> {
+///     ctx.batch_execute("ALTER TABLE user_profiles ADD COLUMN kroger_password_hash TEXT")
+/// }
+///
+/// let m = migrator::Migrator::from_registry().unwrap();
+/// assert!(!m.migrations()[0].is_transactional());
 /// ```
 ///
 /// - The ID must match `^[0-9]{3,}_[a-z0-9_]+$` and be unique in the binary; migrations run in
