@@ -311,6 +311,14 @@ pub fn parse_bool(variable: &'static str, value: &str) -> Result<bool> {
     }
 }
 
+/// Parses a positive whole number variable strictly.
+pub(crate) fn parse_u32(variable: &'static str, value: &str) -> Result<u32> {
+    match value.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(invalid(variable, value, "a whole number greater than 0")),
+    }
+}
+
 fn parse_seconds(variable: &'static str, value: &str) -> Result<Duration> {
     value
         .trim()

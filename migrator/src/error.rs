@@ -136,6 +136,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// Hashing a password failed (bad parameters, no OS randomness).
+    #[error("password hashing failed: {reason}")]
+    Hashing {
+        /// Why.
+        reason: String,
+    },
+
+    /// A stored password hash cannot be parsed.
+    #[error("invalid password hash: {reason}")]
+    InvalidPasswordHash {
+        /// Why (never the hash or the password).
+        reason: String,
+    },
+
     /// Another runner held the migration lock for longer than the lock timeout.
     #[error("timed out after {}s waiting for the migration lock{}; raise MIGRATION_LOCK_TIMEOUT_SECS or stop the holder", waited.as_secs(), holder.as_deref().map(|h| format!(" (held by {h})")).unwrap_or_default())]
     LockTimeout {

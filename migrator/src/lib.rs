@@ -79,6 +79,7 @@ mod connection;
 mod context;
 mod error;
 pub mod lock;
+pub mod password;
 mod registry;
 mod report;
 mod runner;

@@ -1,0 +1,412 @@
+//! Argon2id password hashing: PHC strings, random 16-byte salts from the OS, documented and
+//! overridable parameters, constant-time verification, and one reused memory block per thread.
+//!
+//! ```
+//! use migrator::password::{Hasher, Params, Password};
+//!
+//! let hasher = Hasher::new(Params::default())?;
+//! let password = Password::new("correct horse battery staple");
+//! let hashed = hasher.hash(&password)?;
+//! assert!(hashed.phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+//! assert!(hasher.verify(&password, &hashed.phc)?);
+//! assert!(!hasher.verify(&Password::new("wrong"), &hashed.phc)?);
+//! assert!(!hasher.needs_rehash(&hashed.phc));
+//! # Ok::<(), migrator::Error>(())
+//! ```
+//!
+//! Hashes are standard PHC strings: any Argon2 implementation verifies them.
+
+use std::cell::RefCell;
+use std::fmt;
+
+use argon2::{Algorithm, Argon2, Block, Version};
+use password_hash::rand_core::{OsRng, RngCore};
+use password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::config::parse_u32;
+use crate::error::{Error, Result};
+
+/// Names of the variables [`Params::from_env`] reads.
+pub mod vars {
+    /// Argon2 memory cost in KiB (default 19456).
+    pub const ARGON2_MEMORY_KIB: &str = "ARGON2_MEMORY_KIB";
+    /// Argon2 iterations (default 2).
+    pub const ARGON2_ITERATIONS: &str = "ARGON2_ITERATIONS";
+    /// Argon2 lanes (default 1).
+    pub const ARGON2_PARALLELISM: &str = "ARGON2_PARALLELISM";
+}
+
+/// Salt length in bytes.
+pub const SALT_LEN: usize = 16;
+/// Hash output length in bytes.
+pub const OUTPUT_LEN: usize = 32;
+
+/// A plaintext password: zeroized when dropped, never shown by `Debug`, no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    /// Wraps a plaintext.
+    pub fn new(plaintext: impl Into<String>) -> Password {
+        Password(Zeroizing::new(plaintext.into()))
+    }
+
+    /// The plaintext, for hashing or a constant-time comparison. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Password {
+    fn from(plaintext: String) -> Password {
+        Password::new(plaintext)
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// Argon2id cost parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Memory in KiB (default 19456, i.e. 19 MiB: OWASP's minimum for Argon2id).
+    pub memory_kib: u32,
+    /// Iterations (default 2).
+    pub iterations: u32,
+    /// Lanes (default 1).
+    pub parallelism: u32,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl Params {
+    /// The defaults overridden by `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`,
+    /// `ARGON2_PARALLELISM`; a bad value is an error naming the variable.
+    pub fn from_env() -> Result<Params> {
+        Params::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Params::from_env`], reading through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Params> {
+        let default = Params::default();
+        let read = |name: &'static str, default: u32| {
+            lookup(name).map_or(Ok(default), |v| parse_u32(name, &v))
+        };
+        let params = Params {
+            memory_kib: read(vars::ARGON2_MEMORY_KIB, default.memory_kib)?,
+            iterations: read(vars::ARGON2_ITERATIONS, default.iterations)?,
+            parallelism: read(vars::ARGON2_PARALLELISM, default.parallelism)?,
+        };
+        params.argon2_params()?;
+        Ok(params)
+    }
+
+    fn argon2_params(&self) -> Result<argon2::Params> {
+        argon2::Params::new(
+            self.memory_kib,
+            self.iterations,
+            self.parallelism,
+            Some(OUTPUT_LEN),
+        )
+        .map_err(|e| Error::Hashing {
+            reason: format!(
+                "invalid Argon2 parameters m={} t={} p={}: {e}",
+                self.memory_kib, self.iterations, self.parallelism
+            ),
+        })
+    }
+}
+
+/// A password hash and its salt, as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashedPassword {
+    /// The PHC string (`$argon2id$v=19$m=...,t=...,p=...$SALT$HASH`).
+    pub phc: String,
+    /// The salt of that hash (unpadded standard base64, as in the PHC string).
+    pub salt: String,
+}
+
+/// Hashes and verifies passwords with fixed parameters. Cheap to clone, `Send + Sync`.
+#[derive(Clone, Debug)]
+pub struct Hasher {
+    params: Params,
+    argon2_params: argon2::Params,
+}
+
+thread_local! {
+    /// This thread's Argon2 working memory, reused across hashes (allocating and faulting in
+    /// 19 MiB per hash costs about a third of the time).
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+fn hashing_error(what: &str) -> impl FnOnce(argon2::Error) -> Error + '_ {
+    move |e| Error::Hashing {
+        reason: format!("{what}: {e}"),
+    }
+}
+
+/// Runs Argon2 with this thread's reused memory.
+fn compute(argon2: &Argon2<'_>, password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<()> {
+    MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        let needed = argon2.params().block_count();
+        if memory.len() < needed {
+            memory.resize(needed, Block::new());
+        }
+        argon2
+            .hash_password_into_with_memory(password, salt, out, &mut memory[..needed])
+            .map_err(hashing_error("Argon2 failed"))
+    })
+}
+
+impl Hasher {
+    /// A hasher with `params`, or an error if Argon2 rejects them.
+    pub fn new(params: Params) -> Result<Hasher> {
+        Ok(Hasher {
+            argon2_params: params.argon2_params()?,
+            params,
+        })
+    }
+
+    /// The parameters new hashes use.
+    pub fn params(&self) -> Params {
+        self.params
+    }
+
+    fn argon2(&self, params: argon2::Params) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    }
+
+    /// Hashes `password` with a fresh random salt.
+    pub fn hash(&self, password: &Password) -> Result<HashedPassword> {
+        self.hash_with_salt(password, &random_salt()?)
+    }
+
+    /// Hashes `password` with the given salt (for tests and reproducible benchmarks).
+    pub fn hash_with_salt(&self, password: &Password, salt: &[u8]) -> Result<HashedPassword> {
+        self.hash_inner(password, salt, true)
+    }
+
+    /// Hashes like [`Hasher::hash`], but allocates fresh Argon2 memory for this one hash, as
+    /// most code does: the baseline the benchmarks compare the reused memory against.
+    pub fn hash_without_memory_reuse(&self, password: &Password) -> Result<HashedPassword> {
+        self.hash_inner(password, &random_salt()?, false)
+    }
+
+    fn hash_inner(&self, password: &Password, salt: &[u8], reuse: bool) -> Result<HashedPassword> {
+        let salt_string = SaltString::encode_b64(salt).map_err(|e| Error::Hashing {
+            reason: format!("invalid salt: {e}"),
+        })?;
+        let mut out = Zeroizing::new([0u8; OUTPUT_LEN]);
+        let argon2 = self.argon2(self.argon2_params.clone());
+        if reuse {
+            compute(&argon2, password.expose().as_bytes(), salt, &mut out[..])?;
+        } else {
+            argon2
+                .hash_password_into(password.expose().as_bytes(), salt, &mut out[..])
+                .map_err(hashing_error("Argon2 failed"))?;
+        }
+        let phc = PasswordHash {
+            algorithm: argon2::ARGON2ID_IDENT,
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&self.argon2_params).map_err(|e| Error::Hashing {
+                reason: format!("cannot encode the parameters: {e}"),
+            })?,
+            salt: Some(salt_string.as_salt()),
+            hash: Some(Output::new(&out[..]).map_err(|e| Error::Hashing {
+                reason: format!("cannot encode the hash: {e}"),
+            })?),
+        }
+        .to_string();
+        Ok(HashedPassword {
+            phc,
+            salt: salt_string.as_str().to_owned(),
+        })
+    }
+
+    /// Whether `password` matches the PHC string `phc` (any Argon2 variant and parameters, so
+    /// hashes made with older parameters still verify). Constant-time comparison.
+    pub fn verify(&self, password: &Password, phc: &str) -> Result<bool> {
+        let invalid = |reason: String| Error::InvalidPasswordHash { reason };
+        let parsed = PasswordHash::new(phc).map_err(|e| invalid(e.to_string()))?;
+        let algorithm = Algorithm::try_from(parsed.algorithm)
+            .map_err(|e| invalid(format!("not an Argon2 hash: {e}")))?;
+        let version = parsed
+            .version
+            .map(Version::try_from)
+            .transpose()
+            .map_err(|e| invalid(format!("unknown Argon2 version: {e}")))?
+            .unwrap_or_default();
+        let params = argon2::Params::try_from(&parsed)
+            .map_err(|e| invalid(format!("bad parameters: {e}")))?;
+        let expected = parsed
+            .hash
+            .ok_or_else(|| invalid("the hash has no output".into()))?;
+        let salt = parsed
+            .salt
+            .ok_or_else(|| invalid("the hash has no salt".into()))?;
+        let mut salt_buf = [0u8; 64];
+        let salt = salt
+            .decode_b64(&mut salt_buf)
+            .map_err(|e| invalid(format!("bad salt: {e}")))?;
+        let argon2 = Argon2::new(algorithm, version, params);
+        let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+        compute(&argon2, password.expose().as_bytes(), salt, &mut out)?;
+        Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
+    }
+
+    /// Whether `phc` should be replaced by a new hash: another algorithm, version, parameters
+    /// or output length than this hasher's, or not a valid PHC string at all.
+    pub fn needs_rehash(&self, phc: &str) -> bool {
+        let Ok(parsed) = PasswordHash::new(phc) else {
+            return true;
+        };
+        let Ok(params) = argon2::Params::try_from(&parsed) else {
+            return true;
+        };
+        parsed.algorithm != argon2::ARGON2ID_IDENT
+            || parsed.version != Some(Version::V0x13.into())
+            || params.m_cost() != self.params.memory_kib
+            || params.t_cost() != self.params.iterations
+            || params.p_cost() != self.params.parallelism
+            || parsed.hash.map(|h| h.len()) != Some(OUTPUT_LEN)
+    }
+}
+
+fn random_salt() -> Result<[u8; SALT_LEN]> {
+    let mut salt = [0u8; SALT_LEN];
+    OsRng
+        .try_fill_bytes(&mut salt)
+        .map_err(|e| Error::Hashing {
+            reason: format!("the OS random number generator failed: {e}"),
+        })?;
+    Ok(salt)
+}
+
+/// Constant-time equality of two plaintexts (for legacy plaintext columns).
+pub fn plaintext_matches(stored: &str, given: &Password) -> bool {
+    bool::from(stored.as_bytes().ct_eq(given.expose().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use argon2::PasswordVerifier;
+
+    fn fast() -> Hasher {
+        Hasher::new(Params {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn hashes_verify_here_and_with_the_reference_verifier() {
+        let hasher = Hasher::new(Params::default()).unwrap();
+        for plaintext in [
+            "",
+            " spaced ",
+            "ünïcødé 🔑",
+            &"x".repeat(10_000),
+            "$argon2id$v=19$m=1,t=1,p=1$c2FsdA$aGFzaA",
+        ] {
+            let password = Password::new(plaintext);
+            let hashed = hasher.hash(&password).unwrap();
+            assert!(hasher.verify(&password, &hashed.phc).unwrap());
+            assert!(!hasher
+                .verify(&Password::new(format!("{plaintext}x")), &hashed.phc)
+                .unwrap());
+            let parsed = PasswordHash::new(&hashed.phc).unwrap();
+            assert_eq!(parsed.salt.unwrap().as_str(), hashed.salt);
+            Argon2::default()
+                .verify_password(plaintext.as_bytes(), &parsed)
+                .expect("the reference implementation verifies our hash");
+        }
+    }
+
+    #[test]
+    fn salts_are_random_and_sixteen_bytes() {
+        let hasher = fast();
+        let a = hasher.hash(&Password::new("same")).unwrap();
+        let b = hasher.hash(&Password::new("same")).unwrap();
+        assert_ne!(a.salt, b.salt);
+        assert_ne!(a.phc, b.phc);
+        let mut buf = [0u8; 64];
+        let salt = SaltString::from_b64(&a.salt).unwrap();
+        assert_eq!(salt.decode_b64(&mut buf).unwrap().len(), SALT_LEN);
+    }
+
+    #[test]
+    fn reused_and_fresh_memory_give_the_same_hash() {
+        let hasher = fast();
+        let password = Password::new("pw");
+        let reused = hasher.hash_with_salt(&password, &[7; 16]).unwrap();
+        let again = hasher.hash_with_salt(&password, &[7; 16]).unwrap();
+        assert_eq!(reused, again);
+        let fresh = hasher.hash_without_memory_reuse(&password).unwrap();
+        assert!(hasher.verify(&password, &fresh.phc).unwrap());
+    }
+
+    #[test]
+    fn old_parameters_verify_and_need_a_rehash() {
+        let old = fast();
+        let new = Hasher::new(Params::default()).unwrap();
+        let password = Password::new("pw");
+        let hashed = old.hash(&password).unwrap();
+        assert!(new.verify(&password, &hashed.phc).unwrap());
+        assert!(new.needs_rehash(&hashed.phc));
+        assert!(!old.needs_rehash(&hashed.phc));
+        assert!(new.needs_rehash("not a hash"));
+        let bcrypt_like = "$2b$12$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234";
+        assert!(new.needs_rehash(bcrypt_like));
+        assert!(new.verify(&password, "plaintext-looking").is_err());
+    }
+
+    #[test]
+    fn the_plaintext_never_shows() {
+        let password = Password::new("hunter2");
+        assert_eq!(format!("{password:?}"), "Password(***)");
+        assert!(plaintext_matches("hunter2", &password));
+        assert!(!plaintext_matches("hunter3", &password));
+        assert!(!plaintext_matches("hunter", &password));
+    }
+
+    #[test]
+    fn parameters_from_the_environment_are_strict() {
+        let params = Params::from_lookup(|name| {
+            (name == vars::ARGON2_MEMORY_KIB).then(|| "65536".to_owned())
+        })
+        .unwrap();
+        assert_eq!(params.memory_kib, 65_536);
+        assert_eq!(params.iterations, 2);
+        let err =
+            Params::from_lookup(|name| (name == vars::ARGON2_ITERATIONS).then(|| "two".to_owned()))
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid ARGON2_ITERATIONS value \"two\": expected a whole number greater than 0"
+        );
+        let err =
+            Params::from_lookup(|name| (name == vars::ARGON2_MEMORY_KIB).then(|| "1".to_owned()))
+                .unwrap_err();
+        assert!(
+            err.to_string().contains("invalid Argon2 parameters m=1"),
+            "{err}"
+        );
+    }
+}
