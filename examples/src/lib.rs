@@ -1,1 +1,32 @@
-//! The Smart Meal Planner reference app (filled by later issues).
+//! The Smart Meal Planner backend's data layer, the reference app of `migrator`.
+//!
+//! - [`migrations`]: `001_hash_kroger_passwords`, which hashes every plaintext Kroger password
+//!   in `user_profiles` with Argon2id, non-destructively and resumably.
+//! - [`kroger`]: the password paths the app uses (set, verify with lazy upgrade) and the
+//!   backfill that migration 001 and `migrate_kroger_passwords work` share.
+//! - [`SmartMealPlanner`]: the app's part of the operator command line (`verify`, `work`).
+//!
+//! A binary that uses this library links its migrations by naming the crate
+//! (`use smart_meal_planner as _;`, or any item of it).
+
+#![warn(missing_docs)]
+
+pub mod kroger;
+pub mod migrations;
+
+use migrator::cli::{App, VerifyOptions, VerifyReport, WorkOptions};
+use migrator::{Database, Result};
+
+/// The app's commands for [`migrator::cli`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SmartMealPlanner;
+
+impl App for SmartMealPlanner {
+    fn verify(&self, db: &Database, options: &VerifyOptions) -> Result<VerifyReport> {
+        kroger::verify(db, options)
+    }
+
+    fn work(&self, db: &Database, options: &WorkOptions) -> Result<u64> {
+        kroger::work(db, options)
+    }
+}

@@ -78,6 +78,10 @@ pub mod vars {
     pub const MIGRATION_LOCK_TIMEOUT_SECS: &str = "MIGRATION_LOCK_TIMEOUT_SECS";
     /// How often long migrations log their progress, in seconds.
     pub const MIGRATION_PROGRESS_INTERVAL_SECS: &str = "MIGRATION_PROGRESS_INTERVAL_SECS";
+    /// Rows per batch of backfills (default 128).
+    pub const MIGRATION_BATCH_SIZE: &str = "MIGRATION_BATCH_SIZE";
+    /// Worker threads of backfills (default: all cores).
+    pub const MIGRATION_WORKER_THREADS: &str = "MIGRATION_WORKER_THREADS";
 }
 
 /// Default of `MIGRATION_LOCK_TIMEOUT_SECS`: one hour, so that replicas started during a long
@@ -108,6 +112,8 @@ pub struct Config {
     backup_before: Option<bool>,
     lock_timeout: Duration,
     progress_interval: Duration,
+    batch_size: Option<u32>,
+    worker_threads: Option<u32>,
 }
 
 impl Config {
@@ -128,6 +134,7 @@ impl Config {
             }
         };
         let flag = |name: &'static str| lookup(name).map(|v| parse_bool(name, &v)).transpose();
+        let count = |name: &'static str| lookup(name).map(|v| parse_u32(name, &v)).transpose();
         let seconds = |name: &'static str, default: Duration| {
             lookup(name)
                 .map(|v| parse_seconds(name, &v))
@@ -145,6 +152,8 @@ impl Config {
                 vars::MIGRATION_PROGRESS_INTERVAL_SECS,
                 DEFAULT_PROGRESS_INTERVAL,
             )?,
+            batch_size: count(vars::MIGRATION_BATCH_SIZE)?,
+            worker_threads: count(vars::MIGRATION_WORKER_THREADS)?,
         })
     }
 
@@ -165,7 +174,31 @@ impl Config {
             backup_before: None,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
+            batch_size: None,
+            worker_threads: None,
         }
+    }
+
+    /// Sets the rows per backfill batch (`MIGRATION_BATCH_SIZE`).
+    pub fn batch_size(&mut self, rows: u32) -> &mut Config {
+        self.batch_size = Some(rows.max(1));
+        self
+    }
+
+    /// Sets the backfill worker threads (`MIGRATION_WORKER_THREADS`).
+    pub fn worker_threads(&mut self, threads: u32) -> &mut Config {
+        self.worker_threads = Some(threads.max(1));
+        self
+    }
+
+    /// Rows per backfill batch, if set (else the backfill's default).
+    pub fn batch_size_value(&self) -> Option<usize> {
+        self.batch_size.map(|n| n as usize)
+    }
+
+    /// Backfill worker threads, if set (else all cores).
+    pub fn worker_threads_value(&self) -> Option<usize> {
+        self.worker_threads.map(|n| n as usize)
     }
 
     /// Sets `AUTO_MIGRATE_ON_STARTUP`.

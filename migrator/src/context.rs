@@ -31,8 +31,12 @@ impl<'a> Context<'a> {
         config: &'a Config,
         id: &'static str,
         transactional: bool,
+        observer: Option<ProgressObserver>,
     ) -> Context<'a> {
-        let progress = Progress::new(id, config.progress_interval_value());
+        let mut progress = Progress::new(id, config.progress_interval_value());
+        if let Some(observer) = observer {
+            progress = progress.with_observer(observer);
+        }
         Context {
             conn,
             db,
@@ -89,6 +93,10 @@ impl<'a> Context<'a> {
     }
 }
 
+/// Receives every progress update of a migration (its ID and the counts), e.g. to draw a
+/// progress bar. While one is set, the periodic progress log lines are not written.
+pub type ProgressObserver = Arc<dyn Fn(&str, ProgressSnapshot) + Send + Sync>;
+
 /// Progress of a long migration: rows done out of a total, logged at a steady interval as
 /// `Migration NAME progress: done/total rows (p%), rate rows/s, ETA`.
 ///
@@ -98,7 +106,6 @@ pub struct Progress {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     id: &'static str,
     interval: Duration,
@@ -106,6 +113,17 @@ struct Inner {
     done: AtomicU64,
     total: AtomicU64,
     last_log: Mutex<Instant>,
+    observer: Option<ProgressObserver>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("id", &self.id)
+            .field("done", &self.done)
+            .field("total", &self.total)
+            .finish()
+    }
 }
 
 /// A snapshot of a [`Progress`].
@@ -134,18 +152,47 @@ impl Progress {
                 done: AtomicU64::new(0),
                 total: AtomicU64::new(0),
                 last_log: Mutex::new(now),
+                observer: None,
             }),
+        }
+    }
+
+    /// The same reporter, also calling `observer` on every update (and no longer logging
+    /// periodic lines). Call before cloning it into workers.
+    pub fn with_observer(self, observer: ProgressObserver) -> Progress {
+        let inner = Inner {
+            id: self.inner.id,
+            interval: self.inner.interval,
+            started: self.inner.started,
+            done: AtomicU64::new(self.inner.done.load(Ordering::Relaxed)),
+            total: AtomicU64::new(self.inner.total.load(Ordering::Relaxed)),
+            last_log: Mutex::new(Instant::now()),
+            observer: Some(observer),
+        };
+        Progress {
+            inner: Arc::new(inner),
+        }
+    }
+
+    fn notify(&self) {
+        if let Some(observer) = &self.inner.observer {
+            observer(self.inner.id, self.snapshot());
         }
     }
 
     /// Sets the number of rows in all.
     pub fn set_total(&self, total: u64) {
         self.inner.total.store(total, Ordering::Relaxed);
+        self.notify();
     }
 
     /// Adds `rows` to the rows done, and logs a progress line if the interval has passed.
     pub fn add(&self, rows: u64) {
         self.inner.done.fetch_add(rows, Ordering::Relaxed);
+        if self.inner.observer.is_some() {
+            self.notify();
+            return;
+        }
         let due = {
             let Ok(mut last) = self.inner.last_log.lock() else {
                 return;
@@ -184,10 +231,11 @@ impl Progress {
         let id = self.inner.id;
         if s.total > 0 {
             let pct = 100.0 * s.done as f64 / s.total as f64;
-            let eta = s
-                .eta
-                .map(|eta| format!("ETA {}s", eta.as_secs()))
-                .unwrap_or_else(|| "ETA unknown".into());
+            let eta = match s.eta {
+                _ if s.done >= s.total => "done".to_owned(),
+                Some(eta) => format!("ETA {}s", eta.as_secs()),
+                None => "ETA unknown".to_owned(),
+            };
             log::info!(
                 "Migration {id} progress: {}/{} rows ({pct:.1}%), {:.1} rows/s, {eta}",
                 s.done,

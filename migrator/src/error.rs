@@ -136,6 +136,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A backfill is misconfigured or cannot progress.
+    #[error("backfill of {table}: {reason}")]
+    Backfill {
+        /// The table.
+        table: String,
+        /// Why.
+        reason: String,
+    },
+
     /// Hashing a password failed (bad parameters, no OS randomness).
     #[error("password hashing failed: {reason}")]
     Hashing {

@@ -74,6 +74,8 @@
 
 extern crate self as migrator;
 
+pub mod backfill;
+pub mod cli;
 mod config;
 mod connection;
 mod context;
@@ -119,7 +121,7 @@ pub use config::{
 pub use connection::{
     AnyConnection, ConnectionManager, Database, Pool, PooledConnection, DEFAULT_POOL_SIZE,
 };
-pub use context::{Context, Progress, ProgressSnapshot};
+pub use context::{Context, Progress, ProgressObserver, ProgressSnapshot};
 pub use error::{Error, Result};
 pub use registry::{registered, Migration, MigrationFn};
 pub use report::{ChecksumDrift, MigrationReport, MigrationState, Outcome, Report, StatusReport};

@@ -7,7 +7,7 @@ use diesel::Connection;
 
 use crate::config::Config;
 use crate::connection::Database;
-use crate::context::Context;
+use crate::context::{Context, ProgressObserver};
 use crate::error::{Error, Result};
 use crate::lock::LockGuard;
 use crate::registry::{self, Migration};
@@ -27,10 +27,19 @@ use crate::tracking::{self, AppliedMigration, Record, Status};
 /// println!("{} migration(s) applied", report.applied().count());
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct Migrator {
     migrations: Vec<&'static Migration>,
     sql: Option<SqlMigrations>,
+    observer: Option<ProgressObserver>,
+}
+
+impl std::fmt::Debug for Migrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Migrator")
+            .field("migrations", &self.migrations)
+            .field("sql", &self.sql)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What [`Migrator::mark`] writes.
@@ -61,6 +70,7 @@ impl Migrator {
         Ok(Migrator {
             migrations: registry::sorted(migrations)?,
             sql: None,
+            observer: None,
         })
     }
 
@@ -72,6 +82,13 @@ impl Migrator {
         migrations: &'static diesel_migrations::EmbeddedMigrations,
     ) -> &mut Migrator {
         self.sql = Some(SqlMigrations(migrations));
+        self
+    }
+
+    /// Sends every progress update of long migrations to `observer` (e.g. a progress bar)
+    /// instead of periodic log lines.
+    pub fn progress_observer(&mut self, observer: ProgressObserver) -> &mut Migrator {
+        self.observer = Some(observer);
         self
     }
 
@@ -187,7 +204,7 @@ impl Migrator {
                 report.migrations.push(entry(settled(m), None, None));
                 continue;
             }
-            match apply(db, config, migration, &me) {
+            match apply(db, config, migration, &me, self.observer.clone()) {
                 Ok(duration) => {
                     report
                         .migrations
@@ -321,6 +338,7 @@ fn apply(
     config: &Config,
     m: &'static Migration,
     me: &str,
+    observer: Option<ProgressObserver>,
 ) -> std::result::Result<Duration, (Duration, Error)> {
     let start = Instant::now();
     let mut conn = db.get().map_err(|e| (start.elapsed(), e))?;
@@ -336,12 +354,20 @@ fn apply(
     };
     let result = if m.is_transactional() {
         conn.transaction::<_, Error, _>(|conn| {
-            call(m, &mut Context::new(conn, db, config, m.id(), true))?;
+            call(
+                m,
+                &mut Context::new(conn, db, config, m.id(), true, observer),
+            )?;
             tracking::write(conn, &record(Status::Success, start.elapsed(), true))
         })
     } else {
         tracking::write(&mut conn, &record(Status::Running, Duration::ZERO, true))
-            .and_then(|()| call(m, &mut Context::new(&mut conn, db, config, m.id(), false)))
+            .and_then(|()| {
+                call(
+                    m,
+                    &mut Context::new(&mut conn, db, config, m.id(), false, observer),
+                )
+            })
             .and_then(|()| {
                 tracking::write(&mut conn, &record(Status::Success, start.elapsed(), false))
             })

@@ -1,0 +1,92 @@
+//! The Smart Meal Planner's migrations, in order.
+
+use diesel::sql_types::{Bool, Text};
+use diesel::{QueryableByName, RunQueryDsl};
+use migrator::{migration, Backend, Context, Result};
+
+use crate::kroger;
+
+/// The ID of the Kroger password migration.
+pub const HASH_KROGER_PASSWORDS: &str = "001_hash_kroger_passwords";
+
+/// The partial index on hashed rows.
+pub const HASH_INDEX: &str = "idx_user_profiles_kroger_password_hash";
+
+/// Hashes every plaintext Kroger password.
+///
+/// 1. adds `kroger_password_hash` and `kroger_password_salt` (text, nullable) if missing;
+/// 2. hashes every row whose `kroger_password` is set and whose hash is NULL (see
+///    [`kroger::backfill`]); `kroger_password` is kept, so old app versions keep working;
+/// 3. creates `idx_user_profiles_kroger_password_hash` on hashed rows (`CONCURRENTLY` on
+///    PostgreSQL, replacing an invalid index left by an interrupted build).
+///
+/// Not in a transaction: each batch commits on its own, and an interrupted run resumes where
+/// it stopped. Other hosts can help with `migrate_kroger_passwords work`.
+#[migration("001_hash_kroger_passwords", transaction = false)]
+fn hash_kroger_passwords(ctx: &mut Context<'_>) -> Result<()> {
+    add_columns(ctx)?;
+    kroger::run_backfill(
+        ctx.database(),
+        ctx.progress(),
+        &kroger::BackfillOptions::from_config(ctx.config()),
+    )?;
+    create_index(ctx)
+}
+
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = Bool)]
+    exists: bool,
+}
+
+fn add_columns(ctx: &mut Context<'_>) -> Result<()> {
+    match ctx.backend() {
+        Backend::Postgres => ctx.batch_execute(
+            "SET lock_timeout = '5s';
+             ALTER TABLE user_profiles
+                 ADD COLUMN IF NOT EXISTS kroger_password_hash TEXT,
+                 ADD COLUMN IF NOT EXISTS kroger_password_salt TEXT;
+             RESET lock_timeout;",
+        ),
+        _ => {
+            for column in ["kroger_password_hash", "kroger_password_salt"] {
+                if !kroger::has_column(ctx.conn(), column)? {
+                    ctx.batch_execute(&format!(
+                        "ALTER TABLE user_profiles ADD COLUMN {column} TEXT"
+                    ))?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn create_index(ctx: &mut Context<'_>) -> Result<()> {
+    match ctx.backend() {
+        Backend::Postgres => {
+            let invalid: Exists = diesel::sql_query(
+                "SELECT EXISTS (SELECT 1 FROM pg_index i \
+                 JOIN pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relname = $1 AND n.nspname = current_schema() \
+                 AND NOT i.indisvalid) AS exists",
+            )
+            .bind::<Text, _>(HASH_INDEX)
+            .get_result(ctx.conn())?;
+            if invalid.exists {
+                log::warn!("Dropping the invalid index {HASH_INDEX} left by an interrupted build");
+                ctx.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {HASH_INDEX}"))?;
+            }
+            ctx.batch_execute(&format!(
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {HASH_INDEX} \
+                 ON user_profiles (kroger_password_hash) \
+                 WHERE kroger_password_hash IS NOT NULL"
+            ))
+        }
+        _ => ctx.batch_execute(&format!(
+            "CREATE INDEX IF NOT EXISTS {HASH_INDEX} \
+             ON user_profiles (kroger_password_hash) \
+             WHERE kroger_password_hash IS NOT NULL"
+        )),
+    }
+}

@@ -1,0 +1,503 @@
+//! A batched, parallel, resumable backfill: compute new column values for every row that still
+//! needs them.
+//!
+//! - **Claiming.** Rows are taken in key order, a batch at a time. On PostgreSQL a batch is
+//!   claimed with `SELECT ... FOR UPDATE SKIP LOCKED` inside its own transaction, so several
+//!   processes on several hosts share one backfill through the database: no coordinator, no
+//!   row done twice. On SQLite (one host) claims are not locked; every write is guarded so that
+//!   a row already done, or changed since it was read, is not written again.
+//! - **Computing.** A batch is computed on a pool of worker threads (all cores by default)
+//!   while the next batch is being claimed.
+//! - **Writing.** Each batch is written back in one `UPDATE ... FROM (VALUES ...)` statement and
+//!   committed on its own.
+//! - **Resuming.** Which rows are left is the `pending` predicate (e.g. "hash IS NULL"): kill
+//!   the process at any instant, start again, and it finishes. Memory is bounded by two
+//!   batches, not the table.
+//!
+//! Table and column names come from code and are checked to be plain identifiers; values are
+//! always bound.
+//!
+//! ```no_run
+//! # fn demo(ctx: &mut migrator::Context<'_>) -> migrator::Result<()> {
+//! use migrator::backfill::Backfill;
+//!
+//! let mut backfill = Backfill::new("users", "id");
+//! backfill
+//!     .input("email")
+//!     .output("email_normalized")
+//!     .pending_when("email IS NOT NULL AND email_normalized IS NULL");
+//! let report = backfill.run(ctx.database(), ctx.progress(), |inputs| {
+//!     Ok(vec![inputs[0].map(|email| email.trim().to_lowercase())])
+//! })?;
+//! println!("{} rows", report.rows_updated);
+//! # Ok(()) }
+//! ```
+
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::{QueryableByName, RunQueryDsl};
+use zeroize::Zeroizing;
+
+use crate::connection::{Database, MultiBackend, PooledConnection};
+use crate::context::Progress;
+use crate::error::{Error, Result};
+use crate::url::Backend;
+
+/// The most input or output columns a backfill takes.
+pub const MAX_COLUMNS: usize = 4;
+
+/// Default rows per batch (`MIGRATION_BATCH_SIZE`).
+pub const DEFAULT_BATCH_SIZE: usize = 128;
+
+/// A backfill of one table. Configure it with the setters, then [`Backfill::run`].
+#[derive(Clone, Debug)]
+pub struct Backfill {
+    table: &'static str,
+    key: &'static str,
+    inputs: Vec<&'static str>,
+    outputs: Vec<&'static str>,
+    pending: &'static str,
+    batch_size: usize,
+    threads: usize,
+}
+
+/// What a backfill did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackfillReport {
+    /// Rows this process wrote.
+    pub rows_updated: u64,
+    /// Rows computed but not written because another process did them first or they changed
+    /// meanwhile (SQLite only; PostgreSQL locks claimed rows).
+    pub rows_skipped: u64,
+    /// Batches this process committed.
+    pub batches: u64,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+/// One claimed row: its key and its input values (zeroized when dropped).
+struct Claimed {
+    key: i64,
+    inputs: Vec<Option<Zeroizing<String>>>,
+}
+
+#[derive(QueryableByName)]
+struct RawRow {
+    #[diesel(sql_type = BigInt)]
+    k: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    i0: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    i1: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    i2: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    i3: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// A claimed batch; on PostgreSQL it holds the transaction that locks its rows, rolled back
+/// if the batch is dropped unwritten.
+struct Batch {
+    conn: PooledConnection,
+    open_transaction: bool,
+    rows: Vec<Claimed>,
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if self.open_transaction {
+            let _ = self.conn.batch_execute("ROLLBACK");
+        }
+    }
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Backfill {
+    /// A backfill of `table`, whose integer primary key is `key`.
+    pub fn new(table: &'static str, key: &'static str) -> Backfill {
+        Backfill {
+            table,
+            key,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            pending: "",
+            batch_size: DEFAULT_BATCH_SIZE,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// Adds a column the computation reads (read as text).
+    pub fn input(&mut self, column: &'static str) -> &mut Backfill {
+        self.inputs.push(column);
+        self
+    }
+
+    /// Adds a column the computation writes (as text).
+    pub fn output(&mut self, column: &'static str) -> &mut Backfill {
+        self.outputs.push(column);
+        self
+    }
+
+    /// The SQL condition (on the table's columns, written in code) of rows still to do. It must
+    /// become false once a row's outputs are written, or the backfill reports that it makes no
+    /// progress.
+    pub fn pending_when(&mut self, predicate: &'static str) -> &mut Backfill {
+        self.pending = predicate;
+        self
+    }
+
+    /// Rows per batch (default [`DEFAULT_BATCH_SIZE`]).
+    pub fn batch_size(&mut self, rows: usize) -> &mut Backfill {
+        self.batch_size = rows.max(1);
+        self
+    }
+
+    /// Worker threads computing a batch (default: all cores).
+    pub fn threads(&mut self, threads: usize) -> &mut Backfill {
+        self.threads = threads.max(1);
+        self
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |reason: String| Error::Backfill {
+            table: self.table.to_owned(),
+            reason,
+        };
+        for name in [self.table, self.key]
+            .iter()
+            .chain(&self.inputs)
+            .chain(&self.outputs)
+        {
+            if !is_identifier(name) {
+                return Err(bad(format!("{name:?} is not a plain SQL identifier")));
+            }
+        }
+        if self.inputs.is_empty() || self.inputs.len() > MAX_COLUMNS {
+            return Err(bad(format!("it needs 1 to {MAX_COLUMNS} input columns")));
+        }
+        if self.outputs.is_empty() || self.outputs.len() > MAX_COLUMNS {
+            return Err(bad(format!("it needs 1 to {MAX_COLUMNS} output columns")));
+        }
+        if self.pending.trim().is_empty() {
+            return Err(bad("it needs a pending_when predicate".into()));
+        }
+        Ok(())
+    }
+
+    /// How many rows are still pending.
+    pub fn remaining(&self, db: &Database) -> Result<u64> {
+        self.check()?;
+        let mut conn = db.get()?;
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM {} WHERE {}",
+            self.table, self.pending
+        );
+        let count: Count = diesel::sql_query(sql)
+            .get_result(&mut *conn)
+            .map_err(Error::db(format!(
+                "cannot count pending rows of {}",
+                self.table
+            )))?;
+        Ok(u64::try_from(count.n).unwrap_or(0))
+    }
+
+    /// Runs until no row is pending. `compute` gets a row's inputs (in the order of
+    /// [`Backfill::input`]) and returns its outputs (in the order of [`Backfill::output`]).
+    pub fn run<F>(&self, db: &Database, progress: &Progress, compute: F) -> Result<BackfillReport>
+    where
+        F: Fn(&[Option<&str>]) -> Result<Vec<Option<String>>> + Sync,
+    {
+        self.check()?;
+        let start = Instant::now();
+        let workers = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads)
+            .thread_name(|i| format!("backfill-{i}"))
+            .build()
+            .map_err(|e| Error::Backfill {
+                table: self.table.to_owned(),
+                reason: format!("cannot start worker threads: {e}"),
+            })?;
+        let mut pending = self.remaining(db)?;
+        progress.set_total(pending);
+        log::info!(
+            "Backfill of {}: {pending} rows pending, {} threads, batches of {}",
+            self.table,
+            self.threads,
+            self.batch_size
+        );
+        let mut report = BackfillReport::default();
+        let mut stalled_sweeps = 0;
+        loop {
+            // One sweep: claim batches in key order until none is left after the cursor.
+            let claimed_before = report.rows_updated + report.rows_skipped;
+            self.sweep(db, progress, &workers, &compute, &mut report)?;
+            let claimed = report.rows_updated + report.rows_skipped - claimed_before;
+            let left = self.remaining(db)?;
+            if left == 0 {
+                break;
+            }
+            if claimed == 0 {
+                // Everything left is claimed by other processes: wait for them (or for their
+                // transactions to roll back, if they die).
+                log::info!(
+                    "Backfill of {}: {left} rows are being processed by other runners; waiting",
+                    self.table
+                );
+                std::thread::sleep(Duration::from_millis(250));
+            } else if left >= pending {
+                stalled_sweeps += 1;
+                if stalled_sweeps >= 3 {
+                    return Err(Error::Backfill {
+                        table: self.table.to_owned(),
+                        reason: format!(
+                            "no progress: {left} rows still match the pending predicate after \
+                             being written; the predicate must become false once a row is done"
+                        ),
+                    });
+                }
+            } else {
+                stalled_sweeps = 0;
+            }
+            pending = left;
+        }
+        report.elapsed = start.elapsed();
+        progress.log();
+        log::info!(
+            "Backfill of {} done: {} rows written by this process in {} batches, {:.1}s",
+            self.table,
+            report.rows_updated,
+            report.batches,
+            report.elapsed.as_secs_f64()
+        );
+        Ok(report)
+    }
+
+    fn sweep<F>(
+        &self,
+        db: &Database,
+        progress: &Progress,
+        workers: &rayon::ThreadPool,
+        compute: &F,
+        report: &mut BackfillReport,
+    ) -> Result<()>
+    where
+        F: Fn(&[Option<&str>]) -> Result<Vec<Option<String>>> + Sync,
+    {
+        let mut cursor = i64::MIN;
+        let mut current = self.claim(db, &mut cursor)?;
+        while let Some(batch) = current.take() {
+            // Compute this batch on the workers while this thread claims the next one.
+            let (outputs, next) = std::thread::scope(|scope| {
+                let computing = scope.spawn(|| {
+                    workers.install(|| {
+                        use rayon::prelude::*;
+                        batch
+                            .rows
+                            .par_iter()
+                            .map(|row| {
+                                let inputs: Vec<Option<&str>> = row
+                                    .inputs
+                                    .iter()
+                                    .map(|v| v.as_deref().map(|s| s.as_str()))
+                                    .collect();
+                                compute(&inputs)
+                            })
+                            .collect::<Result<Vec<_>>>()
+                    })
+                });
+                let next = self.claim(db, &mut cursor);
+                (computing.join(), next)
+            });
+            let outputs = outputs.map_err(|panic| Error::Panic {
+                message: panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "backfill computation panicked".into()),
+            })??;
+            let claimed = batch.rows.len() as u64;
+            let written = self.write(batch, outputs)?;
+            report.rows_updated += written;
+            report.rows_skipped += claimed - written.min(claimed);
+            report.batches += 1;
+            progress.add(written);
+            current = next?;
+        }
+        Ok(())
+    }
+
+    fn claim(&self, db: &Database, cursor: &mut i64) -> Result<Option<Batch>> {
+        let mut conn = db.get()?;
+        let backend = conn.backend();
+        let columns: Vec<String> = (0..MAX_COLUMNS)
+            .map(|i| match self.inputs.get(i) {
+                Some(col) => format!("CAST({col} AS TEXT) AS i{i}"),
+                None => format!("CAST(NULL AS TEXT) AS i{i}"),
+            })
+            .collect();
+        let lock = match backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let sql = format!(
+            "SELECT CAST({key} AS BIGINT) AS k, {columns} FROM {table} \
+             WHERE ({pending}) AND {key} > $1 ORDER BY {key} LIMIT $2{lock}",
+            key = self.key,
+            columns = columns.join(", "),
+            table = self.table,
+            pending = self.pending,
+        );
+        let context = || format!("cannot claim a batch of {}", self.table);
+        let open_transaction = backend == Backend::Postgres;
+        if open_transaction {
+            conn.batch_execute("BEGIN")
+                .map_err(|e| Error::db(context())(e))?;
+        }
+        let mut batch = Batch {
+            conn,
+            open_transaction,
+            rows: Vec::new(),
+        };
+        let rows: Vec<RawRow> = diesel::sql_query(sql)
+            .bind::<BigInt, _>(*cursor)
+            .bind::<BigInt, _>(i64::try_from(self.batch_size).unwrap_or(i64::MAX))
+            .load(&mut *batch.conn)
+            .map_err(|e| Error::db(context())(e))?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let inputs = self.inputs.len();
+        batch.rows = rows
+            .into_iter()
+            .map(|r| Claimed {
+                key: r.k,
+                inputs: [r.i0, r.i1, r.i2, r.i3]
+                    .into_iter()
+                    .take(inputs)
+                    .map(|v| v.map(Zeroizing::new))
+                    .collect(),
+            })
+            .collect();
+        if let Some(last) = batch.rows.last() {
+            *cursor = last.key;
+        }
+        Ok(Some(batch))
+    }
+
+    /// Writes a batch in one statement and commits it; returns the rows written.
+    fn write(&self, mut batch: Batch, outputs: Vec<Vec<Option<String>>>) -> Result<u64> {
+        let context = || format!("cannot write a batch of {}", self.table);
+        if let Some(bad) = outputs.iter().find(|o| o.len() != self.outputs.len()) {
+            return Err(Error::Backfill {
+                table: self.table.to_owned(),
+                reason: format!(
+                    "the computation returned {} values for {} output columns",
+                    bad.len(),
+                    self.outputs.len()
+                ),
+            });
+        }
+        let backend = batch.conn.backend();
+        // SQLite's unlocked claims need the guard: only rows still pending, with the inputs
+        // that were read.
+        let guard_inputs = backend == Backend::Sqlite;
+        let per_row = 1 + self.outputs.len() + if guard_inputs { self.inputs.len() } else { 0 };
+        let mut placeholder = 0;
+        let tuples: Vec<String> = (0..batch.rows.len())
+            .map(|_| {
+                let params: Vec<String> = (0..per_row)
+                    .map(|_| {
+                        placeholder += 1;
+                        format!("${placeholder}")
+                    })
+                    .collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let mut names = vec!["__k".to_owned()];
+        names.extend((0..self.outputs.len()).map(|i| format!("__o{i}")));
+        if guard_inputs {
+            names.extend((0..self.inputs.len()).map(|i| format!("__i{i}")));
+        }
+        let values = match backend {
+            Backend::Postgres => {
+                format!("(VALUES {}) AS v({})", tuples.join(", "), names.join(", "))
+            }
+            Backend::Sqlite => {
+                let renamed: Vec<String> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| format!("column{} AS {name}", i + 1))
+                    .collect();
+                format!(
+                    "(SELECT {} FROM (VALUES {})) AS v",
+                    renamed.join(", "),
+                    tuples.join(", ")
+                )
+            }
+        };
+        let set: Vec<String> = self
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, col)| format!("{col} = v.__o{i}"))
+            .collect();
+        let mut conditions = vec![
+            format!("{}.{} = v.__k", self.table, self.key),
+            format!("({})", self.pending),
+        ];
+        if guard_inputs {
+            conditions.extend(
+                self.inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, col)| format!("{}.{col} IS v.__i{i}", self.table)),
+            );
+        }
+        let sql = format!(
+            "UPDATE {table} SET {set} FROM {values} WHERE {conditions}",
+            table = self.table,
+            set = set.join(", "),
+            conditions = conditions.join(" AND "),
+        );
+        let mut query = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+        for (row, out) in batch.rows.iter().zip(outputs) {
+            query = query.bind::<BigInt, _>(row.key);
+            for value in out {
+                query = query.bind::<Nullable<Text>, _>(value);
+            }
+            if guard_inputs {
+                for value in &row.inputs {
+                    query = query.bind::<Nullable<Text>, _>(value.as_deref().cloned());
+                }
+            }
+        }
+        let written = query
+            .execute(&mut *batch.conn)
+            .map_err(|e| Error::db(context())(e))?;
+        if batch.open_transaction {
+            batch
+                .conn
+                .batch_execute("COMMIT")
+                .map_err(|e| Error::db(context())(e))?;
+            batch.open_transaction = false;
+        }
+        Ok(written as u64)
+    }
+}
