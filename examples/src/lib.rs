@@ -30,3 +30,8 @@ impl App for SmartMealPlanner {
         kroger::work(db, options)
     }
 }
+
+/// The `migrate_kroger_passwords` command: parses the arguments, runs, returns the exit code.
+pub fn migrate_kroger_passwords_main() -> std::process::ExitCode {
+    migrator::cli::main("migrate_kroger_passwords", &SmartMealPlanner)
+}

@@ -303,8 +303,8 @@ fn print_status(db: &Database, status: &StatusReport, json: bool) {
     }
     println!("Database: {}", db.url());
     println!(
-        "{:<40} {:<8} {:>8} {:>10}  {}",
-        "MIGRATION", "STATUS", "ATTEMPTS", "TIME (ms)", "APPLIED AT / NOTES"
+        "{:<40} {:<8} {:>8} {:>10}  APPLIED AT / NOTES",
+        "MIGRATION", "STATUS", "ATTEMPTS", "TIME (ms)"
     );
     for m in &status.migrations {
         let row = m.row.as_ref();

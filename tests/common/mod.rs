@@ -9,6 +9,7 @@
 
 pub mod logs;
 pub mod pg;
+pub mod users;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

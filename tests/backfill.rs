@@ -1,0 +1,222 @@
+//! The generic backfill engine on both backends: several inputs and outputs, NULLs, progress,
+//! misconfiguration, a failing or panicking computation (its batch rolled back, the rest
+//! resumable), and a predicate that never becomes false.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{count, exec, TestDb};
+use migrator::backfill::Backfill;
+use migrator::{Backend, Error, Progress};
+
+const ROWS: i64 = 1000;
+
+fn seed(t: &TestDb) -> migrator::Database {
+    let db = t.connect();
+    exec(
+        &db,
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, a TEXT, b TEXT, upper_a TEXT, joined TEXT)",
+    );
+    let insert = match t.backend {
+        Backend::Postgres => format!(
+            "INSERT INTO items (id, a, b) SELECT g, CASE WHEN g % 10 = 0 THEN NULL ELSE 'a' || g END, \
+             'b' || g FROM generate_series(1, {ROWS}) AS g"
+        ),
+        _ => format!(
+            "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {ROWS}) \
+             INSERT INTO items (id, a, b) SELECT x, CASE WHEN x % 10 = 0 THEN NULL ELSE 'a' || x END, \
+             'b' || x FROM g"
+        ),
+    };
+    exec(&db, &insert);
+    db
+}
+
+fn items() -> Backfill {
+    let mut backfill = Backfill::new("items", "id");
+    backfill
+        .input("a")
+        .input("b")
+        .output("upper_a")
+        .output("joined")
+        .pending_when("joined IS NULL")
+        .batch_size(37)
+        .threads(2);
+    backfill
+}
+
+fn progress() -> Progress {
+    Progress::new("test", Duration::from_secs(60))
+}
+
+fn compute(inputs: &[Option<&str>]) -> migrator::Result<Vec<Option<String>>> {
+    Ok(vec![
+        inputs[0].map(str::to_uppercase),
+        Some(format!(
+            "{}+{}",
+            inputs[0].unwrap_or("NULL"),
+            inputs[1].unwrap_or("NULL")
+        )),
+    ])
+}
+
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn postgres() {
+                super::$name(migrator::Backend::Postgres)
+            }
+            #[test]
+            fn sqlite() {
+                super::$name(migrator::Backend::Sqlite)
+            }
+        }
+    };
+}
+
+both!(computes_every_row_once_with_nulls_and_progress);
+fn computes_every_row_once_with_nulls_and_progress(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = seed(&t);
+    let progress = progress();
+    let report = items().run(&db, &progress, compute).unwrap();
+    assert_eq!(report.rows_updated, ROWS as u64);
+    assert_eq!(report.batches, (ROWS as u64).div_ceil(37));
+    let snapshot = progress.snapshot();
+    assert_eq!((snapshot.done, snapshot.total), (ROWS as u64, ROWS as u64));
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) AS n FROM items WHERE joined IS NULL"),
+        0
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) AS n FROM items WHERE id = 7 AND upper_a = 'A7' AND joined = 'a7+b7'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) AS n FROM items WHERE id = 10 AND upper_a IS NULL AND joined = 'NULL+b10'"),
+        1
+    );
+    assert_eq!(items().remaining(&db).unwrap(), 0);
+    assert_eq!(
+        items().run(&db, &progress, compute).unwrap().rows_updated,
+        0
+    );
+}
+
+both!(a_failing_batch_is_rolled_back_and_the_rest_resumes);
+fn a_failing_batch_is_rolled_back_and_the_rest_resumes(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = seed(&t);
+    let err = items()
+        .run(&db, &progress(), |inputs| {
+            if inputs[1] == Some("b500") {
+                return Err(Error::msg("cannot compute row 500"));
+            }
+            compute(inputs)
+        })
+        .unwrap_err();
+    assert_eq!(err.to_string(), "cannot compute row 500");
+    // The failing batch (rows 482..=518) wrote nothing.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) AS n FROM items WHERE id BETWEEN 482 AND 518 AND joined IS NOT NULL"
+        ),
+        0
+    );
+    assert!(
+        count(
+            &db,
+            "SELECT COUNT(*) AS n FROM items WHERE joined IS NOT NULL"
+        ) >= 481
+    );
+    let report = items().run(&db, &progress(), compute).unwrap();
+    assert!(report.rows_updated > 0);
+    assert_eq!(items().remaining(&db).unwrap(), 0);
+}
+
+both!(a_panicking_computation_is_an_error_and_leaves_no_open_transaction);
+fn a_panicking_computation_is_an_error_and_leaves_no_open_transaction(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = migrator::Database::connect_with(
+        &t.url,
+        r2d2::Pool::builder().max_size(3).min_idle(Some(0)),
+    )
+    .unwrap();
+    exec(
+        &db,
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, a TEXT, b TEXT, upper_a TEXT, joined TEXT)",
+    );
+    exec(
+        &db,
+        "INSERT INTO items (id, a, b) VALUES (1, 'x', 'y'), (2, 'p', 'q')",
+    );
+    let err = items()
+        .run(&db, &progress(), |_| panic!("boom in compute"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Panic { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "panicked: boom in compute");
+    // Every pooled connection is usable and its row locks are gone: the rows can be claimed.
+    assert_eq!(
+        items().run(&db, &progress(), compute).unwrap().rows_updated,
+        2
+    );
+}
+
+#[test]
+fn a_predicate_that_never_becomes_false_is_reported() {
+    let t = TestDb::new(Backend::Sqlite);
+    let db = seed(&t);
+    let mut backfill = items();
+    backfill.pending_when("upper_a IS NULL OR 1 = 1");
+    let err = backfill.run(&db, &progress(), compute).unwrap_err();
+    assert!(err.to_string().contains("no progress"), "{err}");
+}
+
+#[test]
+fn misconfiguration_is_an_error_before_touching_the_database() {
+    let t = TestDb::new(Backend::Sqlite);
+    let db = seed(&t);
+    let mut bad = Backfill::new("items; DROP TABLE items", "id");
+    bad.input("a")
+        .output("joined")
+        .pending_when("joined IS NULL");
+    assert_eq!(
+        bad.run(&db, &progress(), compute).unwrap_err().to_string(),
+        "backfill of items; DROP TABLE items: \"items; DROP TABLE items\" is not a plain SQL identifier"
+    );
+    let mut no_predicate = Backfill::new("items", "id");
+    no_predicate.input("a").output("joined");
+    assert!(no_predicate
+        .run(&db, &progress(), compute)
+        .unwrap_err()
+        .to_string()
+        .contains("pending_when"));
+    let mut no_output = Backfill::new("items", "id");
+    no_output.input("a").pending_when("joined IS NULL");
+    assert!(no_output
+        .run(&db, &progress(), compute)
+        .unwrap_err()
+        .to_string()
+        .contains("output columns"));
+    let err = items()
+        .run(&db, &progress(), |_| Ok(vec![Some("one".into())]))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("returned 1 values for 2 output columns"),
+        "{err}"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) AS n FROM items WHERE joined IS NOT NULL"
+        ),
+        0
+    );
+}
