@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod demo;
 pub mod kroger;
 pub mod migrations;
 

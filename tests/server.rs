@@ -1,0 +1,475 @@
+//! The demo server as a child process over HTTP: the SQLite default path end to end, four
+//! workers on one PostgreSQL database, a failing migration in development and in production,
+//! and bad requests.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::http::{self, Response};
+use common::users::{self, assert_all_hashed, updates};
+use common::{count, exec, TestDb};
+use migrator::Backend;
+
+const SERVER: &str = env!("CARGO_BIN_EXE_demo-server-under-test");
+
+/// A running server; killed if the test fails.
+struct Server {
+    child: Child,
+    port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+    let port = free_port();
+    let log = dir.join(format!("server-{port}.log"));
+    let mut cmd = Command::new(SERVER);
+    for var in [
+        "DATABASE_URL",
+        "ENVIRONMENT",
+        "AUTO_MIGRATE_ON_STARTUP",
+        "ENABLE_PROD_MIGRATIONS",
+        "MIGRATION_REQUIRE_CONFIRMATION",
+        "MIGRATION_BACKUP_BEFORE",
+        "LOG_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let child = cmd
+        .current_dir(dir)
+        .env("PORT", port.to_string())
+        .env("ARGON2_MEMORY_KIB", "2048")
+        .env("ARGON2_ITERATIONS", "1")
+        .env("MIGRATION_BATCH_SIZE", "50")
+        .env("LOG_FILE", &log)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the demo server");
+    Server { child, port, log }
+}
+
+impl Server {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls /health until `want` (bounded); returns the statuses seen on the way.
+    fn wait_for(&mut self, want: &str) -> (Response, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut seen = Vec::new();
+        loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                panic!("the server exited ({exit}) before {want}:\n{}", self.log());
+            }
+            if let Some(r) = http::get(self.port, "/health") {
+                let status = r.json()["status"].as_str().unwrap_or("").to_owned();
+                if seen.last() != Some(&status) {
+                    seen.push(status.clone());
+                }
+                if status == want {
+                    return (r, seen);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {want} in time; saw {seen:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn terminate(mut self) -> i32 {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let status = self.child.wait().unwrap();
+        status.code().unwrap_or(-1)
+    }
+}
+
+#[test]
+fn the_sqlite_default_path_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &[]);
+    let (health, seen) = server.wait_for("ok");
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("migrating"),
+        "{seen:?}"
+    );
+    assert_eq!(health.status, 200);
+    let body = health.json();
+    assert_eq!(body["database"]["reachable"], true);
+    assert_eq!(body["database"]["backend"], "SQLite");
+    assert_eq!(body["pending"], 0);
+    assert_eq!(body["migrations"][0]["id"], "001_hash_kroger_passwords");
+    assert_eq!(body["migrations"][0]["status"], "success");
+    assert!(
+        dir.path().join("smart-meal-planner.db").exists(),
+        "the default SQLite file"
+    );
+
+    let log = server.log();
+    let first = log.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("ENVIRONMENT=development (default), DATABASE_URL=sqlite://smart-meal-planner.db (default)"),
+        "{first}"
+    );
+    assert!(
+        log.contains("Migration 001_hash_kroger_passwords progress:"),
+        "{log}"
+    );
+
+    let port = server.port;
+    assert_eq!(http::get(port, "/api-test").unwrap().json()["status"], "ok");
+    let db = http::get(port, "/check-db-connection").unwrap();
+    assert_eq!(db.json()["connected"], true);
+    assert!(db.json()["round_trip_ms"].as_f64().unwrap() >= 0.0);
+
+    // A demo user's seeded password was hashed by 001 and verifies.
+    let r = http::json(
+        port,
+        "POST",
+        "/users/4/kroger-password/verify",
+        r#"{"password":"kroger-demo-4"}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()["verified"].as_bool()),
+        (200, Some(true))
+    );
+    let r = http::json(
+        port,
+        "POST",
+        "/users/4/kroger-password/verify",
+        r#"{"password":"kroger-demo-5"}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()["verified"].as_bool()),
+        (200, Some(false))
+    );
+    // A new password is stored hashed and verifies.
+    let r = http::json(
+        port,
+        "PUT",
+        "/users/7/kroger-password",
+        r#"{"password":"n3w-Kroger-pw"}"#,
+    );
+    assert_eq!((r.status, r.json()["updated"].as_bool()), (200, Some(true)));
+    let r = http::json(
+        port,
+        "POST",
+        "/users/7/kroger-password/verify",
+        r#"{"password":"n3w-Kroger-pw"}"#,
+    );
+    assert_eq!(r.json()["verified"], true);
+
+    let metrics = http::get(port, "/metrics").unwrap();
+    assert!(metrics.content_type.starts_with("text/plain"));
+    for line in [
+        "smart_meal_planner_migration_outcome{migration=\"001_hash_kroger_passwords\",outcome=\"applied\"} 1",
+        "smart_meal_planner_kroger_password_verifications_total{outcome=\"verified\"} 2",
+        "smart_meal_planner_kroger_password_verifications_total{outcome=\"mismatch\"} 1",
+        "smart_meal_planner_migrating 0",
+    ] {
+        assert!(metrics.body.contains(line), "{line} in\n{}", metrics.body);
+    }
+    assert!(metrics
+        .body
+        .contains("smart_meal_planner_startup_duration_seconds "));
+
+    assert_eq!(server.terminate(), 0, "graceful shutdown on SIGTERM");
+    let log = std::fs::read_to_string(
+        dir.path().join(
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .find(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .unwrap()
+                .file_name(),
+        ),
+    )
+    .unwrap();
+    assert!(log.contains("Shutting down"), "{log}");
+    for secret in ["kroger-demo-4", "kroger-demo-5", "n3w-Kroger-pw"] {
+        assert!(!log.contains(secret), "the log contains {secret}");
+    }
+}
+
+#[test]
+fn bad_requests_get_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &[]);
+    server.wait_for("ok");
+    let port = server.port;
+    let cases: Vec<(Response, u16, &str)> = vec![
+        (
+            http::json(
+                port,
+                "POST",
+                "/users/99999/kroger-password/verify",
+                r#"{"password":"x"}"#,
+            ),
+            404,
+            "user 99999 not found",
+        ),
+        (
+            http::json(
+                port,
+                "PUT",
+                "/users/99999/kroger-password",
+                r#"{"password":"x"}"#,
+            ),
+            404,
+            "user 99999 not found",
+        ),
+        (
+            http::json(
+                port,
+                "POST",
+                "/users/abc/kroger-password/verify",
+                r#"{"password":"x"}"#,
+            ),
+            400,
+            "the user id must be an integer",
+        ),
+        (
+            http::json(
+                port,
+                "PUT",
+                "/users/1/kroger-password",
+                r#"{"password": "unterminated"#,
+            ),
+            400,
+            "the body is not valid JSON",
+        ),
+        (
+            http::json(
+                port,
+                "PUT",
+                "/users/1/kroger-password",
+                r#"{"secret":"s3cr3t-in-wrong-field"}"#,
+            ),
+            422,
+            "the body must be a JSON object with a string field \"password\"",
+        ),
+        (
+            http::json(
+                port,
+                "PUT",
+                "/users/1/kroger-password",
+                r#"{"password": 123456789}"#,
+            ),
+            422,
+            "the body must be a JSON object with a string field \"password\"",
+        ),
+        (
+            http::json(
+                port,
+                "PUT",
+                "/users/1/kroger-password",
+                r#"{"password":""}"#,
+            ),
+            422,
+            "the password must not be empty",
+        ),
+        (
+            http::request(
+                port,
+                "PUT",
+                "/users/1/kroger-password",
+                Some("text/plain"),
+                "pw",
+            )
+            .unwrap(),
+            415,
+            "the body must be JSON (Content-Type: application/json)",
+        ),
+        (
+            http::get(port, "/no/such/thing").unwrap(),
+            404,
+            "no such endpoint",
+        ),
+    ];
+    for (response, status, message) in cases {
+        assert_eq!(response.status, status, "{response:?}");
+        assert!(
+            response.content_type.starts_with("application/json"),
+            "{response:?}"
+        );
+        assert_eq!(response.json()["error"], message);
+        assert!(!response.body.contains("s3cr3t") && !response.body.contains("123456789"));
+    }
+    // User 1000 has a password; 1001 does not exist; a user without one says so.
+    exec(&migrator::Database::connect(&format!("sqlite://{}/smart-meal-planner.db", dir.path().display())).unwrap(),
+        "UPDATE user_profiles SET kroger_password = NULL, kroger_password_hash = NULL WHERE id = 10");
+    let r = http::json(
+        port,
+        "POST",
+        "/users/10/kroger-password/verify",
+        r#"{"password":"x"}"#,
+    );
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (404, Some("user 10 has no Kroger password"))
+    );
+}
+
+#[test]
+fn four_workers_on_one_postgres_database() {
+    const ROWS: i64 = 400;
+    let t = TestDb::new(Backend::Postgres);
+    let db = t.connect();
+    users::seed(&db, Backend::Postgres, ROWS);
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers: Vec<Server> = (0..4)
+        .map(|_| {
+            start(
+                dir.path(),
+                &[("DATABASE_URL", &t.url), ("ENVIRONMENT", "staging")],
+            )
+        })
+        .collect();
+    for server in &mut servers {
+        let (health, _) = server.wait_for("ok");
+        assert_eq!(health.json()["pending"], 0);
+    }
+    let applying: usize = servers
+        .iter()
+        .filter(|s| {
+            s.log()
+                .contains("Applying migration 001_hash_kroger_passwords")
+        })
+        .count();
+    assert_eq!(applying, 1, "exactly one worker migrates");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) AS n FROM applied_migrations WHERE attempts = 1 AND status = 'success'"),
+        1
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) AS n FROM __diesel_schema_migrations"),
+        1
+    );
+    assert_all_hashed(&db, ROWS);
+    let with_password = users::expected(ROWS)
+        .iter()
+        .filter(|(_, p)| p.is_some())
+        .count() as i64;
+    assert_eq!(updates(&db), (0, with_password), "every row hashed once");
+    for server in &servers {
+        assert!(!server.log().contains(common::pg::PASSWORD));
+    }
+    for server in servers {
+        assert_eq!(server.terminate(), 0);
+    }
+}
+
+/// A DBA made `user_profiles` read-only: 001 fails on its first batch.
+fn read_only_users(backend: Backend) -> TestDb {
+    let t = TestDb::new(backend);
+    let db = t.connect();
+    users::seed(&db, backend, 100);
+    match backend {
+        Backend::Postgres => exec(
+            &db,
+            "CREATE FUNCTION read_only() RETURNS trigger AS $$
+             BEGIN RAISE EXCEPTION 'user_profiles is read-only during the audit'; END
+             $$ LANGUAGE plpgsql;
+             CREATE TRIGGER read_only BEFORE UPDATE ON user_profiles
+             FOR EACH ROW EXECUTE FUNCTION read_only();",
+        ),
+        _ => exec(
+            &db,
+            "CREATE TRIGGER read_only BEFORE UPDATE ON user_profiles
+             BEGIN SELECT RAISE(ABORT, 'user_profiles is read-only during the audit'); END;",
+        ),
+    }
+    t
+}
+
+#[test]
+fn a_failed_migration_degrades_development_and_keeps_serving() {
+    let t = read_only_users(Backend::Sqlite);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(dir.path(), &[("DATABASE_URL", &t.url)]);
+    let (health, _) = server.wait_for("degraded");
+    assert_eq!(health.status, 200);
+    let body = health.json();
+    assert_eq!(body["error"]["migration"], "001_hash_kroger_passwords");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("user_profiles is read-only during the audit"),
+        "{message}"
+    );
+    assert_eq!(body["migrations"][0]["status"], "failed");
+    assert_eq!(http::get(server.port, "/api-test").unwrap().status, 200);
+    let metrics = http::get(server.port, "/metrics").unwrap().body;
+    assert!(metrics.contains("outcome=\"failed\"} 1"), "{metrics}");
+    assert_eq!(server.terminate(), 0);
+}
+
+#[test]
+fn a_failed_migration_stops_production() {
+    let t = read_only_users(Backend::Postgres);
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = start(
+        dir.path(),
+        &[
+            ("DATABASE_URL", &t.url),
+            ("ENVIRONMENT", "production"),
+            ("AUTO_MIGRATE_ON_STARTUP", "true"),
+            ("ENABLE_PROD_MIGRATIONS", "true"),
+            ("MIGRATION_REQUIRE_CONFIRMATION", "false"),
+            ("MIGRATION_BACKUP_BEFORE", "false"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "production kept running:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{}", server.log());
+    let log = server.log();
+    assert!(
+        log.contains("Migration 001_hash_kroger_passwords failed:"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Stopping: start-up migrations failed in production"),
+        "{log}"
+    );
+    let mut stderr = String::new();
+    if let Some(mut e) = server.child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(!log.contains(common::pg::PASSWORD));
+}
