@@ -481,8 +481,12 @@ fn command_line(backend: Backend) {
     assert!(err.contains("unknown migration 999_unknown"), "{err}");
     let (code, _, _) = run(&["mark", "001_hash_kroger_passwords", "done"], &[]);
     assert_eq!(code, 2, "clap rejects the status");
-    let (code, _, err) = run(&["backup"], &[]);
-    assert_eq!(code, 3, "{err}");
+    let backups = tempfile::tempdir().unwrap();
+    let dir = backups.path().to_string_lossy().into_owned();
+    let (code, out, err) = run(&["backup"], &[("MIGRATION_BACKUP_DIR", &dir)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("backup written: {dir}/")), "{out}");
+    assert!(out.contains("-manual."), "{out}");
     let (code, _, _) = run(&["frobnicate"], &[]);
     assert_eq!(code, 2);
 

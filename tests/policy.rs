@@ -31,7 +31,10 @@ fn config(vars: &[(&str, &str)]) -> Result<Config> {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    Config::from_lookup(|name| map.get(name).cloned())
+    let mut config = Config::from_lookup(|name| map.get(name).cloned())?;
+    // Never ask at a developer's terminal while testing.
+    config.interactive(false);
+    Ok(config)
 }
 
 #[test]
@@ -264,34 +267,42 @@ const PROD_ENABLED: [(&str, &str); 3] = [
 ];
 
 #[test]
-fn production_refuses_what_it_cannot_do_yet_and_migrates_when_not_required() {
+fn production_needs_a_pinned_plan_and_takes_a_backup() {
     let t = TestDb::new(Backend::Postgres);
-    // Confirmation and backup default to true in production; until they exist, refuse.
-    let err = startup(&t, &PROD_ENABLED).unwrap_err();
-    assert!(err.is_refusal());
-    assert!(
-        err.to_string()
-            .contains("MIGRATION_REQUIRE_CONFIRMATION is true"),
-        "{err}"
-    );
+    let backups = tempfile::tempdir().unwrap();
+    let dir = backups.path().to_string_lossy().into_owned();
     let mut vars = PROD_ENABLED.to_vec();
-    vars.push(("MIGRATION_REQUIRE_CONFIRMATION", "false"));
+    vars.push(("MIGRATION_BACKUP_DIR", &dir));
+    // Confirmation defaults to true in production; with no terminal it needs the pinned plan.
     let err = startup(&t, &vars).unwrap_err();
-    assert!(
-        err.to_string().contains("MIGRATION_BACKUP_BEFORE is true"),
-        "{err}"
+    assert!(err.is_refusal());
+    assert_eq!(
+        err.to_string(),
+        "refused by policy: MIGRATION_REQUIRE_CONFIRMATION is true and there is no terminal \
+         to ask: review the plan and set MIGRATION_CONFIRM=001_ok,002_fails_if_switch"
     );
     assert_eq!(pending(&t), 2, "nothing ran");
-    vars.push(("MIGRATION_BACKUP_BEFORE", "false"));
+    assert_eq!(
+        std::fs::read_dir(backups.path()).unwrap().count(),
+        0,
+        "no backup either"
+    );
+    vars.push(("MIGRATION_CONFIRM", "002_fails_if_switch, 001_ok"));
     let Ok(StartupOutcome::Completed(report)) = startup(&t, &vars) else {
-        panic!("production, enabled, no confirmation or backup required, must migrate");
+        panic!("a matching pinned plan must migrate");
     };
     assert_eq!(report.applied().count(), 2);
-    // Nothing pending: nothing to confirm or back up, so the defaults no longer refuse.
-    let Ok(StartupOutcome::Completed(report)) = startup(&t, &PROD_ENABLED) else {
+    // The backup (default true in production) was taken first.
+    let backup = report.backup.expect("a backup");
+    assert!(backup.path.starts_with(backups.path()));
+    assert!(backup.bytes > 0);
+    // Nothing pending: nothing to confirm or back up; the now stale pin does not matter.
+    let Ok(StartupOutcome::Completed(report)) = startup(&t, &vars) else {
         panic!("nothing pending must complete");
     };
     assert_eq!(report.applied().count(), 0);
+    assert!(report.backup.is_none());
+    assert_eq!(std::fs::read_dir(backups.path()).unwrap().count(), 1);
 }
 
 #[test]
@@ -327,7 +338,7 @@ fn a_failure_lets_development_and_staging_start_but_stops_production() {
 }
 
 #[test]
-fn a_required_confirmation_refuses_in_development_too_but_lets_it_start() {
+fn an_unconfirmed_plan_refuses_in_development_too_but_lets_it_start() {
     let t = TestDb::new(Backend::Sqlite);
     let outcome = startup(
         &t,

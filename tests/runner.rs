@@ -55,7 +55,10 @@ fn may_panic(ctx: &mut Context<'_>) -> Result<()> {
 
 #[migration("010_insert_rows")]
 fn insert_rows(ctx: &mut Context<'_>) -> Result<()> {
-    ctx.batch_execute("INSERT INTO things (id, note) VALUES (1, 'one'), (2, 'two')")?;
+    assert_eq!(
+        ctx.execute("INSERT INTO things (id, note) VALUES (1, 'one'), (2, 'two')")?,
+        2
+    );
     effect(ctx, "010_insert_rows")
 }
 
@@ -470,4 +473,50 @@ fn an_unknown_status_is_an_error_naming_the_row() {
         "applied_migrations row 010_insert_rows: unknown status \"succes\": expected running, \
          success, failed or skipped"
     );
+}
+
+both!(a_dry_run_rehearses_transactional_migrations_and_changes_nothing);
+fn a_dry_run_rehearses_transactional_migrations_and_changes_nothing(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.connect();
+    let report = Migrator::from_registry()
+        .unwrap()
+        .dry_run(&db, &dev())
+        .unwrap();
+    let outcomes: Vec<(&str, Outcome, Option<u64>)> = report
+        .migrations
+        .iter()
+        .map(|m| (m.id.as_str(), m.outcome, m.rows))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("002_create_things", Outcome::Rehearsed, Some(0)),
+            ("010_insert_rows", Outcome::Rehearsed, Some(2)),
+            ("0011_may_fail", Outcome::Rehearsed, Some(0)),
+            ("012_no_transaction", Outcome::NotRehearsable, None),
+            ("013_may_panic", Outcome::NotRehearsable, None),
+        ]
+    );
+    let sql = match backend {
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = 'public'"
+        }
+        _ => "SELECT COUNT(*) AS n FROM sqlite_master",
+    };
+    assert_eq!(count(&db, sql), 0, "the rehearsal left nothing behind");
+    // A failing rehearsal is reported, and still changes nothing.
+    exec(&db, "CREATE TABLE fail_switch (x INTEGER)");
+    let report = Migrator::from_registry()
+        .unwrap()
+        .dry_run(&db, &dev())
+        .unwrap();
+    let failed = report.get("0011_may_fail").unwrap();
+    assert_eq!(failed.outcome, Outcome::Failed);
+    assert_eq!(failed.error.as_deref(), Some("fail switch is on"));
+    assert_eq!(count(&db, sql), 1);
+    // The real run afterwards reports the rows too.
+    exec(&db, "DROP TABLE fail_switch");
+    let report = run(&db).unwrap();
+    assert_eq!(report.get("010_insert_rows").unwrap().rows, Some(2));
 }

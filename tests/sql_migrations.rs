@@ -51,10 +51,14 @@ fn pending_sql_migrations_count_for_the_policy() {
     let mut migrator = Migrator::from_registry().unwrap();
     migrator.sql_migrations(&SQL);
     let mut config = Config::new(Environment::Development);
-    config.require_confirmation(true);
+    config.require_confirmation(true).interactive(false);
     let err = migrator.run(&db, &config).unwrap_err();
     assert!(err.is_refusal());
-    assert!(err.to_string().contains("2 migration(s) pending"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("set MIGRATION_CONFIRM=2024-01-01-000000_create_widgets,001_seed_widgets"),
+        "{err}"
+    );
     assert_eq!(
         count(
             &db,

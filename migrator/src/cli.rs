@@ -3,10 +3,10 @@
 //! ```text
 //! APP [--database-url URL] status [--json]      every migration and its row
 //!     plan [--json]                              what `up` would do here, and why; changes nothing
-//!     up                                         apply pending migrations (policy applies)
+//!     up [--yes] [--dry-run]                     apply pending migrations (policy applies)
 //!     verify [--json] [--check-hashes] [--clear-verified-plaintext]
-//!     mark NAME success|failed|skipped|pending   set a migration's status by hand
-//!     backup                                     back the database up (not available yet)
+//!     mark NAME success|failed|skipped|pending [--yes]   set a migration's status by hand
+//!     backup                                     back the database up now
 //!     work [--threads N] [--batch-size N]        join a running backfill from another host
 //! ```
 //!
@@ -122,9 +122,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Apply the pending migrations (ENVIRONMENT and ENABLE_PROD_MIGRATIONS apply;
-    /// AUTO_MIGRATE_ON_STARTUP does not).
-    Up,
+    /// Apply the pending migrations (ENVIRONMENT, ENABLE_PROD_MIGRATIONS, confirmation and
+    /// backup apply; AUTO_MIGRATE_ON_STARTUP does not).
+    Up {
+        /// Confirm the plan without being asked (you are the operator running it).
+        #[arg(long)]
+        yes: bool,
+        /// Rehearse: run the pending transactional migrations in a transaction that is rolled
+        /// back, and report what they did. Changes nothing.
+        #[arg(long, conflicts_with = "yes")]
+        dry_run: bool,
+    },
     /// Check what the migrations produced.
     Verify {
         /// Print JSON.
@@ -137,14 +145,17 @@ enum Command {
         #[arg(long)]
         clear_verified_plaintext: bool,
     },
-    /// Set a migration's status by hand.
+    /// Set a migration's status by hand (asks for confirmation in production).
     Mark {
         /// The migration ID.
         name: String,
         /// The new status (`pending` deletes its row).
         status: MarkStatus,
+        /// Confirm without being asked.
+        #[arg(long)]
+        yes: bool,
     },
-    /// Back the database up (not available yet).
+    /// Back the database up now into MIGRATION_BACKUP_DIR (pg_dump or VACUUM INTO).
     Backup,
     /// Take part in a running backfill until it is done (safe to start on any host, any time).
     Work {
@@ -157,7 +168,7 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum MarkStatus {
     Success,
     Failed,
@@ -215,7 +226,13 @@ fn run(app: &dyn App, args: Args) -> Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Plan { json } => plan(&migrator, &db, json),
-        Command::Up => up(migrator, &db),
+        Command::Up { yes, dry_run } => {
+            if dry_run {
+                dry_run_command(&migrator, &db)
+            } else {
+                up(migrator, &db, yes)
+            }
+        }
         Command::Verify {
             json,
             check_hashes,
@@ -233,8 +250,21 @@ fn run(app: &dyn App, args: Args) -> Result<u8> {
                 EXIT_FAILED
             })
         }
-        Command::Mark { name, status } => {
+        Command::Mark { name, status, yes } => {
             let config = Config::from_env()?;
+            if config.environment() == crate::config::Environment::Production && !yes {
+                let question = format!(
+                    "Mark {name} as {} in the production database ({})?",
+                    format!("{status:?}").to_lowercase(),
+                    db.url()
+                );
+                if !(config.interactive_value() && crate::confirm::ask(&question)) {
+                    return Err(Error::Refused {
+                        reason: "marking a migration in production needs confirmation: answer                                  y at the prompt, or pass --yes"
+                            .into(),
+                    });
+                }
+            }
             let to = match status {
                 MarkStatus::Success => MarkAs::Success,
                 MarkStatus::Failed => MarkAs::Failed,
@@ -245,11 +275,16 @@ fn run(app: &dyn App, args: Args) -> Result<u8> {
             println!("{name} marked {}", format!("{:?}", to).to_lowercase());
             Ok(EXIT_OK)
         }
-        Command::Backup => Err(Error::Refused {
-            reason: "backups are not available in this version of migrator; take one with \
-                     pg_dump (PostgreSQL) or sqlite3 .backup (SQLite)"
-                .into(),
-        }),
+        Command::Backup => {
+            let config = Config::from_env()?;
+            let backup = migrator.backup(&db, &config)?;
+            println!(
+                "backup written: {} ({} bytes)",
+                backup.path.display(),
+                backup.bytes
+            );
+            Ok(EXIT_OK)
+        }
         Command::Work {
             threads,
             batch_size,
@@ -342,32 +377,86 @@ fn plan(migrator: &Migrator, db: &Database, json: bool) -> Result<u8> {
     let config = Config::from_env()?;
     let status = migrator.status(db)?;
     let pending: Vec<_> = status.pending().collect();
-    let mut blockers: Vec<String> = config.run_refusal().into_iter().collect();
+    let ids: Vec<&str> = pending.iter().map(|m| m.id.as_str()).collect();
+    // Each variable that decides, and what it decides.
+    let mut decisions: Vec<(&str, String, bool)> = Vec::new();
+    let env = config.environment();
+    match config.run_refusal() {
+        Some(reason) => decisions.push(("ENABLE_PROD_MIGRATIONS", reason, false)),
+        None if env == crate::config::Environment::Production => decisions.push((
+            "ENABLE_PROD_MIGRATIONS",
+            "true: production migrations are allowed".into(),
+            true,
+        )),
+        None => decisions.push((
+            "ENVIRONMENT",
+            format!("{env}: migrations are allowed"),
+            true,
+        )),
+    }
     if !pending.is_empty() {
         if config.require_confirmation_setting().0 {
-            blockers.push(
-                "MIGRATION_REQUIRE_CONFIRMATION is true: confirmation is not available yet".into(),
-            );
+            let pinned = ids.join(",");
+            let mut listed: Vec<&str> = config
+                .confirm_value()
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect();
+            listed.sort_unstable();
+            let mut wanted = ids.clone();
+            wanted.sort_unstable();
+            let (text, ok) = if listed == wanted {
+                ("true: confirmed by MIGRATION_CONFIRM".to_owned(), true)
+            } else if config.interactive_value() {
+                (
+                    "true: `up` will ask at the terminal (or pass --yes)".to_owned(),
+                    true,
+                )
+            } else {
+                (
+                    format!("true: an unattended run needs MIGRATION_CONFIRM={pinned}"),
+                    false,
+                )
+            };
+            decisions.push(("MIGRATION_REQUIRE_CONFIRMATION", text, ok));
+        } else {
+            decisions.push((
+                "MIGRATION_REQUIRE_CONFIRMATION",
+                "false: no confirmation".into(),
+                true,
+            ));
         }
         if config.backup_before_setting().0 {
-            blockers.push("MIGRATION_BACKUP_BEFORE is true: backups are not available yet".into());
+            decisions.push((
+                "MIGRATION_BACKUP_BEFORE",
+                format!(
+                    "true: a backup is written to {} first",
+                    config.backup_dir_value().display()
+                ),
+                true,
+            ));
+        } else {
+            decisions.push(("MIGRATION_BACKUP_BEFORE", "false: no backup".into(), true));
         }
     }
+    let allowed = decisions.iter().all(|(_, _, ok)| *ok);
     let startup = config
         .startup_skip_reason()
         .map_or("would migrate".to_owned(), |r| format!("would skip: {r}"));
     if json {
         let out = json!({
-            "environment": config.environment().as_str(),
+            "environment": env.as_str(),
             "database": db.url().redacted(),
             "pending": pending.iter().map(|m| json!({"id": m.id, "transactional": m.transactional})).collect::<Vec<_>>(),
-            "up_allowed": blockers.is_empty(),
-            "blocked_by": blockers,
+            "up_allowed": allowed,
+            "decisions": decisions.iter().map(|(var, text, ok)| json!({"variable": var, "decision": text, "allows": ok})).collect::<Vec<_>>(),
             "startup": startup,
         });
         println!("{out:#}");
     } else {
-        println!("Environment: {}", config.environment());
+        println!("Environment: {env}");
         println!("Database: {}", db.url());
         if pending.is_empty() {
             println!("Nothing pending.");
@@ -380,17 +469,56 @@ fn plan(migrator: &Migrator, db: &Database, json: bool) -> Result<u8> {
             };
             println!("  {} ({tx})", m.id);
         }
-        match blockers.is_empty() {
-            true => println!("`up` would apply {} migration(s).", pending.len()),
-            false => println!("`up` would refuse: {}", blockers.join("; ")),
+        for (var, text, ok) in &decisions {
+            println!("{} {var}: {text}", if *ok { "ok     " } else { "BLOCKS " });
+        }
+        if pending.is_empty() {
+            println!("`up` has nothing to do.");
+        } else if allowed {
+            println!("`up` would apply {} migration(s).", pending.len());
+        } else {
+            println!("`up` would refuse.");
         }
         println!("Start-up {startup}.");
     }
     Ok(EXIT_OK)
 }
 
-fn up(mut migrator: Migrator, db: &Database) -> Result<u8> {
+fn dry_run_command(migrator: &Migrator, db: &Database) -> Result<u8> {
     let config = Config::from_env()?;
+    let report = migrator.dry_run(db, &config)?;
+    println!("Dry run (nothing was changed):");
+    for version in &report.sql_migrations {
+        println!("  {version}: SQL migration, pending, not rehearsed");
+    }
+    let mut failed = false;
+    for m in &report.migrations {
+        let line = match m.outcome {
+            Outcome::Rehearsed => format!(
+                "rehearsed in {} ms{}",
+                m.duration.map_or(0, |d| d.as_millis()),
+                m.rows
+                    .filter(|r| *r > 0)
+                    .map_or(String::new(), |r| format!(", {r} rows"))
+            ),
+            Outcome::NotRehearsable => {
+                "not rehearsable (non-transactional, or after one that is)".to_owned()
+            }
+            Outcome::Failed => {
+                failed = true;
+                format!("FAILED: {}", m.error.as_deref().unwrap_or("unknown error"))
+            }
+            Outcome::Skipped => "skipped by an operator".to_owned(),
+            _ => "already applied".to_owned(),
+        };
+        println!("  {}: {line}", m.id);
+    }
+    Ok(if failed { EXIT_FAILED } else { EXIT_OK })
+}
+
+fn up(mut migrator: Migrator, db: &Database, yes: bool) -> Result<u8> {
+    let mut config = Config::from_env()?;
+    config.dangerous_assume_yes(yes);
     let bar = std::io::stderr().is_terminal().then(progress_bar);
     if let Some((observer, _)) = &bar {
         migrator.progress_observer(Arc::clone(observer));
@@ -410,6 +538,9 @@ fn up(mut migrator: Migrator, db: &Database) -> Result<u8> {
         .filter(|m| m.outcome == Outcome::Applied)
         .map(|m| m.id.as_str())
         .collect();
+    if let Some(backup) = &report.backup {
+        println!("backup written: {}", backup.path.display());
+    }
     if applied.is_empty() && report.sql_migrations.is_empty() {
         println!("Nothing to do: no pending migrations.");
     } else {

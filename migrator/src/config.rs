@@ -1,6 +1,7 @@
 //! The environment policy: which environment this is, and what it allows.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -82,6 +83,12 @@ pub mod vars {
     pub const MIGRATION_BATCH_SIZE: &str = "MIGRATION_BATCH_SIZE";
     /// Worker threads of backfills (default: all cores).
     pub const MIGRATION_WORKER_THREADS: &str = "MIGRATION_WORKER_THREADS";
+    /// Where backups go (default `./backups`).
+    pub const MIGRATION_BACKUP_DIR: &str = "MIGRATION_BACKUP_DIR";
+    /// The `pg_dump` to run (default: `pg_dump` from `PATH`).
+    pub const MIGRATION_PG_DUMP: &str = "MIGRATION_PG_DUMP";
+    /// The pending migration IDs an unattended deploy confirms, comma-separated.
+    pub const MIGRATION_CONFIRM: &str = "MIGRATION_CONFIRM";
 }
 
 /// Default of `MIGRATION_LOCK_TIMEOUT_SECS`: one hour, so that replicas started during a long
@@ -114,7 +121,15 @@ pub struct Config {
     progress_interval: Duration,
     batch_size: Option<u32>,
     worker_threads: Option<u32>,
+    backup_dir: PathBuf,
+    pg_dump: PathBuf,
+    confirm: Option<String>,
+    assume_yes: bool,
+    interactive: Option<bool>,
 }
+
+/// Default of `MIGRATION_BACKUP_DIR`.
+pub const DEFAULT_BACKUP_DIR: &str = "backups";
 
 impl Config {
     /// Reads the policy from the process environment (see [`vars`]).
@@ -154,6 +169,15 @@ impl Config {
             )?,
             batch_size: count(vars::MIGRATION_BATCH_SIZE)?,
             worker_threads: count(vars::MIGRATION_WORKER_THREADS)?,
+            backup_dir: lookup(vars::MIGRATION_BACKUP_DIR)
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from(DEFAULT_BACKUP_DIR), PathBuf::from),
+            pg_dump: lookup(vars::MIGRATION_PG_DUMP)
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| PathBuf::from("pg_dump"), PathBuf::from),
+            confirm: lookup(vars::MIGRATION_CONFIRM),
+            assume_yes: false,
+            interactive: None,
         })
     }
 
@@ -176,7 +200,71 @@ impl Config {
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
             batch_size: None,
             worker_threads: None,
+            backup_dir: PathBuf::from(DEFAULT_BACKUP_DIR),
+            pg_dump: PathBuf::from("pg_dump"),
+            confirm: None,
+            assume_yes: false,
+            interactive: None,
         }
+    }
+
+    /// Sets where backups go (`MIGRATION_BACKUP_DIR`).
+    pub fn backup_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Config {
+        self.backup_dir = dir.into();
+        self
+    }
+
+    /// Sets the `pg_dump` program (`MIGRATION_PG_DUMP`).
+    pub fn pg_dump(&mut self, program: impl Into<PathBuf>) -> &mut Config {
+        self.pg_dump = program.into();
+        self
+    }
+
+    /// Sets the pinned plan (`MIGRATION_CONFIRM`): the pending IDs, comma-separated.
+    pub fn confirm(&mut self, ids: impl Into<String>) -> &mut Config {
+        self.confirm = Some(ids.into());
+        self
+    }
+
+    /// Confirms whatever is pending without asking (the CLI's `up --yes`: an operator at the
+    /// command confirms by running it). Named plainly: it disables the safety question.
+    pub fn dangerous_assume_yes(&mut self, yes: bool) -> &mut Config {
+        self.assume_yes = yes;
+        self
+    }
+
+    /// Forces (or forbids) the interactive question instead of detecting a terminal on stdin
+    /// and stderr.
+    pub fn interactive(&mut self, interactive: bool) -> &mut Config {
+        self.interactive = Some(interactive);
+        self
+    }
+
+    /// The backup directory.
+    pub fn backup_dir_value(&self) -> &Path {
+        &self.backup_dir
+    }
+
+    /// The `pg_dump` program.
+    pub fn pg_dump_value(&self) -> &Path {
+        &self.pg_dump
+    }
+
+    /// The pinned plan, if set.
+    pub fn confirm_value(&self) -> Option<&str> {
+        self.confirm.as_deref()
+    }
+
+    /// Whether confirmation is given up front (`--yes`).
+    pub fn assume_yes_value(&self) -> bool {
+        self.assume_yes
+    }
+
+    /// Whether to ask on the terminal: as set, else whether stdin and stderr are terminals.
+    pub fn interactive_value(&self) -> bool {
+        use std::io::IsTerminal;
+        self.interactive
+            .unwrap_or_else(|| std::io::stdin().is_terminal() && std::io::stderr().is_terminal())
     }
 
     /// Sets the rows per backfill batch (`MIGRATION_BATCH_SIZE`).

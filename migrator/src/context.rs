@@ -57,6 +57,15 @@ impl<'a> Context<'a> {
         self.conn.batch_execute(sql).map_err(Error::from)
     }
 
+    /// Runs one SQL statement (no bind parameters) and counts the rows it affected as progress
+    /// (reported by `up --dry-run` and in the run's report).
+    pub fn execute(&mut self, sql: &str) -> Result<usize> {
+        use diesel::RunQueryDsl;
+        let rows = diesel::sql_query(sql).execute(self.conn)?;
+        self.progress.add(rows as u64);
+        Ok(rows)
+    }
+
     /// The pool, for work spread over several connections (e.g. parallel backfills).
     pub fn pool(&self) -> &Pool {
         self.db.pool()

@@ -136,6 +136,13 @@ pub enum Error {
         reason: String,
     },
 
+    /// A backup before migrating failed; nothing was migrated.
+    #[error("backup failed, nothing was migrated: {reason}")]
+    Backup {
+        /// Why.
+        reason: String,
+    },
+
     /// A backfill is misconfigured or cannot progress.
     #[error("backfill of {table}: {reason}")]
     Backfill {

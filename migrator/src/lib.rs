@@ -75,8 +75,10 @@
 extern crate self as migrator;
 
 pub mod backfill;
+mod backup;
 pub mod cli;
 mod config;
+mod confirm;
 mod connection;
 mod context;
 mod error;
@@ -115,6 +117,7 @@ mod url;
 #[doc(inline)]
 pub use migrator_macros::migration;
 
+pub use backup::Backup;
 pub use config::{
     parse_bool, vars, Config, Environment, Source, DEFAULT_LOCK_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
 };

@@ -18,6 +18,10 @@ pub enum Outcome {
     Skipped,
     /// Pending, but not attempted because an earlier migration failed.
     NotRun,
+    /// Dry run: ran inside a transaction that was rolled back.
+    Rehearsed,
+    /// Dry run: not transactional (or after one that is not), so not rehearsed.
+    NotRehearsable,
 }
 
 /// One migration in a [`Report`].
@@ -32,6 +36,8 @@ pub struct MigrationReport {
     pub duration: Option<Duration>,
     /// Why it failed.
     pub error: Option<String>,
+    /// Rows it reported through its progress (`Context::progress`, `Context::execute`).
+    pub rows: Option<u64>,
 }
 
 /// An applied migration whose code changed since it ran.
@@ -58,6 +64,8 @@ pub struct Report {
     pub unknown_applied: Vec<AppliedMigration>,
     /// Applied migrations whose code changed since they ran.
     pub checksum_drift: Vec<ChecksumDrift>,
+    /// The backup taken before migrating, if any.
+    pub backup: Option<crate::backup::Backup>,
 }
 
 impl Report {

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use diesel::Connection;
 
+use crate::backup;
 use crate::config::Config;
+use crate::confirm::{confirm, Planned};
 use crate::connection::Database;
 use crate::context::{Context, ProgressObserver};
 use crate::error::{Error, Result};
@@ -165,11 +167,26 @@ impl Migrator {
         let mut report = Report::default();
         warn_anomalies(&state, &mut report, self);
 
-        let pending = pending_sql.len() + state.pending().count();
-        if pending > 0 {
-            check_unimplemented_safety(config, pending)?;
-        } else {
-            log::info!("No pending migrations");
+        let plan: Vec<Planned> = pending_sql
+            .iter()
+            .map(|id| Planned {
+                id: id.clone(),
+                transactional: true,
+            })
+            .chain(state.pending().map(|m| Planned {
+                id: m.id.clone(),
+                transactional: m.transactional,
+            }))
+            .collect();
+        match plan.first() {
+            None => log::info!("No pending migrations"),
+            Some(first) => {
+                confirm(db, config, &plan)?;
+                if config.backup_before_setting().0 {
+                    report.backup =
+                        Some(backup::take(db, config, &format!("before-{}", first.id))?);
+                }
+            }
         }
         if let Some(sql) = &self.sql {
             if !pending_sql.is_empty() {
@@ -190,6 +207,7 @@ impl Migrator {
                 outcome,
                 duration,
                 error,
+                rows: None,
             };
             if failure.is_some() {
                 let outcome = if m.pending {
@@ -205,11 +223,10 @@ impl Migrator {
                 continue;
             }
             match apply(db, config, migration, &me, self.observer.clone()) {
-                Ok(duration) => {
-                    report
-                        .migrations
-                        .push(entry(Outcome::Applied, Some(duration), None))
-                }
+                Ok((duration, rows)) => report.migrations.push(MigrationReport {
+                    rows: (rows > 0).then_some(rows),
+                    ..entry(Outcome::Applied, Some(duration), None)
+                }),
                 Err((duration, cause)) => {
                     report.migrations.push(entry(
                         Outcome::Failed,
@@ -228,6 +245,78 @@ impl Migrator {
                 report: Box::new(report),
             }),
         }
+    }
+
+    /// Backs the database up now, under the migration lock, into `MIGRATION_BACKUP_DIR` (the
+    /// CLI's `backup`): `pg_dump` custom format on PostgreSQL, `VACUUM INTO` on SQLite.
+    pub fn backup(&self, db: &Database, config: &Config) -> Result<crate::backup::Backup> {
+        let _lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        backup::take(db, config, "manual")
+    }
+
+    /// Rehearses the pending migrations without changing anything (the CLI's `up --dry-run`):
+    /// under the lock, every pending transactional migration runs, in order, inside one
+    /// transaction that is then rolled back, and the report says what each did
+    /// ([`Outcome::Rehearsed`], with the rows it reported through its progress). A
+    /// non-transactional migration cannot be rehearsed; it and the ones after it (which may
+    /// depend on it) are [`Outcome::NotRehearsable`]. Pending SQL migrations are listed in
+    /// `sql_migrations` and not rehearsed. No row of `applied_migrations` is written, no backup
+    /// is taken, and no confirmation is asked.
+    pub fn dry_run(&self, db: &Database, config: &Config) -> Result<Report> {
+        let _lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let mut conn = db.get()?;
+        let rows = if tracking::table_exists(&mut conn)? {
+            tracking::load(&mut conn)?
+        } else {
+            Vec::new()
+        };
+        let state = self.compare(rows);
+        let mut report = Report::default();
+        warn_anomalies(&state, &mut report, self);
+        if let Some(sql) = &self.sql {
+            report.sql_migrations = sql.pending(&mut conn)?;
+        }
+        let mut blocked = false;
+        let _ = conn.transaction::<(), Error, _>(|conn| {
+            for m in &state.migrations {
+                let mut entry = MigrationReport {
+                    id: m.id.clone(),
+                    outcome: settled(m),
+                    duration: None,
+                    error: None,
+                    rows: None,
+                };
+                let migration = self.find(&m.id);
+                match migration {
+                    _ if !m.pending => {}
+                    Some(migration) if migration.is_transactional() && !blocked => {
+                        let start = Instant::now();
+                        let mut ctx = Context::new(conn, db, config, migration.id(), true, None);
+                        match call(migration, &mut ctx) {
+                            Ok(()) => {
+                                entry.outcome = Outcome::Rehearsed;
+                                entry.rows = Some(ctx.progress().snapshot().done);
+                            }
+                            Err(e) => {
+                                log::warn!("Rehearsal of migration {} failed: {e}", m.id);
+                                entry.outcome = Outcome::Failed;
+                                entry.error = Some(e.to_string());
+                                blocked = true;
+                            }
+                        }
+                        entry.duration = Some(start.elapsed());
+                    }
+                    _ => {
+                        entry.outcome = Outcome::NotRehearsable;
+                        blocked = true;
+                    }
+                }
+                report.migrations.push(entry);
+            }
+            // Roll everything back.
+            Err(Error::Query(diesel::result::Error::RollbackTransaction))
+        });
+        Ok(report)
     }
 
     /// Sets the status of migration `id` by hand, under the lock (what the deployment guide does
@@ -306,32 +395,6 @@ fn warn_anomalies(state: &StatusReport, report: &mut Report, migrator: &Migrator
     }
 }
 
-/// Until backups and confirmation exist, a policy that requires them refuses to migrate.
-fn check_unimplemented_safety(config: &Config, pending: usize) -> Result<()> {
-    let env = config.environment();
-    if config.require_confirmation_setting().0 {
-        return Err(Error::Refused {
-            reason: format!(
-                "{pending} migration(s) pending and MIGRATION_REQUIRE_CONFIRMATION is true \
-                 (the default in production), but this version of migrator cannot ask for \
-                 confirmation; review the plan and set MIGRATION_REQUIRE_CONFIRMATION=false \
-                 to run in {env}"
-            ),
-        });
-    }
-    if config.backup_before_setting().0 {
-        return Err(Error::Refused {
-            reason: format!(
-                "{pending} migration(s) pending and MIGRATION_BACKUP_BEFORE is true (the \
-                 default in production), but this version of migrator cannot take backups; \
-                 back the database up yourself (pg_dump) and set MIGRATION_BACKUP_BEFORE=false \
-                 to run in {env}"
-            ),
-        });
-    }
-    Ok(())
-}
-
 /// Applies one migration and records the attempt. On failure returns the duration and cause.
 fn apply(
     db: &Database,
@@ -339,7 +402,7 @@ fn apply(
     m: &'static Migration,
     me: &str,
     observer: Option<ProgressObserver>,
-) -> std::result::Result<Duration, (Duration, Error)> {
+) -> std::result::Result<(Duration, u64), (Duration, Error)> {
     let start = Instant::now();
     let mut conn = db.get().map_err(|e| (start.elapsed(), e))?;
     log::info!("Applying migration {}", m.id());
@@ -352,21 +415,22 @@ fn apply(
         applied_by: me,
         new_attempt,
     };
+    let mut rows = 0;
     let result = if m.is_transactional() {
         conn.transaction::<_, Error, _>(|conn| {
-            call(
-                m,
-                &mut Context::new(conn, db, config, m.id(), true, observer),
-            )?;
+            let mut ctx = Context::new(conn, db, config, m.id(), true, observer);
+            call(m, &mut ctx)?;
+            rows = ctx.progress().snapshot().done;
+            drop(ctx);
             tracking::write(conn, &record(Status::Success, start.elapsed(), true))
         })
     } else {
         tracking::write(&mut conn, &record(Status::Running, Duration::ZERO, true))
             .and_then(|()| {
-                call(
-                    m,
-                    &mut Context::new(&mut conn, db, config, m.id(), false, observer),
-                )
+                let mut ctx = Context::new(&mut conn, db, config, m.id(), false, observer);
+                call(m, &mut ctx)?;
+                rows = ctx.progress().snapshot().done;
+                Ok(())
             })
             .and_then(|()| {
                 tracking::write(&mut conn, &record(Status::Success, start.elapsed(), false))
@@ -376,7 +440,7 @@ fn apply(
     match result {
         Ok(()) => {
             log::info!("Migration {} applied in {} ms", m.id(), elapsed.as_millis());
-            Ok(elapsed)
+            Ok((elapsed, rows))
         }
         Err(cause) => {
             let message = cause.to_string();

@@ -133,6 +133,50 @@ impl DatabaseUrl {
         &self.raw
     }
 
+    /// The URL without its password (for a tool's arguments), and the password (for the tool's
+    /// environment, e.g. `PGPASSWORD`), percent-decoded.
+    pub(crate) fn split_password(&self) -> (String, Option<String>) {
+        let Some((scheme, rest)) = self.raw.split_once("://") else {
+            return (self.raw.clone(), None);
+        };
+        let mut password = None;
+        let (authority, tail) = match rest.find(['/', '?']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let authority = match authority.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, pw)) => {
+                    password = Some(percent_decode(pw));
+                    format!("{user}@{host}")
+                }
+                None => authority.to_owned(),
+            },
+            None => authority.to_owned(),
+        };
+        let tail = match tail.split_once('?') {
+            Some((path, query)) => {
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|pair| match pair.split_once('=') {
+                        Some((key, value)) if key.eq_ignore_ascii_case("password") => {
+                            password.get_or_insert_with(|| percent_decode(value));
+                            false
+                        }
+                        _ => true,
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    path.to_owned()
+                } else {
+                    format!("{path}?{}", kept.join("&"))
+                }
+            }
+            None => tail.to_owned(),
+        };
+        (format!("{scheme}://{authority}{tail}"), password)
+    }
+
     /// `text` with every secret of this URL replaced by `***` (for driver error messages).
     pub(crate) fn scrub(&self, text: &str) -> String {
         let mut out = text.replace(&self.raw, &self.redacted);
@@ -267,6 +311,25 @@ mod tests {
         assert_eq!(
             url.scrub("bad s3cr@t and s3cr%40t, other"),
             "bad *** and ***, ***"
+        );
+    }
+
+    #[test]
+    fn password_split_for_tools() {
+        let url =
+            DatabaseUrl::parse("postgres://app:p%40ss@db:5432/prod?sslmode=require&password=x")
+                .unwrap();
+        assert_eq!(
+            url.split_password(),
+            (
+                "postgres://app@db:5432/prod?sslmode=require".into(),
+                Some("p@ss".into())
+            )
+        );
+        let url = DatabaseUrl::parse("postgres://db/prod?password=only").unwrap();
+        assert_eq!(
+            url.split_password(),
+            ("postgres://db/prod".into(), Some("only".into()))
         );
     }
 

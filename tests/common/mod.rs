@@ -54,6 +54,16 @@ impl TestDb {
         }
     }
 
+    /// An existing database (e.g. a restored backup); nothing is deleted when dropped.
+    pub fn at(url: String, backend: Backend) -> TestDb {
+        logs::init();
+        TestDb {
+            url,
+            backend,
+            _dir: None,
+        }
+    }
+
     /// A pool on it.
     pub fn connect(&self) -> Database {
         Database::connect(&self.url).unwrap_or_else(|e| panic!("connect to {}: {e}", self.backend))

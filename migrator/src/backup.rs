@@ -1,0 +1,197 @@
+//! Backups before migrating (`MIGRATION_BACKUP_BEFORE`).
+//!
+//! Taken under the migration lock, only when something is pending, before the first pending
+//! migration runs. A backup that fails stops the run: nothing is migrated, and the error says
+//! why. Files are named `DATABASE-YYYYMMDDTHHMMSSZ-before-FIRST_PENDING.{dump,sqlite3}` in
+//! `MIGRATION_BACKUP_DIR` (default `./backups`), created with mode 0600 under a temporary
+//! name, fsynced, then renamed into place.
+//!
+//! - PostgreSQL: the real `pg_dump` (`MIGRATION_PG_DUMP`), custom format (restore with
+//!   `pg_restore`). The password reaches it through `PGPASSWORD`, never its arguments.
+//! - SQLite: `VACUUM INTO`, SQLite's online backup into a fresh database file.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use diesel::sql_types::Text;
+use diesel::{QueryableByName, RunQueryDsl};
+
+use crate::config::Config;
+use crate::connection::Database;
+use crate::error::{Error, Result};
+use crate::url::Backend;
+
+/// A backup that was taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backup {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+#[derive(QueryableByName)]
+struct Name {
+    #[diesel(sql_type = Text)]
+    name: String,
+}
+
+fn failed(reason: impl Into<String>) -> Error {
+    Error::Backup {
+        reason: reason.into(),
+    }
+}
+
+/// The database's name, for file names and prompts.
+pub(crate) fn database_name(db: &Database) -> Result<String> {
+    match db.backend() {
+        Backend::Postgres => {
+            let mut conn = db.get()?;
+            let name: Name = diesel::sql_query("SELECT current_database() AS name")
+                .get_result(&mut *conn)
+                .map_err(Error::db("cannot read the database name"))?;
+            Ok(name.name)
+        }
+        Backend::Sqlite => Ok(db
+            .url()
+            .sqlite_path()
+            .and_then(|p| Path::new(p).file_stem())
+            .map_or_else(|| "sqlite".into(), |s| s.to_string_lossy().into_owned())),
+    }
+}
+
+fn timestamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // 2026-11-28T00:29:22Z -> 20261128T002922Z
+    crate::lock::format_utc(secs).replace(['-', ':'], "")
+}
+
+fn safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Removes the temporary file unless the backup completed.
+struct Partial(Option<PathBuf>);
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Backs `db` up; `label` ends the file name (`before-ID`, or `manual`).
+pub(crate) fn take(db: &Database, config: &Config, label: &str) -> Result<Backup> {
+    let dir = config.backup_dir_value();
+    std::fs::create_dir_all(dir).map_err(|e| {
+        failed(format!(
+            "cannot create the backup directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let database = database_name(db)?;
+    let extension = match db.backend() {
+        Backend::Postgres => "dump",
+        Backend::Sqlite => "sqlite3",
+    };
+    let name = format!(
+        "{}-{}-{}.{extension}",
+        safe(&database),
+        timestamp(),
+        safe(label)
+    );
+    let path = dir.join(&name);
+    let temporary = dir.join(format!(".{name}.partial"));
+    // Created empty with mode 0600 before anything is written into it.
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(|e| failed(format!("cannot create {}: {e}", temporary.display())))?;
+    let mut partial = Partial(Some(temporary.clone()));
+    log::info!("Backing up database {database} to {}", path.display());
+    match db.backend() {
+        Backend::Postgres => pg_dump(db, config, &temporary)?,
+        Backend::Sqlite => vacuum_into(db, &temporary)?,
+    }
+    let file = File::open(&temporary)
+        .map_err(|e| failed(format!("cannot reopen {}: {e}", temporary.display())))?;
+    file.sync_all()
+        .map_err(|e| failed(format!("cannot flush {} to disk: {e}", temporary.display())))?;
+    let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+    std::fs::rename(&temporary, &path).map_err(|e| {
+        failed(format!(
+            "cannot rename the backup into {}: {e}",
+            path.display()
+        ))
+    })?;
+    partial.0 = None;
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    log::info!("Backup written: {} ({bytes} bytes)", path.display());
+    Ok(Backup { path, bytes })
+}
+
+fn pg_dump(db: &Database, config: &Config, out: &Path) -> Result<()> {
+    let program = config.pg_dump_value();
+    let (url, password) = db.url().split_password();
+    let mut command = Command::new(program);
+    command
+        .arg("--format=custom")
+        .arg("--no-password")
+        .arg("--file")
+        .arg(out)
+        .arg("--dbname")
+        .arg(&url)
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    let output = command.output().map_err(|e| {
+        failed(format!(
+            "cannot run {} ({e}); install the PostgreSQL client tools or set MIGRATION_PG_DUMP",
+            program.display()
+        ))
+    })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(failed(format!(
+            "{} failed ({}): {}",
+            program.display(),
+            output.status,
+            db.url().scrub(stderr.trim())
+        )));
+    }
+    Ok(())
+}
+
+fn vacuum_into(db: &Database, out: &Path) -> Result<()> {
+    let mut conn = db.get()?;
+    let target = out.to_string_lossy().into_owned();
+    diesel::sql_query("VACUUM INTO $1")
+        .bind::<Text, _>(&target)
+        .execute(&mut *conn)
+        .map_err(|e| failed(format!("VACUUM INTO {target} failed: {e}")))?;
+    Ok(())
+}
