@@ -520,3 +520,33 @@ fn a_dry_run_rehearses_transactional_migrations_and_changes_nothing(backend: Bac
     let report = run(&db).unwrap();
     assert_eq!(report.get("010_insert_rows").unwrap().rows, Some(2));
 }
+
+both!(nothing_pending_needs_no_lock);
+fn nothing_pending_needs_no_lock(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.connect();
+    run(&db).unwrap();
+    // Another runner holds the lock (say, a replica starting up); a run with nothing to do
+    // does not wait for it.
+    let _held = LockGuard::acquire(&db, Duration::ZERO).unwrap();
+    let mut impatient = dev();
+    impatient.lock_timeout(Duration::ZERO);
+    let report = Migrator::from_registry()
+        .unwrap()
+        .run(&db, &impatient)
+        .unwrap();
+    assert!(report
+        .migrations
+        .iter()
+        .all(|m| m.outcome == Outcome::AlreadyApplied));
+    // But a pending one does wait for it.
+    exec(
+        &db,
+        "DELETE FROM applied_migrations WHERE migration_name = '013_may_panic'",
+    );
+    let err = Migrator::from_registry()
+        .unwrap()
+        .run(&db, &impatient)
+        .unwrap_err();
+    assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
+}

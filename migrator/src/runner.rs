@@ -156,6 +156,9 @@ impl Migrator {
         if let Some(reason) = config.run_refusal() {
             return Err(Error::Refused { reason });
         }
+        if let Some(report) = self.nothing_pending(db)? {
+            return Ok(report);
+        }
         let _lock = LockGuard::acquire(db, config.lock_timeout_value())?;
         let mut conn = db.get()?;
         tracking::ensure_table(&mut conn)?;
@@ -245,6 +248,43 @@ impl Migrator {
                 report: Box::new(report),
             }),
         }
+    }
+
+    /// The fast path of a run with nothing to do (every start of every replica but the first):
+    /// one pooled connection reads the tracking table, without the lock; if nothing is pending
+    /// (no code migration without a settled row, no SQL migration), the run is over. Anything
+    /// else, including a table that is missing or lacks columns, takes the locked path.
+    fn nothing_pending(&self, db: &Database) -> Result<Option<Report>> {
+        let mut conn = db.get()?;
+        let Ok(rows) = tracking::load(&mut conn) else {
+            return Ok(None);
+        };
+        let state = self.compare(rows);
+        if state.pending().next().is_some() {
+            return Ok(None);
+        }
+        if let Some(sql) = &self.sql {
+            // Diesel may create its table here; if two replicas race on that, the locked path
+            // sorts it out.
+            if !sql.pending(&mut conn).is_ok_and(|p| p.is_empty()) {
+                return Ok(None);
+            }
+        }
+        let mut report = Report::default();
+        warn_anomalies(&state, &mut report, self);
+        report.migrations = state
+            .migrations
+            .iter()
+            .map(|m| MigrationReport {
+                id: m.id.clone(),
+                outcome: settled(m),
+                duration: None,
+                error: None,
+                rows: None,
+            })
+            .collect();
+        log::info!("No pending migrations");
+        Ok(Some(report))
     }
 
     /// Backs the database up now, under the migration lock, into `MIGRATION_BACKUP_DIR` (the
