@@ -1,1 +1,89 @@
-//! Criterion benchmarks of migrator (filled by the benchmarks issue).
+//! Shared pieces of the benchmarks: a throwaway PostgreSQL cluster (the test suite's), a
+//! `user_profiles` table with plaintext passwords, and a raw hash-rate measurement.
+
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use migrator::password::{Hasher, Params, Password};
+use migrator::{Backend, Database};
+
+/// The test suite's throwaway PostgreSQL cluster, started on first use, stopped at exit.
+#[path = "../../tests/common/pg.rs"]
+pub mod pg;
+
+/// The Argon2 parameters `001_hash_kroger_passwords` uses by default.
+pub fn default_params() -> Params {
+    Params::default()
+}
+
+/// A fresh empty database: PostgreSQL in the throwaway cluster, or a SQLite file in `dir`.
+pub fn fresh(backend: Backend, dir: &std::path::Path, name: &str) -> String {
+    match backend {
+        Backend::Postgres => pg::cluster().fresh_database(),
+        _ => format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
+    }
+}
+
+/// Creates `user_profiles` with `rows` plaintext passwords and an update log (to count rows
+/// hashed more than once).
+pub fn seed(db: &Database, rows: u64) {
+    let mut conn = db.get().expect("a connection");
+    let insert = match db.backend() {
+        Backend::Postgres => format!(
+            "INSERT INTO user_profiles (id, kroger_password)
+             SELECT g, 'bench-password-' || g FROM generate_series(1, {rows}) AS g;
+             CREATE FUNCTION log_update() RETURNS trigger AS $$
+             BEGIN INSERT INTO update_log VALUES (NEW.id); RETURN NEW; END $$ LANGUAGE plpgsql;
+             CREATE TRIGGER logged AFTER UPDATE ON user_profiles
+             FOR EACH ROW EXECUTE FUNCTION log_update();"
+        ),
+        _ => format!(
+            "WITH RECURSIVE g(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM g WHERE x < {rows})
+             INSERT INTO user_profiles (id, kroger_password) SELECT x, 'bench-password-' || x FROM g;
+             CREATE TRIGGER logged AFTER UPDATE ON user_profiles
+             BEGIN INSERT INTO update_log VALUES (NEW.id); END;"
+        ),
+    };
+    conn.batch_execute(&format!(
+        "CREATE TABLE user_profiles (id INTEGER PRIMARY KEY, email TEXT, kroger_password TEXT);
+         CREATE TABLE update_log (user_id INTEGER NOT NULL);
+         {insert}"
+    ))
+    .expect("seed user_profiles");
+}
+
+/// Hashes per second of `hasher` on `threads` threads (each reusing its memory, as the
+/// backfill does), measured for about `duration`; `reuse: false` allocates per hash.
+pub fn hash_rate(hasher: &Hasher, threads: usize, duration: Duration, reuse: bool) -> f64 {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool");
+    let start = Instant::now();
+    let done: u64 = pool.install(|| {
+        use rayon::prelude::*;
+        (0..threads)
+            .into_par_iter()
+            .map(|t| {
+                let password = Password::new(format!("raw-rate-{t}"));
+                let mut n = 0u64;
+                while start.elapsed() < duration {
+                    let hashed = if reuse {
+                        hasher.hash(&password)
+                    } else {
+                        hasher.hash_without_memory_reuse(&password)
+                    };
+                    hashed.expect("hashing");
+                    n += 1;
+                }
+                n
+            })
+            .sum()
+    });
+    done as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The number of cores.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}

@@ -7,12 +7,13 @@
 //!   row done twice. On SQLite (one host) claims are not locked; every write is guarded so that
 //!   a row already done, or changed since it was read, is not written again.
 //! - **Computing.** A batch is computed on a pool of worker threads (all cores by default)
-//!   while the next batch is being claimed.
+//!   while this thread writes the previous batch and claims the next one, so the workers wait
+//!   for neither.
 //! - **Writing.** Each batch is written back in one `UPDATE ... FROM (VALUES ...)` statement and
 //!   committed on its own.
 //! - **Resuming.** Which rows are left is the `pending` predicate (e.g. "hash IS NULL"): kill
-//!   the process at any instant, start again, and it finishes. Memory is bounded by two
-//!   batches, not the table.
+//!   the process at any instant, start again, and it finishes. Memory is bounded by three
+//!   batches (written, computed, claimed), not the table.
 //!
 //! Table and column names come from code and are checked to be plain identifiers; values are
 //! always bound.
@@ -301,9 +302,11 @@ impl Backfill {
     {
         let mut cursor = i64::MIN;
         let mut current = self.claim(db, &mut cursor)?;
+        // The batch computed in the previous round, written while the workers compute the
+        // current one: the workers wait neither for claims nor for writes.
+        let mut computed: Option<(Batch, Vec<Vec<Option<String>>>)> = None;
         while let Some(batch) = current.take() {
-            // Compute this batch on the workers while this thread claims the next one.
-            let (outputs, next) = std::thread::scope(|scope| {
+            let (outputs, written, next) = std::thread::scope(|scope| {
                 let computing = scope.spawn(|| {
                     workers.install(|| {
                         use rayon::prelude::*;
@@ -321,9 +324,15 @@ impl Backfill {
                             .collect::<Result<Vec<_>>>()
                     })
                 });
+                let written = computed
+                    .take()
+                    .map(|(done, outputs)| self.write_batch(done, outputs, progress, report));
                 let next = self.claim(db, &mut cursor);
-                (computing.join(), next)
+                (computing.join(), written, next)
             });
+            if let Some(written) = written {
+                written?;
+            }
             let outputs = outputs.map_err(|panic| Error::Panic {
                 message: panic
                     .downcast_ref::<&str>()
@@ -331,14 +340,28 @@ impl Backfill {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "backfill computation panicked".into()),
             })??;
-            let claimed = batch.rows.len() as u64;
-            let written = self.write(batch, outputs)?;
-            report.rows_updated += written;
-            report.rows_skipped += claimed - written.min(claimed);
-            report.batches += 1;
-            progress.add(written);
+            computed = Some((batch, outputs));
             current = next?;
         }
+        if let Some((done, outputs)) = computed {
+            self.write_batch(done, outputs, progress, report)?;
+        }
+        Ok(())
+    }
+
+    fn write_batch(
+        &self,
+        batch: Batch,
+        outputs: Vec<Vec<Option<String>>>,
+        progress: &Progress,
+        report: &mut BackfillReport,
+    ) -> Result<()> {
+        let claimed = batch.rows.len() as u64;
+        let written = self.write(batch, outputs)?;
+        report.rows_updated += written;
+        report.rows_skipped += claimed - written.min(claimed);
+        report.batches += 1;
+        progress.add(written);
         Ok(())
     }
 

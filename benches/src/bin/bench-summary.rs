@@ -1,0 +1,297 @@
+//! Quick versions of the benchmarks, summed up as one Markdown table (`scripts/bench-summary`).
+//!
+//! Every figure comes from this one run, so ratios compare like with like on a shared, noisy
+//! machine. `bench-summary child-backfill URL THREADS MEMORY_KIB ITERATIONS` is the child
+//! process it starts for peak-RSS and scale-out measurements.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use migrator::password::{Hasher, Params};
+use migrator::{AnyConnection, Backend, Config, Database, Environment, Migrator, Progress};
+use migrator_benches::{cores, fresh, hash_rate, pg, seed};
+use smart_meal_planner::kroger::{self, BackfillOptions};
+
+const SQL: EmbeddedMigrations = embed_migrations!("sql_migrations");
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("child-backfill") {
+        child(&args[2..]);
+        return;
+    }
+    summary();
+}
+
+/// Runs the Kroger backfill on an existing table and prints rows, seconds and peak RSS.
+fn child(args: &[String]) {
+    let [url, threads, memory_kib, iterations] = args else {
+        eprintln!("usage: bench-summary child-backfill URL THREADS MEMORY_KIB ITERATIONS");
+        std::process::exit(2);
+    };
+    let parse = |s: &String| s.parse::<u32>().expect("a number");
+    kroger::set_hash_params(Params {
+        memory_kib: parse(memory_kib),
+        iterations: parse(iterations),
+        parallelism: 1,
+    });
+    let db = Database::connect(url).expect("connect");
+    let start = Instant::now();
+    let report = kroger::run_backfill(
+        &db,
+        &Progress::new("bench", Duration::from_secs(3600)),
+        &BackfillOptions {
+            threads: Some(parse(threads) as usize),
+            batch_size: None,
+        },
+    )
+    .expect("the backfill");
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    println!(
+        "rows={} secs={:.3} rss_kib={rss}",
+        report.rows_updated,
+        start.elapsed().as_secs_f64()
+    );
+}
+
+struct ChildResult {
+    rows: u64,
+    rss_kib: u64,
+}
+
+fn spawn_child(url: &str, threads: usize, params: Params) -> std::process::Child {
+    Command::new(std::env::current_exe().expect("this binary"))
+        .args([
+            "child-backfill",
+            url,
+            &threads.to_string(),
+            &params.memory_kib.to_string(),
+            &params.iterations.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start a child")
+}
+
+fn wait_child(child: std::process::Child) -> ChildResult {
+    let out = child.wait_with_output().expect("the child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    ChildResult {
+        rows: field("rows=") as u64,
+        rss_kib: field("rss_kib=") as u64,
+    }
+}
+
+/// A seeded table with the hash columns already added (what `work` joins).
+fn prepared(backend: Backend, dir: &std::path::Path, name: &str, rows: u64) -> (String, Database) {
+    let url = fresh(backend, dir, name);
+    let db = Database::connect(&url).expect("connect");
+    seed(&db, rows);
+    db.get()
+        .expect("a connection")
+        .batch_execute(
+            "ALTER TABLE user_profiles ADD COLUMN kroger_password_hash TEXT;
+             ALTER TABLE user_profiles ADD COLUMN kroger_password_salt TEXT;",
+        )
+        .expect("add columns");
+    (url, db)
+}
+
+fn count(db: &Database, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    use diesel::RunQueryDsl;
+    let mut conn = db.get().expect("a connection");
+    diesel::sql_query(sql)
+        .get_result::<N>(&mut *conn)
+        .expect("count")
+        .n
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Diesel's `run_pending_migrations`; returns how many it applied.
+fn diesel_run(db: &Database) -> usize {
+    let mut conn = db.get().expect("a connection");
+    let applied = match &mut *conn {
+        AnyConnection::Postgresql(c) => c.run_pending_migrations(SQL).map(|v| v.len()),
+        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQL).map(|v| v.len()),
+    };
+    applied.expect("diesel migrations")
+}
+
+/// Diesel's no-op: nothing pending.
+fn diesel_noop(db: &Database) {
+    assert_eq!(diesel_run(db), 0);
+}
+
+fn summary() {
+    let cores = cores();
+    let dir = std::env::temp_dir().join(format!("migrator-summary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let params = Params::default();
+    let hasher = Hasher::new(params).expect("valid parameters");
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let mut push = |what: &str, value: String, note: String| {
+        eprintln!("{what}: {value} {note}");
+        rows.push((what.to_owned(), value, note));
+    };
+
+    // 1. Raw Argon2id rates.
+    let second = Duration::from_secs(4);
+    let one = hash_rate(&hasher, 1, second, true);
+    let all = hash_rate(&hasher, cores, second, true);
+    let one_fresh = hash_rate(&hasher, 1, second, false);
+    let all_fresh = hash_rate(&hasher, cores, second, false);
+    push(
+        "hashes/s, 1 thread (m=19456,t=2,p=1)",
+        format!("{one:.1}"),
+        format!(
+            "fresh allocation per hash: {one_fresh:.1} (reuse gains {:.2}x)",
+            one / one_fresh
+        ),
+    );
+    push(
+        &format!("hashes/s, {cores} threads"),
+        format!("{all:.1}"),
+        format!("fresh allocation: {all_fresh:.1} ({:.2}x)", all / all_fresh),
+    );
+
+    // 2. The migration end to end, against the all-core rate measured again around it (the
+    // mean of both measurements, so that drift of a shared machine shows as spread, not bias).
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let url = fresh(backend, &dir, "e2e");
+        let db = Database::connect(&url).expect("connect");
+        seed(&db, 2_000);
+        let start = Instant::now();
+        Migrator::from_registry()
+            .expect("registry")
+            .run(&db, &Config::new(Environment::Development))
+            .expect("the migration");
+        let rate = 2_000.0 / start.elapsed().as_secs_f64();
+        // The all-core rate measured again right after: the ratio uses the mean of both, so
+        // that drift of a shared machine shows as spread, not bias.
+        let after = hash_rate(&hasher, cores, second, true);
+        push(
+            &format!("001 backfill rows/s, {backend}, 2,000 rows"),
+            format!("{rate:.1}"),
+            format!(
+                "{:.3} x raw all-core rate (target >= 0.95; raw {all:.1} before, {after:.1} after)",
+                rate / ((all + after) / 2.0)
+            ),
+        );
+    }
+
+    // 3. No-op start-up against Diesel's no-op.
+    kroger::set_hash_params(Params {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    });
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let db = Database::connect(&fresh(backend, &dir, "noop")).expect("connect");
+        seed(&db, 10);
+        let migrator = Migrator::from_registry().expect("registry");
+        let config = Config::new(Environment::Development);
+        migrator.run_on_startup(&db, &config).expect("first run");
+        assert_eq!(diesel_run(&db), 1);
+        let time = |f: &dyn Fn()| {
+            (0..20).for_each(|_| f());
+            median(
+                (0..200)
+                    .map(|_| {
+                        let start = Instant::now();
+                        f();
+                        start.elapsed()
+                    })
+                    .collect(),
+            )
+        };
+        let ours = time(&|| {
+            migrator.run_on_startup(&db, &config).expect("no-op");
+        });
+        let theirs = time(&|| diesel_noop(&db));
+        push(
+            &format!("no-op start-up, {backend} (median of 200)"),
+            format!("{:.3} ms", ours.as_secs_f64() * 1e3),
+            format!(
+                "diesel run_pending_migrations: {:.3} ms; ratio {:.2} (target <= 2)",
+                theirs.as_secs_f64() * 1e3,
+                ours.as_secs_f64() / theirs.as_secs_f64()
+            ),
+        );
+    }
+
+    // 4. Peak RSS of the backfill process at 2,000 and 20,000 rows (m=4096,t=1 to keep the
+    // 20,000-row runs short: Argon2 memory is per thread, not per row). On SQLite the process
+    // also holds SQLite's page cache (bounded, about 2 MiB per connection).
+    let light = Params {
+        memory_kib: 4096,
+        iterations: 1,
+        parallelism: 1,
+    };
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let mut rss = Vec::new();
+        for n in [2_000u64, 20_000] {
+            let (url, _db) = prepared(backend, &dir, &format!("rss{n}"), n);
+            let result = wait_child(spawn_child(&url, cores, light));
+            assert_eq!(result.rows, n);
+            rss.push(result.rss_kib);
+        }
+        push(
+            &format!("peak RSS of the backfill, {backend}, 2,000 / 20,000 rows"),
+            format!("{} / {} KiB", rss[0], rss[1]),
+            format!(
+                "ratio {:.3} (target <= 1.10; m=4096,t=1)",
+                rss[1] as f64 / rss[0] as f64
+            ),
+        );
+    }
+
+    // 5. Scale-out on PostgreSQL: 2 processes x 1 thread against 1 process x 2 threads.
+    let rows_scale = 2_000u64;
+    let (url, db) = prepared(Backend::Postgres, &dir, "one", rows_scale);
+    let start = Instant::now();
+    let single = wait_child(spawn_child(&url, 2, params));
+    let one_by_two = single.rows as f64 / start.elapsed().as_secs_f64();
+    let twice_a = count(&db, "SELECT COUNT(*) AS n FROM (SELECT user_id FROM update_log GROUP BY user_id HAVING COUNT(*) > 1) AS d");
+    let (url, db) = prepared(Backend::Postgres, &dir, "two", rows_scale);
+    let start = Instant::now();
+    let children = [spawn_child(&url, 1, params), spawn_child(&url, 1, params)];
+    let results: Vec<ChildResult> = children.into_iter().map(wait_child).collect();
+    let two_by_one =
+        results.iter().map(|r| r.rows).sum::<u64>() as f64 / start.elapsed().as_secs_f64();
+    let twice_b = count(&db, "SELECT COUNT(*) AS n FROM (SELECT user_id FROM update_log GROUP BY user_id HAVING COUNT(*) > 1) AS d");
+    let left = count(
+        &db,
+        "SELECT COUNT(*) AS n FROM user_profiles WHERE kroger_password_hash IS NULL",
+    );
+    push("scale-out, PostgreSQL, 2,000 rows: 2 processes x 1 thread", format!("{two_by_one:.1} rows/s"), format!("1 process x 2 threads: {one_by_two:.1} rows/s; ratio {:.3} (target >= 0.9); rows hashed twice: {} and {}; rows left: {left}; split {}/{}", two_by_one / one_by_two, twice_b, twice_a, results[0].rows, results[1].rows));
+
+    println!("| measurement | value | notes |");
+    println!("|---|---|---|");
+    for (what, value, note) in rows {
+        println!("| {what} | {value} | {note} |");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = pg::PASSWORD;
+}
