@@ -61,21 +61,6 @@ fn compute(inputs: &[Option<&str>]) -> migrator::Result<Vec<Option<String>>> {
     ])
 }
 
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn postgres() {
-                super::$name(migrator::Backend::Postgres)
-            }
-            #[test]
-            fn sqlite() {
-                super::$name(migrator::Backend::Sqlite)
-            }
-        }
-    };
-}
-
 both!(computes_every_row_once_with_nulls_and_progress);
 fn computes_every_row_once_with_nulls_and_progress(backend: Backend) {
     let t = TestDb::new(backend);

@@ -99,22 +99,6 @@ fn row(db: &Database, id: &str) -> migrator::AppliedMigration {
         .unwrap_or_else(|| panic!("no row for {id}"))
 }
 
-/// Generates one test per backend.
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn postgres() {
-                super::$name(migrator::Backend::Postgres)
-            }
-            #[test]
-            fn sqlite() {
-                super::$name(migrator::Backend::Sqlite)
-            }
-        }
-    };
-}
-
 both!(applies_in_numeric_order_and_records_each);
 fn applies_in_numeric_order_and_records_each(backend: Backend) {
     let t = TestDb::new(backend);

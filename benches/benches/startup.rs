@@ -2,26 +2,8 @@
 //! `run_pending_migrations`, on the same database (SQLite and PostgreSQL).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
-use migrator::{AnyConnection, Backend, Config, Database, Environment, Migrator};
-use migrator_benches::{fresh, seed};
-
-const SQL: EmbeddedMigrations = embed_migrations!("sql_migrations");
-
-/// Diesel's `run_pending_migrations`; returns how many it applied.
-fn diesel_run(db: &Database) -> usize {
-    let mut conn = db.get().expect("a connection");
-    let applied = match &mut *conn {
-        AnyConnection::Postgresql(c) => c.run_pending_migrations(SQL).map(|v| v.len()),
-        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQL).map(|v| v.len()),
-    };
-    applied.expect("diesel migrations")
-}
-
-/// Diesel's no-op: nothing pending.
-fn diesel_noop(db: &Database) {
-    assert_eq!(diesel_run(db), 0);
-}
+use migrator::{Backend, Config, Database, Environment, Migrator};
+use migrator_benches::{diesel_noop, diesel_run, fresh, seed};
 
 fn startup(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("migrator-startup-{}", std::process::id()));

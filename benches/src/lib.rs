@@ -4,8 +4,27 @@
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use migrator::password::{Hasher, Params, Password};
-use migrator::{Backend, Database};
+use migrator::{AnyConnection, Backend, Database};
+
+/// One Diesel SQL migration, to compare no-op start-ups with Diesel's own harness.
+pub const SQL: EmbeddedMigrations = embed_migrations!("sql_migrations");
+
+/// Diesel's `run_pending_migrations` with [`SQL`]; returns how many it applied.
+pub fn diesel_run(db: &Database) -> usize {
+    let mut conn = db.get().expect("a connection");
+    let applied = match &mut *conn {
+        AnyConnection::Postgresql(c) => c.run_pending_migrations(SQL).map(|v| v.len()),
+        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQL).map(|v| v.len()),
+    };
+    applied.expect("diesel migrations")
+}
+
+/// Diesel's no-op: nothing pending.
+pub fn diesel_noop(db: &Database) {
+    assert_eq!(diesel_run(db), 0);
+}
 
 /// The test suite's throwaway PostgreSQL cluster, started on first use, stopped at exit.
 #[path = "../../tests/common/pg.rs"]

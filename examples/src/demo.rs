@@ -414,7 +414,7 @@ async fn health(State(state): State<Shared>) -> Response {
             let row = m.row.as_ref();
             json!({
                 "id": m.id,
-                "status": row.map_or("pending".to_owned(), |r| r.status.to_string()),
+                "status": m.status_label(),
                 "attempts": row.map_or(0, |r| r.attempts),
                 "error": row.and_then(|r| r.error_message.clone()),
             })

@@ -311,7 +311,7 @@ fn print_status(db: &Database, status: &StatusReport, json: bool) {
                 let row = m.row.as_ref();
                 json!({
                     "id": m.id,
-                    "status": row.map_or("pending".to_owned(), |r| r.status.to_string()),
+                    "status": m.status_label(),
                     "pending": m.pending,
                     "transactional": m.transactional,
                     "attempts": row.map_or(0, |r| r.attempts),
@@ -343,7 +343,7 @@ fn print_status(db: &Database, status: &StatusReport, json: bool) {
     );
     for m in &status.migrations {
         let row = m.row.as_ref();
-        let state = row.map_or("pending".to_owned(), |r| r.status.to_string());
+        let state = m.status_label();
         let mut notes = vec![row.and_then(|r| r.applied_at.clone()).unwrap_or_default()];
         if m.checksum_drift {
             notes.push("CODE CHANGED since applied".into());

@@ -107,6 +107,13 @@ pub struct MigrationState {
     pub checksum_drift: bool,
 }
 
+impl MigrationState {
+    /// The status to show: its row's (`success`, `failed`, ...), or `pending` without one.
+    pub fn status_label(&self) -> &'static str {
+        self.row.as_ref().map_or("pending", |r| r.status.as_str())
+    }
+}
+
 /// The tracking table read against the binary's migrations.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]

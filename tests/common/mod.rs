@@ -19,6 +19,23 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use migrator::{Backend, Database};
 
+/// Generates a module with one test per backend calling `$name(backend)`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn postgres() {
+                super::$name(migrator::Backend::Postgres)
+            }
+            #[test]
+            fn sqlite() {
+                super::$name(migrator::Backend::Sqlite)
+            }
+        }
+    };
+}
+
 /// Both backends, for tests that run on each.
 pub const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
 

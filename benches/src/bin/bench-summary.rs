@@ -8,13 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
-use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use migrator::password::{Hasher, Params};
-use migrator::{AnyConnection, Backend, Config, Database, Environment, Migrator, Progress};
-use migrator_benches::{cores, fresh, hash_rate, pg, seed};
+use migrator::{Backend, Config, Database, Environment, Migrator, Progress};
+use migrator_benches::{cores, diesel_noop, diesel_run, fresh, hash_rate, pg, seed};
 use smart_meal_planner::kroger::{self, BackfillOptions};
-
-const SQL: EmbeddedMigrations = embed_migrations!("sql_migrations");
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -127,21 +124,6 @@ fn count(db: &Database, sql: &str) -> i64 {
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
-}
-
-/// Diesel's `run_pending_migrations`; returns how many it applied.
-fn diesel_run(db: &Database) -> usize {
-    let mut conn = db.get().expect("a connection");
-    let applied = match &mut *conn {
-        AnyConnection::Postgresql(c) => c.run_pending_migrations(SQL).map(|v| v.len()),
-        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQL).map(|v| v.len()),
-    };
-    applied.expect("diesel migrations")
-}
-
-/// Diesel's no-op: nothing pending.
-fn diesel_noop(db: &Database) {
-    assert_eq!(diesel_run(db), 0);
 }
 
 fn summary() {
