@@ -175,6 +175,14 @@ pub enum Error {
         holder: Option<String>,
     },
 
+    /// The migration lock was lost during the run (its PostgreSQL session ended); the run
+    /// stopped without recording anything further.
+    #[error("the migration lock was lost ({lock}); stopped: another runner may now be migrating")]
+    LockLost {
+        /// Which lock.
+        lock: String,
+    },
+
     /// The migration lock could not be taken for a reason other than another holder.
     #[error("cannot take the migration lock {path:?}: {source}")]
     LockFile {

@@ -159,7 +159,7 @@ impl Migrator {
         if let Some(report) = self.nothing_pending(db)? {
             return Ok(report);
         }
-        let _lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let lock = std::sync::Mutex::new(LockGuard::acquire(db, config.lock_timeout_value())?);
         let mut conn = db.get()?;
         tracking::ensure_table(&mut conn)?;
         let pending_sql = match &self.sql {
@@ -225,7 +225,7 @@ impl Migrator {
                 report.migrations.push(entry(settled(m), None, None));
                 continue;
             }
-            match apply(db, config, migration, &me, self.observer.clone()) {
+            match apply(db, config, migration, &me, self.observer.clone(), &lock) {
                 Ok((duration, rows)) => report.migrations.push(MigrationReport {
                     rows: (rows > 0).then_some(rows),
                     ..entry(Outcome::Applied, Some(duration), None)
@@ -442,8 +442,15 @@ fn apply(
     m: &'static Migration,
     me: &str,
     observer: Option<ProgressObserver>,
+    lock: &std::sync::Mutex<LockGuard>,
 ) -> std::result::Result<(Duration, u64), (Duration, Error)> {
     let start = Instant::now();
+    // Never start, or record, a migration without holding the lock.
+    let held = || match lock.lock() {
+        Ok(mut guard) => guard.ensure_held(),
+        Err(poisoned) => poisoned.into_inner().ensure_held(),
+    };
+    held().map_err(|e| (start.elapsed(), e))?;
     let mut conn = db.get().map_err(|e| (start.elapsed(), e))?;
     log::info!("Applying migration {}", m.id());
     let record = |status, elapsed: Duration, new_attempt| Record {
@@ -462,6 +469,8 @@ fn apply(
             call(m, &mut ctx)?;
             rows = ctx.progress().snapshot().done;
             drop(ctx);
+            // Lost meanwhile: roll back rather than commit beside another runner.
+            held()?;
             tracking::write(conn, &record(Status::Success, start.elapsed(), true))
         })
     } else {
@@ -472,6 +481,7 @@ fn apply(
                 rows = ctx.progress().snapshot().done;
                 Ok(())
             })
+            .and_then(|()| held())
             .and_then(|()| {
                 tracking::write(&mut conn, &record(Status::Success, start.elapsed(), false))
             })
@@ -485,6 +495,11 @@ fn apply(
         Err(cause) => {
             let message = cause.to_string();
             log::error!("Migration {} failed: {message}", m.id());
+            if let Err(lost) = held() {
+                // Another runner may own the row now: record nothing.
+                log::error!("Not recording the failure of migration {}: {lost}", m.id());
+                return Err((elapsed, lost));
+            }
             // A transactional attempt's `running`/`success` writes were rolled back with it.
             let failed = Record {
                 error_message: Some(&message),

@@ -59,16 +59,17 @@ impl DatabaseUrl {
         match scheme.to_ascii_lowercase().as_str() {
             "postgres" | "postgresql" => {
                 let (redacted, secrets) = redact_postgres(scheme, rest);
-                let authority = rest.split(['/', '?']).next().unwrap_or("");
-                let host = authority.rsplit('@').next().unwrap_or("");
-                if authority.matches('@').count() > 1 {
+                let parts = Parts::of(rest);
+                let userinfo = [parts.user, parts.password].into_iter().flatten();
+                if userinfo.into_iter().any(|s| s.contains(['@', '/', '?'])) {
                     return Err(invalid(
                         redacted,
-                        "more than one '@' in the authority: percent-encode '@' in the \
-                         user name or password as %40"
+                        "the user name or password contains '@', '/' or '?': percent-encode \
+                         them (%40, %2F, %3F)"
                             .into(),
                     ));
                 }
+                let host = parts.after.split(['/', '?']).next().unwrap_or("");
                 if let Some(port) = bad_port(host) {
                     return Err(invalid(
                         redacted,
@@ -139,42 +140,31 @@ impl DatabaseUrl {
         let Some((scheme, rest)) = self.raw.split_once("://") else {
             return (self.raw.clone(), None);
         };
-        let mut password = None;
-        let (authority, tail) = match rest.find(['/', '?']) {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
+        let parts = Parts::of(rest);
+        let mut password = parts.password.map(percent_decode);
+        let (location, query) = match parts.after.split_once('?') {
+            Some((location, query)) => (location, Some(query)),
+            None => (parts.after, None),
         };
-        let authority = match authority.rsplit_once('@') {
-            Some((userinfo, host)) => match userinfo.split_once(':') {
-                Some((user, pw)) => {
-                    password = Some(percent_decode(pw));
-                    format!("{user}@{host}")
+        let kept: Vec<&str> = query
+            .unwrap_or("")
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .filter(|pair| match pair.split_once('=') {
+                Some((key, value)) if key.eq_ignore_ascii_case("password") => {
+                    password.get_or_insert_with(|| percent_decode(value));
+                    false
                 }
-                None => authority.to_owned(),
-            },
-            None => authority.to_owned(),
+                _ => true,
+            })
+            .collect();
+        let user = parts.user.map_or(String::new(), |u| format!("{u}@"));
+        let query = if kept.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", kept.join("&"))
         };
-        let tail = match tail.split_once('?') {
-            Some((path, query)) => {
-                let kept: Vec<&str> = query
-                    .split('&')
-                    .filter(|pair| match pair.split_once('=') {
-                        Some((key, value)) if key.eq_ignore_ascii_case("password") => {
-                            password.get_or_insert_with(|| percent_decode(value));
-                            false
-                        }
-                        _ => true,
-                    })
-                    .collect();
-                if kept.is_empty() {
-                    path.to_owned()
-                } else {
-                    format!("{path}?{}", kept.join("&"))
-                }
-            }
-            None => tail.to_owned(),
-        };
-        (format!("{scheme}://{authority}{tail}"), password)
+        (format!("{scheme}://{user}{location}{query}"), password)
     }
 
     /// `text` with every secret of this URL replaced by `***` (for driver error messages).
@@ -216,43 +206,79 @@ fn bad_port(hosts: &str) -> Option<&str> {
 /// Returns the redacted URL and the secrets (raw and percent-decoded) to scrub from messages.
 fn redact_postgres(scheme: &str, rest: &str) -> (String, Vec<String>) {
     let mut secrets = Vec::new();
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
+    let parts = Parts::of(rest);
+    if let Some(password) = parts.password.filter(|p| !p.is_empty()) {
+        secrets.push(password.to_owned());
+        secrets.push(percent_decode(password));
+    }
+    let (location, query) = match parts.after.split_once('?') {
+        Some((location, query)) => (location, Some(query)),
+        None => (parts.after, None),
     };
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, password)) if !password.is_empty() => {
-                secrets.push(password.to_owned());
-                secrets.push(percent_decode(password));
-                format!("{user}:***@{host}")
-            }
-            _ => authority.to_owned(),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, value)) if key.eq_ignore_ascii_case("password") => {
-                        secrets.push(value.to_owned());
-                        secrets.push(percent_decode(value));
-                        format!("{key}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-        None => tail.to_owned(),
+    let query = query.map(|query| {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, value)) if key.eq_ignore_ascii_case("password") => {
+                    secrets.push(value.to_owned());
+                    secrets.push(percent_decode(value));
+                    format!("{key}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        format!("?{}", pairs.join("&"))
+    });
+    let userinfo = match (parts.user, parts.password) {
+        (Some(user), Some(p)) if !p.is_empty() => format!("{user}:***@"),
+        (Some(user), Some(_)) => format!("{user}:@"),
+        (Some(user), None) => format!("{user}@"),
+        (None, _) => String::new(),
     };
     secrets.retain(|s| !s.is_empty());
     // Longest first, so that a secret containing another is replaced whole.
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     secrets.dedup();
-    (format!("{scheme}://{authority}{tail}"), secrets)
+    (
+        format!(
+            "{scheme}://{userinfo}{location}{}",
+            query.unwrap_or_default()
+        ),
+        secrets,
+    )
+}
+
+/// `[user[:password]@]after`, split at the **last** `@`: a password with an unencoded `/`,
+/// `?` or `@` then still counts as a password (and is redacted), where splitting at the first
+/// `/` would print it as a host name.
+struct Parts<'a> {
+    user: Option<&'a str>,
+    password: Option<&'a str>,
+    after: &'a str,
+}
+
+impl<'a> Parts<'a> {
+    fn of(rest: &'a str) -> Parts<'a> {
+        match rest.rsplit_once('@') {
+            Some((userinfo, after)) => match userinfo.split_once(':') {
+                Some((user, password)) => Parts {
+                    user: Some(user),
+                    password: Some(password),
+                    after,
+                },
+                None => Parts {
+                    user: Some(userinfo),
+                    password: None,
+                    after,
+                },
+            },
+            None => Parts {
+                user: None,
+                password: None,
+                after: rest,
+            },
+        }
+    }
 }
 
 fn percent_decode(text: &str) -> String {
@@ -311,6 +337,29 @@ mod tests {
         assert_eq!(
             url.scrub("bad s3cr@t and s3cr%40t, other"),
             "bad *** and ***, ***"
+        );
+    }
+
+    #[test]
+    fn unencoded_slashes_and_question_marks_stay_secret() {
+        for url in [
+            "postgres://app:Zx9+/Qw==@db/prod",
+            "postgres://app:1234/x@db/prod",
+            "postgres://app:a?b@db:5432/prod?sslmode=require",
+            "postgres://app:p@ss@db/prod",
+        ] {
+            let err = DatabaseUrl::parse(url).unwrap_err().to_string();
+            for secret in ["Zx9+/Qw==", "1234/x", "a?b", "p@ss"] {
+                assert!(!err.contains(secret), "{url} -> {err}");
+            }
+            assert!(err.contains("percent-encode"), "{err}");
+        }
+        let encoded = DatabaseUrl::parse("postgres://app:Zx9+%2FQw==@db/prod").unwrap();
+        assert_eq!(encoded.redacted(), "postgres://app:***@db/prod");
+        assert_eq!(encoded.split_password().1.as_deref(), Some("Zx9+/Qw=="));
+        assert_eq!(
+            encoded.scrub("failed for Zx9+/Qw== and Zx9+%2FQw=="),
+            "failed for *** and ***"
         );
     }
 

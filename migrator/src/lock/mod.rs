@@ -44,6 +44,17 @@ impl LockGuard {
         Ok(LockGuard { inner })
     }
 
+    /// Checks that the lock is still held: on PostgreSQL its session can be terminated (by an
+    /// administrator, a failover, a network cut) while the run goes on, and then another runner
+    /// may take it. The runner checks before each migration and before recording an outcome.
+    pub fn ensure_held(&mut self) -> Result<()> {
+        match &mut self.inner {
+            Inner::Postgres(lock) => lock.ensure_held(),
+            // The kernel keeps a flock for as long as the file is open.
+            Inner::Sqlite(_) => Ok(()),
+        }
+    }
+
     /// A description of the lock (key or file), for logs.
     pub fn describe(&self) -> String {
         match &self.inner {

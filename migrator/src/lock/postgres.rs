@@ -98,10 +98,34 @@ impl PgLock {
                 holder(observer.as_mut()?)
             },
         )?;
+        // PostgreSQL 14+ can end idle sessions, and this one idles for the whole run: keep it.
+        // (Older servers do not know the setting; nothing to do there.)
+        let _ = diesel::sql_query("SELECT set_config('idle_session_timeout', '0', false) AS name")
+            .execute(&mut conn);
         Ok(PgLock {
             conn: Some(conn),
             database,
         })
+    }
+
+    /// Whether this session still holds the lock (its connection may have been terminated).
+    pub(crate) fn ensure_held(&mut self) -> Result<()> {
+        let held = self.conn.as_mut().and_then(|conn| {
+            diesel::sql_query(format!(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+                 AND pid = pg_backend_pid() AND granted AND objsubid = 2 \
+                 AND classid = CAST({LOCK_CLASS} AS oid) \
+                 AND objid = CAST(CAST({KEY2} AS BIGINT) & 4294967295 AS oid)) AS taken"
+            ))
+            .get_result::<Taken>(conn)
+            .ok()
+        });
+        match held {
+            Some(Taken { taken: true }) => Ok(()),
+            _ => Err(Error::LockLost {
+                lock: self.describe(),
+            }),
+        }
     }
 
     pub(crate) fn describe(&self) -> String {
