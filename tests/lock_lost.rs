@@ -29,9 +29,14 @@ fn a_lost_lock_stops_the_run_and_rolls_back() {
         .unwrap()
         .run(&db, &Config::new(Environment::Development))
         .unwrap_err();
-    assert!(matches!(err, Error::LockLost { .. }), "{err:?}");
+    let Error::MigrationFailed { cause, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(matches!(**cause, Error::LockLost { .. }), "{err:?}");
     assert!(
-        err.to_string().starts_with("the migration lock was lost"),
+        err.to_string().starts_with(
+            "migration 001_terminate_the_lock_session failed: the migration lock was lost"
+        ),
         "{err}"
     );
     // The migration's transaction was rolled back, and no row claims anything.
