@@ -354,6 +354,35 @@ fn password_paths(backend: Backend) {
     assert!(rehashed.contains("m=512,t=2,p=1"), "{rehashed}");
     assert!(!stronger.needs_rehash(&rehashed));
 
+    // An old app version changed user 11's plaintext after 001 hashed it: the plaintext is
+    // the truth, the stale hash no longer lets the old password in, and it is repaired.
+    exec(
+        &db,
+        "UPDATE user_profiles SET kroger_password = 'changed-by-old-app' WHERE id = 11",
+    );
+    let old = Password::new("kp-11-secret");
+    assert_eq!(
+        kroger::verify_kroger_password(&mut conn, &hasher, 11, &old).unwrap(),
+        Verification::Mismatch
+    );
+    let changed = Password::new("changed-by-old-app");
+    assert_eq!(
+        kroger::verify_kroger_password(&mut conn, &hasher, 11, &changed).unwrap(),
+        Verification::Verified {
+            upgraded: false,
+            rehashed: true
+        }
+    );
+    let repaired = users::users(&db)[10].kroger_password_hash.clone().unwrap();
+    assert!(hasher.verify(&changed, &repaired).unwrap());
+    assert_eq!(
+        kroger::verify_kroger_password(&mut conn, &hasher, 11, &changed).unwrap(),
+        Verification::Verified {
+            upgraded: false,
+            rehashed: false
+        }
+    );
+
     assert_eq!(
         kroger::verify_kroger_password(&mut conn, &hasher, 8, &legacy).unwrap(),
         Verification::NoPassword

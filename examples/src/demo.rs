@@ -13,6 +13,10 @@
 //! | `LOG_FILE` | none (logs go to stderr, and to this file too when set) |
 //! | `MIGRATION_PROGRESS_INTERVAL_SECS` | 2 (the library's default is 10) |
 //!
+//! Outside production, a Diesel SQL migration creates `user_profiles` if it is missing and seeds
+//! 1,000 demo users with plaintext Kroger passwords (only into an empty table). In production
+//! the table must exist: only the code migrations run.
+//!
 //! Endpoints: `GET /health`, `GET /check-db-connection`, `GET /api-test`, `GET /metrics`
 //! (Prometheus text), `PUT /users/{id}/kroger-password` and
 //! `POST /users/{id}/kroger-password/verify` (JSON `{"password": "..."}`).
@@ -209,7 +213,11 @@ async fn serve(url: String, config: Config, host: String, port: u16, started: In
             return 2;
         }
     };
-    migrator.sql_migrations(&DEMO_SQL);
+    // The demo schema and its seeded users are for trying things out: a production database
+    // already has its user_profiles, and a pinned plan must not meet demo migrations.
+    if config.environment() != migrator::Environment::Production {
+        migrator.sql_migrations(&DEMO_SQL);
+    }
     let hasher = match kroger::hasher() {
         Ok(hasher) => hasher,
         Err(e) => {

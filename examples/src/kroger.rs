@@ -3,8 +3,10 @@
 //!
 //! Storage: `user_profiles.kroger_password_hash` holds an Argon2id PHC string and
 //! `kroger_password_salt` its salt. `kroger_password` is the legacy plaintext: migration 001
-//! keeps it (old app versions still read it); setting a password clears it; `verify
-//! --clear-verified-plaintext` removes it once its hash is verified.
+//! keeps it (old app versions still read and write it); setting a password clears it; `verify
+//! --clear-verified-plaintext` removes it once its hash is verified. While a row has a
+//! plaintext, verification trusts the plaintext (an old version may have changed it after the
+//! row was hashed) and repairs the hash.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -196,9 +198,12 @@ struct Stored {
     hash: Option<String>,
 }
 
-/// Checks a user's Kroger password: against the hash when there is one (rehashing it if the
-/// parameters changed), else against the legacy plaintext in constant time, hashing the row
-/// on success.
+/// Checks a user's Kroger password.
+///
+/// While a row still has its legacy plaintext, the plaintext is the truth: an old app version
+/// may have changed it after the row was hashed. It is compared in constant time, and on
+/// success the hash is (re)made if it is missing or does not match. Rows without a plaintext
+/// are checked against the hash, which is replaced if its parameters are outdated.
 pub fn verify_kroger_password(
     conn: &mut AnyConnection,
     hasher: &Hasher,
@@ -215,8 +220,28 @@ pub fn verify_kroger_password(
         return Ok(Verification::UnknownUser);
     };
     let plain = stored.plain.map(Password::new);
-    match (stored.hash, plain) {
-        (Some(hash), _) => {
+    match (plain, stored.hash) {
+        (Some(plain), hash) => {
+            if !plaintext_matches(plain.expose(), password) {
+                return Ok(Verification::Mismatch);
+            }
+            let current = match &hash {
+                Some(hash) => hasher.verify(password, hash).unwrap_or(false),
+                None => false,
+            };
+            if current && !hasher.needs_rehash(hash.as_deref().unwrap_or_default()) {
+                return Ok(Verification::Verified {
+                    upgraded: false,
+                    rehashed: false,
+                });
+            }
+            let stored = store_hash(conn, hasher, user_id, &plain, hash.as_deref())?;
+            Ok(Verification::Verified {
+                upgraded: stored && hash.is_none(),
+                rehashed: stored && hash.is_some(),
+            })
+        }
+        (None, Some(hash)) => {
             if !hasher.verify(password, &hash)? {
                 return Ok(Verification::Mismatch);
             }
@@ -227,21 +252,12 @@ pub fn verify_kroger_password(
                 rehashed,
             })
         }
-        (None, Some(plain)) => {
-            if !plaintext_matches(plain.expose(), password) {
-                return Ok(Verification::Mismatch);
-            }
-            let upgraded = store_hash(conn, hasher, user_id, password, None)?;
-            Ok(Verification::Verified {
-                upgraded,
-                rehashed: false,
-            })
-        }
         (None, None) => Ok(Verification::NoPassword),
     }
 }
 
-/// Stores a new hash if the row still has `previous` (NULL: no hash yet); keeps the plaintext.
+/// Stores a new hash of `password` if the row still has hash `previous` (NULL: none) and, when
+/// it has a plaintext, that plaintext is still `password`; keeps the plaintext.
 fn store_hash(
     conn: &mut AnyConnection,
     hasher: &Hasher,
@@ -253,11 +269,13 @@ fn store_hash(
     let sql = match previous {
         Some(_) => {
             "UPDATE user_profiles SET kroger_password_hash = $1, kroger_password_salt = $2 \
-             WHERE id = $3 AND kroger_password_hash = $4"
+             WHERE id = $3 AND kroger_password_hash = $4 \
+             AND (kroger_password IS NULL OR kroger_password = $5)"
         }
         None => {
             "UPDATE user_profiles SET kroger_password_hash = $1, kroger_password_salt = $2 \
-             WHERE id = $3 AND kroger_password_hash IS NULL AND $4 IS NULL"
+             WHERE id = $3 AND kroger_password_hash IS NULL AND $4 IS NULL \
+             AND (kroger_password IS NULL OR kroger_password = $5)"
         }
     };
     let updated = diesel::sql_query(sql)
@@ -265,6 +283,7 @@ fn store_hash(
         .bind::<Text, _>(&hashed.salt)
         .bind::<BigInt, _>(user_id)
         .bind::<Nullable<Text>, _>(previous)
+        .bind::<Text, _>(password.expose())
         .execute(conn)?;
     Ok(updated == 1)
 }
@@ -346,21 +365,22 @@ pub fn verify(db: &Database, options: &VerifyOptions) -> Result<VerifyReport> {
     let hasher = hasher()?;
     let (mut verified, mut mismatched, mut unverifiable, mut cleared) = (0u64, 0u64, 0u64, 0u64);
     let mut problems = Vec::new();
-    let mut cursor = i64::MIN;
-    loop {
+    // The next id to check; None once the largest id has been checked.
+    let mut cursor = Some(i64::MIN);
+    while let Some(from) = cursor {
         let mut conn = db.get()?;
         let rows: Vec<Checked> = diesel::sql_query(
             "SELECT CAST(id AS BIGINT) AS id, kroger_password AS plain, \
              kroger_password_hash AS hash, kroger_password_salt AS salt FROM user_profiles \
-             WHERE kroger_password_hash IS NOT NULL AND id > $1 ORDER BY id LIMIT $2",
+             WHERE kroger_password_hash IS NOT NULL AND id >= $1 ORDER BY id LIMIT $2",
         )
-        .bind::<BigInt, _>(cursor)
+        .bind::<BigInt, _>(from)
         .bind::<BigInt, _>(CHECK_BATCH)
         .load(&mut *conn)?;
         let Some(last) = rows.last() else {
             break;
         };
-        cursor = last.id;
+        cursor = last.id.checked_add(1);
         let checks: Vec<RowCheck> = rows.par_iter().map(|row| check_row(&hasher, row)).collect();
         let mut to_clear = Vec::new();
         for (row, check) in rows.iter().zip(checks) {
@@ -436,12 +456,14 @@ fn clear_plaintexts(conn: &mut AnyConnection, rows: &[&Checked]) -> Result<u64> 
     diesel::Connection::transaction(conn, |conn| {
         let mut cleared = 0;
         for row in rows {
+            // Only if neither the hash nor the plaintext changed since they were verified.
             cleared += diesel::sql_query(
                 "UPDATE user_profiles SET kroger_password = NULL \
-                 WHERE id = $1 AND kroger_password_hash = $2",
+                 WHERE id = $1 AND kroger_password_hash = $2 AND kroger_password = $3",
             )
             .bind::<BigInt, _>(row.id)
             .bind::<Text, _>(&row.hash)
+            .bind::<Nullable<Text>, _>(row.plain.as_deref())
             .execute(conn)? as u64;
         }
         Ok(cleared)

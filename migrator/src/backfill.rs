@@ -11,6 +11,8 @@
 //!   for neither.
 //! - **Writing.** Each batch is written back in one `UPDATE ... FROM (VALUES ...)` statement and
 //!   committed on its own.
+//! - **Waiting.** Pending rows that other transactions hold locked are waited for (other
+//!   runners' batches finish or roll back), up to [`Backfill::wait_for_locked_rows`].
 //! - **Resuming.** Which rows are left is the `pending` predicate (e.g. "hash IS NULL"): kill
 //!   the process at any instant, start again, and it finishes. Memory is bounded by three
 //!   batches (written, computed, claimed), not the table.
@@ -52,6 +54,13 @@ pub const MAX_COLUMNS: usize = 4;
 /// Default rows per batch (`MIGRATION_BATCH_SIZE`).
 pub const DEFAULT_BATCH_SIZE: usize = 128;
 
+/// Bind parameters one write statement may use (SQLite allows 32,766, PostgreSQL 65,535):
+/// bigger batches are capped to fit.
+const MAX_BINDS: usize = 30_000;
+
+/// How long a backfill waits for rows that other transactions keep locked, by default.
+pub const DEFAULT_WAIT_FOR_LOCKED_ROWS: Duration = Duration::from_secs(3600);
+
 /// A backfill of one table. Configure it with the setters, then [`Backfill::run`].
 #[derive(Clone, Debug)]
 pub struct Backfill {
@@ -62,6 +71,7 @@ pub struct Backfill {
     pending: &'static str,
     batch_size: usize,
     threads: usize,
+    wait_for_locked: Duration,
 }
 
 /// What a backfill did.
@@ -79,7 +89,8 @@ pub struct BackfillReport {
     pub elapsed: Duration,
 }
 
-/// One claimed row: its key and its input values (zeroized when dropped).
+/// One claimed row: its key and its input values, zeroized when dropped (the copies the
+/// database driver makes to bind them in the write are not).
 struct Claimed {
     key: i64,
     inputs: Vec<Option<Zeroizing<String>>>,
@@ -140,6 +151,7 @@ impl Backfill {
             pending: "",
             batch_size: DEFAULT_BATCH_SIZE,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            wait_for_locked: DEFAULT_WAIT_FOR_LOCKED_ROWS,
         }
     }
 
@@ -167,6 +179,21 @@ impl Backfill {
     pub fn batch_size(&mut self, rows: usize) -> &mut Backfill {
         self.batch_size = rows.max(1);
         self
+    }
+
+    /// How long to wait, in all, for pending rows that other transactions hold locked (other
+    /// runners' batches, or an application transaction left open) before failing (default one
+    /// hour).
+    pub fn wait_for_locked_rows(&mut self, limit: Duration) -> &mut Backfill {
+        self.wait_for_locked = limit;
+        self
+    }
+
+    /// The rows per batch actually used: as set, capped so that one write statement stays
+    /// within the databases' bind-parameter limits.
+    fn effective_batch_size(&self) -> usize {
+        let per_row = 1 + self.outputs.len() + self.inputs.len();
+        self.batch_size.min(MAX_BINDS / per_row.max(1)).max(1)
     }
 
     /// Worker threads computing a batch (default: all cores).
@@ -240,10 +267,11 @@ impl Backfill {
             "Backfill of {}: {pending} rows pending, {} threads, batches of {}",
             self.table,
             self.threads,
-            self.batch_size
+            self.effective_batch_size()
         );
         let mut report = BackfillReport::default();
         let mut stalled_sweeps = 0;
+        let mut waited = Duration::ZERO;
         loop {
             // One sweep: claim batches in key order until none is left after the cursor.
             let claimed_before = report.rows_updated + report.rows_skipped;
@@ -254,13 +282,27 @@ impl Backfill {
                 break;
             }
             if claimed == 0 {
-                // Everything left is claimed by other processes: wait for them (or for their
-                // transactions to roll back, if they die).
-                log::info!(
-                    "Backfill of {}: {left} rows are being processed by other runners; waiting",
-                    self.table
-                );
+                // Everything left is locked by other transactions: other runners' batches
+                // (wait for them, or for their rollback if they die), or an application
+                // transaction left open (bounded by wait_for_locked_rows).
+                if waited >= self.wait_for_locked {
+                    return Err(Error::Backfill {
+                        table: self.table.to_owned(),
+                        reason: format!(
+                            "{left} pending rows stayed locked by other transactions for {}s",
+                            waited.as_secs()
+                        ),
+                    });
+                }
+                if waited.as_secs().is_multiple_of(10) && waited.subsec_millis() < 250 {
+                    log::info!(
+                        "Backfill of {}: {left} pending rows are locked by other transactions \
+                         (other runners' batches?); waiting",
+                        self.table
+                    );
+                }
                 std::thread::sleep(Duration::from_millis(250));
+                waited += Duration::from_millis(250);
             } else if left >= pending {
                 stalled_sweeps += 1;
                 if stalled_sweeps >= 3 {
@@ -300,7 +342,8 @@ impl Backfill {
     where
         F: Fn(&[Option<&str>]) -> Result<Vec<Option<String>>> + Sync,
     {
-        let mut cursor = i64::MIN;
+        // The next key to consider; None once the largest key has been claimed.
+        let mut cursor = Some(i64::MIN);
         let mut current = self.claim(db, &mut cursor)?;
         // The batch computed in the previous round, written while the workers compute the
         // current one: the workers wait neither for claims nor for writes.
@@ -365,7 +408,10 @@ impl Backfill {
         Ok(())
     }
 
-    fn claim(&self, db: &Database, cursor: &mut i64) -> Result<Option<Batch>> {
+    fn claim(&self, db: &Database, cursor: &mut Option<i64>) -> Result<Option<Batch>> {
+        let Some(from) = *cursor else {
+            return Ok(None);
+        };
         let mut conn = db.get()?;
         let backend = conn.backend();
         let columns: Vec<String> = (0..MAX_COLUMNS)
@@ -380,7 +426,7 @@ impl Backfill {
         };
         let sql = format!(
             "SELECT CAST({key} AS BIGINT) AS k, {columns} FROM {table} \
-             WHERE ({pending}) AND {key} > $1 ORDER BY {key} LIMIT $2{lock}",
+             WHERE ({pending}) AND {key} >= $1 ORDER BY {key} LIMIT $2{lock}",
             key = self.key,
             columns = columns.join(", "),
             table = self.table,
@@ -398,8 +444,8 @@ impl Backfill {
             rows: Vec::new(),
         };
         let rows: Vec<RawRow> = diesel::sql_query(sql)
-            .bind::<BigInt, _>(*cursor)
-            .bind::<BigInt, _>(i64::try_from(self.batch_size).unwrap_or(i64::MAX))
+            .bind::<BigInt, _>(from)
+            .bind::<BigInt, _>(i64::try_from(self.effective_batch_size()).unwrap_or(i64::MAX))
             .load(&mut *batch.conn)
             .map_err(|e| Error::db(context())(e))?;
         if rows.is_empty() {
@@ -418,7 +464,7 @@ impl Backfill {
             })
             .collect();
         if let Some(last) = batch.rows.last() {
-            *cursor = last.key;
+            *cursor = last.key.checked_add(1);
         }
         Ok(Some(batch))
     }

@@ -15,6 +15,12 @@ use crate::url::Backend;
 ///
 /// In a transactional migration, [`Context::conn`] is inside the transaction that also writes
 /// the `success` row; other pool connections do not see its changes until it commits.
+///
+/// Work done through [`Context::pool`] (or [`Context::database`]) is **outside** that
+/// transaction: it commits on its own, is not rolled back if the migration fails, is not
+/// contained by `up --dry-run`, and may wait on the migration's own locks (a backfill through
+/// the pool of a table the migration altered would wait forever). Use the pool in
+/// `transaction = false` migrations, as `001_hash_kroger_passwords` does.
 pub struct Context<'a> {
     conn: &'a mut AnyConnection,
     db: &'a Database,
@@ -66,7 +72,8 @@ impl<'a> Context<'a> {
         Ok(rows)
     }
 
-    /// The pool, for work spread over several connections (e.g. parallel backfills).
+    /// The pool, for work spread over several connections (e.g. parallel backfills) in
+    /// `transaction = false` migrations: see the type's documentation.
     pub fn pool(&self) -> &Pool {
         self.db.pool()
     }

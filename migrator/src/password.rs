@@ -38,6 +38,13 @@ pub mod vars {
     pub const ARGON2_PARALLELISM: &str = "ARGON2_PARALLELISM";
 }
 
+/// The most memory (KiB) a stored hash may ask [`Hasher::verify`] for: 1 GiB.
+pub const MAX_VERIFY_MEMORY_KIB: u32 = 1 << 20;
+/// The most iterations a stored hash may ask for.
+pub const MAX_VERIFY_ITERATIONS: u32 = 64;
+/// The most lanes a stored hash may ask for.
+pub const MAX_VERIFY_PARALLELISM: u32 = 64;
+
 /// Salt length in bytes.
 pub const SALT_LEN: usize = 16;
 /// Hash output length in bytes.
@@ -252,6 +259,20 @@ impl Hasher {
             .unwrap_or_default();
         let params = argon2::Params::try_from(&parsed)
             .map_err(|e| invalid(format!("bad parameters: {e}")))?;
+        // The parameters come from stored data: bound them before allocating or iterating.
+        if params.m_cost() > MAX_VERIFY_MEMORY_KIB
+            || params.t_cost() > MAX_VERIFY_ITERATIONS
+            || params.p_cost() > MAX_VERIFY_PARALLELISM
+        {
+            return Err(invalid(format!(
+                "its parameters m={} t={} p={} exceed what this verifier accepts (m <= \
+                 {MAX_VERIFY_MEMORY_KIB}, t <= {MAX_VERIFY_ITERATIONS}, p <= \
+                 {MAX_VERIFY_PARALLELISM})",
+                params.m_cost(),
+                params.t_cost(),
+                params.p_cost()
+            )));
+        }
         let expected = parsed
             .hash
             .ok_or_else(|| invalid("the hash has no output".into()))?;
@@ -375,6 +396,10 @@ mod tests {
         let bcrypt_like = "$2b$12$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234";
         assert!(new.needs_rehash(bcrypt_like));
         assert!(new.verify(&password, "plaintext-looking").is_err());
+        // Stored data cannot make the verifier allocate terabytes.
+        let huge = "$argon2id$v=19$m=4294967295,t=2,p=1$c29tZXNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
+        let err = new.verify(&password, huge).unwrap_err().to_string();
+        assert!(err.contains("exceed what this verifier accepts"), "{err}");
     }
 
     #[test]

@@ -314,7 +314,7 @@ impl Migrator {
         let mut report = Report::default();
         warn_anomalies(&state, &mut report, self);
         if let Some(sql) = &self.sql {
-            report.sql_migrations = sql.pending(&mut conn)?;
+            report.sql_migrations = sql.pending_read_only(&mut conn)?;
         }
         let mut blocked = false;
         let _ = conn.transaction::<(), Error, _>(|conn| {
