@@ -8,6 +8,7 @@ use diesel::Connection;
 use crate::backup;
 use crate::config::Config;
 use crate::confirm::{confirm, Planned};
+use crate::connection::AnyConnection;
 use crate::connection::Database;
 use crate::context::{Context, ProgressObserver};
 use crate::error::{Error, Result};
@@ -500,6 +501,10 @@ fn apply(
                 log::error!("Not recording the failure of migration {}: {lost}", m.id());
                 return Err((elapsed, lost));
             }
+            // Whatever the migration left open (a panic inside a nested transaction, a raw
+            // BEGIN) is rolled back, so that the failed row is committed, and the connection
+            // goes back to the pool clean.
+            unwind_transactions(&mut conn);
             // A transactional attempt's `running`/`success` writes were rolled back with it.
             let failed = Record {
                 error_message: Some(&message),
@@ -511,6 +516,25 @@ fn apply(
             Err((elapsed, cause))
         }
     }
+}
+
+/// Rolls back every transaction level Diesel knows of, then any transaction opened behind its
+/// back (a raw `BEGIN`; outside a transaction PostgreSQL only warns and SQLite errors, both
+/// ignored).
+fn unwind_transactions(conn: &mut AnyConnection) {
+    use diesel::connection::{SimpleConnection, TransactionManager};
+    type Manager = <AnyConnection as Connection>::TransactionManager;
+    for _ in 0..64 {
+        match Manager::transaction_manager_status_mut(conn).transaction_depth() {
+            Ok(Some(_)) => {
+                if Manager::rollback_transaction(conn).is_err() {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    let _ = conn.batch_execute("ROLLBACK");
 }
 
 /// Calls the migration, turning a panic into an error so that it is rolled back and recorded.
