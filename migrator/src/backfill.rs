@@ -272,10 +272,11 @@ impl Backfill {
         let mut report = BackfillReport::default();
         let mut stalled_sweeps = 0;
         let mut waited = Duration::ZERO;
+        let mut previous_keys: Option<(i64, i64)> = None;
         loop {
             // One sweep: claim batches in key order until none is left after the cursor.
             let claimed_before = report.rows_updated + report.rows_skipped;
-            self.sweep(db, progress, &workers, &compute, &mut report)?;
+            let keys = self.sweep(db, progress, &workers, &compute, &mut report)?;
             let claimed = report.rows_updated + report.rows_skipped - claimed_before;
             let left = self.remaining(db)?;
             if left == 0 {
@@ -303,7 +304,11 @@ impl Backfill {
                 }
                 std::thread::sleep(Duration::from_millis(250));
                 waited += Duration::from_millis(250);
-            } else if left >= pending {
+            } else if left >= pending
+                && matches!((keys, previous_keys), (Some((lo, hi)), Some((plo, phi))) if lo >= plo && hi <= phi)
+            {
+                // The same rows again, and none resolved: the predicate stays true once written.
+                // (Rows that other writers keep adding come with new keys, and do not count.)
                 stalled_sweeps += 1;
                 if stalled_sweeps >= 3 {
                     return Err(Error::Backfill {
@@ -318,6 +323,7 @@ impl Backfill {
                 stalled_sweeps = 0;
             }
             pending = left;
+            previous_keys = keys;
         }
         report.elapsed = start.elapsed();
         progress.log();
@@ -338,10 +344,12 @@ impl Backfill {
         workers: &rayon::ThreadPool,
         compute: &F,
         report: &mut BackfillReport,
-    ) -> Result<()>
+    ) -> Result<Option<(i64, i64)>>
     where
         F: Fn(&[Option<&str>]) -> Result<Vec<Option<String>>> + Sync,
     {
+        // The smallest and largest keys this sweep claimed.
+        let mut keys: Option<(i64, i64)> = None;
         // The next key to consider; None once the largest key has been claimed.
         let mut cursor = Some(i64::MIN);
         let mut current = self.claim(db, &mut cursor)?;
@@ -349,6 +357,11 @@ impl Backfill {
         // current one: the workers wait neither for claims nor for writes.
         let mut computed: Option<(Batch, Vec<Vec<Option<String>>>)> = None;
         while let Some(batch) = current.take() {
+            if let (Some(first), Some(last)) = (batch.rows.first(), batch.rows.last()) {
+                keys = Some(keys.map_or((first.key, last.key), |(lo, hi)| {
+                    (lo.min(first.key), hi.max(last.key))
+                }));
+            }
             let (outputs, written, next) = std::thread::scope(|scope| {
                 let computing = scope.spawn(|| {
                     workers.install(|| {
@@ -389,7 +402,7 @@ impl Backfill {
         if let Some((done, outputs)) = computed {
             self.write_batch(done, outputs, progress, report)?;
         }
-        Ok(())
+        Ok(keys)
     }
 
     fn write_batch(
