@@ -67,3 +67,31 @@ fn pending_sql_migrations_count_for_the_policy() {
         0
     );
 }
+
+const FAILING: EmbeddedMigrations = embed_migrations!("sql_migrations_failing");
+
+#[test]
+fn a_failing_sql_migration_is_named_and_stops_the_run() {
+    for backend in common::BACKENDS {
+        let t = TestDb::new(backend);
+        let db = t.connect();
+        let mut migrator = Migrator::from_registry().unwrap();
+        migrator.sql_migrations(&FAILING);
+        let err = migrator
+            .run(&db, &Config::new(Environment::Development))
+            .unwrap_err();
+        assert_eq!(
+            err.migration_id(),
+            Some("2024-01-02-000000_broken"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("no_such_table"), "{err}");
+        let report = err.report().unwrap();
+        assert!(report.applied().next().is_none(), "no code migration ran");
+        // The first one was applied and recorded by Diesel.
+        assert_eq!(
+            texts(&db, "SELECT version AS v FROM __diesel_schema_migrations"),
+            ["20240101000000"]
+        );
+    }
+}

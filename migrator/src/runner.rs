@@ -194,7 +194,24 @@ impl Migrator {
         }
         if let Some(sql) = &self.sql {
             if !pending_sql.is_empty() {
-                report.sql_migrations = sql.run(&mut conn)?;
+                match sql.run(&mut conn) {
+                    Ok(versions) => report.sql_migrations = versions,
+                    Err(cause) => {
+                        // Diesel stops at the first failure: the first still pending is it.
+                        log::error!("SQL migrations failed: {cause}");
+                        let failed = sql
+                            .pending(&mut conn)
+                            .ok()
+                            .and_then(|left| left.into_iter().next())
+                            .or_else(|| pending_sql.first().cloned())
+                            .unwrap_or_default();
+                        return Err(Error::MigrationFailed {
+                            id: failed,
+                            cause: Box::new(cause),
+                            report: Box::new(report),
+                        });
+                    }
+                }
             }
         }
         drop(conn);
