@@ -8,7 +8,7 @@ mod common;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::users::{self, assert_all_hashed, assert_no_plaintext, updates};
+use common::users::{self, assert_all_hashed, assert_no_plaintext};
 use common::{count, exec, logs, TestDb};
 use migrator::password::{Hasher, Params, Password};
 use migrator::{Backend, Config, Environment, Migrator, Outcome, Status};
@@ -69,15 +69,7 @@ fn ten_thousand_rows(backend: Backend) {
         Outcome::Applied
     );
     assert_all_hashed(&db, ROWS);
-    let with_password = users::expected(ROWS)
-        .iter()
-        .filter(|(_, p)| p.is_some())
-        .count() as i64;
-    assert_eq!(
-        updates(&db),
-        (0, with_password),
-        "each row updated exactly once"
-    );
+    users::assert_each_updated_once(&db, ROWS);
     let index = match backend {
         Backend::Postgres => count(
             &db,
@@ -108,7 +100,7 @@ fn ten_thousand_rows(backend: Backend) {
     let progress = migrator::Progress::new("again", Duration::from_secs(10));
     let rerun = kroger::run_backfill(&db, &progress, &Default::default()).unwrap();
     assert_eq!(rerun.rows_updated, 0);
-    assert_eq!(updates(&db), (0, with_password));
+    users::assert_each_updated_once(&db, ROWS);
     assert_no_plaintext(&logs::take().join("\n"), ROWS);
 }
 
@@ -166,15 +158,7 @@ fn three_processes_share_the_backfill(backend: Backend) {
     }
     assert!(by_workers > 0, "the workers took part: {results:?}");
     assert_all_hashed(&db, ROWS);
-    let with_password = users::expected(ROWS)
-        .iter()
-        .filter(|(_, p)| p.is_some())
-        .count() as i64;
-    assert_eq!(
-        updates(&db),
-        (0, with_password),
-        "each row updated exactly once"
-    );
+    users::assert_each_updated_once(&db, ROWS);
 }
 
 #[test]
@@ -243,15 +227,7 @@ fn killed_mid_backfill(backend: Backend) {
         .unwrap();
     assert_eq!((row.status, row.attempts), (Status::Success, 2));
     assert_all_hashed(&db, ROWS);
-    let with_password = users::expected(ROWS)
-        .iter()
-        .filter(|(_, p)| p.is_some())
-        .count() as i64;
-    assert_eq!(
-        updates(&db),
-        (0, with_password),
-        "each row updated exactly once"
-    );
+    users::assert_each_updated_once(&db, ROWS);
 }
 
 #[test]

@@ -450,48 +450,77 @@ fn up_yes_confirms_for_the_operator() {
     assert!(err.contains("Plan confirmed up front (--yes)"), "{err}");
 }
 
-/// The production matrix of `up`: ENABLE_PROD_MIGRATIONS x AUTO_MIGRATE_ON_STARTUP x
-/// MIGRATION_REQUIRE_CONFIRMATION x MIGRATION_BACKUP_BEFORE, with the exit code each gives.
-#[test]
-fn the_production_matrix_of_up() {
-    for enable in [None, Some("false"), Some("true")] {
-        for auto in [None, Some("true")] {
-            for confirm in [None, Some("false")] {
-                for backup in [None, Some("false")] {
-                    let t = seeded(Backend::Sqlite);
-                    let backups = tempfile::tempdir().unwrap();
-                    let dir = backups.path().to_string_lossy().into_owned();
-                    let mut env = vec![
-                        ("ENVIRONMENT", "production"),
-                        ("MIGRATION_BACKUP_DIR", dir.as_str()),
-                    ];
-                    env.extend(enable.map(|v| ("ENABLE_PROD_MIGRATIONS", v)));
-                    env.extend(auto.map(|v| ("AUTO_MIGRATE_ON_STARTUP", v)));
-                    env.extend(confirm.map(|v| ("MIGRATION_REQUIRE_CONFIRMATION", v)));
-                    env.extend(backup.map(|v| ("MIGRATION_BACKUP_BEFORE", v)));
-                    let (code, _, err) = run(&mut cli(&t.url, &["up"], &env));
-                    // AUTO_MIGRATE_ON_STARTUP never matters to an explicit `up`.
-                    let expected = match (enable, confirm) {
-                        (Some("true"), Some("false")) => 0,
-                        (Some("true"), None) => 3, // confirmation required, no terminal, no pin
-                        _ => 3,                    // production not enabled
-                    };
-                    let case = format!("{env:?}");
-                    assert_eq!(code, expected, "{case}: {err}");
-                    let backed_up = !files(backups.path()).is_empty();
-                    assert_eq!(backed_up, code == 0 && backup.is_none(), "{case}");
-                    let pending = Migrator::from_registry()
-                        .unwrap()
-                        .status(&t.connect())
-                        .unwrap()
-                        .pending()
-                        .count();
-                    assert_eq!(pending, usize::from(code != 0), "{case}");
-                    if enable != Some("true") {
-                        assert!(err.contains("ENABLE_PROD_MIGRATIONS"), "{case}: {err}");
+/// One cell of the production matrix: ENABLE_PROD_MIGRATIONS, AUTO_MIGRATE_ON_STARTUP,
+/// MIGRATION_REQUIRE_CONFIRMATION, MIGRATION_BACKUP_BEFORE (None: unset, i.e. the default).
+#[derive(Clone, Copy, Debug)]
+struct Cell {
+    enable: Option<&'static str>,
+    auto: Option<&'static str>,
+    confirm: Option<&'static str>,
+    backup: Option<&'static str>,
+}
+
+impl Cell {
+    /// All 24 cells.
+    fn all() -> Vec<Cell> {
+        let mut cells = Vec::new();
+        for enable in [None, Some("false"), Some("true")] {
+            for auto in [None, Some("true")] {
+                for confirm in [None, Some("false")] {
+                    for backup in [None, Some("false")] {
+                        cells.push(Cell {
+                            enable,
+                            auto,
+                            confirm,
+                            backup,
+                        });
                     }
                 }
             }
+        }
+        cells
+    }
+
+    /// The production environment of this cell, backing up into `dir`.
+    fn vars<'a>(&self, dir: &'a str) -> Vec<(&'static str, &'a str)> {
+        let mut vars = vec![("ENVIRONMENT", "production"), ("MIGRATION_BACKUP_DIR", dir)];
+        vars.extend(self.enable.map(|v| ("ENABLE_PROD_MIGRATIONS", v)));
+        vars.extend(self.auto.map(|v| ("AUTO_MIGRATE_ON_STARTUP", v)));
+        vars.extend(self.confirm.map(|v| ("MIGRATION_REQUIRE_CONFIRMATION", v)));
+        vars.extend(self.backup.map(|v| ("MIGRATION_BACKUP_BEFORE", v)));
+        vars
+    }
+}
+
+fn pending(t: &TestDb) -> usize {
+    Migrator::from_registry()
+        .unwrap()
+        .status(&t.connect())
+        .unwrap()
+        .pending()
+        .count()
+}
+
+/// The production matrix of `up`, with the exit code of each cell.
+#[test]
+fn the_production_matrix_of_up() {
+    for cell in Cell::all() {
+        let t = seeded(Backend::Sqlite);
+        let backups = tempfile::tempdir().unwrap();
+        let dir = backups.path().to_string_lossy().into_owned();
+        let (code, _, err) = run(&mut cli(&t.url, &["up"], &cell.vars(&dir)));
+        // AUTO_MIGRATE_ON_STARTUP never matters to an explicit `up`.
+        let expected = match (cell.enable, cell.confirm) {
+            (Some("true"), Some("false")) => 0,
+            (Some("true"), None) => 3, // confirmation required, no terminal, no pinned plan
+            _ => 3,                    // production not enabled
+        };
+        assert_eq!(code, expected, "{cell:?}: {err}");
+        let backed_up = !files(backups.path()).is_empty();
+        assert_eq!(backed_up, code == 0 && cell.backup.is_none(), "{cell:?}");
+        assert_eq!(pending(&t), usize::from(code != 0), "{cell:?}");
+        if cell.enable != Some("true") {
+            assert!(err.contains("ENABLE_PROD_MIGRATIONS"), "{cell:?}: {err}");
         }
     }
 }
@@ -499,55 +528,45 @@ fn the_production_matrix_of_up() {
 /// The same matrix at start-up (`run_on_startup`), where AUTO_MIGRATE_ON_STARTUP does matter.
 #[test]
 fn the_production_matrix_at_start_up() {
-    for enable in [None, Some("false"), Some("true")] {
-        for auto in [None, Some("true")] {
-            for confirm in [None, Some("false")] {
-                for backup in [None, Some("false")] {
-                    let t = seeded(Backend::Sqlite);
-                    let backups = tempfile::tempdir().unwrap();
-                    let dir = backups.path().to_string_lossy().into_owned();
-                    let mut vars = vec![
-                        ("ENVIRONMENT", "production"),
-                        ("MIGRATION_BACKUP_DIR", dir.as_str()),
-                    ];
-                    vars.extend(enable.map(|v| ("ENABLE_PROD_MIGRATIONS", v)));
-                    vars.extend(auto.map(|v| ("AUTO_MIGRATE_ON_STARTUP", v)));
-                    vars.extend(confirm.map(|v| ("MIGRATION_REQUIRE_CONFIRMATION", v)));
-                    vars.extend(backup.map(|v| ("MIGRATION_BACKUP_BEFORE", v)));
-                    let mut config = Config::from_lookup(|name| {
-                        vars.iter()
-                            .find(|(k, _)| *k == name)
-                            .map(|(_, v)| (*v).to_owned())
-                    })
-                    .unwrap();
-                    config.interactive(false);
-                    smart_meal_planner::kroger::set_hash_params(migrator::password::Params {
-                        memory_kib: 256,
-                        iterations: 1,
-                        parallelism: 1,
-                    });
-                    let outcome = Migrator::from_registry()
-                        .unwrap()
-                        .run_on_startup(&t.connect(), &config);
-                    let case = format!("{vars:?}");
-                    match (enable, auto, confirm) {
-                        (Some("true"), Some("true"), Some("false")) => {
-                            let Ok(StartupOutcome::Completed(report)) = outcome else {
-                                panic!("{case}: {outcome:?}");
-                            };
-                            assert_eq!(report.applied().count(), 1, "{case}");
-                            assert_eq!(report.backup.is_some(), backup.is_none(), "{case}");
-                        }
-                        (Some("true"), Some("true"), None) => {
-                            let err = outcome.unwrap_err();
-                            assert!(err.is_refusal(), "{case}: {err}");
-                        }
-                        _ => assert!(
-                            matches!(outcome, Ok(StartupOutcome::Skipped { .. })),
-                            "{case}: {outcome:?}"
-                        ),
-                    }
-                }
+    smart_meal_planner::kroger::set_hash_params(migrator::password::Params {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    });
+    for cell in Cell::all() {
+        let t = seeded(Backend::Sqlite);
+        let backups = tempfile::tempdir().unwrap();
+        let dir = backups.path().to_string_lossy().into_owned();
+        let vars = cell.vars(&dir);
+        let mut config = Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap();
+        config.interactive(false);
+        let outcome = Migrator::from_registry()
+            .unwrap()
+            .run_on_startup(&t.connect(), &config);
+        match (cell.enable, cell.auto, cell.confirm) {
+            (Some("true"), Some("true"), Some("false")) => {
+                let Ok(StartupOutcome::Completed(report)) = outcome else {
+                    panic!("{cell:?}: {outcome:?}");
+                };
+                assert_eq!(report.applied().count(), 1, "{cell:?}");
+                assert_eq!(report.backup.is_some(), cell.backup.is_none(), "{cell:?}");
+            }
+            (Some("true"), Some("true"), None) => {
+                let err = outcome.unwrap_err();
+                assert!(err.is_refusal(), "{cell:?}: {err}");
+                assert_eq!(pending(&t), 1, "{cell:?}");
+            }
+            _ => {
+                assert!(
+                    matches!(outcome, Ok(StartupOutcome::Skipped { .. })),
+                    "{cell:?}: {outcome:?}"
+                );
+                assert_eq!(pending(&t), 1, "{cell:?}");
             }
         }
     }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::http::{self, Response};
-use common::users::{self, assert_all_hashed, updates};
+use common::users::{self, assert_all_hashed};
 use common::{count, exec, TestDb};
 use migrator::Backend;
 
@@ -373,11 +373,7 @@ fn four_workers_on_one_postgres_database() {
         1
     );
     assert_all_hashed(&db, ROWS);
-    let with_password = users::expected(ROWS)
-        .iter()
-        .filter(|(_, p)| p.is_some())
-        .count() as i64;
-    assert_eq!(updates(&db), (0, with_password), "every row hashed once");
+    users::assert_each_updated_once(&db, ROWS);
     for server in &servers {
         assert!(!server.log().contains(common::pg::PASSWORD));
     }

@@ -189,3 +189,13 @@ pub fn assert_no_plaintext(text: &str, rows: i64) {
         );
     }
 }
+
+/// Checks with the update trigger that every row with a password was updated exactly once.
+pub fn assert_each_updated_once(db: &Database, rows: i64) {
+    let with_password = expected(rows).iter().filter(|(_, p)| p.is_some()).count() as i64;
+    assert_eq!(
+        updates(db),
+        (0, with_password),
+        "each row updated exactly once"
+    );
+}
