@@ -4,9 +4,8 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 
-use common::{exec, logs, TestDb};
+use common::{exec, logs, pending, TestDb};
 use migrator::{
     migration, Backend, Config, Context, Environment, Error, Migrator, Result, Source,
     StartupOutcome,
@@ -186,15 +185,6 @@ fn bad_values_name_the_variable_and_what_it_accepts() {
 fn startup(t: &TestDb, vars: &[(&str, &str)]) -> Result<StartupOutcome> {
     let db = t.connect();
     Migrator::from_registry()?.run_on_startup(&db, &config(vars)?)
-}
-
-fn pending(t: &TestDb) -> usize {
-    Migrator::from_registry()
-        .unwrap()
-        .status(&t.connect())
-        .unwrap()
-        .pending()
-        .count()
 }
 
 #[test]
@@ -387,18 +377,8 @@ fn an_explicit_run_ignores_auto_migrate_but_not_production_enablement() {
 
 /// The real process environment, through `migrator::run_on_startup` in a child process.
 fn child(vars: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_migrator-test-runner"));
+    let mut cmd = common::isolated(env!("CARGO_BIN_EXE_migrator-test-runner"));
     cmd.arg("startup");
-    for var in [
-        "DATABASE_URL",
-        "ENVIRONMENT",
-        "AUTO_MIGRATE_ON_STARTUP",
-        "ENABLE_PROD_MIGRATIONS",
-        "MIGRATION_REQUIRE_CONFIRMATION",
-        "MIGRATION_BACKUP_BEFORE",
-    ] {
-        cmd.env_remove(var);
-    }
     cmd.envs(vars.iter().copied());
     let out = cmd.output().expect("run migrator-test-runner");
     (

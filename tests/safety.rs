@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::users::{self, assert_no_plaintext};
-use common::{count, pg, texts, TestDb};
+use common::{count, pending, pg, texts, TestDb};
 use migrator::{Backend, Config, Migrator, StartupOutcome};
 
 const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
@@ -18,20 +18,7 @@ const ID: &str = "001_hash_kroger_passwords";
 
 /// The variables a test sets; everything else about the policy is removed from the child.
 fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(CLI);
-    for var in [
-        "ENVIRONMENT",
-        "AUTO_MIGRATE_ON_STARTUP",
-        "ENABLE_PROD_MIGRATIONS",
-        "MIGRATION_REQUIRE_CONFIRMATION",
-        "MIGRATION_BACKUP_BEFORE",
-        "MIGRATION_BACKUP_DIR",
-        "MIGRATION_CONFIRM",
-        "MIGRATION_PG_DUMP",
-        "PGPASSWORD",
-    ] {
-        cmd.env_remove(var);
-    }
+    let mut cmd = common::isolated(CLI);
     cmd.args(args)
         .env("DATABASE_URL", url)
         .env("ARGON2_MEMORY_KIB", "256")
@@ -364,15 +351,7 @@ fn a_pinned_plan_must_match_exactly() {
         err.contains(&format!("set MIGRATION_CONFIRM={ID}")),
         "{err}"
     );
-    assert_eq!(
-        Migrator::from_registry()
-            .unwrap()
-            .status(&t.connect())
-            .unwrap()
-            .pending()
-            .count(),
-        1
-    );
+    assert_eq!(pending(&t), 1);
     let mut matching = env.to_vec();
     matching.push(("MIGRATION_CONFIRM", ID));
     let (code, out, err) = run(&mut cli(&t.url, &["up"], &matching));
@@ -383,14 +362,12 @@ fn a_pinned_plan_must_match_exactly() {
 
 fn prompt(answer: &str) -> (TestDb, i32) {
     let t = seeded(Backend::Sqlite);
-    let mut cmd = Command::new(CLI);
+    let mut cmd = common::isolated(CLI);
     cmd.arg("up")
         .env("DATABASE_URL", &t.url)
         .env("ENVIRONMENT", "production")
         .env("ENABLE_PROD_MIGRATIONS", "true")
         .env("MIGRATION_BACKUP_BEFORE", "false")
-        .env_remove("MIGRATION_CONFIRM")
-        .env_remove("MIGRATION_REQUIRE_CONFIRMATION")
         .env("ARGON2_MEMORY_KIB", "256")
         .env("ARGON2_ITERATIONS", "1")
         .env("RUST_LOG", "warn");
@@ -415,26 +392,10 @@ fn prompt(answer: &str) -> (TestDb, i32) {
 fn an_operator_confirms_at_a_real_terminal() {
     let (t, code) = prompt("y");
     assert_eq!(code, 0);
-    assert_eq!(
-        Migrator::from_registry()
-            .unwrap()
-            .status(&t.connect())
-            .unwrap()
-            .pending()
-            .count(),
-        0
-    );
+    assert_eq!(pending(&t), 0);
     let (t, code) = prompt("n");
     assert_eq!(code, 3);
-    assert_eq!(
-        Migrator::from_registry()
-            .unwrap()
-            .status(&t.connect())
-            .unwrap()
-            .pending()
-            .count(),
-        1
-    );
+    assert_eq!(pending(&t), 1);
 }
 
 #[test]
@@ -490,15 +451,6 @@ impl Cell {
         vars.extend(self.backup.map(|v| ("MIGRATION_BACKUP_BEFORE", v)));
         vars
     }
-}
-
-fn pending(t: &TestDb) -> usize {
-    Migrator::from_registry()
-        .unwrap()
-        .status(&t.connect())
-        .unwrap()
-        .pending()
-        .count()
 }
 
 /// The production matrix of `up`, with the exit code of each cell.

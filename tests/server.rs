@@ -7,7 +7,7 @@ mod common;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::http::{self, Response};
@@ -42,18 +42,7 @@ fn free_port() -> u16 {
 fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let log = dir.join(format!("server-{port}.log"));
-    let mut cmd = Command::new(SERVER);
-    for var in [
-        "DATABASE_URL",
-        "ENVIRONMENT",
-        "AUTO_MIGRATE_ON_STARTUP",
-        "ENABLE_PROD_MIGRATIONS",
-        "MIGRATION_REQUIRE_CONFIRMATION",
-        "MIGRATION_BACKUP_BEFORE",
-        "LOG_FILE",
-    ] {
-        cmd.env_remove(var);
-    }
+    let mut cmd = common::isolated(SERVER);
     let child = cmd
         .current_dir(dir)
         .env("PORT", port.to_string())

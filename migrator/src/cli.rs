@@ -397,17 +397,7 @@ fn plan(migrator: &Migrator, db: &Database, json: bool) -> Result<u8> {
     if !pending.is_empty() {
         if config.require_confirmation_setting().0 {
             let pinned = ids.join(",");
-            let mut listed: Vec<&str> = config
-                .confirm_value()
-                .unwrap_or("")
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect();
-            listed.sort_unstable();
-            let mut wanted = ids.clone();
-            wanted.sort_unstable();
-            let (text, ok) = if listed == wanted {
+            let (text, ok) = if crate::confirm::pinned_plan_matches(config.confirm_value(), &ids) {
                 ("true: confirmed by MIGRATION_CONFIRM".to_owned(), true)
             } else if config.interactive_value() {
                 (

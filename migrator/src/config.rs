@@ -89,6 +89,23 @@ pub mod vars {
     pub const MIGRATION_PG_DUMP: &str = "MIGRATION_PG_DUMP";
     /// The pending migration IDs an unattended deploy confirms, comma-separated.
     pub const MIGRATION_CONFIRM: &str = "MIGRATION_CONFIRM";
+
+    /// Every variable above, and `DATABASE_URL`.
+    pub const ALL: [&str; 13] = [
+        ENVIRONMENT,
+        AUTO_MIGRATE_ON_STARTUP,
+        ENABLE_PROD_MIGRATIONS,
+        MIGRATION_REQUIRE_CONFIRMATION,
+        MIGRATION_BACKUP_BEFORE,
+        MIGRATION_LOCK_TIMEOUT_SECS,
+        MIGRATION_PROGRESS_INTERVAL_SECS,
+        MIGRATION_BATCH_SIZE,
+        MIGRATION_WORKER_THREADS,
+        MIGRATION_BACKUP_DIR,
+        MIGRATION_PG_DUMP,
+        MIGRATION_CONFIRM,
+        "DATABASE_URL",
+    ];
 }
 
 /// Default of `MIGRATION_LOCK_TIMEOUT_SECS`: one hour, so that replicas started during a long

@@ -42,6 +42,23 @@ fn plan_lines(db: &Database, config: &Config, name: &str, plan: &[Planned]) -> V
     lines
 }
 
+/// Whether a pinned plan (`MIGRATION_CONFIRM`: comma-separated, any order, spaces ignored)
+/// lists exactly `ids`.
+pub(crate) fn pinned_plan_matches(given: Option<&str>, ids: &[&str]) -> bool {
+    let Some(given) = given else {
+        return false;
+    };
+    let mut listed: Vec<&str> = given
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    listed.sort_unstable();
+    let mut wanted = ids.to_vec();
+    wanted.sort_unstable();
+    listed == wanted
+}
+
 /// Asks for, or checks, confirmation of `plan`; an error refuses the run.
 pub(crate) fn confirm(db: &Database, config: &Config, plan: &[Planned]) -> Result<()> {
     if plan.is_empty() || !config.require_confirmation_setting().0 {
@@ -78,28 +95,17 @@ pub(crate) fn confirm(db: &Database, config: &Config, plan: &[Planned]) -> Resul
             })
         };
     }
-    let mut wanted: Vec<&str> = ids.clone();
-    wanted.sort_unstable();
     match config.confirm_value() {
-        Some(given) => {
-            let mut listed: Vec<&str> = given
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .collect();
-            listed.sort_unstable();
-            if listed == wanted {
-                log::info!("Plan confirmed by MIGRATION_CONFIRM");
-                Ok(())
-            } else {
-                Err(Error::Refused {
-                    reason: format!(
-                        "MIGRATION_CONFIRM={given:?} does not list exactly the pending \
-                         migrations; to apply them, set MIGRATION_CONFIRM={pinned}"
-                    ),
-                })
-            }
+        Some(_) if pinned_plan_matches(config.confirm_value(), &ids) => {
+            log::info!("Plan confirmed by MIGRATION_CONFIRM");
+            Ok(())
         }
+        Some(given) => Err(Error::Refused {
+            reason: format!(
+                "MIGRATION_CONFIRM={given:?} does not list exactly the pending \
+                 migrations; to apply them, set MIGRATION_CONFIRM={pinned}"
+            ),
+        }),
         None => Err(Error::Refused {
             reason: format!(
                 "MIGRATION_REQUIRE_CONFIRMATION is true and there is no terminal to ask: \

@@ -36,6 +36,8 @@ pub mod vars {
     pub const ARGON2_ITERATIONS: &str = "ARGON2_ITERATIONS";
     /// Argon2 lanes (default 1).
     pub const ARGON2_PARALLELISM: &str = "ARGON2_PARALLELISM";
+    /// Every variable above.
+    pub const ALL: [&str; 3] = [ARGON2_MEMORY_KIB, ARGON2_ITERATIONS, ARGON2_PARALLELISM];
 }
 
 /// The most memory (KiB) a stored hash may ask [`Hasher::verify`] for: 1 GiB.

@@ -18,7 +18,7 @@ use crate::report::{
     ChecksumDrift, MigrationReport, MigrationState, Outcome, Report, StatusReport,
 };
 use crate::sql::SqlMigrations;
-use crate::tracking::{self, AppliedMigration, Record, Status};
+use crate::tracking::{self, AppliedMigration, Record, Status, TABLE};
 
 /// Runs a set of migrations against a [`Database`].
 ///
@@ -108,7 +108,7 @@ impl Migrator {
     /// lock, and does not create the table.
     pub fn status(&self, db: &Database) -> Result<StatusReport> {
         let mut conn = db.get()?;
-        let rows = if tracking::table_exists(&mut conn)? {
+        let rows = if tracking::table_exists(&mut conn, TABLE)? {
             tracking::load(&mut conn)?
         } else {
             Vec::new()
@@ -323,7 +323,7 @@ impl Migrator {
     pub fn dry_run(&self, db: &Database, config: &Config) -> Result<Report> {
         let _lock = LockGuard::acquire(db, config.lock_timeout_value())?;
         let mut conn = db.get()?;
-        let rows = if tracking::table_exists(&mut conn)? {
+        let rows = if tracking::table_exists(&mut conn, TABLE)? {
             tracking::load(&mut conn)?
         } else {
             Vec::new()

@@ -46,27 +46,7 @@ impl SqlMigrations {
     /// Like [`SqlMigrations::pending`], but never creates Diesel's table (for read-only
     /// callers): without the table, every SQL migration is pending.
     pub(crate) fn pending_read_only(self, conn: &mut AnyConnection) -> Result<Vec<String>> {
-        use diesel::RunQueryDsl;
-        #[derive(diesel::QueryableByName)]
-        struct Count {
-            #[diesel(sql_type = diesel::sql_types::BigInt)]
-            n: i64,
-        }
-        let query = match conn.backend() {
-            crate::url::Backend::Postgres => {
-                "SELECT COUNT(*) AS n FROM information_schema.tables \
-                 WHERE table_schema = current_schema() \
-                 AND table_name = '__diesel_schema_migrations'"
-            }
-            _ => {
-                "SELECT COUNT(*) AS n FROM sqlite_master \
-                 WHERE type = 'table' AND name = '__diesel_schema_migrations'"
-            }
-        };
-        let exists: Count = diesel::sql_query(query)
-            .get_result(conn)
-            .map_err(Error::db("cannot look for Diesel's migrations table"))?;
-        if exists.n > 0 {
+        if crate::tracking::table_exists(conn, "__diesel_schema_migrations")? {
             return self.pending(conn);
         }
         let all: Vec<Box<dyn Migration<diesel::sqlite::Sqlite>>> =

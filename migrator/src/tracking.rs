@@ -178,21 +178,21 @@ fn has_column(conn: &mut AnyConnection, column: &str) -> Result<bool> {
     Ok(count.n > 0)
 }
 
-/// Whether the table exists (read-only callers must not create it).
-pub(crate) fn table_exists(conn: &mut AnyConnection) -> Result<bool> {
+/// Whether `table` exists in the current schema (read-only callers must not create it).
+pub(crate) fn table_exists(conn: &mut AnyConnection, table: &str) -> Result<bool> {
     let query = match conn.backend() {
         Backend::Postgres => {
             "SELECT COUNT(*) AS n FROM information_schema.tables \
-             WHERE table_schema = current_schema() AND table_name = 'applied_migrations'"
+             WHERE table_schema = current_schema() AND table_name = $1"
         }
         Backend::Sqlite => {
-            "SELECT COUNT(*) AS n FROM sqlite_master \
-             WHERE type = 'table' AND name = 'applied_migrations'"
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1"
         }
     };
     let count: Count = diesel::sql_query(query)
+        .bind::<Text, _>(table)
         .get_result(conn)
-        .map_err(Error::db("cannot look for the applied_migrations table"))?;
+        .map_err(Error::db(format!("cannot look for the {table} table")))?;
     Ok(count.n > 0)
 }
 

@@ -137,6 +137,30 @@ pub fn exec(db: &Database, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+/// A child command with none of the variables migrator or the app read inherited from the
+/// test's environment: a test sets exactly what it means.
+pub fn isolated(program: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    for var in migrator::vars::ALL {
+        cmd.env_remove(var);
+    }
+    for var in migrator::password::vars::ALL {
+        cmd.env_remove(var);
+    }
+    cmd.env_remove("LOG_FILE").env_remove("PGPASSWORD");
+    cmd
+}
+
+/// How many migrations of this binary are pending on `t`.
+pub fn pending(t: &TestDb) -> usize {
+    migrator::Migrator::from_registry()
+        .expect("the registry")
+        .status(&t.connect())
+        .expect("status")
+        .pending()
+        .count()
+}
+
 static UNIQUE: AtomicUsize = AtomicUsize::new(0);
 
 /// A name unique in this process.
