@@ -5,7 +5,7 @@ use quote::{quote, quote_spanned, ToTokens};
 use syn::{FnArg, Item, ItemFn};
 
 use crate::args::Args;
-use crate::checksum::fnv1a_hex;
+use crate::checksum;
 
 /// Expands `#[migration(attr)] item`. On error the item is still emitted, followed by the
 /// errors, so that the rest of the crate (and rust-analyzer) keeps working.
@@ -107,7 +107,9 @@ fn register(args: &Args, function: &ItemFn) -> TokenStream {
         krate,
     } = args;
     let ident = &function.sig.ident;
-    let checksum = fnv1a_hex(&function.to_token_stream().to_string());
+    let tokens = function.to_token_stream();
+    let checksum = checksum::checksum(&tokens);
+    let legacy_checksum = checksum::legacy_checksum_v1(&tokens);
     // rustc checks the signature by coercing the function to the registered pointer type; the
     // span makes its "mismatched types" error point at the user's function name.
     let typecheck = quote_spanned! {ident.span()=>
@@ -124,6 +126,7 @@ fn register(args: &Args, function: &ItemFn) -> TokenStream {
                     __MIGRATOR_FN,
                     #transaction,
                     #checksum,
+                    #legacy_checksum,
                     ::core::file!(),
                     ::core::line!(),
                     ::core::module_path!(),

@@ -112,8 +112,11 @@ mod url;
 ///   generic or a method. Misuse is a compile error pointing at the function.
 /// - `transaction = false` runs it outside a transaction (it must then be idempotent).
 /// - `crate = path` names the `migrator` crate when it is re-exported under another path.
-/// - A checksum of the function's tokens is recorded when it runs; if the code of an applied
-///   migration changes, runs warn and report it (they never re-run it).
+/// - A checksum of the function's code is recorded when it runs; if the code of an applied
+///   migration changes, runs warn and report it (they never re-run it). It is computed over a
+///   normal form of the tokens that this crate defines (whitespace, comments and doc comments
+///   do not count), so a toolchain upgrade or a documentation edit never reports drift; rows
+///   recorded by earlier versions of the library are accepted.
 #[doc(inline)]
 pub use migrator_macros::migration;
 

@@ -17,6 +17,7 @@ pub struct Migration {
     run: MigrationFn,
     transactional: bool,
     checksum: &'static str,
+    legacy_checksum: &'static str,
     file: &'static str,
     line: u32,
     module_path: &'static str,
@@ -33,6 +34,7 @@ impl Migration {
         run: MigrationFn,
         transactional: bool,
         checksum: &'static str,
+        legacy_checksum: &'static str,
         file: &'static str,
         line: u32,
         module_path: &'static str,
@@ -42,6 +44,7 @@ impl Migration {
             run,
             transactional,
             checksum,
+            legacy_checksum,
             file,
             line,
             module_path,
@@ -58,9 +61,19 @@ impl Migration {
         self.transactional
     }
 
-    /// Checksum of the function's tokens when it was compiled.
+    /// Checksum of the function's code when it was compiled: `v2:` and 16 hex digits, over a
+    /// normal form of its tokens that ignores whitespace, comments and doc comments (defined and
+    /// pinned in the macro crate), so that neither a toolchain upgrade nor a documentation edit
+    /// changes it.
     pub fn checksum(&self) -> &'static str {
         self.checksum
+    }
+
+    /// Whether `recorded` (a checksum read from the tracking table) matches this code: the
+    /// current form, or the form earlier versions recorded (no prefix), which is accepted so
+    /// that upgrading this library never reports every applied migration as changed.
+    pub fn checksum_matches(&self, recorded: &str) -> bool {
+        recorded == self.checksum || recorded == self.legacy_checksum
     }
 
     /// `file:line` of the `#[migration]` attribute.
@@ -146,4 +159,59 @@ pub(crate) fn valid_id(id: &str) -> bool {
         && rest[1..]
             .iter()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Migration;
+    use crate::context::Context;
+    use crate::error::Result;
+    use crate::runner::Migrator;
+    use crate::tracking::{AppliedMigration, Status};
+
+    fn noop(_: &mut Context<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    static MIGRATION: Migration = Migration::__new(
+        "001_x",
+        noop,
+        true,
+        "v2:0123456789abcdef",
+        "fedcba9876543210",
+        file!(),
+        line!(),
+        module_path!(),
+    );
+
+    fn drift_with_recorded(checksum: &str) -> bool {
+        let row = AppliedMigration {
+            name: "001_x".into(),
+            status: Status::Success,
+            applied_at: None,
+            execution_time_ms: None,
+            error_message: None,
+            checksum: Some(checksum.into()),
+            attempts: 1,
+            applied_by: None,
+        };
+        let migrator = Migrator::from_migrations([&MIGRATION]).unwrap();
+        migrator.compare(vec![row]).migrations[0].checksum_drift
+    }
+
+    #[test]
+    fn the_current_and_the_previous_form_are_accepted() {
+        assert!(MIGRATION.checksum_matches("v2:0123456789abcdef"));
+        assert!(MIGRATION.checksum_matches("fedcba9876543210"));
+        assert!(!drift_with_recorded("v2:0123456789abcdef"));
+        assert!(!drift_with_recorded("fedcba9876543210"));
+    }
+
+    #[test]
+    fn other_code_is_drift() {
+        assert!(!MIGRATION.checksum_matches("v2:fedcba9876543210"));
+        assert!(!MIGRATION.checksum_matches("0123456789abcdef"));
+        assert!(drift_with_recorded("0000000000000000"));
+        assert!(drift_with_recorded("v2:0000000000000000"));
+    }
 }

@@ -116,7 +116,7 @@ impl Migrator {
         Ok(self.compare(rows))
     }
 
-    fn compare(&self, mut rows: Vec<AppliedMigration>) -> StatusReport {
+    pub(crate) fn compare(&self, mut rows: Vec<AppliedMigration>) -> StatusReport {
         let migrations = self
             .migrations
             .iter()
@@ -129,7 +129,10 @@ impl Migrator {
                     .as_ref()
                     .is_none_or(|r| matches!(r.status, Status::Failed | Status::Running));
                 let checksum_drift = row.as_ref().is_some_and(|r| {
-                    !pending && r.checksum.as_deref().is_some_and(|c| c != m.checksum())
+                    !pending
+                        && r.checksum
+                            .as_deref()
+                            .is_some_and(|c| !m.checksum_matches(c))
                 });
                 MigrationState {
                     id: m.id().to_owned(),

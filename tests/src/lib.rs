@@ -59,3 +59,50 @@ pub mod fixtures {
         effect(ctx, "004_slow_nontx")
     }
 }
+
+/// This package lists its test targets by hand (`autotests = false`, because the test files sit
+/// at the package root rather than in a `tests/` folder): a file not listed would silently never
+/// be compiled. This check fails instead.
+#[cfg(test)]
+mod manifest {
+    use std::collections::BTreeSet;
+    use std::path::Path;
+
+    #[test]
+    fn every_test_file_is_a_test_target() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let listed: BTreeSet<String> = manifest
+            .split("[[test]]")
+            .skip(1)
+            .filter_map(|section| {
+                let section = section.split("\n[").next().unwrap_or_default();
+                let line = section
+                    .lines()
+                    .find(|line| line.trim_start().starts_with("path"))?;
+                let path = line.split('=').nth(1)?.trim().trim_matches('"');
+                Some(path.to_owned())
+            })
+            .collect();
+        let files: BTreeSet<String> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".rs"))
+            .collect();
+        assert!(
+            !files.is_empty(),
+            "no test files found in {}",
+            root.display()
+        );
+        let missing: Vec<_> = files.difference(&listed).collect();
+        assert!(
+            missing.is_empty(),
+            "test files not listed as [[test]] in tests/Cargo.toml (never compiled): {missing:?}"
+        );
+        let dangling: Vec<_> = listed.difference(&files).collect();
+        assert!(
+            dangling.is_empty(),
+            "[[test]] paths with no file: {dangling:?}"
+        );
+    }
+}
