@@ -70,12 +70,23 @@
 //! SQLite. Runners wait up to `MIGRATION_LOCK_TIMEOUT_SECS` (default one hour), logging who
 //! holds it.
 
+//!
+//! # Features
+//! All on by default; a service that only runs migrations can turn them off
+//! (`default-features = false`) and compile none of their dependencies:
+//! - `cli`: [`cli`], the command-line front end (clap, indicatif, env_logger, serde_json);
+//! - `password`: [`password`], Argon2id hashing (argon2, zeroize, subtle);
+//! - `backfill`: [`backfill`], the batched parallel backfill engine (rayon).
+
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 extern crate self as migrator;
 
+#[cfg(feature = "backfill")]
 pub mod backfill;
 mod backup;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod config;
 mod confirm;
@@ -83,6 +94,7 @@ mod connection;
 mod context;
 mod error;
 pub mod lock;
+#[cfg(feature = "password")]
 pub mod password;
 mod registry;
 mod report;
