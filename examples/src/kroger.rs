@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use migrator::backfill::{Backfill, BackfillReport};
-use migrator::cli::{VerifyOptions, VerifyReport, WorkOptions};
 use migrator::password::{plaintext_matches, Hasher, Params, Password};
 use migrator::{AnyConnection, Backend, Config, Database, Error, Progress, Result};
 use rayon::prelude::*;
+
+use crate::commands::{VerifyOptions, VerifyReport, WorkOptions};
 
 static PARAMS: OnceLock<Params> = OnceLock::new();
 

@@ -4,32 +4,27 @@
 //!   in `user_profiles` with Argon2id, non-destructively and resumably.
 //! - [`kroger`]: the password paths the app uses (set, verify with lazy upgrade) and the
 //!   backfill that migration 001 and `migrate_kroger_passwords work` share.
-//! - [`SmartMealPlanner`]: the app's part of the operator command line (`verify`, `work`).
+//! - [`commands`] and [`SmartMealPlanner`]: the app's part of the operator command line
+//!   (`verify`, `work`).
 //!
 //! A binary that uses this library links its migrations by naming the crate
 //! (`use smart_meal_planner as _;`, or any item of it).
 
 #![warn(missing_docs)]
 
+pub mod commands;
 pub mod demo;
 pub mod kroger;
 pub mod migrations;
 
-use migrator::cli::{App, VerifyOptions, VerifyReport, WorkOptions};
-use migrator::{Database, Result};
+use migrator::cli::App;
 
-/// The app's commands for [`migrator::cli`].
+/// The app's part of [`migrator::cli`]: its own [`commands`] beside the generic ones.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SmartMealPlanner;
 
 impl App for SmartMealPlanner {
-    fn verify(&self, db: &Database, options: &VerifyOptions) -> Result<VerifyReport> {
-        kroger::verify(db, options)
-    }
-
-    fn work(&self, db: &Database, options: &WorkOptions) -> Result<u64> {
-        kroger::work(db, options)
-    }
+    type Command = commands::Commands;
 }
 
 /// The `migrate_kroger_passwords` command: parses the arguments, runs, returns the exit code.

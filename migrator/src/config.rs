@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 /// The deployment environment (`ENVIRONMENT`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Environment {
     /// A developer's machine: migrate on start-up, start even if a migration fails.
@@ -54,7 +55,8 @@ impl FromStr for Environment {
 }
 
 /// Where a setting's value came from; `plan` and skip messages say so.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Source {
     /// The environment's default.
@@ -363,7 +365,12 @@ impl Config {
 
     /// Effective `ENABLE_PROD_MIGRATIONS` (false unless set).
     pub fn enable_prod_migrations_value(&self) -> bool {
-        self.enable_prod_migrations.unwrap_or(false)
+        self.enable_prod_migrations_setting().0
+    }
+
+    /// Effective `ENABLE_PROD_MIGRATIONS` and where it came from.
+    pub fn enable_prod_migrations_setting(&self) -> (bool, Source) {
+        setting(self.enable_prod_migrations, false)
     }
 
     /// Effective `MIGRATION_REQUIRE_CONFIRMATION` and where it came from.

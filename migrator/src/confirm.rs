@@ -1,34 +1,28 @@
-//! Confirmation before migrating (`MIGRATION_REQUIRE_CONFIRMATION`).
+//! Confirmation before migrating (`MIGRATION_REQUIRE_CONFIRMATION`), acting on the plan's
+//! [`Confirmation`] (which the plan computes, in one place, for `up` and `plan` alike):
 //!
-//! The plan (environment, redacted database URL, each pending migration and whether it is
-//! transactional) is shown, then:
-//! - on an interactive terminal, the operator is asked
+//! - `up --yes` ([`crate::Config::dangerous_assume_yes`]) confirms up front;
+//! - on an interactive terminal, the plan is shown and the operator is asked
 //!   `Apply N migration(s) to ENV database NAME? [y/N]`;
 //! - otherwise the run proceeds only if `MIGRATION_CONFIRM` lists exactly the pending IDs
 //!   (comma-separated, any order): a pinned plan, so that a deploy never applies a migration
 //!   nobody reviewed. The refusal says the exact value that would confirm.
-//! - `Config::dangerous_assume_yes` (the CLI's `up --yes`) confirms up front.
 
 use std::io::{BufRead, Write};
 
-use crate::config::Config;
+use crate::config::vars;
 use crate::connection::Database;
 use crate::error::{Error, Result};
+use crate::plan::{Confirmation, Plan};
 
-/// A pending migration as the plan shows it.
-pub(crate) struct Planned {
-    pub id: String,
-    pub transactional: bool,
-}
-
-fn plan_lines(db: &Database, config: &Config, name: &str, plan: &[Planned]) -> Vec<String> {
+fn plan_lines(plan: &Plan, name: &str) -> Vec<String> {
     let mut lines = vec![format!(
         "Plan: {} migration(s) for {} database {name} ({}):",
-        plan.len(),
-        config.environment(),
-        db.url()
+        plan.pending.len(),
+        plan.environment,
+        plan.database
     )];
-    lines.extend(plan.iter().map(|m| {
+    lines.extend(plan.pending.iter().map(|m| {
         format!(
             "  {} ({})",
             m.id,
@@ -42,75 +36,52 @@ fn plan_lines(db: &Database, config: &Config, name: &str, plan: &[Planned]) -> V
     lines
 }
 
-/// Whether a pinned plan (`MIGRATION_CONFIRM`: comma-separated, any order, spaces ignored)
-/// lists exactly `ids`.
-pub(crate) fn pinned_plan_matches(given: Option<&str>, ids: &[&str]) -> bool {
-    let Some(given) = given else {
-        return false;
-    };
-    let mut listed: Vec<&str> = given
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    listed.sort_unstable();
-    let mut wanted = ids.to_vec();
-    wanted.sort_unstable();
-    listed == wanted
-}
-
 /// Asks for, or checks, confirmation of `plan`; an error refuses the run.
-pub(crate) fn confirm(db: &Database, config: &Config, plan: &[Planned]) -> Result<()> {
-    if plan.is_empty() || !config.require_confirmation_setting().0 {
+pub(crate) fn confirm(db: &Database, plan: &Plan) -> Result<()> {
+    if plan.confirmation == Confirmation::NotRequired {
         return Ok(());
     }
     let name = crate::backup::database_name(db)?;
-    let lines = plan_lines(db, config, &name, plan);
+    let lines = plan_lines(plan, &name);
     for line in &lines {
         log::info!("{line}");
     }
-    let ids: Vec<&str> = plan.iter().map(|m| m.id.as_str()).collect();
-    let pinned = ids.join(",");
-    if config.assume_yes_value() {
-        log::warn!("Plan confirmed up front (--yes)");
-        return Ok(());
-    }
-    if config.interactive_value() {
-        let mut stderr = std::io::stderr().lock();
-        for line in &lines {
-            let _ = writeln!(stderr, "{line}");
-        }
-        drop(stderr);
-        let question = format!(
-            "Apply {} migration(s) to {} database {name}?",
-            plan.len(),
-            config.environment()
-        );
-        return if ask(&question) {
-            log::info!("Plan confirmed at the terminal");
+    match &plan.confirmation {
+        Confirmation::NotRequired => Ok(()),
+        Confirmation::AssumedYes => {
+            log::warn!("Plan confirmed up front (--yes)");
             Ok(())
-        } else {
-            Err(Error::Refused {
-                reason: "the plan was not confirmed at the prompt".into(),
-            })
-        };
-    }
-    match config.confirm_value() {
-        Some(_) if pinned_plan_matches(config.confirm_value(), &ids) => {
+        }
+        Confirmation::Pinned => {
             log::info!("Plan confirmed by MIGRATION_CONFIRM");
             Ok(())
         }
-        Some(given) => Err(Error::Refused {
-            reason: format!(
-                "MIGRATION_CONFIRM={given:?} does not list exactly the pending \
-                 migrations; to apply them, set MIGRATION_CONFIRM={pinned}"
-            ),
-        }),
-        None => Err(Error::Refused {
-            reason: format!(
-                "MIGRATION_REQUIRE_CONFIRMATION is true and there is no terminal to ask: \
-                 review the plan and set MIGRATION_CONFIRM={pinned}"
-            ),
+        Confirmation::Terminal => {
+            let mut stderr = std::io::stderr().lock();
+            for line in &lines {
+                let _ = writeln!(stderr, "{line}");
+            }
+            drop(stderr);
+            let question = format!(
+                "Apply {} migration(s) to {} database {name}?",
+                plan.pending.len(),
+                plan.environment
+            );
+            if ask(&question) {
+                log::info!("Plan confirmed at the terminal");
+                Ok(())
+            } else {
+                Err(Error::Refused {
+                    reason: "the plan was not confirmed at the prompt".into(),
+                })
+            }
+        }
+        Confirmation::Missing | Confirmation::Mismatch { .. } => Err(Error::Refused {
+            reason: plan
+                .decisions
+                .iter()
+                .find(|d| d.variable == vars::MIGRATION_REQUIRE_CONFIRMATION)
+                .map_or_else(|| "the plan is not confirmed".into(), |d| d.why.clone()),
         }),
     }
 }

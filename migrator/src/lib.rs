@@ -37,12 +37,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! At start-up, [`run_on_startup`] reads the policy from the environment and applies it:
+//! At start-up, [`Migrator::run_on_startup`] applies the policy read from the environment:
 //!
 //! ```no_run
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let db = migrator::Database::from_env()?;
-//!     match migrator::run_on_startup(&db)? {
+//!     let config = migrator::Config::from_env()?;
+//!     match migrator::Migrator::from_registry()?.run_on_startup(&db, &config)? {
 //!         migrator::StartupOutcome::Failed(e) => eprintln!("serving degraded: {e}"),
 //!         _ => {}
 //!     }
@@ -83,6 +84,7 @@
 
 extern crate self as migrator;
 
+mod apply;
 #[cfg(feature = "backfill")]
 pub mod backfill;
 mod backup;
@@ -96,6 +98,7 @@ mod error;
 pub mod lock;
 #[cfg(feature = "password")]
 pub mod password;
+mod plan;
 mod registry;
 mod report;
 mod runner;
@@ -141,10 +144,11 @@ pub use connection::{
 };
 pub use context::{Context, Progress, ProgressObserver, ProgressSnapshot};
 pub use error::{Error, Result};
+pub use plan::{BackupTarget, Confirmation, Decision, Kind, Plan, PlannedMigration};
 pub use registry::{registered, Migration, MigrationFn};
 pub use report::{ChecksumDrift, MigrationReport, MigrationState, Outcome, Report, StatusReport};
 pub use runner::{MarkAs, Migrator};
-pub use startup::{run_on_startup, StartupOutcome};
+pub use startup::StartupOutcome;
 pub use tracking::{AppliedMigration, Status, TABLE};
 pub use url::{Backend, DatabaseUrl};
 

@@ -122,11 +122,19 @@ pub struct StatusReport {
     pub migrations: Vec<MigrationState>,
     /// Rows whose migration this binary does not contain.
     pub unknown_applied: Vec<AppliedMigration>,
+    /// Diesel SQL migrations not yet applied (names), when the migrator has any; they run
+    /// before the code migrations.
+    pub pending_sql: Vec<String>,
 }
 
 impl StatusReport {
-    /// The migrations the next run would attempt, in order.
+    /// The code migrations the next run would attempt, in order.
     pub fn pending(&self) -> impl Iterator<Item = &MigrationState> {
         self.migrations.iter().filter(|m| m.pending)
+    }
+
+    /// How many migrations, SQL and code, the next run would attempt.
+    pub fn pending_count(&self) -> usize {
+        self.pending_sql.len() + self.pending().count()
     }
 }

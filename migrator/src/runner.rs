@@ -1,23 +1,23 @@
-//! The runner: plan under the lock, apply in order, record every attempt.
+//! The runner: plan, lock, plan again under the lock, confirm, back up, apply.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Instant;
 
 use diesel::Connection;
 
-use crate::backup;
+use crate::apply::{apply, call, settled, warn_anomalies};
+use crate::backup::{self, Backup};
 use crate::config::Config;
-use crate::confirm::{confirm, Planned};
-use crate::connection::AnyConnection;
+use crate::confirm::confirm;
 use crate::connection::Database;
 use crate::context::{Context, ProgressObserver};
 use crate::error::{Error, Result};
 use crate::lock::LockGuard;
+use crate::plan::Plan;
 use crate::registry::{self, Migration};
-use crate::report::{
-    ChecksumDrift, MigrationReport, MigrationState, Outcome, Report, StatusReport,
-};
+use crate::report::{MigrationReport, MigrationState, Outcome, Report, StatusReport};
 use crate::sql::SqlMigrations;
+use crate::startup::StartupOutcome;
 use crate::tracking::{self, AppliedMigration, Record, Status, TABLE};
 
 /// Runs a set of migrations against a [`Database`].
@@ -57,6 +57,17 @@ pub enum MarkAs {
     Skipped,
     /// No row at all: run on the next run as if new.
     Pending,
+}
+
+impl std::fmt::Display for MarkAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MarkAs::Success => "success",
+            MarkAs::Failed => "failed",
+            MarkAs::Skipped => "skipped",
+            MarkAs::Pending => "pending",
+        })
+    }
 }
 
 impl Migrator {
@@ -100,12 +111,12 @@ impl Migrator {
         &self.migrations
     }
 
-    fn find(&self, id: &str) -> Option<&'static Migration> {
+    pub(crate) fn find(&self, id: &str) -> Option<&'static Migration> {
         self.migrations.iter().copied().find(|m| m.id() == id)
     }
 
-    /// Reads the tracking table against this binary's migrations. Changes nothing, takes no
-    /// lock, and does not create the table.
+    /// Reads the tracking table, and the pending Diesel SQL migrations, against this binary's
+    /// migrations. Changes nothing, takes no lock, and creates no table.
     pub fn status(&self, db: &Database) -> Result<StatusReport> {
         let mut conn = db.get()?;
         let rows = if tracking::table_exists(&mut conn, TABLE)? {
@@ -113,7 +124,23 @@ impl Migrator {
         } else {
             Vec::new()
         };
-        Ok(self.compare(rows))
+        let mut status = self.compare(rows);
+        if let Some(sql) = &self.sql {
+            status.pending_sql = sql.pending_read_only(&mut conn)?;
+        }
+        Ok(status)
+    }
+
+    /// What [`Migrator::run`] would do now under `config`, and why: the pending SQL and code
+    /// migrations in run order, each policy decision, what confirmation needs (the exact
+    /// `MIGRATION_CONFIRM`), and where the backup goes. Changes nothing and takes no lock; `run`
+    /// computes it again under the lock and acts on that.
+    pub fn plan(&self, db: &Database, config: &Config) -> Result<Plan> {
+        Ok(Plan::new(
+            config,
+            db.url().redacted().to_string(),
+            self.status(db)?,
+        ))
     }
 
     pub(crate) fn compare(&self, mut rows: Vec<AppliedMigration>) -> StatusReport {
@@ -148,152 +175,61 @@ impl Migrator {
         StatusReport {
             migrations,
             unknown_applied: rows,
+            pending_sql: Vec::new(),
         }
     }
 
     /// Applies every pending migration, in order, under the migration lock: an explicit run
     /// (the CLI's `up`). `AUTO_MIGRATE_ON_STARTUP` does not apply; production must be enabled.
     ///
-    /// A failure stops the run: later migrations are not attempted. The error carries the
-    /// [`Report`] of what was done.
+    /// It plans (without the lock: a run with nothing pending, every start of every replica but
+    /// the first, ends there), takes the lock, plans again under it, asks for confirmation,
+    /// backs up, and applies: SQL migrations first, then code migrations. A failure stops the
+    /// run: later migrations are not attempted. The error carries the [`Report`] of what was
+    /// done.
     pub fn run(&self, db: &Database, config: &Config) -> Result<Report> {
-        if let Some(reason) = config.run_refusal() {
-            return Err(Error::Refused { reason });
+        let plan = self.plan(db, config)?;
+        plan.check_policy()?;
+        if plan.pending.is_empty() {
+            return Ok(self.nothing_to_do(&plan.status));
         }
-        if let Some(report) = self.nothing_pending(db)? {
-            return Ok(report);
+        let lock = Mutex::new(LockGuard::acquire(db, config.lock_timeout_value())?);
+        let plan = self.plan_under_lock(db, config)?;
+        if plan.pending.is_empty() {
+            return Ok(self.nothing_to_do(&plan.status));
         }
-        let lock = std::sync::Mutex::new(LockGuard::acquire(db, config.lock_timeout_value())?);
-        let mut conn = db.get()?;
-        tracking::ensure_table(&mut conn)?;
-        let pending_sql = match &self.sql {
-            Some(sql) => sql.pending(&mut conn)?,
-            None => Vec::new(),
-        };
-        let state = self.compare(tracking::load(&mut conn)?);
+        confirm(db, &plan)?;
         let mut report = Report::default();
-        warn_anomalies(&state, &mut report, self);
-
-        let plan: Vec<Planned> = pending_sql
-            .iter()
-            .map(|id| Planned {
-                id: id.clone(),
-                transactional: true,
-            })
-            .chain(state.pending().map(|m| Planned {
-                id: m.id.clone(),
-                transactional: m.transactional,
-            }))
-            .collect();
-        match plan.first() {
-            None => log::info!("No pending migrations"),
-            Some(first) => {
-                confirm(db, config, &plan)?;
-                if config.backup_before_setting().0 {
-                    report.backup =
-                        Some(backup::take(db, config, &format!("before-{}", first.id))?);
-                }
-            }
-        }
-        if let Some(sql) = &self.sql {
-            if !pending_sql.is_empty() {
-                match sql.run(&mut conn) {
-                    Ok(versions) => report.sql_migrations = versions,
-                    Err(cause) => {
-                        // Diesel stops at the first failure: the first still pending is it.
-                        log::error!("SQL migrations failed: {cause}");
-                        let failed = sql
-                            .pending(&mut conn)
-                            .ok()
-                            .and_then(|left| left.into_iter().next())
-                            .or_else(|| pending_sql.first().cloned())
-                            .unwrap_or_default();
-                        return Err(Error::MigrationFailed {
-                            id: failed,
-                            cause: Box::new(cause),
-                            report: Box::new(report),
-                        });
-                    }
-                }
-            }
-        }
-        drop(conn);
-
-        let me = tracking::runner_identity();
-        let mut failure = None;
-        for m in &state.migrations {
-            let migration = self.find(&m.id).ok_or_else(|| Error::Tracking {
-                migration: m.id.clone(),
-                reason: "vanished from the registry during the run".into(),
-            })?;
-            let entry = |outcome, duration, error| MigrationReport {
-                id: m.id.clone(),
-                outcome,
-                duration,
-                error,
-                rows: None,
-            };
-            if failure.is_some() {
-                let outcome = if m.pending {
-                    Outcome::NotRun
-                } else {
-                    settled(m)
-                };
-                report.migrations.push(entry(outcome, None, None));
-                continue;
-            }
-            if !m.pending {
-                report.migrations.push(entry(settled(m), None, None));
-                continue;
-            }
-            match apply(db, config, migration, &me, self.observer.clone(), &lock) {
-                Ok((duration, rows)) => report.migrations.push(MigrationReport {
-                    rows: (rows > 0).then_some(rows),
-                    ..entry(Outcome::Applied, Some(duration), None)
-                }),
-                Err((duration, cause)) => {
-                    report.migrations.push(entry(
-                        Outcome::Failed,
-                        Some(duration),
-                        Some(cause.to_string()),
-                    ));
-                    failure = Some((m.id.clone(), cause));
-                }
-            }
-        }
-        match failure {
-            None => Ok(report),
-            Some((id, cause)) => Err(Error::MigrationFailed {
-                id,
-                cause: Box::new(cause),
-                report: Box::new(report),
-            }),
-        }
+        warn_anomalies(&plan.status, &mut report, self);
+        report.backup = self.back_up(db, config, &plan)?;
+        let report = self.apply_sql(db, &plan, report)?;
+        self.apply_code(db, config, &plan.status, &lock, report)
     }
 
-    /// The fast path of a run with nothing to do (every start of every replica but the first):
-    /// one pooled connection reads the tracking table, without the lock; if nothing is pending
-    /// (no code migration without a settled row, no SQL migration), the run is over. Anything
-    /// else, including a table that is missing or lacks columns, takes the locked path.
-    fn nothing_pending(&self, db: &Database) -> Result<Option<Report>> {
-        let mut conn = db.get()?;
-        let Ok(rows) = tracking::load(&mut conn) else {
-            return Ok(None);
-        };
-        let state = self.compare(rows);
-        if state.pending().next().is_some() {
-            return Ok(None);
-        }
-        if let Some(sql) = &self.sql {
-            // Diesel may create its table here; if two replicas race on that, the locked path
-            // sorts it out.
-            if !sql.pending(&mut conn).is_ok_and(|p| p.is_empty()) {
-                return Ok(None);
-            }
-        }
+    /// Start-up: runs the pending migrations as the policy says start-up should.
+    ///
+    /// - skips (with the log line operators grep for) when `AUTO_MIGRATE_ON_STARTUP` is false
+    ///   or production is not enabled;
+    /// - in development and staging, a failure is logged and returned as
+    ///   [`StartupOutcome::Failed`], so the application can start;
+    /// - in production, a failure is returned as `Err`, so the application stops.
+    ///
+    /// ```no_run
+    /// # fn main() -> migrator::Result<()> {
+    /// let db = migrator::Database::from_env()?;
+    /// let config = migrator::Config::from_env()?;
+    /// migrator::Migrator::from_registry()?.run_on_startup(&db, &config)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn run_on_startup(&self, db: &Database, config: &Config) -> Result<StartupOutcome> {
+        crate::startup::run_on_startup(self, db, config)
+    }
+
+    /// The report of a run with nothing to do.
+    fn nothing_to_do(&self, status: &StatusReport) -> Report {
         let mut report = Report::default();
-        warn_anomalies(&state, &mut report, self);
-        report.migrations = state
+        warn_anomalies(status, &mut report, self);
+        report.migrations = status
             .migrations
             .iter()
             .map(|m| MigrationReport {
@@ -305,7 +241,107 @@ impl Migrator {
             })
             .collect();
         log::info!("No pending migrations");
-        Ok(Some(report))
+        report
+    }
+
+    /// The plan read again under the lock, from a tracking table created (or upgraded) first.
+    fn plan_under_lock(&self, db: &Database, config: &Config) -> Result<Plan> {
+        let mut conn = db.get()?;
+        tracking::ensure_table(&mut conn)?;
+        let mut status = self.compare(tracking::load(&mut conn)?);
+        if let Some(sql) = &self.sql {
+            status.pending_sql = sql.pending(&mut conn)?;
+        }
+        Ok(Plan::new(config, db.url().redacted().to_string(), status))
+    }
+
+    /// The backup the plan asks for, if any.
+    fn back_up(&self, db: &Database, config: &Config, plan: &Plan) -> Result<Option<Backup>> {
+        plan.backup
+            .as_ref()
+            .map(|target| backup::take(db, config, &target.label))
+            .transpose()
+    }
+
+    /// Runs the pending SQL migrations; a failure names the first one still pending.
+    fn apply_sql(&self, db: &Database, plan: &Plan, mut report: Report) -> Result<Report> {
+        let Some(sql) = self.sql.filter(|_| !plan.status.pending_sql.is_empty()) else {
+            return Ok(report);
+        };
+        let mut conn = db.get()?;
+        match sql.run(&mut conn) {
+            Ok(versions) => {
+                report.sql_migrations = versions;
+                Ok(report)
+            }
+            Err(cause) => {
+                log::error!("SQL migrations failed: {cause}");
+                // Diesel stops at the first failure: the first still pending is it.
+                let id = sql
+                    .pending(&mut conn)
+                    .ok()
+                    .and_then(|left| left.into_iter().next())
+                    .or_else(|| plan.status.pending_sql.first().cloned())
+                    .unwrap_or_default();
+                Err(Error::MigrationFailed {
+                    id,
+                    cause: Box::new(cause),
+                    report: Box::new(report),
+                })
+            }
+        }
+    }
+
+    /// Applies the pending code migrations in order; after a failure the rest are `NotRun`.
+    fn apply_code(
+        &self,
+        db: &Database,
+        config: &Config,
+        status: &StatusReport,
+        lock: &Mutex<LockGuard>,
+        mut report: Report,
+    ) -> Result<Report> {
+        let me = tracking::runner_identity();
+        let mut failure = None;
+        for m in &status.migrations {
+            let migration = self.find(&m.id).ok_or_else(|| Error::Tracking {
+                migration: m.id.clone(),
+                reason: "vanished from the registry during the run".into(),
+            })?;
+            let mut entry = MigrationReport {
+                id: m.id.clone(),
+                outcome: settled(m),
+                duration: None,
+                error: None,
+                rows: None,
+            };
+            if m.pending && failure.is_some() {
+                entry.outcome = Outcome::NotRun;
+            } else if m.pending {
+                match apply(db, config, migration, &me, self.observer.clone(), lock) {
+                    Ok((duration, rows)) => {
+                        entry.outcome = Outcome::Applied;
+                        entry.duration = Some(duration);
+                        entry.rows = (rows > 0).then_some(rows);
+                    }
+                    Err((duration, cause)) => {
+                        entry.outcome = Outcome::Failed;
+                        entry.duration = Some(duration);
+                        entry.error = Some(cause.to_string());
+                        failure = Some((m.id.clone(), cause));
+                    }
+                }
+            }
+            report.migrations.push(entry);
+        }
+        match failure {
+            None => Ok(report),
+            Some((id, cause)) => Err(Error::MigrationFailed {
+                id,
+                cause: Box::new(cause),
+                report: Box::new(report),
+            }),
+        }
     }
 
     /// Backs the database up now, under the migration lock, into `MIGRATION_BACKUP_DIR` (the
@@ -413,161 +449,5 @@ impl Migrator {
         )?;
         log::info!("Migration {id} marked {status}");
         Ok(())
-    }
-}
-
-fn settled(m: &MigrationState) -> Outcome {
-    match m.row.as_ref().map(|r| r.status) {
-        Some(Status::Skipped) => Outcome::Skipped,
-        _ => Outcome::AlreadyApplied,
-    }
-}
-
-fn warn_anomalies(state: &StatusReport, report: &mut Report, migrator: &Migrator) {
-    for row in &state.unknown_applied {
-        log::warn!(
-            "applied_migrations lists {} (status {}), which this binary does not contain: \
-             was it renamed, or is this binary older than the database?",
-            row.name,
-            row.status
-        );
-    }
-    report.unknown_applied = state.unknown_applied.clone();
-    for m in state.migrations.iter().filter(|m| m.checksum_drift) {
-        let recorded = m
-            .row
-            .as_ref()
-            .and_then(|r| r.checksum.clone())
-            .unwrap_or_default();
-        let current = migrator
-            .find(&m.id)
-            .map(|x| x.checksum().to_owned())
-            .unwrap_or_default();
-        log::warn!(
-            "Migration {} changed since it was applied (checksum {recorded}, now {current}); \
-             applied migrations are not run again: put further changes in a new migration",
-            m.id
-        );
-        report.checksum_drift.push(ChecksumDrift {
-            id: m.id.clone(),
-            recorded,
-            current,
-        });
-    }
-}
-
-/// Applies one migration and records the attempt. On failure returns the duration and cause.
-fn apply(
-    db: &Database,
-    config: &Config,
-    m: &'static Migration,
-    me: &str,
-    observer: Option<ProgressObserver>,
-    lock: &std::sync::Mutex<LockGuard>,
-) -> std::result::Result<(Duration, u64), (Duration, Error)> {
-    let start = Instant::now();
-    // Never start, or record, a migration without holding the lock.
-    let held = || match lock.lock() {
-        Ok(mut guard) => guard.ensure_held(),
-        Err(poisoned) => poisoned.into_inner().ensure_held(),
-    };
-    held().map_err(|e| (start.elapsed(), e))?;
-    let mut conn = db.get().map_err(|e| (start.elapsed(), e))?;
-    log::info!("Applying migration {}", m.id());
-    let record = |status, elapsed: Duration, new_attempt| Record {
-        name: m.id(),
-        status,
-        execution_time_ms: Some(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)),
-        error_message: None,
-        checksum: Some(m.checksum()),
-        applied_by: me,
-        new_attempt,
-    };
-    let mut rows = 0;
-    let result = if m.is_transactional() {
-        conn.transaction::<_, Error, _>(|conn| {
-            let mut ctx = Context::new(conn, db, config, m.id(), true, observer);
-            call(m, &mut ctx)?;
-            rows = ctx.progress().snapshot().done;
-            drop(ctx);
-            // Lost meanwhile: roll back rather than commit beside another runner.
-            held()?;
-            tracking::write(conn, &record(Status::Success, start.elapsed(), true))
-        })
-    } else {
-        tracking::write(&mut conn, &record(Status::Running, Duration::ZERO, true))
-            .and_then(|()| {
-                let mut ctx = Context::new(&mut conn, db, config, m.id(), false, observer);
-                call(m, &mut ctx)?;
-                rows = ctx.progress().snapshot().done;
-                Ok(())
-            })
-            .and_then(|()| held())
-            .and_then(|()| {
-                tracking::write(&mut conn, &record(Status::Success, start.elapsed(), false))
-            })
-    };
-    let elapsed = start.elapsed();
-    match result {
-        Ok(()) => {
-            log::info!("Migration {} applied in {} ms", m.id(), elapsed.as_millis());
-            Ok((elapsed, rows))
-        }
-        Err(cause) => {
-            let message = cause.to_string();
-            log::error!("Migration {} failed: {message}", m.id());
-            if let Err(lost) = held() {
-                // Another runner may own the row now: record nothing.
-                log::error!("Not recording the failure of migration {}: {lost}", m.id());
-                return Err((elapsed, lost));
-            }
-            // Whatever the migration left open (a panic inside a nested transaction, a raw
-            // BEGIN) is rolled back, so that the failed row is committed, and the connection
-            // goes back to the pool clean.
-            unwind_transactions(&mut conn);
-            // A transactional attempt's `running`/`success` writes were rolled back with it.
-            let failed = Record {
-                error_message: Some(&message),
-                ..record(Status::Failed, elapsed, m.is_transactional())
-            };
-            if let Err(e) = tracking::write(&mut conn, &failed) {
-                log::error!("Could not record the failure of migration {}: {e}", m.id());
-            }
-            Err((elapsed, cause))
-        }
-    }
-}
-
-/// Rolls back every transaction level Diesel knows of, then any transaction opened behind its
-/// back (a raw `BEGIN`; outside a transaction PostgreSQL only warns and SQLite errors, both
-/// ignored).
-fn unwind_transactions(conn: &mut AnyConnection) {
-    use diesel::connection::{SimpleConnection, TransactionManager};
-    type Manager = <AnyConnection as Connection>::TransactionManager;
-    for _ in 0..64 {
-        match Manager::transaction_manager_status_mut(conn).transaction_depth() {
-            Ok(Some(_)) => {
-                if Manager::rollback_transaction(conn).is_err() {
-                    break;
-                }
-            }
-            _ => break,
-        }
-    }
-    let _ = conn.batch_execute("ROLLBACK");
-}
-
-/// Calls the migration, turning a panic into an error so that it is rolled back and recorded.
-fn call(m: &Migration, ctx: &mut Context<'_>) -> Result<()> {
-    match catch_unwind(AssertUnwindSafe(|| m.call(ctx))) {
-        Ok(result) => result,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string panic payload".into());
-            Err(Error::Panic { message })
-        }
     }
 }

@@ -23,53 +23,42 @@ pub enum StartupOutcome {
     Failed(Error),
 }
 
-impl Migrator {
-    /// Runs the pending migrations as the policy says start-up should:
-    ///
-    /// - skips (with the log line operators grep for) when `AUTO_MIGRATE_ON_STARTUP` is false
-    ///   or production is not enabled;
-    /// - in development and staging, a failure is logged and returned as
-    ///   [`StartupOutcome::Failed`], so the application can start;
-    /// - in production, a failure is returned as `Err`, so the application stops.
-    pub fn run_on_startup(&self, db: &Database, config: &Config) -> Result<StartupOutcome> {
-        log::info!(
-            "Migrations on start-up: environment {}, database {}",
-            config.environment(),
-            db.url()
-        );
-        if let Some(reason) = config.startup_skip_reason() {
-            log::info!("Migrations skipped based on environment configuration: {reason}");
-            return Ok(StartupOutcome::Skipped { reason });
+/// Runs `migrator` as start-up should under `config` (see [`Migrator::run_on_startup`]).
+pub(crate) fn run_on_startup(
+    migrator: &Migrator,
+    db: &Database,
+    config: &Config,
+) -> Result<StartupOutcome> {
+    log::info!(
+        "Migrations on start-up: environment {}, database {}",
+        config.environment(),
+        db.url()
+    );
+    if let Some(reason) = config.startup_skip_reason() {
+        log::info!("Migrations skipped based on environment configuration: {reason}");
+        return Ok(StartupOutcome::Skipped { reason });
+    }
+    match migrator.run(db, config) {
+        Ok(report) => {
+            log::info!(
+                "Start-up migrations complete: {} applied",
+                report.applied().count() + report.sql_migrations.len()
+            );
+            Ok(StartupOutcome::Completed(report))
         }
-        match self.run(db, config) {
-            Ok(report) => {
-                log::info!(
-                    "Start-up migrations complete: {} applied",
-                    report.applied().count() + report.sql_migrations.len()
-                );
-                Ok(StartupOutcome::Completed(report))
-            }
-            Err(e) if config.failure_stops_startup() => {
-                log::error!(
-                    "Start-up migrations failed in {}; stopping: {e}",
-                    config.environment()
-                );
-                Err(e)
-            }
-            Err(e) => {
-                log::error!(
-                    "Start-up migrations failed in {}; starting anyway: {e}",
-                    config.environment()
-                );
-                Ok(StartupOutcome::Failed(e))
-            }
+        Err(e) if config.failure_stops_startup() => {
+            log::error!(
+                "Start-up migrations failed in {}; stopping: {e}",
+                config.environment()
+            );
+            Err(e)
+        }
+        Err(e) => {
+            log::error!(
+                "Start-up migrations failed in {}; starting anyway: {e}",
+                config.environment()
+            );
+            Ok(StartupOutcome::Failed(e))
         }
     }
-}
-
-/// Start-up in one call: reads the policy from the environment ([`Config::from_env`]) and runs
-/// the migrations linked into this binary under it (see [`Migrator::run_on_startup`]).
-pub fn run_on_startup(db: &Database) -> Result<StartupOutcome> {
-    let config = Config::from_env()?;
-    Migrator::from_registry()?.run_on_startup(db, &config)
 }

@@ -1,8 +1,8 @@
 //! Runs the shared fixture migrations against `DATABASE_URL` in development, printing
 //! `applied ID` per migration this process applied. Used by the multi-process tests.
 //!
-//! With the argument `startup`, it calls `migrator::run_on_startup` instead, which reads the
-//! whole policy from the real process environment, and prints the outcome.
+//! With the argument `startup`, it calls `Migrator::run_on_startup` with `Config::from_env()`
+//! instead, which reads the whole policy from the real process environment, and prints the outcome.
 
 use migrator::{Config, Database, Environment, Migrator, Outcome};
 use migrator_tests::fixtures;
@@ -62,7 +62,7 @@ fn run() -> migrator::Result<()> {
 
 fn startup() -> migrator::Result<()> {
     let db = Database::from_env()?;
-    match migrator::run_on_startup(&db)? {
+    match Migrator::from_registry()?.run_on_startup(&db, &Config::from_env()?)? {
         migrator::StartupOutcome::Skipped { reason } => println!("skipped: {reason}"),
         migrator::StartupOutcome::Completed(report) => {
             println!("completed: {} applied", report.applied().count())

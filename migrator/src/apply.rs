@@ -1,0 +1,175 @@
+//! Applying one migration: its transaction (or `running` row), its outcome recorded, a panic
+//! turned into an error, whatever it left open rolled back; and the report of settled ones.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use diesel::Connection;
+
+use crate::config::Config;
+use crate::connection::{AnyConnection, Database};
+use crate::context::{Context, ProgressObserver};
+use crate::error::{Error, Result};
+use crate::lock::LockGuard;
+use crate::registry::Migration;
+use crate::report::{ChecksumDrift, MigrationState, Outcome, Report, StatusReport};
+use crate::runner::Migrator;
+use crate::tracking::{self, Record, Status};
+
+/// The outcome of a migration this run does not attempt.
+pub(crate) fn settled(m: &MigrationState) -> Outcome {
+    match m.row.as_ref().map(|r| r.status) {
+        Some(Status::Skipped) => Outcome::Skipped,
+        _ => Outcome::AlreadyApplied,
+    }
+}
+
+/// Logs rows of unknown migrations and checksum drift, and puts them in `report`.
+pub(crate) fn warn_anomalies(state: &StatusReport, report: &mut Report, migrator: &Migrator) {
+    for row in &state.unknown_applied {
+        log::warn!(
+            "applied_migrations lists {} (status {}), which this binary does not contain: \
+             was it renamed, or is this binary older than the database?",
+            row.name,
+            row.status
+        );
+    }
+    report.unknown_applied = state.unknown_applied.clone();
+    for m in state.migrations.iter().filter(|m| m.checksum_drift) {
+        let recorded = m
+            .row
+            .as_ref()
+            .and_then(|r| r.checksum.clone())
+            .unwrap_or_default();
+        let current = migrator
+            .find(&m.id)
+            .map(|x| x.checksum().to_owned())
+            .unwrap_or_default();
+        log::warn!(
+            "Migration {} changed since it was applied (checksum {recorded}, now {current}); \
+             applied migrations are not run again: put further changes in a new migration",
+            m.id
+        );
+        report.checksum_drift.push(ChecksumDrift {
+            id: m.id.clone(),
+            recorded,
+            current,
+        });
+    }
+}
+
+/// Applies one migration and records the attempt. On failure returns the duration and cause.
+pub(crate) fn apply(
+    db: &Database,
+    config: &Config,
+    m: &'static Migration,
+    me: &str,
+    observer: Option<ProgressObserver>,
+    lock: &std::sync::Mutex<LockGuard>,
+) -> std::result::Result<(Duration, u64), (Duration, Error)> {
+    let start = Instant::now();
+    // Never start, or record, a migration without holding the lock.
+    let held = || match lock.lock() {
+        Ok(mut guard) => guard.ensure_held(),
+        Err(poisoned) => poisoned.into_inner().ensure_held(),
+    };
+    held().map_err(|e| (start.elapsed(), e))?;
+    let mut conn = db.get().map_err(|e| (start.elapsed(), e))?;
+    log::info!("Applying migration {}", m.id());
+    let record = |status, elapsed: Duration, new_attempt| Record {
+        name: m.id(),
+        status,
+        execution_time_ms: Some(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)),
+        error_message: None,
+        checksum: Some(m.checksum()),
+        applied_by: me,
+        new_attempt,
+    };
+    let mut rows = 0;
+    let result = if m.is_transactional() {
+        conn.transaction::<_, Error, _>(|conn| {
+            let mut ctx = Context::new(conn, db, config, m.id(), true, observer);
+            call(m, &mut ctx)?;
+            rows = ctx.progress().snapshot().done;
+            drop(ctx);
+            // Lost meanwhile: roll back rather than commit beside another runner.
+            held()?;
+            tracking::write(conn, &record(Status::Success, start.elapsed(), true))
+        })
+    } else {
+        tracking::write(&mut conn, &record(Status::Running, Duration::ZERO, true))
+            .and_then(|()| {
+                let mut ctx = Context::new(&mut conn, db, config, m.id(), false, observer);
+                call(m, &mut ctx)?;
+                rows = ctx.progress().snapshot().done;
+                Ok(())
+            })
+            .and_then(|()| held())
+            .and_then(|()| {
+                tracking::write(&mut conn, &record(Status::Success, start.elapsed(), false))
+            })
+    };
+    let elapsed = start.elapsed();
+    match result {
+        Ok(()) => {
+            log::info!("Migration {} applied in {} ms", m.id(), elapsed.as_millis());
+            Ok((elapsed, rows))
+        }
+        Err(cause) => {
+            let message = cause.to_string();
+            log::error!("Migration {} failed: {message}", m.id());
+            if let Err(lost) = held() {
+                // Another runner may own the row now: record nothing.
+                log::error!("Not recording the failure of migration {}: {lost}", m.id());
+                return Err((elapsed, lost));
+            }
+            // Whatever the migration left open (a panic inside a nested transaction, a raw
+            // BEGIN) is rolled back, so that the failed row is committed, and the connection
+            // goes back to the pool clean.
+            unwind_transactions(&mut conn);
+            // A transactional attempt's `running`/`success` writes were rolled back with it.
+            let failed = Record {
+                error_message: Some(&message),
+                ..record(Status::Failed, elapsed, m.is_transactional())
+            };
+            if let Err(e) = tracking::write(&mut conn, &failed) {
+                log::error!("Could not record the failure of migration {}: {e}", m.id());
+            }
+            Err((elapsed, cause))
+        }
+    }
+}
+
+/// Rolls back every transaction level Diesel knows of, then any transaction opened behind its
+/// back (a raw `BEGIN`; outside a transaction PostgreSQL only warns and SQLite errors, both
+/// ignored).
+fn unwind_transactions(conn: &mut AnyConnection) {
+    use diesel::connection::{SimpleConnection, TransactionManager};
+    type Manager = <AnyConnection as Connection>::TransactionManager;
+    for _ in 0..64 {
+        match Manager::transaction_manager_status_mut(conn).transaction_depth() {
+            Ok(Some(_)) => {
+                if Manager::rollback_transaction(conn).is_err() {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    let _ = conn.batch_execute("ROLLBACK");
+}
+
+/// Calls the migration, turning a panic into an error so that it is rolled back and recorded.
+pub(crate) fn call(m: &Migration, ctx: &mut Context<'_>) -> Result<()> {
+    match catch_unwind(AssertUnwindSafe(|| m.call(ctx))) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-string panic payload".into());
+            Err(Error::Panic { message })
+        }
+    }
+}

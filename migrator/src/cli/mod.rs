@@ -1,0 +1,282 @@
+//! An operator command line for any app binary built on migrator: the generic commands, plus
+//! the app's own subcommands beside them.
+//!
+//! ```text
+//! APP [--database-url URL] status [--json]      every migration and its row
+//!     plan [--json]                              what `up` would do here, and why; changes nothing
+//!     up [--yes] [--dry-run]                     apply pending migrations (policy applies)
+//!     mark NAME success|failed|skipped|pending [--yes]   set a migration's status by hand
+//!     backup                                     back the database up now
+//!     ...                                        the app's own commands
+//! ```
+//!
+//! Exit codes: 0 done (also nothing to do); 1 a migration (or an app's check) failed; 2 usage
+//! or configuration error; 3 refused by policy. `--database-url` overrides `DATABASE_URL`.
+//!
+//! An app adds its commands as a [`clap::Subcommand`] enum implementing [`AppCommand`]:
+//!
+//! ```no_run
+//! use migrator::cli::{App, AppCommand, EXIT_OK};
+//! use migrator::{Database, Result};
+//!
+//! #[derive(clap::Subcommand)]
+//! enum MyCommands {
+//!     /// Count the users.
+//!     CountUsers,
+//! }
+//!
+//! impl AppCommand for MyCommands {
+//!     fn run(self, db: &Database) -> Result<u8> {
+//!         match self {
+//!             MyCommands::CountUsers => {
+//!                 let _conn = db.get()?;
+//!                 Ok(EXIT_OK)
+//!             }
+//!         }
+//!     }
+//! }
+//!
+//! struct MyApp;
+//! impl App for MyApp {
+//!     type Command = MyCommands;
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     migrator::cli::main("my-app", &MyApp)
+//! }
+//! ```
+//!
+//! An app with no commands of its own uses `type Command = migrator::cli::NoCommands;`.
+
+mod progress;
+mod render;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, Environment};
+use crate::connection::Database;
+use crate::error::{Error, Result};
+use crate::runner::{MarkAs, Migrator};
+
+/// Exit code: done.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: a migration (or an app's check) failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: usage or configuration error.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: refused by policy.
+pub const EXIT_REFUSED: u8 = 3;
+
+/// An app's own subcommand, run with the database the command line opened.
+pub trait AppCommand: Subcommand {
+    /// Runs the command; returns the exit code (an error maps to one by [`exit_code`]).
+    fn run(self, db: &Database) -> Result<u8>;
+}
+
+/// For apps with no commands of their own.
+#[derive(Clone, Copy, Debug, Subcommand)]
+pub enum NoCommands {}
+
+impl AppCommand for NoCommands {
+    fn run(self, _db: &Database) -> Result<u8> {
+        match self {}
+    }
+}
+
+/// The app-specific parts of the command line.
+pub trait App: Sync {
+    /// The app's own subcommands, beside the generic ones ([`NoCommands`] for none).
+    type Command: AppCommand;
+
+    /// The app's migrations (default: every registered one).
+    fn migrator(&self) -> Result<Migrator> {
+        Migrator::from_registry()
+    }
+}
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Database migrations: status, plan, apply, and the app's commands."
+)]
+struct Args<C: AppCommand> {
+    /// Database URL; overrides DATABASE_URL (postgres://..., sqlite://PATH).
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    #[command(subcommand)]
+    command: Command<C>,
+}
+
+#[derive(Subcommand)]
+enum Command<C: AppCommand> {
+    /// Every migration with its status, attempts, last error and checksum drift.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What `up` would do under the current environment, and why. Changes nothing.
+    Plan {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the pending migrations (ENVIRONMENT, ENABLE_PROD_MIGRATIONS, confirmation and
+    /// backup apply; AUTO_MIGRATE_ON_STARTUP does not).
+    Up {
+        /// Confirm the plan without being asked (you are the operator running it).
+        #[arg(long)]
+        yes: bool,
+        /// Rehearse: run the pending transactional migrations in a transaction that is rolled
+        /// back, and report what they did. Changes nothing.
+        #[arg(long, conflicts_with = "yes")]
+        dry_run: bool,
+    },
+    /// Set a migration's status by hand (asks for confirmation in production).
+    Mark {
+        /// The migration ID.
+        name: String,
+        /// The new status (`pending` deletes its row).
+        status: MarkArg,
+        /// Confirm without being asked.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Back the database up now into MIGRATION_BACKUP_DIR (pg_dump or VACUUM INTO).
+    Backup,
+    #[command(flatten)]
+    App(C),
+}
+
+/// `mark`'s status argument: clap's view of [`MarkAs`].
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum MarkArg {
+    Success,
+    Failed,
+    Skipped,
+    Pending,
+}
+
+impl From<MarkArg> for MarkAs {
+    fn from(arg: MarkArg) -> MarkAs {
+        match arg {
+            MarkArg::Success => MarkAs::Success,
+            MarkArg::Failed => MarkAs::Failed,
+            MarkArg::Skipped => MarkAs::Skipped,
+            MarkArg::Pending => MarkAs::Pending,
+        }
+    }
+}
+
+/// Parses the process arguments, runs the command, and returns the exit code. Installs a
+/// stderr logger (`RUST_LOG` filters it, default `info`) unless one is installed already.
+pub fn main<A: App>(name: &str, app: &A) -> ExitCode {
+    let args = match Args::<A::Command>::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .try_init();
+    match run(app, args) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("{name}: error: {e}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// The exit code for an error.
+pub fn exit_code(error: &Error) -> u8 {
+    if error.is_refusal() {
+        EXIT_REFUSED
+    } else if error.is_configuration() {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILED
+    }
+}
+
+fn connect(url: Option<String>) -> Result<Database> {
+    match url {
+        Some(url) => Database::connect(&url),
+        None => Database::from_env(),
+    }
+}
+
+fn run<A: App>(app: &A, args: Args<A::Command>) -> Result<u8> {
+    let migrator = app.migrator()?;
+    let db = connect(args.database_url)?;
+    match args.command {
+        Command::Status { json } => {
+            let status = migrator.status(&db)?;
+            render::status(&db, &status, json);
+            Ok(EXIT_OK)
+        }
+        Command::Plan { json } => {
+            let plan = migrator.plan(&db, &Config::from_env()?)?;
+            render::plan(&plan, json);
+            Ok(EXIT_OK)
+        }
+        Command::Up { dry_run: true, .. } => {
+            let report = migrator.dry_run(&db, &Config::from_env()?)?;
+            Ok(render::dry_run(&report))
+        }
+        Command::Up { yes, .. } => up(migrator, &db, yes),
+        Command::Mark { name, status, yes } => mark(&migrator, &db, &name, status.into(), yes),
+        Command::Backup => {
+            let backup = migrator.backup(&db, &Config::from_env()?)?;
+            println!(
+                "backup written: {} ({} bytes)",
+                backup.path.display(),
+                backup.bytes
+            );
+            Ok(EXIT_OK)
+        }
+        Command::App(command) => command.run(&db),
+    }
+}
+
+fn mark(migrator: &Migrator, db: &Database, name: &str, to: MarkAs, yes: bool) -> Result<u8> {
+    let config = Config::from_env()?;
+    if config.environment() == Environment::Production && !yes {
+        let question = format!(
+            "Mark {name} as {to} in the production database ({})?",
+            db.url()
+        );
+        if !(config.interactive_value() && crate::confirm::ask(&question)) {
+            return Err(Error::Refused {
+                reason: "marking a migration in production needs confirmation: answer y at \
+                         the prompt, or pass --yes"
+                    .into(),
+            });
+        }
+    }
+    migrator.mark(db, &config, name, to)?;
+    println!("{name} marked {to}");
+    Ok(EXIT_OK)
+}
+
+fn up(mut migrator: Migrator, db: &Database, yes: bool) -> Result<u8> {
+    let mut config = Config::from_env()?;
+    config.dangerous_assume_yes(yes);
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(progress::Bars::default);
+    if let Some(bars) = &bar {
+        migrator.progress_observer(bars.observer());
+    }
+    let result = migrator.run(db, &config);
+    if let Some(bars) = bar {
+        bars.finish();
+    }
+    render::up(&result?);
+    Ok(EXIT_OK)
+}
