@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::users::{self, assert_no_plaintext};
+use common::matrix::Cell;
 use common::{count, pending, pg, texts, TestDb};
 use migrator::{Backend, Config, Migrator, StartupOutcome};
 
@@ -409,48 +410,6 @@ fn up_yes_confirms_for_the_operator() {
     let (code, _, err) = run(&mut cli(&t.url, &["up", "--yes"], &env));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("Plan confirmed up front (--yes)"), "{err}");
-}
-
-/// One cell of the production matrix: ENABLE_PROD_MIGRATIONS, AUTO_MIGRATE_ON_STARTUP,
-/// MIGRATION_REQUIRE_CONFIRMATION, MIGRATION_BACKUP_BEFORE (None: unset, i.e. the default).
-#[derive(Clone, Copy, Debug)]
-struct Cell {
-    enable: Option<&'static str>,
-    auto: Option<&'static str>,
-    confirm: Option<&'static str>,
-    backup: Option<&'static str>,
-}
-
-impl Cell {
-    /// All 24 cells.
-    fn all() -> Vec<Cell> {
-        let mut cells = Vec::new();
-        for enable in [None, Some("false"), Some("true")] {
-            for auto in [None, Some("true")] {
-                for confirm in [None, Some("false")] {
-                    for backup in [None, Some("false")] {
-                        cells.push(Cell {
-                            enable,
-                            auto,
-                            confirm,
-                            backup,
-                        });
-                    }
-                }
-            }
-        }
-        cells
-    }
-
-    /// The production environment of this cell, backing up into `dir`.
-    fn vars<'a>(&self, dir: &'a str) -> Vec<(&'static str, &'a str)> {
-        let mut vars = vec![("ENVIRONMENT", "production"), ("MIGRATION_BACKUP_DIR", dir)];
-        vars.extend(self.enable.map(|v| ("ENABLE_PROD_MIGRATIONS", v)));
-        vars.extend(self.auto.map(|v| ("AUTO_MIGRATE_ON_STARTUP", v)));
-        vars.extend(self.confirm.map(|v| ("MIGRATION_REQUIRE_CONFIRMATION", v)));
-        vars.extend(self.backup.map(|v| ("MIGRATION_BACKUP_BEFORE", v)));
-        vars
-    }
 }
 
 /// The production matrix of `up`, with the exit code of each cell.

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::matrix::Cell;
 use common::{count, texts, TestDb};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use migrator::{migration, Backend, Config, Context, Environment, Migrator, Result};
@@ -93,5 +94,60 @@ fn a_failing_sql_migration_is_named_and_stops_the_run() {
             texts(&db, "SELECT version AS v FROM __diesel_schema_migrations"),
             ["20240101000000"]
         );
+    }
+}
+
+/// In every cell of the production matrix, with and without pending SQL migrations, the
+/// `MIGRATION_CONFIRM` value the plan gives is one `up` accepts, and the plan's verdict is what
+/// `up` then does.
+#[test]
+fn the_plan_confirms_exactly_what_up_accepts() {
+    for with_sql in [false, true] {
+        for cell in Cell::all() {
+            let t = TestDb::new(Backend::Sqlite);
+            let db = t.connect();
+            let mut migrator = Migrator::from_registry().unwrap();
+            if with_sql {
+                migrator.sql_migrations(&SQL);
+            } else {
+                common::exec(&db, "CREATE TABLE widgets (id INTEGER PRIMARY KEY, name TEXT)");
+            }
+            let backups = tempfile::tempdir().unwrap();
+            let dir = backups.path().to_string_lossy().into_owned();
+            let vars = cell.vars(&dir);
+            let mut config = Config::from_lookup(|name| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            })
+            .unwrap();
+            config.interactive(false);
+            let plan = migrator.plan(&db, &config).unwrap();
+            let ids: Vec<&str> = plan.pending.iter().map(|m| m.id.as_str()).collect();
+            let expected: &[&str] = if with_sql {
+                &["2024-01-01-000000_create_widgets", "001_seed_widgets"]
+            } else {
+                &["001_seed_widgets"]
+            };
+            assert_eq!(ids, expected, "{cell:?}");
+            let pinned = plan.confirm_with.clone().unwrap();
+            config.confirm(pinned);
+            let plan = migrator.plan(&db, &config).unwrap();
+            let result = migrator.run(&db, &config);
+            assert_eq!(
+                plan.up_allowed,
+                cell.enable == Some("true"),
+                "{cell:?} with SQL: {with_sql}: {:?}",
+                plan.refusal
+            );
+            assert_eq!(
+                result.is_ok(),
+                plan.up_allowed,
+                "{cell:?} with SQL: {with_sql}: {result:?}"
+            );
+            if let Err(e) = result {
+                assert!(e.to_string().contains("ENABLE_PROD_MIGRATIONS"), "{e}");
+            }
+        }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod http;
 pub mod logs;
+pub mod matrix;
 pub mod pg;
 pub mod users;
 
