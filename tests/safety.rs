@@ -9,8 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::users::{self, assert_no_plaintext};
 use common::matrix::Cell;
+use common::users::{self, assert_no_plaintext};
 use common::{count, pending, pg, texts, TestDb};
 use migrator::{Backend, Config, Migrator, StartupOutcome};
 

@@ -110,7 +110,10 @@ fn the_plan_confirms_exactly_what_up_accepts() {
             if with_sql {
                 migrator.sql_migrations(&SQL);
             } else {
-                common::exec(&db, "CREATE TABLE widgets (id INTEGER PRIMARY KEY, name TEXT)");
+                common::exec(
+                    &db,
+                    "CREATE TABLE widgets (id INTEGER PRIMARY KEY, name TEXT)",
+                );
             }
             let backups = tempfile::tempdir().unwrap();
             let dir = backups.path().to_string_lossy().into_owned();

@@ -106,6 +106,7 @@ mod sql;
 mod startup;
 mod tracking;
 mod url;
+mod wait;
 
 /// Registers a function as a code migration.
 ///

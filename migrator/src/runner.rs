@@ -344,6 +344,20 @@ impl Migrator {
         }
     }
 
+    /// Blocks until nothing is pending (every SQL and code migration applied by someone else: a
+    /// Job, another replica), polling the tracking table every `poll`, for at most `timeout`
+    /// (the CLI's `wait`, for init containers, with `MIGRATION_LOCK_TIMEOUT_SECS`). Returns
+    /// whether it became ready. Takes no lock and changes nothing; a database that cannot be
+    /// reached yet is waited for too.
+    pub fn wait_until_applied(
+        &self,
+        db: &Database,
+        timeout: std::time::Duration,
+        poll: std::time::Duration,
+    ) -> Result<bool> {
+        crate::wait::until_applied(self, db, timeout, poll)
+    }
+
     /// Backs the database up now, under the migration lock, into `MIGRATION_BACKUP_DIR` (the
     /// CLI's `backup`): `pg_dump` custom format on PostgreSQL, `VACUUM INTO` on SQLite.
     pub fn backup(&self, db: &Database, config: &Config) -> Result<crate::backup::Backup> {

@@ -7,6 +7,7 @@
 //!     up [--yes] [--dry-run]                     apply pending migrations (policy applies)
 //!     mark NAME success|failed|skipped|pending [--yes]   set a migration's status by hand
 //!     backup                                     back the database up now
+//!     wait                                       block until nothing is pending (init containers)
 //!     ...                                        the app's own commands
 //! ```
 //!
@@ -69,6 +70,9 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: refused by policy.
 pub const EXIT_REFUSED: u8 = 3;
+
+/// How often `wait` reads the tracking table.
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// An app's own subcommand, run with the database the command line opened.
 pub trait AppCommand: Subcommand {
@@ -147,6 +151,9 @@ enum Command<C: AppCommand> {
     },
     /// Back the database up now into MIGRATION_BACKUP_DIR (pg_dump or VACUUM INTO).
     Backup,
+    /// Block until nothing is pending (someone else migrates), for at most
+    /// MIGRATION_LOCK_TIMEOUT_SECS: exit 0 when ready, 1 on timeout. For init containers.
+    Wait,
     #[command(flatten)]
     App(C),
 }
@@ -239,6 +246,11 @@ fn run<A: App>(app: &A, args: Args<A::Command>) -> Result<u8> {
                 backup.bytes
             );
             Ok(EXIT_OK)
+        }
+        Command::Wait => {
+            let timeout = Config::from_env()?.lock_timeout_value();
+            let ready = migrator.wait_until_applied(&db, timeout, WAIT_POLL)?;
+            Ok(if ready { EXIT_OK } else { EXIT_FAILED })
         }
         Command::App(command) => command.run(&db),
     }
