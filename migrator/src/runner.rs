@@ -18,7 +18,7 @@ use crate::report::{
     ChecksumDrift, MigrationReport, MigrationState, Outcome, Report, StatusReport,
 };
 use crate::sql::SqlMigrations;
-use crate::tracking::{self, AppliedMigration, Record, Status, TABLE};
+use crate::tracking::{self, AppliedMigration, Record, Status, Table};
 
 /// Runs a set of migrations against a [`Database`].
 ///
@@ -105,13 +105,13 @@ impl Migrator {
     }
 
     /// Reads the tracking table against this binary's migrations. Changes nothing, takes no
-    /// lock, and does not create the table.
+    /// lock, and does not create the table. A table left by the Python runner is read as it
+    /// is (the columns it lacks read as empty).
     pub fn status(&self, db: &Database) -> Result<StatusReport> {
         let mut conn = db.get()?;
-        let rows = if tracking::table_exists(&mut conn, TABLE)? {
-            tracking::load(&mut conn)?
-        } else {
-            Vec::new()
+        let rows = match tracking::find(db, &mut conn)? {
+            Some(table) => tracking::load(&mut conn, &table)?,
+            None => Vec::new(),
         };
         Ok(self.compare(rows))
     }
@@ -160,14 +160,17 @@ impl Migrator {
         if let Some(report) = self.nothing_pending(db)? {
             return Ok(report);
         }
-        let lock = std::sync::Mutex::new(LockGuard::acquire(db, config.lock_timeout_value())?);
+        let lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let table = lock.tracking_table();
+        let lock = std::sync::Mutex::new(lock);
         let mut conn = db.get()?;
-        tracking::ensure_table(&mut conn)?;
+        tracking::ensure_table(&mut conn, &table)?;
+        let table = tracking::remember(db, &table);
         let pending_sql = match &self.sql {
             Some(sql) => sql.pending(&mut conn)?,
             None => Vec::new(),
         };
-        let state = self.compare(tracking::load(&mut conn)?);
+        let state = self.compare(tracking::load(&mut conn, &table)?);
         let mut report = Report::default();
         warn_anomalies(&state, &mut report, self);
 
@@ -243,7 +246,14 @@ impl Migrator {
                 report.migrations.push(entry(settled(m), None, None));
                 continue;
             }
-            match apply(db, config, migration, &me, self.observer.clone(), &lock) {
+            let run = Run {
+                db,
+                config,
+                table: &table,
+                me: &me,
+                lock: &lock,
+            };
+            match apply(&run, migration, self.observer.clone()) {
                 Ok((duration, rows)) => report.migrations.push(MigrationReport {
                     rows: (rows > 0).then_some(rows),
                     ..entry(Outcome::Applied, Some(duration), None)
@@ -274,7 +284,10 @@ impl Migrator {
     /// else, including a table that is missing or lacks columns, takes the locked path.
     fn nothing_pending(&self, db: &Database) -> Result<Option<Report>> {
         let mut conn = db.get()?;
-        let Ok(rows) = tracking::load(&mut conn) else {
+        let Ok(Some(table)) = tracking::find(db, &mut conn) else {
+            return Ok(None);
+        };
+        let Ok(rows) = tracking::load(&mut conn, &table) else {
             return Ok(None);
         };
         let state = self.compare(rows);
@@ -321,10 +334,11 @@ impl Migrator {
     /// `sql_migrations` and not rehearsed. No row of `applied_migrations` is written, no backup
     /// is taken, and no confirmation is asked.
     pub fn dry_run(&self, db: &Database, config: &Config) -> Result<Report> {
-        let _lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let table = lock.tracking_table();
         let mut conn = db.get()?;
-        let rows = if tracking::table_exists(&mut conn, TABLE)? {
-            tracking::load(&mut conn)?
+        let rows = if tracking::exists(&mut conn, &table)? {
+            tracking::load(&mut conn, &table)?
         } else {
             Vec::new()
         };
@@ -383,21 +397,24 @@ impl Migrator {
         let migration = self
             .find(id)
             .ok_or_else(|| Error::UnknownMigration { id: id.to_owned() })?;
-        let _lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let table = lock.tracking_table();
         let mut conn = db.get()?;
-        tracking::ensure_table(&mut conn)?;
+        tracking::ensure_table(&mut conn, &table)?;
+        let table = tracking::remember(db, &table);
         let status = match to {
             MarkAs::Success => Status::Success,
             MarkAs::Failed => Status::Failed,
             MarkAs::Skipped => Status::Skipped,
             MarkAs::Pending => {
-                tracking::delete(&mut conn, id)?;
+                tracking::delete(&mut conn, &table, id)?;
                 log::info!("Migration {id} marked pending (its row was deleted)");
                 return Ok(());
             }
         };
         tracking::write(
             &mut conn,
+            &table,
             &Record {
                 name: id,
                 status,
@@ -453,15 +470,30 @@ fn warn_anomalies(state: &StatusReport, report: &mut Report, migrator: &Migrator
     }
 }
 
+/// What every migration of one locked run shares.
+struct Run<'a> {
+    db: &'a Database,
+    config: &'a Config,
+    /// The tracking table the lock guards.
+    table: &'a Table,
+    /// This runner's `applied_by`.
+    me: &'a str,
+    lock: &'a std::sync::Mutex<LockGuard>,
+}
+
 /// Applies one migration and records the attempt. On failure returns the duration and cause.
 fn apply(
-    db: &Database,
-    config: &Config,
+    run: &Run<'_>,
     m: &'static Migration,
-    me: &str,
     observer: Option<ProgressObserver>,
-    lock: &std::sync::Mutex<LockGuard>,
 ) -> std::result::Result<(Duration, u64), (Duration, Error)> {
+    let Run {
+        db,
+        config,
+        table,
+        me,
+        lock,
+    } = *run;
     let start = Instant::now();
     // Never start, or record, a migration without holding the lock.
     let held = || match lock.lock() {
@@ -489,20 +521,28 @@ fn apply(
             drop(ctx);
             // Lost meanwhile: roll back rather than commit beside another runner.
             held()?;
-            tracking::write(conn, &record(Status::Success, start.elapsed(), true))
+            tracking::write(conn, table, &record(Status::Success, start.elapsed(), true))
         })
     } else {
-        tracking::write(&mut conn, &record(Status::Running, Duration::ZERO, true))
-            .and_then(|()| {
-                let mut ctx = Context::new(&mut conn, db, config, m.id(), false, observer);
-                call(m, &mut ctx)?;
-                rows = ctx.progress().snapshot().done;
-                Ok(())
-            })
-            .and_then(|()| held())
-            .and_then(|()| {
-                tracking::write(&mut conn, &record(Status::Success, start.elapsed(), false))
-            })
+        tracking::write(
+            &mut conn,
+            table,
+            &record(Status::Running, Duration::ZERO, true),
+        )
+        .and_then(|()| {
+            let mut ctx = Context::new(&mut conn, db, config, m.id(), false, observer);
+            call(m, &mut ctx)?;
+            rows = ctx.progress().snapshot().done;
+            Ok(())
+        })
+        .and_then(|()| held())
+        .and_then(|()| {
+            tracking::write(
+                &mut conn,
+                table,
+                &record(Status::Success, start.elapsed(), false),
+            )
+        })
     };
     let elapsed = start.elapsed();
     match result {
@@ -527,7 +567,7 @@ fn apply(
                 error_message: Some(&message),
                 ..record(Status::Failed, elapsed, m.is_transactional())
             };
-            if let Err(e) = tracking::write(&mut conn, &failed) {
+            if let Err(e) = tracking::write(&mut conn, table, &failed) {
                 log::error!("Could not record the failure of migration {}: {e}", m.id());
             }
             Err((elapsed, cause))
