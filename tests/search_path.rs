@@ -7,9 +7,11 @@
 mod common;
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use common::pg::{self, RoleDatabase};
 use common::{count, exec, texts, users, TestDb};
+use migrator::lock::LockGuard;
 use migrator::{Backend, Config, Database, Environment, MarkAs, Migrator, Outcome, Status};
 use migrator_tests::fixtures;
 
@@ -18,7 +20,7 @@ const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
 
 fn dev() -> Config {
     let mut config = Config::new(Environment::Development);
-    config.lock_timeout(std::time::Duration::from_secs(120));
+    config.lock_timeout(Duration::from_secs(120));
     config
 }
 
@@ -234,7 +236,13 @@ fn runners_whose_search_paths_differ_share_the_table_and_the_lock() {
         "DELETE FROM public.applied_migrations \
          WHERE migration_name IN ('002_slow_insert', '003_nontx_insert')",
     );
-    // The role (search_path: its schema, then public) and the superuser (public only).
+    // One lock, whichever search_path found the table: the role's (its schema, then public)
+    // and the superuser's (public only).
+    let held = LockGuard::acquire(&connect(&r.url), Duration::from_secs(10)).unwrap();
+    let err = LockGuard::acquire(&admin, Duration::from_millis(300)).unwrap_err();
+    assert!(matches!(err, migrator::Error::LockTimeout { .. }), "{err}");
+    drop(held);
+    // Two runners of each kind, at once.
     let children: Vec<_> = [&r.url, &r.admin_url, &r.url, &r.admin_url]
         .into_iter()
         .map(|url| {
