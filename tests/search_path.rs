@@ -47,7 +47,7 @@ fn create_role_schema(r: &RoleDatabase, admin: &Database) {
     );
     assert_eq!(
         texts(&connect(&r.url), "SELECT current_schema() AS v"),
-        [r.role.clone()],
+        std::slice::from_ref(&r.role),
         "the role's own schema now comes first on its search_path"
     );
 }
