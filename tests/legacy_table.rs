@@ -219,13 +219,10 @@ fn read_as_it_is_until_the_first_locked_run(backend: Backend) {
     assert!(columns(&db, backend).iter().any(|c| c == "checksum"));
     let report = migrator.run(&db, &production()).unwrap();
     assert_eq!(report.applied().count(), 1);
-    let status = migrator.status(&db).unwrap();
-    assert_eq!(
-        status.unknown_applied[0].applied_at.as_deref(),
-        Some("2024-05-01T12:00:00.000Z"),
-        "a stored UTC time reads as itself"
-    );
-    let row = status.migrations[0].row.clone().unwrap();
+    let row = migrator.status(&db).unwrap().migrations[0]
+        .row
+        .clone()
+        .unwrap();
     assert_eq!((row.status, row.attempts), (Status::Success, 1));
     assert!(row.checksum.is_some());
     assert_eq!(
