@@ -165,7 +165,8 @@ impl Migrator {
         let lock = std::sync::Mutex::new(lock);
         let mut conn = db.get()?;
         tracking::ensure_table(&mut conn, &table)?;
-        let table = tracking::remember(db, &table);
+        // The table the lock guards is the one this run uses, and this database from now on.
+        tracking::remember(db, &table);
         let pending_sql = match &self.sql {
             Some(sql) => sql.pending(&mut conn)?,
             None => Vec::new(),
@@ -281,7 +282,8 @@ impl Migrator {
     /// The fast path of a run with nothing to do (every start of every replica but the first):
     /// one pooled connection reads the tracking table, without the lock; if nothing is pending
     /// (no code migration without a settled row, no SQL migration), the run is over. Anything
-    /// else, including a table that is missing or lacks columns, takes the locked path.
+    /// else, including a missing table, takes the locked path. (A legacy table's missing
+    /// columns read as empty: it is upgraded at the first run that has something to do.)
     fn nothing_pending(&self, db: &Database) -> Result<Option<Report>> {
         let mut conn = db.get()?;
         let Ok(Some(table)) = tracking::find(db, &mut conn) else {
@@ -401,7 +403,8 @@ impl Migrator {
         let table = lock.tracking_table();
         let mut conn = db.get()?;
         tracking::ensure_table(&mut conn, &table)?;
-        let table = tracking::remember(db, &table);
+        // The table the lock guards is the one this run uses, and this database from now on.
+        tracking::remember(db, &table);
         let status = match to {
             MarkAs::Success => Status::Success,
             MarkAs::Failed => Status::Failed,
