@@ -14,7 +14,7 @@ use crate::lock::LockGuard;
 use crate::registry::Migration;
 use crate::report::{ChecksumDrift, MigrationState, Outcome, Report, StatusReport};
 use crate::runner::Migrator;
-use crate::tracking::{self, Record, Status};
+use crate::tracking::{self, Record, Status, Table};
 
 /// The outcome of a migration this run does not attempt.
 pub(crate) fn settled(m: &MigrationState) -> Outcome {
@@ -58,15 +58,30 @@ pub(crate) fn warn_anomalies(state: &StatusReport, report: &mut Report, migrator
     }
 }
 
+/// What every migration of one locked run shares.
+pub(crate) struct Run<'a> {
+    pub(crate) db: &'a Database,
+    pub(crate) config: &'a Config,
+    /// The tracking table the lock guards.
+    pub(crate) table: &'a Table,
+    /// This runner's `applied_by`.
+    pub(crate) me: &'a str,
+    pub(crate) lock: &'a std::sync::Mutex<LockGuard>,
+}
+
 /// Applies one migration and records the attempt. On failure returns the duration and cause.
 pub(crate) fn apply(
-    db: &Database,
-    config: &Config,
+    run: &Run<'_>,
     m: &'static Migration,
-    me: &str,
     observer: Option<ProgressObserver>,
-    lock: &std::sync::Mutex<LockGuard>,
 ) -> std::result::Result<(Duration, u64), (Duration, Error)> {
+    let Run {
+        db,
+        config,
+        table,
+        me,
+        lock,
+    } = *run;
     let start = Instant::now();
     // Never start, or record, a migration without holding the lock.
     let held = || match lock.lock() {
@@ -94,20 +109,28 @@ pub(crate) fn apply(
             drop(ctx);
             // Lost meanwhile: roll back rather than commit beside another runner.
             held()?;
-            tracking::write(conn, &record(Status::Success, start.elapsed(), true))
+            tracking::write(conn, table, &record(Status::Success, start.elapsed(), true))
         })
     } else {
-        tracking::write(&mut conn, &record(Status::Running, Duration::ZERO, true))
-            .and_then(|()| {
-                let mut ctx = Context::new(&mut conn, db, config, m.id(), false, observer);
-                call(m, &mut ctx)?;
-                rows = ctx.progress().snapshot().done;
-                Ok(())
-            })
-            .and_then(|()| held())
-            .and_then(|()| {
-                tracking::write(&mut conn, &record(Status::Success, start.elapsed(), false))
-            })
+        tracking::write(
+            &mut conn,
+            table,
+            &record(Status::Running, Duration::ZERO, true),
+        )
+        .and_then(|()| {
+            let mut ctx = Context::new(&mut conn, db, config, m.id(), false, observer);
+            call(m, &mut ctx)?;
+            rows = ctx.progress().snapshot().done;
+            Ok(())
+        })
+        .and_then(|()| held())
+        .and_then(|()| {
+            tracking::write(
+                &mut conn,
+                table,
+                &record(Status::Success, start.elapsed(), false),
+            )
+        })
     };
     let elapsed = start.elapsed();
     match result {
@@ -132,7 +155,7 @@ pub(crate) fn apply(
                 error_message: Some(&message),
                 ..record(Status::Failed, elapsed, m.is_transactional())
             };
-            if let Err(e) = tracking::write(&mut conn, &failed) {
+            if let Err(e) = tracking::write(&mut conn, table, &failed) {
                 log::error!("Could not record the failure of migration {}: {e}", m.id());
             }
             Err((elapsed, cause))

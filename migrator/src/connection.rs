@@ -1,7 +1,7 @@
 //! Connections: one enum over PostgreSQL and SQLite, an r2d2 manager that picks the backend
 //! from the URL scheme (keeping the driver's real error), and [`Database`], the pool handle.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, SqliteConnection};
@@ -107,6 +107,9 @@ pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
 pub struct Database {
     manager: ConnectionManager,
     pool: Pool,
+    /// The schema of `applied_migrations` once found or locked (PostgreSQL): every later query
+    /// of this database (and its clones) names it, whatever `search_path` says meanwhile.
+    tracking_schema: Arc<OnceLock<String>>,
 }
 
 /// Default maximum number of pooled connections.
@@ -159,12 +162,16 @@ impl Database {
         let first = manager.establish()?;
         drop(first);
         let pool = builder.build_unchecked(manager.clone());
-        Ok(Database { manager, pool })
+        Ok(Database::from_pool(pool, manager))
     }
 
     /// Wraps an existing pool built on a [`ConnectionManager`].
     pub fn from_pool(pool: Pool, manager: ConnectionManager) -> Database {
-        Database { manager, pool }
+        Database {
+            manager,
+            pool,
+            tracking_schema: Arc::default(),
+        }
     }
 
     /// The pool.
@@ -190,5 +197,11 @@ impl Database {
     /// The backend.
     pub fn backend(&self) -> Backend {
         self.manager.url().backend()
+    }
+
+    /// Where this database's `applied_migrations` was resolved to live (PostgreSQL schema),
+    /// set once per pool (see `tracking::find`).
+    pub(crate) fn tracking_schema(&self) -> &OnceLock<String> {
+        &self.tracking_schema
     }
 }

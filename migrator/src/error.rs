@@ -136,6 +136,11 @@ pub enum Error {
         reason: String,
     },
 
+    /// PostgreSQL: no `applied_migrations` is visible on `search_path` and no schema on it
+    /// exists (`current_schema()` is NULL), so there is nowhere to create the table.
+    #[error("cannot create the applied_migrations table: no schema on search_path exists (current_schema() is NULL); create one or set search_path")]
+    NoTrackingSchema,
+
     /// A backup before migrating failed; nothing was migrated.
     #[error("backup failed, nothing was migrated: {reason}")]
     Backup {

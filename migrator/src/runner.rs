@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use diesel::Connection;
 
-use crate::apply::{apply, call, settled, warn_anomalies};
+use crate::apply::{apply, call, settled, warn_anomalies, Run};
 use crate::backup::{self, Backup};
 use crate::config::Config;
 use crate::confirm::confirm;
@@ -18,7 +18,7 @@ use crate::registry::{self, Migration};
 use crate::report::{MigrationReport, MigrationState, Outcome, Report, StatusReport};
 use crate::sql::SqlMigrations;
 use crate::startup::StartupOutcome;
-use crate::tracking::{self, AppliedMigration, Record, Status, TABLE};
+use crate::tracking::{self, AppliedMigration, Record, Status, Table};
 
 /// Runs a set of migrations against a [`Database`].
 ///
@@ -116,13 +116,13 @@ impl Migrator {
     }
 
     /// Reads the tracking table, and the pending Diesel SQL migrations, against this binary's
-    /// migrations. Changes nothing, takes no lock, and creates no table.
+    /// migrations. Changes nothing, takes no lock, and creates no table. A table left by the
+    /// Python runner is read as it is (the columns it lacks read as empty).
     pub fn status(&self, db: &Database) -> Result<StatusReport> {
         let mut conn = db.get()?;
-        let rows = if tracking::table_exists(&mut conn, TABLE)? {
-            tracking::load(&mut conn)?
-        } else {
-            Vec::new()
+        let rows = match tracking::find(db, &mut conn)? {
+            Some(table) => tracking::load(&mut conn, &table)?,
+            None => Vec::new(),
         };
         let mut status = self.compare(rows);
         if let Some(sql) = &self.sql {
@@ -193,8 +193,10 @@ impl Migrator {
         if plan.pending.is_empty() {
             return Ok(self.nothing_to_do(&plan.status));
         }
-        let lock = Mutex::new(LockGuard::acquire(db, config.lock_timeout_value())?);
-        let plan = self.plan_under_lock(db, config)?;
+        let lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let table = lock.tracking_table();
+        let lock = Mutex::new(lock);
+        let plan = self.plan_under_lock(db, config, &table)?;
         if plan.pending.is_empty() {
             return Ok(self.nothing_to_do(&plan.status));
         }
@@ -203,7 +205,14 @@ impl Migrator {
         warn_anomalies(&plan.status, &mut report, self);
         report.backup = self.back_up(db, config, &plan)?;
         let report = self.apply_sql(db, &plan, report)?;
-        self.apply_code(db, config, &plan.status, &lock, report)
+        let run = Run {
+            db,
+            config,
+            table: &table,
+            me: &tracking::runner_identity(),
+            lock: &lock,
+        };
+        self.apply_code(&run, &plan.status, report)
     }
 
     /// Start-up: runs the pending migrations as the policy says start-up should.
@@ -244,11 +253,14 @@ impl Migrator {
         report
     }
 
-    /// The plan read again under the lock, from a tracking table created (or upgraded) first.
-    fn plan_under_lock(&self, db: &Database, config: &Config) -> Result<Plan> {
+    /// The plan read again under the lock, from the tracking table the lock guards, created (or
+    /// upgraded) first.
+    fn plan_under_lock(&self, db: &Database, config: &Config, table: &Table) -> Result<Plan> {
         let mut conn = db.get()?;
-        tracking::ensure_table(&mut conn)?;
-        let mut status = self.compare(tracking::load(&mut conn)?);
+        tracking::ensure_table(&mut conn, table)?;
+        // The table the lock guards is the one this run uses, and this database from now on.
+        tracking::remember(db, table);
+        let mut status = self.compare(tracking::load(&mut conn, table)?);
         if let Some(sql) = &self.sql {
             status.pending_sql = sql.pending(&mut conn)?;
         }
@@ -295,13 +307,10 @@ impl Migrator {
     /// Applies the pending code migrations in order; after a failure the rest are `NotRun`.
     fn apply_code(
         &self,
-        db: &Database,
-        config: &Config,
+        run: &Run<'_>,
         status: &StatusReport,
-        lock: &Mutex<LockGuard>,
         mut report: Report,
     ) -> Result<Report> {
-        let me = tracking::runner_identity();
         let mut failure = None;
         for m in &status.migrations {
             let migration = self.find(&m.id).ok_or_else(|| Error::Tracking {
@@ -318,7 +327,7 @@ impl Migrator {
             if m.pending && failure.is_some() {
                 entry.outcome = Outcome::NotRun;
             } else if m.pending {
-                match apply(db, config, migration, &me, self.observer.clone(), lock) {
+                match apply(run, migration, self.observer.clone()) {
                     Ok((duration, rows)) => {
                         entry.outcome = Outcome::Applied;
                         entry.duration = Some(duration);
@@ -374,10 +383,11 @@ impl Migrator {
     /// `sql_migrations` and not rehearsed. No row of `applied_migrations` is written, no backup
     /// is taken, and no confirmation is asked.
     pub fn dry_run(&self, db: &Database, config: &Config) -> Result<Report> {
-        let _lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let table = lock.tracking_table();
         let mut conn = db.get()?;
-        let rows = if tracking::table_exists(&mut conn, TABLE)? {
-            tracking::load(&mut conn)?
+        let rows = if tracking::exists(&mut conn, &table)? {
+            tracking::load(&mut conn, &table)?
         } else {
             Vec::new()
         };
@@ -436,21 +446,25 @@ impl Migrator {
         let migration = self
             .find(id)
             .ok_or_else(|| Error::UnknownMigration { id: id.to_owned() })?;
-        let _lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let table = lock.tracking_table();
         let mut conn = db.get()?;
-        tracking::ensure_table(&mut conn)?;
+        tracking::ensure_table(&mut conn, &table)?;
+        // The table the lock guards is the one this run uses, and this database from now on.
+        tracking::remember(db, &table);
         let status = match to {
             MarkAs::Success => Status::Success,
             MarkAs::Failed => Status::Failed,
             MarkAs::Skipped => Status::Skipped,
             MarkAs::Pending => {
-                tracking::delete(&mut conn, id)?;
+                tracking::delete(&mut conn, &table, id)?;
                 log::info!("Migration {id} marked pending (its row was deleted)");
                 return Ok(());
             }
         };
         tracking::write(
             &mut conn,
+            &table,
             &Record {
                 name: id,
                 status,

@@ -1,6 +1,10 @@
-//! The `applied_migrations` table: creation, reading, and writing one row per migration.
+//! The `applied_migrations` table: where it lives, creation, reading, and writing one row per
+//! migration.
 //!
-//! Every statement binds its values; the table and column names are constants of this file.
+//! Every statement binds its values; column names are constants of this file, and the table's
+//! schema comes from the catalog, quoted (see [`location`]).
+
+mod location;
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,6 +16,9 @@ use diesel::{QueryableByName, RunQueryDsl};
 use crate::connection::AnyConnection;
 use crate::error::{Error, Result};
 use crate::url::Backend;
+
+use location::Columns;
+pub(crate) use location::{exists, find, locate, remember, Table};
 
 /// The tracking table's name.
 pub const TABLE: &str = "applied_migrations";
@@ -112,7 +119,7 @@ struct Count {
     n: i64,
 }
 
-const CREATE_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS applied_migrations (
+const COLUMNS_POSTGRES: &str = "(
     migration_name VARCHAR(255) PRIMARY KEY,
     status VARCHAR(20) NOT NULL,
     applied_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
@@ -123,7 +130,7 @@ const CREATE_POSTGRES: &str = "CREATE TABLE IF NOT EXISTS applied_migrations (
     applied_by TEXT
 )";
 
-const CREATE_SQLITE: &str = "CREATE TABLE IF NOT EXISTS applied_migrations (
+const COLUMNS_SQLITE: &str = "(
     migration_name TEXT PRIMARY KEY NOT NULL,
     status TEXT NOT NULL,
     applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
@@ -142,40 +149,25 @@ const ADDED_COLUMNS: [(&str, &str); 3] = [
     ("applied_by", "TEXT"),
 ];
 
-/// Creates the table if missing, and adds columns a legacy table lacks.
-pub(crate) fn ensure_table(conn: &mut AnyConnection) -> Result<()> {
-    let create = match conn.backend() {
-        Backend::Postgres => CREATE_POSTGRES,
-        Backend::Sqlite => CREATE_SQLITE,
+/// Creates `table` if missing, and adds the columns a legacy table lacks (keeping its rows).
+/// Callers hold the migration lock.
+pub(crate) fn ensure_table(conn: &mut AnyConnection, table: &Table) -> Result<()> {
+    let columns = match conn.backend() {
+        Backend::Postgres => COLUMNS_POSTGRES,
+        Backend::Sqlite => COLUMNS_SQLITE,
     };
-    conn.batch_execute(create)
-        .map_err(Error::db("cannot create the applied_migrations table"))?;
+    let name = table.sql_name();
+    conn.batch_execute(&format!("CREATE TABLE IF NOT EXISTS {name} {columns}"))
+        .map_err(Error::db(format!("cannot create the {TABLE} table")))?;
+    let existing = Columns::of(conn, table)?;
     for (column, ty) in ADDED_COLUMNS {
-        if !has_column(conn, column)? {
+        if !existing.has(column) {
             log::warn!("Adding column {column} to the existing {TABLE} table");
-            conn.batch_execute(&format!("ALTER TABLE {TABLE} ADD COLUMN {column} {ty}"))
+            conn.batch_execute(&format!("ALTER TABLE {name} ADD COLUMN {column} {ty}"))
                 .map_err(Error::db(format!("cannot add column {column} to {TABLE}")))?;
         }
     }
     Ok(())
-}
-
-fn has_column(conn: &mut AnyConnection, column: &str) -> Result<bool> {
-    let query = match conn.backend() {
-        Backend::Postgres => {
-            "SELECT COUNT(*) AS n FROM information_schema.columns \
-             WHERE table_schema = current_schema() AND table_name = 'applied_migrations' \
-             AND column_name = $1"
-        }
-        Backend::Sqlite => {
-            "SELECT COUNT(*) AS n FROM pragma_table_info('applied_migrations') WHERE name = $1"
-        }
-    };
-    let count: Count = diesel::sql_query(query)
-        .bind::<Text, _>(column)
-        .get_result(conn)
-        .map_err(Error::db("cannot inspect the applied_migrations table"))?;
-    Ok(count.n > 0)
 }
 
 /// Whether `table` exists in the current schema (read-only callers must not create it).
@@ -196,19 +188,63 @@ pub(crate) fn table_exists(conn: &mut AnyConnection, table: &str) -> Result<bool
     Ok(count.n > 0)
 }
 
-/// Every row, ordered by name.
-pub(crate) fn load(conn: &mut AnyConnection) -> Result<Vec<AppliedMigration>> {
-    let applied_at = match conn.backend() {
+/// How `applied_at` reads as UTC text (`YYYY-MM-DDTHH:MM:SS.mmmZ` on PostgreSQL).
+fn applied_at_read(backend: Backend, columns: &Columns) -> &'static str {
+    match backend {
+        // Holds UTC wall-clock time (see `applied_at_now`): format it as it is.
+        Backend::Postgres if columns.applied_at_without_time_zone() => {
+            "to_char(applied_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        }
         Backend::Postgres => {
             "to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
         }
         Backend::Sqlite => "CAST(applied_at AS TEXT)",
+    }
+}
+
+/// The value written to `applied_at`: now, in UTC. A PostgreSQL `TIMESTAMP` without time zone
+/// would take `CURRENT_TIMESTAMP` in the session's time zone, so it gets UTC wall-clock time
+/// explicitly. (SQLite's `CURRENT_TIMESTAMP` is UTC.)
+fn applied_at_now(backend: Backend, columns: &Columns) -> &'static str {
+    match backend {
+        Backend::Postgres if columns.applied_at_without_time_zone() => {
+            "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
+        }
+        _ => "CURRENT_TIMESTAMP",
+    }
+}
+
+/// Every row of `table`, ordered by name. A legacy table's missing columns read as NULL (and
+/// `attempts` as 0), so that read-only callers work before the first locked run upgrades it.
+pub(crate) fn load(conn: &mut AnyConnection, table: &Table) -> Result<Vec<AppliedMigration>> {
+    let columns = Columns::of(conn, table)?;
+    let or_null = |column: &str, expr: &str, ty: &str| {
+        if columns.has(column) {
+            expr.to_owned()
+        } else {
+            format!("CAST(NULL AS {ty})")
+        }
     };
+    let applied_at = or_null(
+        "applied_at",
+        applied_at_read(conn.backend(), &columns),
+        "TEXT",
+    );
+    let execution_time_ms = or_null(
+        "execution_time_ms",
+        "CAST(execution_time_ms AS BIGINT)",
+        "BIGINT",
+    );
+    let error_message = or_null("error_message", "CAST(error_message AS TEXT)", "TEXT");
+    let checksum = or_null("checksum", "CAST(checksum AS TEXT)", "TEXT");
+    let attempts = or_null("attempts", "CAST(attempts AS BIGINT)", "BIGINT");
+    let applied_by = or_null("applied_by", "CAST(applied_by AS TEXT)", "TEXT");
     let query = format!(
-        "SELECT migration_name, status, {applied_at} AS applied_at, \
-         CAST(execution_time_ms AS BIGINT) AS execution_time_ms, error_message, checksum, \
-         CAST(attempts AS BIGINT) AS attempts, applied_by \
-         FROM {TABLE} ORDER BY migration_name"
+        "SELECT CAST(migration_name AS TEXT) AS migration_name, CAST(status AS TEXT) AS status, \
+         {applied_at} AS applied_at, {execution_time_ms} AS execution_time_ms, \
+         {error_message} AS error_message, {checksum} AS checksum, {attempts} AS attempts, \
+         {applied_by} AS applied_by FROM {} ORDER BY migration_name",
+        table.sql_name()
     );
     let rows: Vec<Row> = diesel::sql_query(query)
         .load(conn)
@@ -245,22 +281,28 @@ pub(crate) struct Record<'a> {
     pub new_attempt: bool,
 }
 
-/// Writes a row: update in place, insert if absent. Callers hold the migration lock, so no
-/// other runner writes between the two statements (and a legacy table without a unique
-/// constraint works too).
-pub(crate) fn write(conn: &mut AnyConnection, record: &Record<'_>) -> Result<()> {
+/// Writes a row of `table` (upgraded by [`ensure_table`]): update in place, insert if absent.
+/// Callers hold the migration lock, so no other runner writes between the two statements (and
+/// a legacy table without a unique constraint works too).
+pub(crate) fn write(conn: &mut AnyConnection, table: &Table, record: &Record<'_>) -> Result<()> {
     let context = || {
         format!(
             "cannot record migration {} as {}",
             record.name, record.status
         )
     };
+    let name = table.sql_name();
+    let columns = Columns::of(conn, table).map_err(|e| match e {
+        Error::Database { source, .. } => Error::db(context())(source),
+        other => other,
+    })?;
+    let now = applied_at_now(conn.backend(), &columns);
     let increment: i64 = record.new_attempt.into();
-    let updated = diesel::sql_query(
-        "UPDATE applied_migrations SET status = $1, applied_at = CURRENT_TIMESTAMP, \
+    let updated = diesel::sql_query(format!(
+        "UPDATE {name} SET status = $1, applied_at = {now}, \
          execution_time_ms = $2, error_message = $3, checksum = COALESCE($4, checksum), \
-         attempts = COALESCE(attempts, 0) + $5, applied_by = $6 WHERE migration_name = $7",
-    )
+         attempts = COALESCE(attempts, 0) + $5, applied_by = $6 WHERE migration_name = $7"
+    ))
     .bind::<Text, _>(record.status.as_str())
     .bind::<Nullable<BigInt>, _>(record.execution_time_ms)
     .bind::<Nullable<Text>, _>(record.error_message)
@@ -271,11 +313,11 @@ pub(crate) fn write(conn: &mut AnyConnection, record: &Record<'_>) -> Result<()>
     .execute(conn)
     .map_err(|e| Error::db(context())(e))?;
     if updated == 0 {
-        diesel::sql_query(
-            "INSERT INTO applied_migrations (migration_name, status, applied_at, \
+        diesel::sql_query(format!(
+            "INSERT INTO {name} (migration_name, status, applied_at, \
              execution_time_ms, error_message, checksum, attempts, applied_by) \
-             VALUES ($1, $2, CURRENT_TIMESTAMP, $3, $4, $5, $6, $7)",
-        )
+             VALUES ($1, $2, {now}, $3, $4, $5, $6, $7)"
+        ))
         .bind::<Text, _>(record.name)
         .bind::<Text, _>(record.status.as_str())
         .bind::<Nullable<BigInt>, _>(record.execution_time_ms)
@@ -289,14 +331,17 @@ pub(crate) fn write(conn: &mut AnyConnection, record: &Record<'_>) -> Result<()>
     Ok(())
 }
 
-/// Deletes a row (the `pending` of the CLI's `mark`).
-pub(crate) fn delete(conn: &mut AnyConnection, name: &str) -> Result<usize> {
-    diesel::sql_query("DELETE FROM applied_migrations WHERE migration_name = $1")
-        .bind::<Text, _>(name)
-        .execute(conn)
-        .map_err(Error::db(format!(
-            "cannot delete the row of migration {name}"
-        )))
+/// Deletes a row of `table` (the `pending` of the CLI's `mark`).
+pub(crate) fn delete(conn: &mut AnyConnection, table: &Table, name: &str) -> Result<usize> {
+    diesel::sql_query(format!(
+        "DELETE FROM {} WHERE migration_name = $1",
+        table.sql_name()
+    ))
+    .bind::<Text, _>(name)
+    .execute(conn)
+    .map_err(Error::db(format!(
+        "cannot delete the row of migration {name}"
+    )))
 }
 
 /// `host:pid` of this process, for `applied_by`.

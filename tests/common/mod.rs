@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod demo;
 pub mod http;
 pub mod logs;
 pub mod matrix;

@@ -21,6 +21,16 @@ pub struct Cluster {
     as_postgres: bool,
 }
 
+/// A database owned by a role of its own (see [`Cluster::role_database`]).
+pub struct RoleDatabase {
+    /// The role's name (also the name of the schema a test may create for it).
+    pub role: String,
+    /// The database's URL, connecting as the role.
+    pub url: String,
+    /// The database's URL, connecting as the superuser.
+    pub admin_url: String,
+}
+
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static DATABASES: AtomicUsize = AtomicUsize::new(0);
 
@@ -116,6 +126,35 @@ impl Cluster {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap_or_else(|e| panic!("create database {name}: {e}"));
         self.url(&name)
+    }
+
+    /// A new login role (password [`PASSWORD`], so that output checks cover it too) and a new
+    /// empty database it owns, as an application's role owns its database in production. The
+    /// role has no schema of its own yet: its `search_path` (`"$user", public`) resolves to
+    /// `public` until `CREATE SCHEMA role AUTHORIZATION role`.
+    pub fn role_database(&self) -> RoleDatabase {
+        let n = DATABASES.fetch_add(1, Ordering::Relaxed);
+        let role = format!("app_{}_{n}", std::process::id());
+        let name = format!("t{}_{n}", std::process::id());
+        let mut admin = PgConnection::establish(&self.url("postgres"))
+            .unwrap_or_else(|e| panic!("connect to the test cluster: {e}"));
+        // Two statements: CREATE DATABASE cannot share an (implicit) transaction.
+        for sql in [
+            format!("CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'"),
+            format!("CREATE DATABASE {name} OWNER {role}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .unwrap_or_else(|e| panic!("create role and database {role}/{name}: {e}"));
+        }
+        RoleDatabase {
+            url: format!(
+                "postgres://{role}:{PASSWORD}@127.0.0.1:{}/{name}",
+                self.port
+            ),
+            admin_url: self.url(&name),
+            role,
+        }
     }
 
     /// The server's log so far (for failure messages).

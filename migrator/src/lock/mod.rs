@@ -55,6 +55,14 @@ impl LockGuard {
         }
     }
 
+    /// The tracking table this lock guards: every query of the locked run names it.
+    pub(crate) fn tracking_table(&self) -> crate::tracking::Table {
+        match &self.inner {
+            Inner::Postgres(lock) => lock.table(),
+            Inner::Sqlite(_) => crate::tracking::Table::sqlite(),
+        }
+    }
+
     /// A description of the lock (key or file), for logs.
     pub fn describe(&self) -> String {
         match &self.inner {

@@ -2,8 +2,13 @@
 //!
 //! Key: the two-integer form of `pg_advisory_lock(key1, key2)` with
 //! `key1 = 1835624306` (`0x6D696772`, ASCII "migr") and
-//! `key2 = hashtext(current_database() || '.' || current_schema() || '.applied_migrations')`,
-//! so that two schemas (tenants) of one server, or two databases, never serialize each other.
+//! `key2 = hashtext(current_database() || '.' || SCHEMA || '.applied_migrations')`, where
+//! `SCHEMA` is the schema of the tracking table as resolved for this database (the existing
+//! `applied_migrations` visible on `search_path`, else `current_schema()`: see
+//! `tracking::locate`). Two schemas (tenants) of one server, or two databases, never serialize
+//! each other, while two runners whose `search_path`s differ but find the same table take the
+//! same lock. (For a table in `current_schema()`, the usual case, the key is the one earlier
+//! versions computed from `current_schema()`.)
 //! An operator finds the holder with:
 //!
 //! ```sql
@@ -26,13 +31,15 @@ use crate::error::{Error, Result};
 /// The first key of the advisory lock: ASCII "migr".
 pub const LOCK_CLASS: i32 = 0x6D69_6772;
 
-const KEY2: &str =
-    "hashtext(current_database() || '.' || COALESCE(current_schema(), '') || '.applied_migrations')";
+/// The second key, from the tracking table's schema bound as `$1`.
+const KEY2: &str = "hashtext(current_database() || '.' || $1 || '.applied_migrations')";
 
 /// A held advisory lock on its own connection.
 pub(crate) struct PgLock {
     conn: Option<AnyConnection>,
     database: String,
+    /// The schema of the tracking table this lock guards.
+    schema: String,
 }
 
 impl std::fmt::Debug for PgLock {
@@ -77,6 +84,8 @@ impl PgLock {
         .get_result(&mut conn)
         .map_err(Error::db("cannot prepare the migration lock connection"))?;
         let database = name.name;
+        let table = crate::tracking::locate(db, &mut conn)?;
+        let schema = table.schema().unwrap_or_default().to_owned();
         // Waiters look the holder up on a second connection, opened only if they have to wait.
         let mut observer: Option<AnyConnection> = None;
         let what = format!("(PostgreSQL advisory lock {LOCK_CLASS} on database {database})");
@@ -87,6 +96,7 @@ impl PgLock {
                 let taken: Taken = diesel::sql_query(format!(
                     "SELECT pg_try_advisory_lock({LOCK_CLASS}, {KEY2}) AS taken"
                 ))
+                .bind::<Text, _>(&schema)
                 .get_result(&mut conn)
                 .map_err(Error::db("cannot take the PostgreSQL migration lock"))?;
                 Ok(taken.taken.then_some(()))
@@ -95,7 +105,7 @@ impl PgLock {
                 if observer.is_none() {
                     observer = db.dedicated_connection().ok();
                 }
-                holder(observer.as_mut()?)
+                holder(observer.as_mut()?, &schema)
             },
         )?;
         // PostgreSQL 14+ can end idle sessions, and this one idles for the whole run: keep it.
@@ -105,6 +115,7 @@ impl PgLock {
         Ok(PgLock {
             conn: Some(conn),
             database,
+            schema,
         })
     }
 
@@ -117,6 +128,7 @@ impl PgLock {
                  AND classid = CAST({LOCK_CLASS} AS oid) \
                  AND objid = CAST(CAST({KEY2} AS BIGINT) & 4294967295 AS oid)) AS taken"
             ))
+            .bind::<Text, _>(&self.schema)
             .get_result::<Taken>(conn)
             .ok()
         });
@@ -130,14 +142,19 @@ impl PgLock {
 
     pub(crate) fn describe(&self) -> String {
         format!(
-            "PostgreSQL advisory lock ({LOCK_CLASS}, hashtext of {})",
-            self.database
+            "PostgreSQL advisory lock ({LOCK_CLASS}, hashtext of {}.{}.applied_migrations)",
+            self.database, self.schema
         )
+    }
+
+    /// The tracking table this lock guards.
+    pub(crate) fn table(&self) -> crate::tracking::Table {
+        crate::tracking::Table::in_schema(self.schema.clone())
     }
 }
 
 /// "pid 123 (application_name 'x', client 10.0.0.1) since 2026-01-01 ..." for the current holder.
-fn holder(conn: &mut AnyConnection) -> Option<String> {
+fn holder(conn: &mut AnyConnection, schema: &str) -> Option<String> {
     let query = format!(
         "SELECT a.pid AS pid, COALESCE(a.application_name, '') AS application_name, \
          COALESCE(host(a.client_addr), 'local socket') AS client, \
@@ -148,7 +165,10 @@ fn holder(conn: &mut AnyConnection) -> Option<String> {
          AND l.classid = CAST({LOCK_CLASS} AS oid) AND l.objid = CAST(CAST({KEY2} AS BIGINT) & 4294967295 AS oid) \
          LIMIT 1"
     );
-    let found: Vec<Holder> = diesel::sql_query(query).load(conn).ok()?;
+    let found: Vec<Holder> = diesel::sql_query(query)
+        .bind::<Text, _>(schema)
+        .load(conn)
+        .ok()?;
     found.into_iter().next().map(|h| {
         format!(
             "pid {} (application_name '{}', client {}) since {}",
@@ -166,6 +186,7 @@ impl Drop for PgLock {
             let unlocked: std::result::Result<Taken, _> = diesel::sql_query(format!(
                 "SELECT pg_advisory_unlock({LOCK_CLASS}, {KEY2}) AS taken"
             ))
+            .bind::<Text, _>(&self.schema)
             .get_result(&mut conn);
             if !matches!(unlocked, Ok(Taken { taken: true })) {
                 log::warn!(

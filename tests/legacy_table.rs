@@ -1,0 +1,307 @@
+//! The tracking table the Python runner left (the guide's columns only, with or without an
+//! `id SERIAL` key): read as it is by `status`, `plan` and `/health` in production with its
+//! defaults (no locked run happens), upgraded at the first locked run with its rows kept; and
+//! its `TIMESTAMP` (without time zone) `applied_at` written and read as UTC whatever the
+//! session's time zone.
+
+mod common;
+
+use common::{count, exec, texts, TestDb};
+use migrator::{
+    migration, AnyConnection, Backend, Config, Context, Database, Environment, MarkAs, Migrator,
+    Outcome, Result, Status,
+};
+
+const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
+
+/// The Python runner's table, as the deployment guide's SQL uses it.
+const GUIDE_TABLE: &str = "CREATE TABLE applied_migrations (
+    migration_name VARCHAR(255) PRIMARY KEY,
+    status VARCHAR(20) NOT NULL,
+    applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    execution_time_ms INTEGER,
+    error_message TEXT
+)";
+
+/// The same with a surrogate key.
+const GUIDE_TABLE_WITH_ID: &str = "CREATE TABLE applied_migrations (
+    id SERIAL PRIMARY KEY,
+    migration_name VARCHAR(255) UNIQUE NOT NULL,
+    status VARCHAR(20) NOT NULL,
+    applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+    execution_time_ms INTEGER,
+    error_message TEXT
+)";
+
+/// The migration of this test binary (the in-process tests).
+#[migration("001_first")]
+fn first(ctx: &mut Context<'_>) -> Result<()> {
+    ctx.batch_execute("CREATE TABLE IF NOT EXISTS first_done (x INTEGER)")
+}
+
+fn production() -> Config {
+    let mut config = Config::new(Environment::Production);
+    config
+        .enable_prod_migrations(true)
+        .require_confirmation(false)
+        .backup_before(false);
+    config
+}
+
+fn columns(db: &Database, backend: Backend) -> Vec<String> {
+    let sql = match backend {
+        Backend::Postgres => {
+            "SELECT CAST(column_name AS TEXT) AS v FROM information_schema.columns \
+             WHERE table_name = 'applied_migrations' ORDER BY ordinal_position"
+        }
+        _ => "SELECT name AS v FROM pragma_table_info('applied_migrations') ORDER BY cid",
+    };
+    texts(db, sql)
+}
+
+const GUIDE_COLUMNS: [&str; 5] = [
+    "migration_name",
+    "status",
+    "applied_at",
+    "execution_time_ms",
+    "error_message",
+];
+
+/// The Kroger command in production with its defaults; exit code, stdout, stderr.
+fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = common::isolated(CLI)
+        .args(args)
+        .env("DATABASE_URL", url)
+        .env("ENVIRONMENT", "production")
+        .output()
+        .expect("run the Kroger command");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(!stdout.contains(common::pg::PASSWORD) && !stderr.contains(common::pg::PASSWORD));
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+fn the_python_table_in_production(ddl: &str) {
+    let t = TestDb::new(Backend::Postgres);
+    let db = t.connect();
+    exec(&db, ddl);
+    let guide_columns = columns(&db, Backend::Postgres);
+    exec(
+        &db,
+        "INSERT INTO applied_migrations (migration_name, status, applied_at, execution_time_ms)
+         VALUES ('000_python_setup', 'success', '2024-05-01 12:00:00', 40),
+                ('001_hash_kroger_passwords', 'success', '2024-05-02 08:30:00', 1234)",
+    );
+    let id = "001_hash_kroger_passwords";
+
+    let (code, out, err) = cli(&t.url, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["pending"], 0, "{out}");
+    let m = &status["migrations"][0];
+    assert_eq!(m["id"], id);
+    assert_eq!(m["status"], "success");
+    assert_eq!(m["attempts"], 0);
+    assert_eq!(m["applied_at"], "2024-05-02T08:30:00.000Z");
+    assert_eq!(m["execution_time_ms"], 1234);
+    assert_eq!(m["checksum_drift"], false);
+    assert_eq!(
+        status["unknown_applied"],
+        serde_json::json!([{"id": "000_python_setup", "status": "success"}])
+    );
+
+    let (code, out, err) = cli(&t.url, &["plan", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["pending"], serde_json::json!([]), "{out}");
+    let (code, out, err) = cli(&t.url, &["plan"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("`up` has nothing to do."), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = common::demo::start(
+        dir.path(),
+        &[("DATABASE_URL", &t.url), ("ENVIRONMENT", "production")],
+    );
+    let health = demo.settled_health();
+    let body = health.json();
+    assert_eq!(
+        (health.status, body["status"].as_str()),
+        (200, Some("ok")),
+        "{body}"
+    );
+    assert_eq!(body["migrations"][0]["status"], "success");
+    drop(demo);
+    assert_eq!(
+        columns(&db, Backend::Postgres),
+        guide_columns,
+        "reading changes nothing"
+    );
+
+    // The first locked run (an operator's `mark`) adds the missing columns and keeps the rows.
+    let (code, _, err) = cli(&t.url, &["mark", id, "success", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    let upgraded = columns(&db, Backend::Postgres);
+    for column in ["checksum", "attempts", "applied_by"] {
+        assert!(upgraded.iter().any(|c| c == column), "{upgraded:?}");
+    }
+    assert_eq!(
+        texts(
+            &db,
+            "SELECT migration_name || ' ' || status || ' ' || \
+             to_char(applied_at, 'YYYY-MM-DD HH24:MI') || ' ' || execution_time_ms AS v \
+             FROM applied_migrations WHERE migration_name = '000_python_setup'"
+        ),
+        ["000_python_setup success 2024-05-01 12:00 40"]
+    );
+    if ddl.contains("SERIAL") {
+        assert_eq!(
+            texts(
+                &db,
+                "SELECT id || ' ' || migration_name AS v FROM applied_migrations ORDER BY id"
+            ),
+            ["1 000_python_setup", "2 001_hash_kroger_passwords"]
+        );
+    }
+    let (code, out, err) = cli(&t.url, &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["pending"], 0, "{out}");
+    assert_eq!(status["migrations"][0]["status"], "success");
+    assert_eq!(status["migrations"][0]["checksum_drift"], false);
+}
+
+#[test]
+fn the_python_table_in_production_postgres() {
+    the_python_table_in_production(GUIDE_TABLE);
+}
+
+#[test]
+fn the_python_table_with_an_id_key_in_production_postgres() {
+    the_python_table_in_production(GUIDE_TABLE_WITH_ID);
+}
+
+both!(read_as_it_is_until_the_first_locked_run);
+fn read_as_it_is_until_the_first_locked_run(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.connect();
+    let ddl = match backend {
+        Backend::Postgres => GUIDE_TABLE_WITH_ID.to_owned(),
+        // SQLite spells the surrogate key its own way.
+        _ => GUIDE_TABLE_WITH_ID.replace("id SERIAL PRIMARY KEY", "id INTEGER PRIMARY KEY"),
+    };
+    exec(&db, &ddl);
+    exec(
+        &db,
+        "INSERT INTO applied_migrations (migration_name, status, execution_time_ms, error_message)
+         VALUES ('001_first', 'success', 7, NULL)",
+    );
+    let migrator = Migrator::from_registry().unwrap();
+    let status = migrator.status(&db).unwrap();
+    assert_eq!(status.pending().count(), 0);
+    let row = status.migrations[0].row.clone().unwrap();
+    assert_eq!(
+        (row.status, row.attempts, row.checksum, row.applied_by),
+        (Status::Success, 0, None, None)
+    );
+    assert_eq!(row.execution_time_ms, Some(7));
+    // Nothing pending: the run takes no lock and leaves the table as it is.
+    let report = migrator.run(&db, &production()).unwrap();
+    assert_eq!(report.migrations[0].outcome, Outcome::AlreadyApplied);
+    let guide_with_id: Vec<&str> = std::iter::once("id").chain(GUIDE_COLUMNS).collect();
+    assert_eq!(columns(&db, backend), guide_with_id);
+
+    migrator
+        .mark(&db, &production(), "001_first", MarkAs::Failed)
+        .unwrap();
+    assert!(columns(&db, backend).iter().any(|c| c == "checksum"));
+    let report = migrator.run(&db, &production()).unwrap();
+    assert_eq!(report.applied().count(), 1);
+    let row = migrator.status(&db).unwrap().migrations[0]
+        .row
+        .clone()
+        .unwrap();
+    assert_eq!((row.status, row.attempts), (Status::Success, 1));
+    assert!(row.checksum.is_some());
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) AS n FROM applied_migrations"),
+        1
+    );
+}
+
+/// Sets every pooled session's time zone, as an application may (or a migration that runs
+/// `SET TIME ZONE`, or a pooler handing over a server session): Diesel starts each session in
+/// UTC, so only a change after connecting shows the difference.
+#[derive(Debug)]
+struct SessionTimeZone(&'static str);
+
+impl r2d2::CustomizeConnection<AnyConnection, migrator::Error> for SessionTimeZone {
+    fn on_acquire(&self, conn: &mut AnyConnection) -> Result<()> {
+        use diesel::connection::SimpleConnection;
+        Ok(conn.batch_execute(&format!("SET TIME ZONE '{}'", self.0))?)
+    }
+}
+
+/// A session time zone far from UTC (+05:45) and the guide's `TIMESTAMP` column: what is
+/// written is UTC, and what is read is what was written, as UTC.
+#[test]
+fn a_timestamp_without_time_zone_is_utc_whatever_the_session_time_zone() {
+    let t = TestDb::new(Backend::Postgres);
+    exec(
+        &t.connect(),
+        &format!(
+            "{GUIDE_TABLE};
+             INSERT INTO applied_migrations (migration_name, status, applied_at)
+             VALUES ('000_python_setup', 'success', '2024-05-01 12:00:00');"
+        ),
+    );
+    let db = Database::connect_with(
+        &t.url,
+        r2d2::Pool::builder()
+            .max_size(4)
+            .connection_customizer(Box::new(SessionTimeZone("Asia/Kathmandu"))),
+    )
+    .unwrap();
+    assert_eq!(
+        texts(&db, "SELECT current_setting('TimeZone') AS v"),
+        ["Asia/Kathmandu"]
+    );
+    let migrator = Migrator::from_registry().unwrap();
+    // Writes 001_first's row (and upgrades the table: the time zone is the point here).
+    migrator
+        .run(&db, &Config::new(Environment::Development))
+        .unwrap();
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) AS n FROM applied_migrations WHERE migration_name = '001_first' \
+             AND applied_at BETWEEN CAST(now() AT TIME ZONE 'UTC' AS TIMESTAMP) - INTERVAL '10 minutes' \
+             AND CAST(now() AT TIME ZONE 'UTC' AS TIMESTAMP) + INTERVAL '10 minutes'"
+        ),
+        1,
+        "written in UTC: {:?}",
+        texts(
+            &db,
+            "SELECT CAST(applied_at AS TEXT) || ' at ' || CAST(now() AS TEXT) AS v \
+             FROM applied_migrations WHERE migration_name = '001_first'"
+        )
+    );
+    let status = migrator.status(&db).unwrap();
+    assert_eq!(
+        status.unknown_applied[0].applied_at.as_deref(),
+        Some("2024-05-01T12:00:00.000Z"),
+        "a stored UTC time reads as itself"
+    );
+    let row = status.migrations[0].row.clone().unwrap();
+    assert_eq!(
+        row.applied_at.map(|a| vec![a]).unwrap_or_default(),
+        texts(
+            &db,
+            "SELECT to_char(applied_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS v \
+             FROM applied_migrations WHERE migration_name = '001_first'"
+        ),
+        "read back as written"
+    );
+}
