@@ -260,8 +260,10 @@ fn run(app: &dyn App, args: Args) -> Result<u8> {
                 );
                 if !(config.interactive_value() && crate::confirm::ask(&question)) {
                     return Err(Error::Refused {
-                        reason: "marking a migration in production needs confirmation: answer                                  y at the prompt, or pass --yes"
-                            .into(),
+                        reason:
+                            "marking a migration in production needs confirmation: answer y at the \
+                                 prompt, or pass --yes"
+                                .into(),
                     });
                 }
             }

@@ -12,7 +12,7 @@ use crate::connection::AnyConnection;
 use crate::connection::Database;
 use crate::context::{Context, ProgressObserver};
 use crate::error::{Error, Result};
-use crate::lock::LockGuard;
+use crate::lock::{LockGuard, LockWatch};
 use crate::registry::{self, Migration};
 use crate::report::{
     ChecksumDrift, MigrationReport, MigrationState, Outcome, Report, StatusReport,
@@ -160,7 +160,10 @@ impl Migrator {
         if let Some(report) = self.nothing_pending(db)? {
             return Ok(report);
         }
-        let lock = std::sync::Mutex::new(LockGuard::acquire(db, config.lock_timeout_value())?);
+        let lock = LockWatch::new(
+            LockGuard::acquire(db, config.lock_timeout_value())?,
+            crate::lock::CHECK_INTERVAL,
+        );
         let mut conn = db.get()?;
         tracking::ensure_table(&mut conn)?;
         let pending_sql = match &self.sql {
@@ -349,7 +352,8 @@ impl Migrator {
                     _ if !m.pending => {}
                     Some(migration) if migration.is_transactional() && !blocked => {
                         let start = Instant::now();
-                        let mut ctx = Context::new(conn, db, config, migration.id(), true, None);
+                        let mut ctx =
+                            Context::new(conn, db, config, migration.id(), true, None, None);
                         match call(migration, &mut ctx) {
                             Ok(()) => {
                                 entry.outcome = Outcome::Rehearsed;
@@ -460,14 +464,12 @@ fn apply(
     m: &'static Migration,
     me: &str,
     observer: Option<ProgressObserver>,
-    lock: &std::sync::Mutex<LockGuard>,
+    lock: &std::sync::Arc<LockWatch>,
 ) -> std::result::Result<(Duration, u64), (Duration, Error)> {
     let start = Instant::now();
-    // Never start, or record, a migration without holding the lock.
-    let held = || match lock.lock() {
-        Ok(mut guard) => guard.ensure_held(),
-        Err(poisoned) => poisoned.into_inner().ensure_held(),
-    };
+    // Never start, or record, a migration without holding the lock. While it runs, its context
+    // and progress reporter watch the lock too.
+    let held = || lock.ensure_held();
     held().map_err(|e| (start.elapsed(), e))?;
     let mut conn = db.get().map_err(|e| (start.elapsed(), e))?;
     log::info!("Applying migration {}", m.id());
@@ -483,7 +485,15 @@ fn apply(
     let mut rows = 0;
     let result = if m.is_transactional() {
         conn.transaction::<_, Error, _>(|conn| {
-            let mut ctx = Context::new(conn, db, config, m.id(), true, observer);
+            let mut ctx = Context::new(
+                conn,
+                db,
+                config,
+                m.id(),
+                true,
+                observer,
+                Some(std::sync::Arc::clone(lock)),
+            );
             call(m, &mut ctx)?;
             rows = ctx.progress().snapshot().done;
             drop(ctx);
@@ -494,7 +504,15 @@ fn apply(
     } else {
         tracking::write(&mut conn, &record(Status::Running, Duration::ZERO, true))
             .and_then(|()| {
-                let mut ctx = Context::new(&mut conn, db, config, m.id(), false, observer);
+                let mut ctx = Context::new(
+                    &mut conn,
+                    db,
+                    config,
+                    m.id(),
+                    false,
+                    observer,
+                    Some(std::sync::Arc::clone(lock)),
+                );
                 call(m, &mut ctx)?;
                 rows = ctx.progress().snapshot().done;
                 Ok(())

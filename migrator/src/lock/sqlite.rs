@@ -10,7 +10,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,11 +30,32 @@ impl std::fmt::Debug for FileLock {
     }
 }
 
-/// The lock file of the SQLite database at `db_path`.
+/// The lock file of the SQLite database at `db_path`: beside the database file itself, found
+/// through symlinks, `.`/`..` and relative paths, so that two ways of naming one database
+/// share one lock.
 pub fn lock_path(db_path: &str) -> PathBuf {
     let path = db_path.strip_prefix("file:").unwrap_or(db_path);
     let path = path.split('?').next().unwrap_or(path);
-    PathBuf::from(format!("{path}.migrator-lock"))
+    let mut lock = canonical(Path::new(path)).into_os_string();
+    lock.push(".migrator-lock");
+    PathBuf::from(lock)
+}
+
+/// `path` with every symlink resolved; for a file not created yet, its resolved directory and
+/// its name; as written when not even the directory exists (the connection fails then anyway).
+fn canonical(path: &Path) -> PathBuf {
+    if let Ok(resolved) = std::fs::canonicalize(path) {
+        return resolved;
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return path.to_owned();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::canonicalize(dir).map_or_else(|_| path.to_owned(), |dir| dir.join(name))
 }
 
 impl FileLock {
