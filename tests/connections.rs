@@ -14,8 +14,8 @@ use diesel::{Connection, PgConnection};
 use migrator::backfill::Backfill;
 use migrator::lock::LockGuard;
 use migrator::{
-    migration, Backend, Config, Context, Database, Environment, Error, Migrator, Outcome,
-    Progress, Result,
+    migration, Backend, Config, Context, Database, Environment, Error, Migrator, Outcome, Progress,
+    Result,
 };
 
 const SLOW_BACKFILL: &str = "001_backfill_for_twenty_seconds";
@@ -131,7 +131,10 @@ fn an_in_memory_sqlite_database_refuses_a_backup_at_once() {
     config.backup_before(true).backup_dir(backups.path());
     let start = Instant::now();
     let err = only(NOOP).run(&db, &config).unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(10), "answered at once");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "answered at once"
+    );
     let expected = "backup failed, nothing was migrated: an in-memory SQLite database \
                     (sqlite://:memory:) cannot be backed up";
     assert!(err.to_string().starts_with(expected), "{err}");
@@ -157,11 +160,16 @@ fn an_in_memory_sqlite_database_refuses_a_backfill_at_once() {
         .batch_size(1);
     let start = Instant::now();
     let err = backfill
-        .run(&db, &Progress::new("memory", Duration::from_secs(60)), |v| {
-            Ok(vec![v[0].map(str::to_owned)])
-        })
+        .run(
+            &db,
+            &Progress::new("memory", Duration::from_secs(60)),
+            |v| Ok(vec![v[0].map(str::to_owned)]),
+        )
         .unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(10), "answered at once");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "answered at once"
+    );
     assert!(
         err.to_string().starts_with(
             "backfill of items: an in-memory SQLite database (sqlite://:memory:) has a single \
