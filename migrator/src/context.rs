@@ -330,3 +330,14 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Worker threads get clones of the reporter: it must stay `Send` and `Sync`, also now that
+    /// it carries the run's lock.
+    #[test]
+    fn progress_is_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        shared::<super::Progress>();
+    }
+}

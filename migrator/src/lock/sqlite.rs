@@ -6,22 +6,28 @@
 //! it when its process dies, so it never goes stale. The file records who holds it, for the
 //! waiting runners' log lines; it is left in place after release (deleting it would race).
 //! An in-memory database (`sqlite://:memory:`) lives in one connection of one process; a
-//! process-wide mutex serializes runners on it.
+//! process-wide flag serializes runners on it (a flag rather than a mutex guard, so that the
+//! held lock can be shared with the running migration's threads).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::connection::Database;
 use crate::error::{Error, Result};
 
-static MEMORY_LOCK: Mutex<()> = Mutex::new(());
+/// Whether a runner of this process holds the in-memory database's lock.
+static MEMORY_HELD: AtomicBool = AtomicBool::new(false);
 
 pub(crate) enum FileLock {
-    File { file: File, path: PathBuf },
-    Memory(#[allow(dead_code)] MutexGuard<'static, ()>),
+    File {
+        file: File,
+        path: PathBuf,
+    },
+    /// Holds [`MEMORY_HELD`]; clears it when dropped.
+    Memory,
 }
 
 impl std::fmt::Debug for FileLock {
@@ -61,17 +67,18 @@ fn canonical(path: &Path) -> PathBuf {
 impl FileLock {
     pub(crate) fn acquire(db: &Database, timeout: Duration) -> Result<FileLock> {
         if db.url().is_sqlite_memory() {
-            let guard = crate::lock::wait_for(
+            crate::lock::wait_for(
                 "(in-memory SQLite)",
                 timeout,
-                || match MEMORY_LOCK.try_lock() {
-                    Ok(guard) => Ok(Some(guard)),
-                    Err(std::sync::TryLockError::Poisoned(p)) => Ok(Some(p.into_inner())),
-                    Err(std::sync::TryLockError::WouldBlock) => Ok(None),
+                || {
+                    Ok(MEMORY_HELD
+                        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                        .then_some(()))
                 },
                 || Some("another thread of this process".into()),
             )?;
-            return Ok(FileLock::Memory(guard));
+            return Ok(FileLock::Memory);
         }
         let path = lock_path(db.url().sqlite_path().unwrap_or_default());
         let io_error = |source| Error::LockFile {
@@ -121,17 +128,20 @@ impl FileLock {
     pub(crate) fn describe(&self) -> String {
         match self {
             FileLock::File { path, .. } => format!("lock file {}", path.display()),
-            FileLock::Memory(_) => "in-memory SQLite lock".into(),
+            FileLock::Memory => "in-memory SQLite lock".into(),
         }
     }
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
-        if let FileLock::File { file, .. } = self {
-            let _ = file.set_len(0);
-            // Closing the file releases the lock too; unlock first to be explicit.
-            let _ = file.unlock();
+        match self {
+            FileLock::File { file, .. } => {
+                let _ = file.set_len(0);
+                // Closing the file releases the lock too; unlock first to be explicit.
+                let _ = file.unlock();
+            }
+            FileLock::Memory => MEMORY_HELD.store(false, Ordering::Release),
         }
     }
 }
