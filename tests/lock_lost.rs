@@ -6,14 +6,30 @@
 mod common;
 
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::users::{self, assert_all_hashed, assert_each_updated_once};
 use common::{count, TestDb};
 use diesel::RunQueryDsl;
-use migrator::{migration, Backend, Config, Context, Environment, Error, Migrator, Result};
+use migrator::lock::LockGuard;
+use migrator::{
+    migration, Backend, Config, Context, Environment, Error, Migrator, Progress, Result,
+};
 
 const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
+
+/// Reporters that migration 002 keeps beyond its run, by backend.
+static KEPT: Mutex<Vec<(Backend, Progress)>> = Mutex::new(Vec::new());
+
+/// Keeps a clone of its progress reporter (as a careless worker thread might).
+#[migration("002_keep_a_progress_reporter", transaction = false)]
+fn keep_a_progress_reporter(ctx: &mut Context<'_>) -> Result<()> {
+    if let Ok(mut kept) = KEPT.lock() {
+        kept.push((ctx.backend(), ctx.progress().clone()));
+    }
+    Ok(())
+}
 
 /// Ends the migration lock's session (it is the idle one named `migrator HOST:PID`).
 #[migration("001_terminate_the_lock_session")]
@@ -28,12 +44,15 @@ fn terminate_the_lock_session(ctx: &mut Context<'_>) -> Result<()> {
     Ok(())
 }
 
+fn only(id: &str) -> Migrator {
+    Migrator::from_migrations(migrator::registered().filter(|m| m.id() == id)).unwrap()
+}
+
 #[test]
 fn a_lost_lock_stops_the_run_and_rolls_back() {
     let t = TestDb::new(Backend::Postgres);
     let db = t.connect();
-    let err = Migrator::from_registry()
-        .unwrap()
+    let err = only("001_terminate_the_lock_session")
         .run(&db, &Config::new(Environment::Development))
         .unwrap_err();
     let Error::MigrationFailed { cause, .. } = &err else {
@@ -146,4 +165,22 @@ fn a_lock_lost_mid_backfill_stops_the_runner_within_seconds_and_the_next_one_fin
          WHERE migration_name = '001_hash_kroger_passwords'",
     );
     assert_eq!(row, ["success 2"]);
+}
+
+both!(a_reporter_kept_after_the_run_does_not_keep_the_lock);
+fn a_reporter_kept_after_the_run_does_not_keep_the_lock(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = t.connect();
+    only("002_keep_a_progress_reporter")
+        .run(&db, &Config::new(Environment::Development))
+        .unwrap();
+    let kept = {
+        let mut kept = KEPT.lock().unwrap();
+        let i = kept.iter().position(|(b, _)| *b == backend).unwrap();
+        kept.swap_remove(i).1
+    };
+    // The run is over and its lock released, whoever still holds a reporter of it.
+    LockGuard::acquire(&db, Duration::ZERO).expect("the lock is free after the run");
+    let err = kept.ensure_lock_held().unwrap_err();
+    assert!(matches!(err, Error::LockLost { .. }), "{err:?}");
 }

@@ -4,9 +4,10 @@
 //! - **Claiming.** Rows are taken in key order, a batch at a time. On PostgreSQL a batch is
 //!   claimed with `SELECT ... FOR NO KEY UPDATE SKIP LOCKED` inside its own transaction, so
 //!   several processes on several hosts share one backfill through the database: no
-//!   coordinator, no row done twice. (`NO KEY`: the application can still insert rows of other
-//!   tables that reference a claimed row by foreign key.) On SQLite (one host) claims are not locked; every write is guarded so that
-//!   a row already done, or changed since it was read, is not written again.
+//!   coordinator, no row done twice. (`NO KEY`: the application can still insert rows of
+//!   other tables that reference a claimed row by foreign key.) On SQLite (one host) claims
+//!   are not locked; every write is guarded so that a row already done, or changed since it
+//!   was read, is not written again.
 //! - **Computing.** A batch is computed on a pool of worker threads (all cores by default)
 //!   while this thread writes the previous batch and claims the next one, so the workers wait
 //!   for neither.

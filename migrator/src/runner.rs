@@ -160,7 +160,7 @@ impl Migrator {
         if let Some(report) = self.nothing_pending(db)? {
             return Ok(report);
         }
-        let lock = LockWatch::new(
+        let lock = LockWatch::hold(
             LockGuard::acquire(db, config.lock_timeout_value())?,
             crate::lock::CHECK_INTERVAL,
         );
@@ -246,7 +246,14 @@ impl Migrator {
                 report.migrations.push(entry(settled(m), None, None));
                 continue;
             }
-            match apply(db, config, migration, &me, self.observer.clone(), &lock) {
+            match apply(
+                db,
+                config,
+                migration,
+                &me,
+                self.observer.clone(),
+                lock.watch(),
+            ) {
                 Ok((duration, rows)) => report.migrations.push(MigrationReport {
                     rows: (rows > 0).then_some(rows),
                     ..entry(Outcome::Applied, Some(duration), None)

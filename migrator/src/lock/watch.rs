@@ -18,9 +18,11 @@ use crate::error::{Error, Result};
 /// How often, at most, a running migration asks the database whether it still holds the lock.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
-/// A held [`LockGuard`] shared by the runner and the running migration's reporters.
+/// A held [`LockGuard`] shared by the runner and the running migration's reporters. The
+/// runner's [`HeldLock`] releases it at the end of the run, even if a reporter clone outlives
+/// the run (that clone then reports the lock lost).
 pub(crate) struct LockWatch {
-    guard: Mutex<LockGuard>,
+    guard: Mutex<Option<LockGuard>>,
     lock: String,
     lost: AtomicBool,
     last_check: Mutex<Instant>,
@@ -36,16 +38,44 @@ impl std::fmt::Debug for LockWatch {
     }
 }
 
+/// The runner's handle on a watched lock: dropping it releases the lock.
+#[derive(Debug)]
+pub(crate) struct HeldLock {
+    watch: Arc<LockWatch>,
+}
+
+impl HeldLock {
+    /// The watch, for the running migration's context and progress reporter.
+    pub(crate) fn watch(&self) -> &Arc<LockWatch> {
+        &self.watch
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        // A reporter clone that outlives the run is told so.
+        self.watch.lost.store(true, Ordering::Release);
+        let guard = match self.watch.guard.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        // Released here, outside the mutex.
+        drop(guard);
+    }
+}
+
 impl LockWatch {
     /// Watches `guard`, checking at most every `interval`.
-    pub(crate) fn new(guard: LockGuard, interval: Duration) -> Arc<LockWatch> {
-        Arc::new(LockWatch {
-            lock: guard.describe(),
-            guard: Mutex::new(guard),
-            lost: AtomicBool::new(false),
-            last_check: Mutex::new(Instant::now()),
-            interval,
-        })
+    pub(crate) fn hold(guard: LockGuard, interval: Duration) -> HeldLock {
+        HeldLock {
+            watch: Arc::new(LockWatch {
+                lock: guard.describe(),
+                guard: Mutex::new(Some(guard)),
+                lost: AtomicBool::new(false),
+                last_check: Mutex::new(Instant::now()),
+                interval,
+            }),
+        }
     }
 
     fn lost(&self) -> Error {
@@ -59,9 +89,14 @@ impl LockWatch {
         if self.lost.load(Ordering::Acquire) {
             return Err(self.lost());
         }
+        let check = |guard: &mut Option<LockGuard>| match guard {
+            Some(guard) => guard.ensure_held(),
+            // Released: the run is over.
+            None => Err(self.lost()),
+        };
         let held = match self.guard.lock() {
-            Ok(mut guard) => guard.ensure_held(),
-            Err(poisoned) => poisoned.into_inner().ensure_held(),
+            Ok(mut guard) => check(&mut guard),
+            Err(poisoned) => check(&mut poisoned.into_inner()),
         };
         if let Ok(mut last) = self.last_check.lock() {
             *last = Instant::now();
