@@ -1,12 +1,13 @@
-//! The generic backfill engine on both backends: several inputs and outputs, NULLs, progress,
-//! misconfiguration, a failing or panicking computation (its batch rolled back, the rest
-//! resumable), and a predicate that never becomes false.
+//! The generic backfill engine on both backends: several inputs and outputs, NULLs, progress
+//! (its last line logged once), misconfiguration, a failing or panicking computation (its
+//! batch rolled back, the rest resumable), a predicate that never becomes false, and claimed
+//! rows that the application can still reference by foreign key.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{count, exec, TestDb};
+use common::{count, exec, logs, TestDb};
 use migrator::backfill::Backfill;
 use migrator::{Backend, Error, Progress};
 
@@ -204,4 +205,46 @@ fn misconfiguration_is_an_error_before_touching_the_database() {
         ),
         0
     );
+}
+
+both!(the_last_progress_line_is_logged_once);
+fn the_last_progress_line_is_logged_once(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = seed(&t);
+    logs::take();
+    // A line at every batch: the last batch's line is the final one.
+    let progress = Progress::new("progress_once", Duration::ZERO);
+    items().run(&db, &progress, compute).unwrap();
+    let lines = logs::take();
+    let last = lines
+        .iter()
+        .filter(|l| l.contains("Migration progress_once progress: 1000/1000 rows"))
+        .count();
+    assert_eq!(last, 1, "{lines:#?}");
+}
+
+#[test]
+fn claimed_rows_can_still_be_referenced_by_foreign_keys() {
+    let t = TestDb::new(Backend::Postgres);
+    let db = seed(&t);
+    exec(
+        &db,
+        "CREATE TABLE item_notes (item_id INTEGER NOT NULL REFERENCES items (id), note TEXT)",
+    );
+    let report = items().run(&db, &progress(), |inputs| {
+        if inputs[1] == Some("b500") {
+            // While row 500's batch is claimed, the application adds a row that references it
+            // (its foreign key check takes a KEY SHARE lock on row 500).
+            use diesel::connection::SimpleConnection;
+            let mut app = db.get()?;
+            app.batch_execute(
+                "SET lock_timeout = '3s';
+                 INSERT INTO item_notes (item_id, note) VALUES (500, 'added meanwhile');
+                 RESET lock_timeout;",
+            )?;
+        }
+        compute(inputs)
+    });
+    assert_eq!(report.unwrap().rows_updated, ROWS as u64);
+    assert_eq!(count(&db, "SELECT COUNT(*) AS n FROM item_notes"), 1);
 }

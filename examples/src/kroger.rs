@@ -95,7 +95,9 @@ pub fn run_backfill(
 /// (bounded by `MIGRATION_LOCK_TIMEOUT_SECS`), then helps hash until nothing is pending.
 pub fn work(db: &Database, options: &WorkOptions) -> Result<u64> {
     let config = Config::from_env()?;
-    let deadline = Instant::now() + config.lock_timeout_value();
+    // A timeout too large to add to the clock (MIGRATION_LOCK_TIMEOUT_SECS near u64::MAX)
+    // means no deadline.
+    let deadline = Instant::now().checked_add(config.lock_timeout_value());
     let mut logged = false;
     loop {
         let mut conn = db.get()?;
@@ -105,7 +107,7 @@ pub fn work(db: &Database, options: &WorkOptions) -> Result<u64> {
         if ready {
             break;
         }
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             return Err(Error::msg(
                 "user_profiles has no kroger_password_hash column yet: start migration \
                  001_hash_kroger_passwords (`migrate_kroger_passwords up`, or the app) first",

@@ -26,7 +26,7 @@ pub const HASH_INDEX: &str = "idx_user_profiles_kroger_password_hash";
 fn hash_kroger_passwords(ctx: &mut Context<'_>) -> Result<()> {
     add_columns(ctx)?;
     kroger::run_backfill(
-        ctx.database(),
+        ctx.database()?,
         ctx.progress(),
         &kroger::BackfillOptions::from_config(ctx.config()),
     )?;

@@ -2,6 +2,7 @@
 //! turned into an error, whatever it left open rolled back; and the report of settled ones.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel::Connection;
@@ -10,7 +11,7 @@ use crate::config::Config;
 use crate::connection::{AnyConnection, Database};
 use crate::context::{Context, ProgressObserver};
 use crate::error::{Error, Result};
-use crate::lock::LockGuard;
+use crate::lock::LockWatch;
 use crate::registry::Migration;
 use crate::report::{ChecksumDrift, MigrationState, Outcome, Report, StatusReport};
 use crate::runner::Migrator;
@@ -66,7 +67,8 @@ pub(crate) struct Run<'a> {
     pub(crate) table: &'a Table,
     /// This runner's `applied_by`.
     pub(crate) me: &'a str,
-    pub(crate) lock: &'a std::sync::Mutex<LockGuard>,
+    /// The run's lock, watched while migrations run.
+    pub(crate) lock: &'a Arc<LockWatch>,
 }
 
 /// Applies one migration and records the attempt. On failure returns the duration and cause.
@@ -83,11 +85,9 @@ pub(crate) fn apply(
         lock,
     } = *run;
     let start = Instant::now();
-    // Never start, or record, a migration without holding the lock.
-    let held = || match lock.lock() {
-        Ok(mut guard) => guard.ensure_held(),
-        Err(poisoned) => poisoned.into_inner().ensure_held(),
-    };
+    // Never start, or record, a migration without holding the lock. While it runs, its context
+    // and progress reporter watch the lock too.
+    let held = || lock.ensure_held();
     held().map_err(|e| (start.elapsed(), e))?;
     let mut conn = db.get().map_err(|e| (start.elapsed(), e))?;
     log::info!("Applying migration {}", m.id());
@@ -103,7 +103,15 @@ pub(crate) fn apply(
     let mut rows = 0;
     let result = if m.is_transactional() {
         conn.transaction::<_, Error, _>(|conn| {
-            let mut ctx = Context::new(conn, db, config, m.id(), true, observer);
+            let mut ctx = Context::new(
+                conn,
+                db,
+                config,
+                m.id(),
+                true,
+                observer,
+                Some(Arc::clone(lock)),
+            );
             call(m, &mut ctx)?;
             rows = ctx.progress().snapshot().done;
             drop(ctx);
@@ -118,7 +126,15 @@ pub(crate) fn apply(
             &record(Status::Running, Duration::ZERO, true),
         )
         .and_then(|()| {
-            let mut ctx = Context::new(&mut conn, db, config, m.id(), false, observer);
+            let mut ctx = Context::new(
+                &mut conn,
+                db,
+                config,
+                m.id(),
+                false,
+                observer,
+                Some(Arc::clone(lock)),
+            );
             call(m, &mut ctx)?;
             rows = ctx.progress().snapshot().done;
             Ok(())

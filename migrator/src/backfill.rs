@@ -2,10 +2,12 @@
 //! needs them.
 //!
 //! - **Claiming.** Rows are taken in key order, a batch at a time. On PostgreSQL a batch is
-//!   claimed with `SELECT ... FOR UPDATE SKIP LOCKED` inside its own transaction, so several
-//!   processes on several hosts share one backfill through the database: no coordinator, no
-//!   row done twice. On SQLite (one host) claims are not locked; every write is guarded so that
-//!   a row already done, or changed since it was read, is not written again.
+//!   claimed with `SELECT ... FOR NO KEY UPDATE SKIP LOCKED` inside its own transaction, so
+//!   several processes on several hosts share one backfill through the database: no
+//!   coordinator, no row done twice. (`NO KEY`: the application can still insert rows of
+//!   other tables that reference a claimed row by foreign key.) On SQLite (one host) claims
+//!   are not locked; every write is guarded so that a row already done, or changed since it
+//!   was read, is not written again.
 //! - **Computing.** A batch is computed on a pool of worker threads (all cores by default)
 //!   while this thread writes the previous batch and claims the next one, so the workers wait
 //!   for neither.
@@ -16,6 +18,9 @@
 //! - **Resuming.** Which rows are left is the `pending` predicate (e.g. "hash IS NULL"): kill
 //!   the process at any instant, start again, and it finishes. Memory is bounded by three
 //!   batches (written, computed, claimed), not the table.
+//! - **Stopping.** Between batches the backfill asks its [`Progress`] whether the run still
+//!   holds the migration lock ([`Progress::ensure_lock_held`]); once it is lost, the backfill
+//!   stops with [`Error::LockLost`], its claimed batches rolled back.
 //!
 //! Table and column names come from code and are checked to be plain identifiers; values are
 //! always bound.
@@ -29,7 +34,7 @@
 //!     .input("email")
 //!     .output("email_normalized")
 //!     .pending_when("email IS NOT NULL AND email_normalized IS NULL");
-//! let report = backfill.run(ctx.database(), ctx.progress(), |inputs| {
+//! let report = backfill.run(ctx.database()?, ctx.progress(), |inputs| {
 //!     Ok(vec![inputs[0].map(|email| email.trim().to_lowercase())])
 //! })?;
 //! println!("{} rows", report.rows_updated);
@@ -247,11 +252,23 @@ impl Backfill {
 
     /// Runs until no row is pending. `compute` gets a row's inputs (in the order of
     /// [`Backfill::input`]) and returns its outputs (in the order of [`Backfill::output`]).
+    ///
+    /// An in-memory SQLite database (`sqlite://:memory:`) is refused: its pool has one
+    /// connection, and a backfill needs several.
     pub fn run<F>(&self, db: &Database, progress: &Progress, compute: F) -> Result<BackfillReport>
     where
         F: Fn(&[Option<&str>]) -> Result<Vec<Option<String>>> + Sync,
     {
         self.check()?;
+        if db.url().is_sqlite_memory() {
+            return Err(Error::Backfill {
+                table: self.table.to_owned(),
+                reason: "an in-memory SQLite database (sqlite://:memory:) has a single \
+                         connection, and a backfill needs several (to claim a batch while \
+                         writing the previous one): use a database file"
+                    .into(),
+            });
+        }
         let start = Instant::now();
         let workers = rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads)
@@ -274,6 +291,7 @@ impl Backfill {
         let mut waited = Duration::ZERO;
         let mut previous_keys: Option<(i64, i64)> = None;
         loop {
+            progress.ensure_lock_held()?;
             // One sweep: claim batches in key order until none is left after the cursor.
             let claimed_before = report.rows_updated + report.rows_skipped;
             let keys = self.sweep(db, progress, &workers, &compute, &mut report)?;
@@ -326,7 +344,7 @@ impl Backfill {
             previous_keys = keys;
         }
         report.elapsed = start.elapsed();
-        progress.log();
+        progress.finish();
         log::info!(
             "Backfill of {} done: {} rows written by this process in {} batches, {:.1}s",
             self.table,
@@ -357,6 +375,8 @@ impl Backfill {
         // current one: the workers wait neither for claims nor for writes.
         let mut computed: Option<(Batch, Vec<Vec<Option<String>>>)> = None;
         while let Some(batch) = current.take() {
+            // Between batches: a run that lost its lock stops here (its batches roll back).
+            progress.ensure_lock_held()?;
             if let (Some(first), Some(last)) = (batch.rows.first(), batch.rows.last()) {
                 keys = Some(keys.map_or((first.key, last.key), |(lo, hi)| {
                     (lo.min(first.key), hi.max(last.key))
@@ -434,7 +454,7 @@ impl Backfill {
             })
             .collect();
         let lock = match backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Postgres => " FOR NO KEY UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
         let sql = format!(

@@ -4,7 +4,11 @@
 //! migration runs. A backup that fails stops the run: nothing is migrated, and the error says
 //! why. Files are named `DATABASE-YYYYMMDDTHHMMSSZ-before-FIRST_PENDING.{dump,sqlite3}` in
 //! `MIGRATION_BACKUP_DIR` (default `./backups`), created with mode 0600 under a temporary
-//! name, fsynced, then renamed into place.
+//! name, fsynced, then moved into place. A backup never replaces another: a second one in the
+//! same second gets `-2` before the extension (then `-3`, ...).
+//!
+//! An in-memory SQLite database (`sqlite://:memory:`) cannot be backed up (it lives in the one
+//! connection of its pool, which the run holds): that is an error, not a wait.
 //!
 //! - PostgreSQL: the real `pg_dump` (`MIGRATION_PG_DUMP`), custom format (restore with
 //!   `pg_restore`). The password reaches it through `PGPASSWORD`, never its arguments.
@@ -98,6 +102,12 @@ impl Drop for Partial {
 
 /// Backs `db` up; `label` ends the file name (`before-ID`, or `manual`).
 pub(crate) fn take(db: &Database, config: &Config, label: &str) -> Result<Backup> {
+    if db.url().is_sqlite_memory() {
+        return Err(failed(
+            "an in-memory SQLite database (sqlite://:memory:) cannot be backed up: it lives \
+             in this process only; use a database file, or set MIGRATION_BACKUP_BEFORE=false",
+        ));
+    }
     let dir = config.backup_dir_value();
     std::fs::create_dir_all(dir).map_err(|e| {
         failed(format!(
@@ -110,14 +120,8 @@ pub(crate) fn take(db: &Database, config: &Config, label: &str) -> Result<Backup
         Backend::Postgres => "dump",
         Backend::Sqlite => "sqlite3",
     };
-    let name = format!(
-        "{}-{}-{}.{extension}",
-        safe(&database),
-        timestamp(),
-        safe(label)
-    );
-    let path = dir.join(&name);
-    let temporary = dir.join(format!(".{name}.partial"));
+    let stem = format!("{}-{}-{}", safe(&database), timestamp(), safe(label));
+    let temporary = dir.join(format!(".{stem}.{}.partial", std::process::id()));
     // Created empty with mode 0600 before anything is written into it.
     OpenOptions::new()
         .write(true)
@@ -126,7 +130,7 @@ pub(crate) fn take(db: &Database, config: &Config, label: &str) -> Result<Backup
         .open(&temporary)
         .map_err(|e| failed(format!("cannot create {}: {e}", temporary.display())))?;
     let mut partial = Partial(Some(temporary.clone()));
-    log::info!("Backing up database {database} to {}", path.display());
+    log::info!("Backing up database {database} into {}", dir.display());
     match db.backend() {
         Backend::Postgres => pg_dump(db, config, &temporary)?,
         Backend::Sqlite => vacuum_into(db, &temporary)?,
@@ -136,18 +140,51 @@ pub(crate) fn take(db: &Database, config: &Config, label: &str) -> Result<Backup
     file.sync_all()
         .map_err(|e| failed(format!("cannot flush {} to disk: {e}", temporary.display())))?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-    std::fs::rename(&temporary, &path).map_err(|e| {
-        failed(format!(
-            "cannot rename the backup into {}: {e}",
-            path.display()
-        ))
-    })?;
+    let path = publish(&temporary, dir, &stem, extension)?;
     partial.0 = None;
     if let Ok(dir) = File::open(dir) {
         let _ = dir.sync_all();
     }
     log::info!("Backup written: {} ({bytes} bytes)", path.display());
     Ok(Backup { path, bytes })
+}
+
+/// The most backups of one database, label and second kept side by side.
+const MAX_SAME_NAME: u32 = 1000;
+
+/// Moves the finished backup `temporary` to `DIR/STEM.EXT`, or `STEM-2.EXT`, `STEM-3.EXT`, ...
+/// when that name is taken: never over another backup. A hard link claims a name atomically
+/// (it fails if the name exists, where a rename would replace it); on a file system without
+/// hard links, a free name is renamed into (the migration lock serializes backups of one
+/// database).
+fn publish(temporary: &Path, dir: &Path, stem: &str, extension: &str) -> Result<PathBuf> {
+    for n in 1..=MAX_SAME_NAME {
+        let name = match n {
+            1 => format!("{stem}.{extension}"),
+            n => format!("{stem}-{n}.{extension}"),
+        };
+        let path = dir.join(name);
+        let moved = match std::fs::hard_link(temporary, &path) {
+            Ok(()) => {
+                // Published; a leftover temporary name is only clutter.
+                let _ = std::fs::remove_file(temporary);
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) if !path.exists() => std::fs::rename(temporary, &path),
+            Err(e) => Err(e),
+        };
+        return moved.map(|()| path.clone()).map_err(|e| {
+            failed(format!(
+                "cannot move the backup into {}: {e}",
+                path.display()
+            ))
+        });
+    }
+    Err(failed(format!(
+        "{MAX_SAME_NAME} backups named {stem}.{extension} already exist in {}",
+        dir.display()
+    )))
 }
 
 fn pg_dump(db: &Database, config: &Config, out: &Path) -> Result<()> {

@@ -9,6 +9,7 @@ use diesel::connection::SimpleConnection;
 use crate::config::Config;
 use crate::connection::{AnyConnection, Database, Pool};
 use crate::error::{Error, Result};
+use crate::lock::LockWatch;
 use crate::url::Backend;
 
 /// The migration's view of the world: its connection, the pool, the policy, a progress reporter.
@@ -16,11 +17,15 @@ use crate::url::Backend;
 /// In a transactional migration, [`Context::conn`] is inside the transaction that also writes
 /// the `success` row; other pool connections do not see its changes until it commits.
 ///
-/// Work done through [`Context::pool`] (or [`Context::database`]) is **outside** that
-/// transaction: it commits on its own, is not rolled back if the migration fails, is not
-/// contained by `up --dry-run`, and may wait on the migration's own locks (a backfill through
-/// the pool of a table the migration altered would wait forever). Use the pool in
-/// `transaction = false` migrations, as `001_hash_kroger_passwords` does.
+/// Work done through the pool would be **outside** that transaction: it would commit on its own,
+/// survive a failure's rollback and `up --dry-run`, and could wait forever on the migration's
+/// own locks (a backfill through the pool of a table the migration altered). So
+/// [`Context::pool`] and [`Context::database`] are errors in a transactional migration: declare
+/// `transaction = false` to use them, as `001_hash_kroger_passwords` does.
+///
+/// While the migration runs, the runner watches the migration lock: once it is lost, the
+/// context's statements and the backfill stop with [`Error::LockLost`] (see
+/// [`Progress::ensure_lock_held`]).
 pub struct Context<'a> {
     conn: &'a mut AnyConnection,
     db: &'a Database,
@@ -38,11 +43,9 @@ impl<'a> Context<'a> {
         id: &'static str,
         transactional: bool,
         observer: Option<ProgressObserver>,
+        lock: Option<Arc<LockWatch>>,
     ) -> Context<'a> {
-        let mut progress = Progress::new(id, config.progress_interval_value());
-        if let Some(observer) = observer {
-            progress = progress.with_observer(observer);
-        }
+        let progress = Progress::build(id, config.progress_interval_value(), observer, lock);
         Context {
             conn,
             db,
@@ -59,28 +62,42 @@ impl<'a> Context<'a> {
     }
 
     /// Runs one or more SQL statements (no bind parameters) on the migration's connection.
+    /// Fails with [`Error::LockLost`] instead once the migration lock is lost.
     pub fn batch_execute(&mut self, sql: &str) -> Result<()> {
+        self.progress.ensure_lock_held()?;
         self.conn.batch_execute(sql).map_err(Error::from)
     }
 
     /// Runs one SQL statement (no bind parameters) and counts the rows it affected as progress
-    /// (reported by `up --dry-run` and in the run's report).
+    /// (reported by `up --dry-run` and in the run's report). Fails with [`Error::LockLost`]
+    /// instead once the migration lock is lost.
     pub fn execute(&mut self, sql: &str) -> Result<usize> {
         use diesel::RunQueryDsl;
+        self.progress.ensure_lock_held()?;
         let rows = diesel::sql_query(sql).execute(self.conn)?;
         self.progress.add(rows as u64);
         Ok(rows)
     }
 
-    /// The pool, for work spread over several connections (e.g. parallel backfills) in
-    /// `transaction = false` migrations: see the type's documentation.
-    pub fn pool(&self) -> &Pool {
-        self.db.pool()
+    /// The pool, for work spread over several connections (e.g. parallel backfills).
+    ///
+    /// Only in `transaction = false` migrations: in a transactional one it is
+    /// [`Error::PoolInTransaction`] (see the type's documentation).
+    pub fn pool(&self) -> Result<&Pool> {
+        self.database().map(Database::pool)
     }
 
-    /// The database (pool, URL, backend).
-    pub fn database(&self) -> &Database {
-        self.db
+    /// The database (pool, URL, backend), e.g. for [`crate::backfill::Backfill::run`].
+    ///
+    /// Only in `transaction = false` migrations: in a transactional one it is
+    /// [`Error::PoolInTransaction`] (see the type's documentation).
+    pub fn database(&self) -> Result<&Database> {
+        if self.transactional {
+            return Err(Error::PoolInTransaction {
+                migration: self.id.to_owned(),
+            });
+        }
+        Ok(self.db)
     }
 
     /// The backend, for SQL that differs between PostgreSQL and SQLite.
@@ -128,8 +145,10 @@ struct Inner {
     started: Instant,
     done: AtomicU64,
     total: AtomicU64,
-    last_log: Mutex<Instant>,
+    /// When the last line was logged, and its counts (done, total).
+    last_log: Mutex<(Instant, Option<(u64, u64)>)>,
     observer: Option<ProgressObserver>,
+    lock: Option<Arc<LockWatch>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -159,6 +178,16 @@ pub struct ProgressSnapshot {
 impl Progress {
     /// A reporter for migration `id`, logging at most every `interval`.
     pub fn new(id: &'static str, interval: Duration) -> Progress {
+        Progress::build(id, interval, None, None)
+    }
+
+    /// A reporter that also watches the migration lock of the run (when there is one).
+    pub(crate) fn build(
+        id: &'static str,
+        interval: Duration,
+        observer: Option<ProgressObserver>,
+        lock: Option<Arc<LockWatch>>,
+    ) -> Progress {
         let now = Instant::now();
         Progress {
             inner: Arc::new(Inner {
@@ -167,8 +196,9 @@ impl Progress {
                 started: now,
                 done: AtomicU64::new(0),
                 total: AtomicU64::new(0),
-                last_log: Mutex::new(now),
-                observer: None,
+                last_log: Mutex::new((now, None)),
+                observer,
+                lock,
             }),
         }
     }
@@ -182,11 +212,24 @@ impl Progress {
             started: self.inner.started,
             done: AtomicU64::new(self.inner.done.load(Ordering::Relaxed)),
             total: AtomicU64::new(self.inner.total.load(Ordering::Relaxed)),
-            last_log: Mutex::new(Instant::now()),
+            last_log: Mutex::new((Instant::now(), None)),
             observer: Some(observer),
+            lock: self.inner.lock.clone(),
         };
         Progress {
             inner: Arc::new(inner),
+        }
+    }
+
+    /// [`Error::LockLost`] once the migration lock of the run this reporter belongs to is lost
+    /// (its PostgreSQL session ended, and another runner may be migrating): a long migration
+    /// stops at once. Cheap enough to call between any two units of work: it asks the database
+    /// at most every [`crate::lock::CHECK_INTERVAL`]. Always `Ok` for a reporter made with
+    /// [`Progress::new`] (no lock). The backfill calls it between batches.
+    pub fn ensure_lock_held(&self) -> Result<()> {
+        match &self.inner.lock {
+            Some(lock) => lock.check(),
+            None => Ok(()),
         }
     }
 
@@ -213,8 +256,8 @@ impl Progress {
             let Ok(mut last) = self.inner.last_log.lock() else {
                 return;
             };
-            if last.elapsed() >= self.inner.interval {
-                *last = Instant::now();
+            if last.0.elapsed() >= self.inner.interval {
+                last.0 = Instant::now();
                 true
             } else {
                 false
@@ -241,9 +284,29 @@ impl Progress {
         }
     }
 
+    /// Logs the final progress line, unless the very same counts were the last line logged
+    /// (or an observer is set, which has seen every update already).
+    pub fn finish(&self) {
+        if self.inner.observer.is_some() {
+            return;
+        }
+        let s = self.snapshot();
+        let already = self
+            .inner
+            .last_log
+            .lock()
+            .is_ok_and(|last| last.1 == Some((s.done, s.total)));
+        if !already {
+            self.log();
+        }
+    }
+
     /// Logs the progress line now.
     pub fn log(&self) {
         let s = self.snapshot();
+        if let Ok(mut last) = self.inner.last_log.lock() {
+            last.1 = Some((s.done, s.total));
+        }
         let id = self.inner.id;
         if s.total > 0 {
             let pct = 100.0 * s.done as f64 / s.total as f64;
@@ -265,5 +328,16 @@ impl Progress {
                 s.rate
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Worker threads get clones of the reporter: it must stay `Send` and `Sync`, also now that
+    /// it carries the run's lock.
+    #[test]
+    fn progress_is_send_and_sync() {
+        fn shared<T: Send + Sync>() {}
+        shared::<super::Progress>();
     }
 }

@@ -205,6 +205,16 @@ pub enum Error {
         /// Which variable refuses, and how to allow it.
         reason: String,
     },
+
+    /// A transactional migration asked for the pool (`ctx.pool()`, `ctx.database()`): work
+    /// through it would escape the migration's transaction (committed even when the migration
+    /// fails or is rehearsed by `up --dry-run`) and could wait forever on the migration's own
+    /// locks.
+    #[error("migration {migration} uses the connection pool inside its transaction: work through the pool would escape the transaction (committed even by a rollback or `up --dry-run`) and can wait forever on the migration's own locks; declare it #[migration(\"{migration}\", transaction = false)] to use ctx.pool() or ctx.database()")]
+    PoolInTransaction {
+        /// The migration's ID.
+        migration: String,
+    },
 }
 
 impl Error {

@@ -1,6 +1,5 @@
 //! The runner: plan, lock, plan again under the lock, confirm, back up, apply.
 
-use std::sync::Mutex;
 use std::time::Instant;
 
 use diesel::Connection;
@@ -12,7 +11,7 @@ use crate::confirm::confirm;
 use crate::connection::Database;
 use crate::context::{Context, ProgressObserver};
 use crate::error::{Error, Result};
-use crate::lock::LockGuard;
+use crate::lock::{LockGuard, LockWatch};
 use crate::plan::Plan;
 use crate::registry::{self, Migration};
 use crate::report::{MigrationReport, MigrationState, Outcome, Report, StatusReport};
@@ -195,7 +194,7 @@ impl Migrator {
         }
         let lock = LockGuard::acquire(db, config.lock_timeout_value())?;
         let table = lock.tracking_table();
-        let lock = Mutex::new(lock);
+        let lock = LockWatch::hold(lock, crate::lock::CHECK_INTERVAL);
         let plan = self.plan_under_lock(db, config, &table)?;
         if plan.pending.is_empty() {
             return Ok(self.nothing_to_do(&plan.status));
@@ -210,7 +209,7 @@ impl Migrator {
             config,
             table: &table,
             me: &tracking::runner_identity(),
-            lock: &lock,
+            lock: lock.watch(),
         };
         self.apply_code(&run, &plan.status, report)
     }
@@ -412,7 +411,8 @@ impl Migrator {
                     _ if !m.pending => {}
                     Some(migration) if migration.is_transactional() && !blocked => {
                         let start = Instant::now();
-                        let mut ctx = Context::new(conn, db, config, migration.id(), true, None);
+                        let mut ctx =
+                            Context::new(conn, db, config, migration.id(), true, None, None);
                         match call(migration, &mut ctx) {
                             Ok(()) => {
                                 entry.outcome = Outcome::Rehearsed;

@@ -9,9 +9,15 @@
 //!
 //! Both wait up to the configured timeout, polling, and log who holds the lock every
 //! [`WAIT_LOG_INTERVAL`]. The guard releases the lock on every path, including panics.
+//! While a migration runs, the runner checks that the lock is still held at most every
+//! [`CHECK_INTERVAL`], between the migration's units of work (see `watch.rs`).
 
 pub mod postgres;
 pub mod sqlite;
+mod watch;
+
+pub(crate) use watch::LockWatch;
+pub use watch::CHECK_INTERVAL;
 
 use std::time::{Duration, Instant};
 
@@ -46,7 +52,8 @@ impl LockGuard {
 
     /// Checks that the lock is still held: on PostgreSQL its session can be terminated (by an
     /// administrator, a failover, a network cut) while the run goes on, and then another runner
-    /// may take it. The runner checks before each migration and before recording an outcome.
+    /// may take it. The runner checks before each migration, before recording an outcome, and
+    /// while a migration runs (at most every [`CHECK_INTERVAL`], between its units of work).
     pub fn ensure_held(&mut self) -> Result<()> {
         match &mut self.inner {
             Inner::Postgres(lock) => lock.ensure_held(),

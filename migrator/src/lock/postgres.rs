@@ -108,10 +108,8 @@ impl PgLock {
                 holder(observer.as_mut()?, &schema)
             },
         )?;
-        // PostgreSQL 14+ can end idle sessions, and this one idles for the whole run: keep it.
-        // (Older servers do not know the setting; nothing to do there.)
-        let _ = diesel::sql_query("SELECT set_config('idle_session_timeout', '0', false) AS name")
-            .execute(&mut conn);
+        // This session idles for the whole run: like every connection migrator opens, it has
+        // `idle_session_timeout = 0` and TCP keepalives (see `connection.rs`).
         Ok(PgLock {
             conn: Some(conn),
             database,

@@ -6,22 +6,28 @@
 //! it when its process dies, so it never goes stale. The file records who holds it, for the
 //! waiting runners' log lines; it is left in place after release (deleting it would race).
 //! An in-memory database (`sqlite://:memory:`) lives in one connection of one process; a
-//! process-wide mutex serializes runners on it.
+//! process-wide flag serializes runners on it (a flag rather than a mutex guard, so that the
+//! held lock can be shared with the running migration's threads).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::connection::Database;
 use crate::error::{Error, Result};
 
-static MEMORY_LOCK: Mutex<()> = Mutex::new(());
+/// Whether a runner of this process holds the in-memory database's lock.
+static MEMORY_HELD: AtomicBool = AtomicBool::new(false);
 
 pub(crate) enum FileLock {
-    File { file: File, path: PathBuf },
-    Memory(#[allow(dead_code)] MutexGuard<'static, ()>),
+    File {
+        file: File,
+        path: PathBuf,
+    },
+    /// Holds [`MEMORY_HELD`]; clears it when dropped.
+    Memory,
 }
 
 impl std::fmt::Debug for FileLock {
@@ -30,27 +36,49 @@ impl std::fmt::Debug for FileLock {
     }
 }
 
-/// The lock file of the SQLite database at `db_path`.
+/// The lock file of the SQLite database at `db_path`: beside the database file itself, found
+/// through symlinks, `.`/`..` and relative paths, so that two ways of naming one database
+/// share one lock.
 pub fn lock_path(db_path: &str) -> PathBuf {
     let path = db_path.strip_prefix("file:").unwrap_or(db_path);
     let path = path.split('?').next().unwrap_or(path);
-    PathBuf::from(format!("{path}.migrator-lock"))
+    let mut lock = canonical(Path::new(path)).into_os_string();
+    lock.push(".migrator-lock");
+    PathBuf::from(lock)
+}
+
+/// `path` with every symlink resolved; for a file not created yet, its resolved directory and
+/// its name; as written when not even the directory exists (the connection fails then anyway).
+fn canonical(path: &Path) -> PathBuf {
+    if let Ok(resolved) = std::fs::canonicalize(path) {
+        return resolved;
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return path.to_owned();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::fs::canonicalize(dir).map_or_else(|_| path.to_owned(), |dir| dir.join(name))
 }
 
 impl FileLock {
     pub(crate) fn acquire(db: &Database, timeout: Duration) -> Result<FileLock> {
         if db.url().is_sqlite_memory() {
-            let guard = crate::lock::wait_for(
+            crate::lock::wait_for(
                 "(in-memory SQLite)",
                 timeout,
-                || match MEMORY_LOCK.try_lock() {
-                    Ok(guard) => Ok(Some(guard)),
-                    Err(std::sync::TryLockError::Poisoned(p)) => Ok(Some(p.into_inner())),
-                    Err(std::sync::TryLockError::WouldBlock) => Ok(None),
+                || {
+                    Ok(MEMORY_HELD
+                        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                        .then_some(()))
                 },
                 || Some("another thread of this process".into()),
             )?;
-            return Ok(FileLock::Memory(guard));
+            return Ok(FileLock::Memory);
         }
         let path = lock_path(db.url().sqlite_path().unwrap_or_default());
         let io_error = |source| Error::LockFile {
@@ -100,17 +128,20 @@ impl FileLock {
     pub(crate) fn describe(&self) -> String {
         match self {
             FileLock::File { path, .. } => format!("lock file {}", path.display()),
-            FileLock::Memory(_) => "in-memory SQLite lock".into(),
+            FileLock::Memory => "in-memory SQLite lock".into(),
         }
     }
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
-        if let FileLock::File { file, .. } = self {
-            let _ = file.set_len(0);
-            // Closing the file releases the lock too; unlock first to be explicit.
-            let _ = file.unlock();
+        match self {
+            FileLock::File { file, .. } => {
+                let _ = file.set_len(0);
+                // Closing the file releases the lock too; unlock first to be explicit.
+                let _ = file.unlock();
+            }
+            FileLock::Memory => MEMORY_HELD.store(false, Ordering::Release),
         }
     }
 }
