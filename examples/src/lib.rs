@@ -23,6 +23,11 @@ use migrator::{Database, Result};
 pub struct SmartMealPlanner;
 
 impl App for SmartMealPlanner {
+    /// The Argon2 parameters (`ARGON2_*`): a bad value stops every command before it writes.
+    fn check_config(&self) -> Result<()> {
+        kroger::hasher().map(drop)
+    }
+
     fn verify(&self, db: &Database, options: &VerifyOptions) -> Result<VerifyReport> {
         kroger::verify(db, options)
     }

@@ -79,6 +79,12 @@ pub struct WorkOptions {
 /// The app-specific parts of the command line. Every method has a default, so an app
 /// implements only what it has.
 pub trait App: Sync {
+    /// Reads and checks the app's own configuration (e.g. password hashing parameters) before
+    /// any command connects or writes; a configuration error there exits 2 (default: none).
+    fn check_config(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// The app's migrations (default: every registered one).
     fn migrator(&self) -> Result<Migrator> {
         Migrator::from_registry()
@@ -217,6 +223,7 @@ fn connect(url: Option<String>) -> Result<Database> {
 }
 
 fn run(app: &dyn App, args: Args) -> Result<u8> {
+    app.check_config()?;
     let migrator = app.migrator()?;
     let db = connect(args.database_url)?;
     match args.command {

@@ -84,6 +84,7 @@ mod context;
 mod error;
 pub mod lock;
 pub mod password;
+mod password_bounds;
 mod registry;
 mod report;
 mod runner;
