@@ -85,6 +85,7 @@ mod error;
 pub mod lock;
 pub mod password;
 mod password_bounds;
+mod pg_url;
 mod registry;
 mod report;
 mod runner;

@@ -429,6 +429,12 @@ mod tests {
         assert!(plaintext_matches("hunter2", &password));
         assert!(!plaintext_matches("hunter3", &password));
         assert!(!plaintext_matches("hunter", &password));
+        assert!(!plaintext_matches("hunter22", &password));
+        assert!(plaintext_matches("", &Password::new("")));
+        assert!(!plaintext_matches("", &password));
+        let long = "k".repeat(10_000);
+        assert!(plaintext_matches(&long, &Password::new(long.clone())));
+        assert!(!plaintext_matches(&long, &Password::new(&long[1..])));
     }
 
     #[test]
