@@ -140,3 +140,171 @@ fn a_query_password_parameter_is_redacted_too() {
     assert!(!db.url().to_string().contains(pg::PASSWORD));
     assert!(db.url().to_string().ends_with("?password=***"));
 }
+
+/// Generated URLs: passwords with every reserved character (raw or percent-encoded) in the
+/// user info and in the query, IPv6 hosts, several hosts, broken brackets. No password shows
+/// in the `Display`/`Debug` of the parsed URL or of the error built from it.
+mod generated {
+    use migrator::{Database, DatabaseUrl, Error};
+    use proptest::prelude::*;
+    use proptest::sample::{select, subsequence};
+
+    use super::pg;
+
+    /// Every password starts with this; no other part of a URL or of a message contains it.
+    const MARK: &str = "Zq";
+    const RESERVED: &str = ":/?#[]@!$&'()*+,;=%";
+
+    fn password() -> impl Strategy<Value = String> {
+        let reserved: Vec<char> = RESERVED.chars().collect();
+        let other = vec![
+            'é', '🔑', '~', '-', '_', '.', '"', '\\', '<', '>', '^', '`', '|',
+        ];
+        proptest::collection::vec(
+            prop_oneof![
+                4 => select(reserved),
+                3 => proptest::char::range('a', 'z'),
+                1 => proptest::char::range('0', '9'),
+                1 => select(other),
+            ],
+            1..16,
+        )
+        .prop_map(|chars| format!("{MARK}{}", chars.into_iter().collect::<String>()))
+    }
+
+    /// Percent-encodes everything but RFC 3986's unreserved characters.
+    fn encode(text: &str) -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Place {
+        UserInfo,
+        Query(&'static str),
+        Both(&'static str),
+    }
+
+    fn place() -> impl Strategy<Value = Place> {
+        let keys = ["password", "PASSWORD", "sslpassword", "pass%77ord"];
+        prop_oneof![
+            Just(Place::UserInfo),
+            select(keys.to_vec()).prop_map(Place::Query),
+            select(keys.to_vec()).prop_map(Place::Both),
+        ]
+    }
+
+    const HOSTS: [&str; 15] = [
+        "db",
+        "db:5432",
+        "127.0.0.1:5432",
+        "[::1]",
+        "[::1]:5432",
+        "[fe80::1%25eth0]:5432",
+        "[2001:db8::1]:5432,db:5433",
+        "h1:5432,h2:5433",
+        "[::1",
+        "::1]",
+        "[::1]x",
+        "[]",
+        "",
+        "db:99999",
+        "db:54x",
+    ];
+
+    /// A URL with `passwords[0]` (and `passwords[1]`) placed as `place` says, raw or encoded.
+    #[allow(clippy::too_many_arguments)]
+    fn url(
+        scheme: &str,
+        user: &str,
+        host: &str,
+        path: &str,
+        others: &[&str],
+        place: Place,
+        passwords: &[String; 2],
+        encoded: bool,
+    ) -> String {
+        let form = |p: &String| if encoded { encode(p) } else { p.clone() };
+        let userinfo = match place {
+            Place::UserInfo | Place::Both(_) => format!("{user}:{}@", form(&passwords[0])),
+            Place::Query(_) if user.is_empty() => String::new(),
+            Place::Query(_) => format!("{user}@"),
+        };
+        let mut query: Vec<String> = others.iter().map(|s| (*s).to_owned()).collect();
+        if let Place::Query(key) | Place::Both(key) = place {
+            query.insert(query.len() / 2, format!("{key}={}", form(&passwords[1])));
+        }
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", query.join("&"))
+        };
+        format!("{scheme}://{userinfo}{host}{path}{query}")
+    }
+
+    fn check_hidden(shown: &str, passwords: &[String; 2]) -> Result<(), TestCaseError> {
+        for password in passwords {
+            for form in [password.clone(), encode(password)] {
+                prop_assert!(!shown.contains(&form), "{form:?} in {shown}");
+            }
+        }
+        prop_assert!(!shown.contains(MARK), "the start of a password in {shown}");
+        Ok(())
+    }
+
+    fn shown(result: Result<DatabaseUrl, Error>) -> String {
+        match result {
+            Ok(url) => format!("{url} / {url:?} / {}", url.redacted()),
+            Err(err) => format!("{err} / {err:?}"),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn no_password_shows_in_a_parsed_url_or_its_error(
+            scheme in select(vec!["postgres", "postgresql", "POSTGRES"]),
+            user in select(vec!["app", "", "u-1.x"]),
+            host in select(HOSTS.to_vec()),
+            path in select(vec!["", "/", "/prod", "/my-db"]),
+            others in subsequence(
+                vec!["sslmode=require", "application_name=a@b", "user=app", "connect_timeout=5"],
+                0..=4,
+            ),
+            place in place(),
+            passwords in [password(), password()],
+            encoded in any::<bool>(),
+        ) {
+            let url = url(scheme, user, host, path, &others, place, &passwords, encoded);
+            check_hidden(&shown(DatabaseUrl::parse(&url)), &passwords)?;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The same URLs, pointed at the test cluster with wrong passwords: libpq's own
+        /// messages (some quote the URL) reach the error scrubbed.
+        #[test]
+        fn no_password_shows_in_a_connection_error(
+            place in place(),
+            passwords in [password(), password()],
+            encoded in any::<bool>(),
+        ) {
+            let host = format!("127.0.0.1:{}", pg::cluster().port);
+            let url = url("postgres", "postgres", &host, "/postgres", &[], place, &passwords, encoded);
+            let shown = match Database::connect(&url) {
+                Ok(_) => panic!("connected with a wrong password: {url}"),
+                Err(err) => format!("{err} / {err:?}"),
+            };
+            check_hidden(&shown, &passwords)?;
+        }
+    }
+}

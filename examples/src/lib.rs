@@ -25,6 +25,11 @@ pub struct SmartMealPlanner;
 
 impl App for SmartMealPlanner {
     type Command = commands::Commands;
+
+    /// The Argon2 parameters (`ARGON2_*`): a bad value stops every command before it writes.
+    fn check_config(&self) -> migrator::Result<()> {
+        kroger::hasher().map(drop)
+    }
 }
 
 /// The `migrate_kroger_passwords` command: parses the arguments, runs, returns the exit code.

@@ -24,6 +24,8 @@ pub const HASH_INDEX: &str = "idx_user_profiles_kroger_password_hash";
 /// it stopped. Other hosts can help with `migrate_kroger_passwords work`.
 #[migration("001_hash_kroger_passwords", transaction = false)]
 fn hash_kroger_passwords(ctx: &mut Context<'_>) -> Result<()> {
+    // Bad ARGON2_* values fail here, before the schema changes.
+    kroger::hasher()?;
     add_columns(ctx)?;
     kroger::run_backfill(
         ctx.database()?,

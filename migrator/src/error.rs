@@ -26,6 +26,21 @@ pub enum Error {
         expected: &'static str,
     },
 
+    /// A numeric environment variable is outside the range migrator accepts.
+    #[error("invalid {variable} value {value}: expected a whole number from {min} to {max}{why}")]
+    VariableOutOfRange {
+        /// The variable, e.g. `ARGON2_ITERATIONS`.
+        variable: &'static str,
+        /// The value found.
+        value: u32,
+        /// The smallest value accepted (with the other variables as they are).
+        min: u32,
+        /// The largest value accepted.
+        max: u32,
+        /// Why the range is what it is, when it depends on another variable (else empty).
+        why: &'static str,
+    },
+
     /// A required environment variable is not set.
     #[error("{variable} is not set: expected {expected}")]
     MissingVariable {
@@ -254,6 +269,7 @@ impl Error {
         matches!(
             self,
             Error::InvalidVariable { .. }
+                | Error::VariableOutOfRange { .. }
                 | Error::MissingVariable { .. }
                 | Error::InvalidDatabaseUrl { .. }
                 | Error::DuplicateMigration { .. }

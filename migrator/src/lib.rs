@@ -98,6 +98,9 @@ mod error;
 pub mod lock;
 #[cfg(feature = "password")]
 pub mod password;
+#[cfg(feature = "password")]
+mod password_bounds;
+mod pg_url;
 mod plan;
 mod registry;
 mod report;

@@ -20,6 +20,7 @@ use std::cell::RefCell;
 use std::fmt;
 
 use argon2::{Algorithm, Argon2, Block, Version};
+use blake2::{Blake2b512, Digest};
 use password_hash::rand_core::{OsRng, RngCore};
 use password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use subtle::ConstantTimeEq;
@@ -27,6 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::config::parse_u32;
 use crate::error::{Error, Result};
+use crate::password_bounds::out_of_bounds;
 
 /// Names of the variables [`Params::from_env`] reads.
 pub mod vars {
@@ -39,13 +41,6 @@ pub mod vars {
     /// Every variable above.
     pub const ALL: [&str; 3] = [ARGON2_MEMORY_KIB, ARGON2_ITERATIONS, ARGON2_PARALLELISM];
 }
-
-/// The most memory (KiB) a stored hash may ask [`Hasher::verify`] for: 1 GiB.
-pub const MAX_VERIFY_MEMORY_KIB: u32 = 1 << 20;
-/// The most iterations a stored hash may ask for.
-pub const MAX_VERIFY_ITERATIONS: u32 = 64;
-/// The most lanes a stored hash may ask for.
-pub const MAX_VERIFY_PARALLELISM: u32 = 64;
 
 /// Salt length in bytes.
 pub const SALT_LEN: usize = 16;
@@ -103,7 +98,9 @@ impl Default for Params {
 
 impl Params {
     /// The defaults overridden by `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`,
-    /// `ARGON2_PARALLELISM`; a bad value is an error naming the variable.
+    /// `ARGON2_PARALLELISM`; a value that is not a number, or outside the bounds
+    /// ([`Params::MEMORY_KIB`], [`Params::ITERATIONS`], [`Params::PARALLELISM`]), is a
+    /// configuration error naming the variable.
     pub fn from_env() -> Result<Params> {
         Params::from_lookup(|name| std::env::var(name).ok())
     }
@@ -119,11 +116,28 @@ impl Params {
             iterations: read(vars::ARGON2_ITERATIONS, default.iterations)?,
             parallelism: read(vars::ARGON2_PARALLELISM, default.parallelism)?,
         };
+        if let Some(bad) = out_of_bounds(params.memory_kib, params.iterations, params.parallelism) {
+            return Err(Error::VariableOutOfRange {
+                variable: bad.variable,
+                value: bad.value,
+                min: *bad.bounds.start(),
+                max: *bad.bounds.end(),
+                why: bad.why,
+            });
+        }
         params.argon2_params()?;
         Ok(params)
     }
 
     fn argon2_params(&self) -> Result<argon2::Params> {
+        if let Some(bad) = out_of_bounds(self.memory_kib, self.iterations, self.parallelism) {
+            return Err(Error::Hashing {
+                reason: format!(
+                    "invalid Argon2 parameters m={} t={} p={}: {bad}",
+                    self.memory_kib, self.iterations, self.parallelism
+                ),
+            });
+        }
         argon2::Params::new(
             self.memory_kib,
             self.iterations,
@@ -262,17 +276,9 @@ impl Hasher {
         let params = argon2::Params::try_from(&parsed)
             .map_err(|e| invalid(format!("bad parameters: {e}")))?;
         // The parameters come from stored data: bound them before allocating or iterating.
-        if params.m_cost() > MAX_VERIFY_MEMORY_KIB
-            || params.t_cost() > MAX_VERIFY_ITERATIONS
-            || params.p_cost() > MAX_VERIFY_PARALLELISM
-        {
+        if let Some(bad) = out_of_bounds(params.m_cost(), params.t_cost(), params.p_cost()) {
             return Err(invalid(format!(
-                "its parameters m={} t={} p={} exceed what this verifier accepts (m <= \
-                 {MAX_VERIFY_MEMORY_KIB}, t <= {MAX_VERIFY_ITERATIONS}, p <= \
-                 {MAX_VERIFY_PARALLELISM})",
-                params.m_cost(),
-                params.t_cost(),
-                params.p_cost()
+                "its parameters are outside what this crate hashes and verifies with: {bad}"
             )));
         }
         let expected = parsed
@@ -320,8 +326,17 @@ fn random_salt() -> Result<[u8; SALT_LEN]> {
 }
 
 /// Constant-time equality of two plaintexts (for legacy plaintext columns).
+///
+/// Both sides are reduced to fixed-size BLAKE2b digests first and the digests compared in
+/// constant time: comparing the plaintexts themselves returns early when their lengths differ,
+/// which tells an attacker the stored plaintext's length.
 pub fn plaintext_matches(stored: &str, given: &Password) -> bool {
-    bool::from(stored.as_bytes().ct_eq(given.expose().as_bytes()))
+    fn digest(text: &str) -> Zeroizing<[u8; 64]> {
+        let mut out = Zeroizing::new([0u8; 64]);
+        out.copy_from_slice(&Blake2b512::digest(text.as_bytes()));
+        out
+    }
+    bool::from(digest(stored).ct_eq(&*digest(given.expose())))
 }
 
 #[cfg(test)]
@@ -401,7 +416,10 @@ mod tests {
         // Stored data cannot make the verifier allocate terabytes.
         let huge = "$argon2id$v=19$m=4294967295,t=2,p=1$c29tZXNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA";
         let err = new.verify(&password, huge).unwrap_err().to_string();
-        assert!(err.contains("exceed what this verifier accepts"), "{err}");
+        assert!(
+            err.contains("m=4294967295 is not from 8 to 1048576"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -411,6 +429,12 @@ mod tests {
         assert!(plaintext_matches("hunter2", &password));
         assert!(!plaintext_matches("hunter3", &password));
         assert!(!plaintext_matches("hunter", &password));
+        assert!(!plaintext_matches("hunter22", &password));
+        assert!(plaintext_matches("", &Password::new("")));
+        assert!(!plaintext_matches("", &password));
+        let long = "k".repeat(10_000);
+        assert!(plaintext_matches(&long, &Password::new(long.clone())));
+        assert!(!plaintext_matches(&long, &Password::new(&long[1..])));
     }
 
     #[test]
@@ -431,9 +455,10 @@ mod tests {
         let err =
             Params::from_lookup(|name| (name == vars::ARGON2_MEMORY_KIB).then(|| "1".to_owned()))
                 .unwrap_err();
-        assert!(
-            err.to_string().contains("invalid Argon2 parameters m=1"),
-            "{err}"
+        assert!(err.is_configuration(), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "invalid ARGON2_MEMORY_KIB value 1: expected a whole number from 8 to 1048576"
         );
     }
 }

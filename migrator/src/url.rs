@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
+use crate::pg_url::PgUrl;
 
 /// The database engines migrator runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,8 +26,12 @@ impl fmt::Display for Backend {
 
 /// A parsed `DATABASE_URL`.
 ///
-/// Its `Display` and `Debug` show the redacted form (password replaced by `***`); the URL with
-/// its password is only handed to the database driver.
+/// A PostgreSQL URL is read as libpq reads it (a user name and password only before the first
+/// `/`) and printed again from its parts: its `Display` and `Debug` show the redacted form,
+/// with the password, the `password`, `sslpassword` and `oauth_client_secret` parameters and
+/// any query parameter libpq does not know replaced by `***`. A URL whose password cannot be
+/// told apart (an unencoded `@`, `/` or `?`) is refused, showing nothing after the scheme. The
+/// URL with its password is only handed to the database driver.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {
     raw: String,
@@ -51,6 +56,11 @@ impl DatabaseUrl {
             ));
         };
         if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            let scheme = if is_scheme(scheme) {
+                scheme
+            } else {
+                "<not shown>"
+            };
             return Err(invalid(
                 format!("{scheme}://<not shown>"),
                 "it contains whitespace or control characters".into(),
@@ -58,29 +68,17 @@ impl DatabaseUrl {
         }
         match scheme.to_ascii_lowercase().as_str() {
             "postgres" | "postgresql" => {
-                let (redacted, secrets) = redact_postgres(scheme, rest);
-                let parts = Parts::of(rest);
-                let userinfo = [parts.user, parts.password].into_iter().flatten();
-                if userinfo.into_iter().any(|s| s.contains(['@', '/', '?'])) {
-                    return Err(invalid(
-                        redacted,
-                        "the user name or password contains '@', '/' or '?': percent-encode \
-                         them (%40, %2F, %3F)"
-                            .into(),
-                    ));
-                }
-                let host = parts.after.split(['/', '?']).next().unwrap_or("");
-                if let Some(port) = bad_port(host) {
-                    return Err(invalid(
-                        redacted,
-                        format!("port {port:?} is not a number from 0 to 65535"),
-                    ));
+                let pg = PgUrl::parse(scheme, rest)
+                    .map_err(|reason| invalid(format!("{scheme}://<not shown>"), reason.into()))?;
+                let redacted = pg.redacted();
+                if let Err(reason) = pg.check() {
+                    return Err(invalid(redacted, reason));
                 }
                 Ok(DatabaseUrl {
                     raw: url.to_owned(),
                     backend: Backend::Postgres,
                     redacted,
-                    secrets,
+                    secrets: pg.secrets(),
                 })
             }
             "sqlite" => {
@@ -99,9 +97,14 @@ impl DatabaseUrl {
                     secrets: Vec::new(),
                 })
             }
-            _ => Err(invalid(
+            _ if is_scheme(scheme) => Err(invalid(
                 format!("{scheme}://<not shown>"),
                 format!("unsupported scheme {scheme:?}: {ACCEPTED}"),
+            )),
+            // Not a scheme at all (e.g. `user:pass://...`): show nothing of it.
+            _ => Err(invalid(
+                "<not shown>".into(),
+                format!("no valid scheme: {ACCEPTED}"),
             )),
         }
     }
@@ -137,34 +140,15 @@ impl DatabaseUrl {
     /// The URL without its password (for a tool's arguments), and the password (for the tool's
     /// environment, e.g. `PGPASSWORD`), percent-decoded.
     pub(crate) fn split_password(&self) -> (String, Option<String>) {
-        let Some((scheme, rest)) = self.raw.split_once("://") else {
-            return (self.raw.clone(), None);
-        };
-        let parts = Parts::of(rest);
-        let mut password = parts.password.map(percent_decode);
-        let (location, query) = match parts.after.split_once('?') {
-            Some((location, query)) => (location, Some(query)),
-            None => (parts.after, None),
-        };
-        let kept: Vec<&str> = query
-            .unwrap_or("")
-            .split('&')
-            .filter(|pair| !pair.is_empty())
-            .filter(|pair| match pair.split_once('=') {
-                Some((key, value)) if key.eq_ignore_ascii_case("password") => {
-                    password.get_or_insert_with(|| percent_decode(value));
-                    false
-                }
-                _ => true,
-            })
-            .collect();
-        let user = parts.user.map_or(String::new(), |u| format!("{u}@"));
-        let query = if kept.is_empty() {
-            String::new()
-        } else {
-            format!("?{}", kept.join("&"))
-        };
-        (format!("{scheme}://{user}{location}{query}"), password)
+        let parts = self
+            .raw
+            .split_once("://")
+            .and_then(|(scheme, rest)| PgUrl::parse(scheme, rest).ok());
+        match parts {
+            Some(parts) if self.backend == Backend::Postgres => parts.without_password(),
+            // Not reached for a parsed PostgreSQL URL; never hand out the raw URL.
+            _ => (self.redacted.clone(), None),
+        }
     }
 
     /// `text` with every secret of this URL replaced by `***` (for driver error messages).
@@ -189,115 +173,11 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-/// The first port in `hosts` (libpq accepts `h1:5432,h2:5433` and `[v6]:port`) that is not a
-/// number from 0 to 65535.
-fn bad_port(hosts: &str) -> Option<&str> {
-    hosts.split(',').find_map(|host| {
-        let port = if host.starts_with('[') {
-            host.rsplit_once("]:").map(|(_, port)| port)
-        } else {
-            host.split_once(':').map(|(_, port)| port)
-        };
-        port.filter(|port| port.parse::<u16>().is_err())
-    })
-}
-
-/// Redacts the password of `user:password@` and of a `password=` query parameter.
-/// Returns the redacted URL and the secrets (raw and percent-decoded) to scrub from messages.
-fn redact_postgres(scheme: &str, rest: &str) -> (String, Vec<String>) {
-    let mut secrets = Vec::new();
-    let parts = Parts::of(rest);
-    if let Some(password) = parts.password.filter(|p| !p.is_empty()) {
-        secrets.push(password.to_owned());
-        secrets.push(percent_decode(password));
-    }
-    let (location, query) = match parts.after.split_once('?') {
-        Some((location, query)) => (location, Some(query)),
-        None => (parts.after, None),
-    };
-    let query = query.map(|query| {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, value)) if key.eq_ignore_ascii_case("password") => {
-                    secrets.push(value.to_owned());
-                    secrets.push(percent_decode(value));
-                    format!("{key}=***")
-                }
-                _ => pair.to_owned(),
-            })
-            .collect();
-        format!("?{}", pairs.join("&"))
-    });
-    let userinfo = match (parts.user, parts.password) {
-        (Some(user), Some(p)) if !p.is_empty() => format!("{user}:***@"),
-        (Some(user), Some(_)) => format!("{user}:@"),
-        (Some(user), None) => format!("{user}@"),
-        (None, _) => String::new(),
-    };
-    secrets.retain(|s| !s.is_empty());
-    // Longest first, so that a secret containing another is replaced whole.
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    secrets.dedup();
-    (
-        format!(
-            "{scheme}://{userinfo}{location}{}",
-            query.unwrap_or_default()
-        ),
-        secrets,
-    )
-}
-
-/// `[user[:password]@]after`, split at the **last** `@`: a password with an unencoded `/`,
-/// `?` or `@` then still counts as a password (and is redacted), where splitting at the first
-/// `/` would print it as a host name.
-struct Parts<'a> {
-    user: Option<&'a str>,
-    password: Option<&'a str>,
-    after: &'a str,
-}
-
-impl<'a> Parts<'a> {
-    fn of(rest: &'a str) -> Parts<'a> {
-        match rest.rsplit_once('@') {
-            Some((userinfo, after)) => match userinfo.split_once(':') {
-                Some((user, password)) => Parts {
-                    user: Some(user),
-                    password: Some(password),
-                    after,
-                },
-                None => Parts {
-                    user: Some(userinfo),
-                    password: None,
-                    after,
-                },
-            },
-            None => Parts {
-                user: None,
-                password: None,
-                after: rest,
-            },
-        }
-    }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// Whether `text` is a URL scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`).
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 #[cfg(test)]
@@ -361,6 +241,40 @@ mod tests {
             encoded.scrub("failed for Zx9+/Qw== and Zx9+%2FQw=="),
             "failed for *** and ***"
         );
+    }
+
+    #[test]
+    fn a_password_in_the_query_after_a_path_is_read_as_libpq_reads_it() {
+        // The user info ends before the first '/': the '@' belongs to the query's password.
+        let url = DatabaseUrl::parse("postgresql://host/db?user=app&password=p@ss").unwrap();
+        assert_eq!(url.redacted(), "postgresql://host/db?user=app&password=***");
+        assert_eq!(
+            url.split_password(),
+            ("postgresql://host/db?user=app".into(), Some("p@ss".into()))
+        );
+        assert_eq!(url.scrub("no p@ss here"), "no *** here");
+        // Without the '/', libpq would read "host?user=app&password=p" as a user name.
+        let err = DatabaseUrl::parse("postgresql://host?user=app&password=p@ss")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("p@ss") && !err.contains("password=p"),
+            "{err}"
+        );
+        assert!(err.contains("percent-encode"), "{err}");
+        // Other secret parameters, unknown ones and non-numeric ports are not shown either.
+        let url = DatabaseUrl::parse(
+            "postgres://[::1]:5432,db:5433/app?sslpassword=k3y&sslmode=require&pw=x",
+        )
+        .unwrap();
+        assert_eq!(
+            url.redacted(),
+            "postgres://[::1]:5432,db:5433/app?sslpassword=***&sslmode=require&***"
+        );
+        let err = DatabaseUrl::parse("postgres://app:s3cret@db:s3/app")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("s3"), "{err}");
     }
 
     #[test]

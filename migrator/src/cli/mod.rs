@@ -95,6 +95,12 @@ pub trait App: Sync {
     /// The app's own subcommands, beside the generic ones ([`NoCommands`] for none).
     type Command: AppCommand;
 
+    /// Reads and checks the app's own configuration (e.g. password hashing parameters) before
+    /// any command connects or writes; a configuration error there exits 2 (default: none).
+    fn check_config(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// The app's migrations (default: every registered one).
     fn migrator(&self) -> Result<Migrator> {
         Migrator::from_registry()
@@ -219,6 +225,7 @@ fn connect(url: Option<String>) -> Result<Database> {
 }
 
 fn run<A: App>(app: &A, args: Args<A::Command>) -> Result<u8> {
+    app.check_config()?;
     let migrator = app.migrator()?;
     let db = connect(args.database_url)?;
     match args.command {
