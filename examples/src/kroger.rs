@@ -328,6 +328,11 @@ impl CheckedPassword {
         self.new_hash.is_some()
     }
 
+    /// The outcome, when no write is needed; `None`: call [`CheckedPassword::finish`].
+    pub fn outcome(&self) -> Option<Verification> {
+        self.new_hash.is_none().then_some(self.outcome)
+    }
+
     /// Step 3 of a verification (a quick guarded write, only if [`needs_write`]): stores the
     /// new hash if the row is as it was checked, and returns the outcome.
     ///
