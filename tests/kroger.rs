@@ -654,6 +654,30 @@ fn a_row_changed_while_hashing_keeps_its_change(backend: Backend) {
         }
     );
     assert!(!stronger.needs_rehash(&hash_of(11).unwrap()));
+
+    // Inside a caller's transaction the write is part of it, and rolled back with it.
+    let before = hash_of(12);
+    let password = Password::new("kp-12-secret");
+    let rolled_back = diesel::Connection::transaction::<(), migrator::Error, _>(
+        &mut *db.get().unwrap(),
+        |conn| {
+            let outcome = kroger::verify_kroger_password(conn, &stronger, 12, &password).unwrap();
+            assert_eq!(
+                outcome,
+                Verification::Verified {
+                    upgraded: false,
+                    rehashed: true
+                }
+            );
+            Err(migrator::Error::msg("roll back"))
+        },
+    );
+    assert!(rolled_back.is_err());
+    assert_eq!(
+        hash_of(12),
+        before,
+        "rolled back with the caller's transaction"
+    );
 }
 
 #[test]

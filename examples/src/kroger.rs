@@ -358,23 +358,31 @@ impl CheckedPassword {
 /// rows `f` reads `FOR UPDATE`, SQLite takes the database's write lock at `BEGIN IMMEDIATE`.
 /// So a comparison made in Rust still holds when `f` writes, and no secret needs binding into
 /// a guarded `UPDATE` (where `log_statement`, `log_min_duration_statement` or pgaudit would
-/// write it into the server log).
+/// write it into the server log). Inside a caller's transaction it is a savepoint, and the
+/// locks last until the caller's transaction ends.
 fn locked<T>(
     conn: &mut AnyConnection,
     f: impl FnOnce(&mut AnyConnection) -> Result<T>,
 ) -> Result<T> {
-    use diesel::connection::SimpleConnection;
-    let begin = match conn.backend() {
-        Backend::Postgres => "BEGIN",
-        _ => "BEGIN IMMEDIATE",
-    };
-    conn.batch_execute(begin)?;
+    use diesel::connection::{SimpleConnection, TransactionManager};
+    use diesel::Connection;
+    type Manager = <AnyConnection as Connection>::TransactionManager;
+    let nested = matches!(
+        Manager::transaction_manager_status_mut(conn).transaction_depth(),
+        Ok(Some(_))
+    );
+    if nested || conn.backend() == Backend::Postgres {
+        return conn.transaction(f);
+    }
+    // Diesel's SQLite transactions are deferred: they would take the write lock only at the
+    // UPDATE, after the read.
+    conn.batch_execute("BEGIN IMMEDIATE")?;
     let result = f(conn).and_then(|value| {
         conn.batch_execute("COMMIT")?;
         Ok(value)
     });
     if result.is_err() {
-        // Ends the transaction of a failed statement or COMMIT; errors if none is open.
+        // Ends the transaction after a failed statement or COMMIT.
         let _ = conn.batch_execute("ROLLBACK");
     }
     result
