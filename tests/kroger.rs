@@ -580,3 +580,112 @@ fn the_manual_sql_script_is_idempotent_on_postgres() {
     Migrator::from_registry().unwrap().run(&db, &dev()).unwrap();
     assert_all_hashed(&db, 50);
 }
+
+/// A verification reads, hashes with no connection held, then writes under the row's lock:
+/// a row changed in between keeps its change.
+fn a_row_changed_while_hashing_keeps_its_change(backend: Backend) {
+    fast_params();
+    let t = TestDb::new(backend);
+    let db = t.connect();
+    users::seed(&db, backend, 20);
+    Migrator::from_registry().unwrap().run(&db, &dev()).unwrap();
+    let stronger = Hasher::new(Params {
+        memory_kib: 512,
+        iterations: 2,
+        parallelism: 1,
+    })
+    .unwrap();
+    let hash_of = |id: i64| {
+        users::users(&db)[id as usize - 1]
+            .kroger_password_hash
+            .clone()
+    };
+    let mut conn = db.get().unwrap();
+    let mut check = |id: i64, password: &Password| {
+        let stored = kroger::read_kroger_password(&mut conn, id)
+            .unwrap()
+            .unwrap();
+        let checked = stored.check(&stronger, password).unwrap();
+        assert!(checked.needs_write(), "user {id} needs a rehash");
+        checked
+    };
+
+    // An old app version changes user 9's plaintext while its rehash is computed.
+    let old = Password::new("kp-9-secret");
+    let checked = check(9, &old);
+    let before = hash_of(9);
+    exec(
+        &db,
+        "UPDATE user_profiles SET kroger_password = 'changed-meanwhile' WHERE id = 9",
+    );
+    let verified_then = Verification::Verified {
+        upgraded: false,
+        rehashed: false,
+    };
+    assert_eq!(
+        checked.finish(&mut db.get().unwrap(), 9, &old).unwrap(),
+        verified_then
+    );
+    assert_eq!(hash_of(9), before, "the stale rehash was not stored");
+
+    // User 10 sets a new password meanwhile.
+    let checked = check(10, &Password::new("kp-10-secret"));
+    let hasher = kroger::hasher().unwrap();
+    let new = Password::new("set meanwhile");
+    assert!(kroger::set_kroger_password(&mut db.get().unwrap(), &hasher, 10, &new).unwrap());
+    assert_eq!(
+        checked
+            .finish(&mut db.get().unwrap(), 10, &Password::new("kp-10-secret"))
+            .unwrap(),
+        verified_then
+    );
+    assert!(hasher.verify(&new, &hash_of(10).unwrap()).unwrap());
+
+    // Unchanged: stored.
+    let password = Password::new("kp-11-secret");
+    let checked = check(11, &password);
+    assert_eq!(
+        checked
+            .finish(&mut db.get().unwrap(), 11, &password)
+            .unwrap(),
+        Verification::Verified {
+            upgraded: false,
+            rehashed: true
+        }
+    );
+    assert!(!stronger.needs_rehash(&hash_of(11).unwrap()));
+
+    // Inside a caller's transaction the write is part of it, and rolled back with it.
+    let before = hash_of(12);
+    let password = Password::new("kp-12-secret");
+    let rolled_back = diesel::Connection::transaction::<(), migrator::Error, _>(
+        &mut *db.get().unwrap(),
+        |conn| {
+            let outcome = kroger::verify_kroger_password(conn, &stronger, 12, &password).unwrap();
+            assert_eq!(
+                outcome,
+                Verification::Verified {
+                    upgraded: false,
+                    rehashed: true
+                }
+            );
+            Err(migrator::Error::msg("roll back"))
+        },
+    );
+    assert!(rolled_back.is_err());
+    assert_eq!(
+        hash_of(12),
+        before,
+        "rolled back with the caller's transaction"
+    );
+}
+
+#[test]
+fn a_row_changed_while_hashing_keeps_its_change_postgres() {
+    a_row_changed_while_hashing_keeps_its_change(Backend::Postgres);
+}
+
+#[test]
+fn a_row_changed_while_hashing_keeps_its_change_sqlite() {
+    a_row_changed_while_hashing_keeps_its_change(Backend::Sqlite);
+}

@@ -5,99 +5,13 @@
 mod common;
 
 use std::io::Read;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::http::{self, Response};
+use common::server::{start, Server};
 use common::users::{self, assert_all_hashed};
 use common::{count, exec, TestDb};
 use migrator::Backend;
-
-const SERVER: &str = env!("CARGO_BIN_EXE_demo-server-under-test");
-
-/// A running server; killed if the test fails.
-struct Server {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
-    let port = free_port();
-    let log = dir.join(format!("server-{port}.log"));
-    let mut cmd = common::isolated(SERVER);
-    let child = cmd
-        .current_dir(dir)
-        .env("PORT", port.to_string())
-        .env("ARGON2_MEMORY_KIB", "2048")
-        .env("ARGON2_ITERATIONS", "1")
-        .env("MIGRATION_BATCH_SIZE", "50")
-        .env("LOG_FILE", &log)
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the demo server");
-    Server { child, port, log }
-}
-
-impl Server {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Polls /health until `want` (bounded); returns the statuses seen on the way.
-    fn wait_for(&mut self, want: &str) -> (Response, Vec<String>) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut seen = Vec::new();
-        loop {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                panic!("the server exited ({exit}) before {want}:\n{}", self.log());
-            }
-            if let Some(r) = http::get(self.port, "/health") {
-                let status = r.json()["status"].as_str().unwrap_or("").to_owned();
-                if seen.last() != Some(&status) {
-                    seen.push(status.clone());
-                }
-                if status == want {
-                    return (r, seen);
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {want} in time; saw {seen:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    fn terminate(mut self) -> i32 {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let status = self.child.wait().unwrap();
-        status.code().unwrap_or(-1)
-    }
-}
 
 #[test]
 fn the_sqlite_default_path_end_to_end() {
@@ -357,9 +271,14 @@ fn four_workers_on_one_postgres_database() {
         count(&db, "SELECT COUNT(*) AS n FROM applied_migrations WHERE attempts = 1 AND status = 'success'"),
         1
     );
+    // A database named by DATABASE_URL gets neither the demo schema nor demo users.
     assert_eq!(
-        count(&db, "SELECT COUNT(*) AS n FROM __diesel_schema_migrations"),
-        1
+        count(
+            &db,
+            "SELECT COUNT(*) AS n FROM information_schema.tables \
+             WHERE table_name = '__diesel_schema_migrations'"
+        ),
+        0
     );
     assert_all_hashed(&db, ROWS);
     users::assert_each_updated_once(&db, ROWS);
@@ -398,7 +317,10 @@ fn read_only_users(backend: Backend) -> TestDb {
 fn a_failed_migration_degrades_development_and_keeps_serving() {
     let t = read_only_users(Backend::Sqlite);
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path(), &[("DATABASE_URL", &t.url)]);
+    let mut server = start(
+        dir.path(),
+        &[("DATABASE_URL", &t.url), ("ENVIRONMENT", "development")],
+    );
     let (health, _) = server.wait_for("degraded");
     assert_eq!(health.status, 200);
     let body = health.json();

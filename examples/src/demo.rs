@@ -7,15 +7,21 @@
 //!
 //! | variable | default |
 //! |---|---|
-//! | `DATABASE_URL` | `sqlite://smart-meal-planner.db` |
-//! | `ENVIRONMENT` | `development` |
+//! | `DATABASE_URL` | `sqlite://smart-meal-planner.db` (the embedded demo database) |
+//! | `ENVIRONMENT` | `development` with the default `DATABASE_URL`; required with any other |
 //! | `HOST`, `PORT` | `127.0.0.1`, `8000` |
 //! | `LOG_FILE` | none (logs go to stderr, and to this file too when set) |
 //! | `MIGRATION_PROGRESS_INTERVAL_SECS` | 2 (the library's default is 10) |
 //!
-//! Outside production, a Diesel SQL migration creates `user_profiles` if it is missing and seeds
-//! 1,000 demo users with plaintext Kroger passwords (only into an empty table). In production
-//! the table must exist: only the code migrations run.
+//! On the default demo database outside production, a Diesel SQL migration creates
+//! `user_profiles` if it is missing and seeds 1,000 demo users with plaintext Kroger passwords
+//! (only into an empty table). A database named by `DATABASE_URL` is never seeded: its table
+//! must exist, and only the code migrations run.
+//!
+//! Argon2 runs with no pooled connection held (read, release, hash, guarded write), at most
+//! one hash per core at a time; further requests wait holding neither a thread nor a
+//! connection, so `/health` always finds one. `/health` and `/check-db-connection` tell
+//! anonymous clients only that the database is unavailable; the error goes to the log.
 //!
 //! Endpoints: `GET /health`, `GET /check-db-connection`, `GET /api-test`, `GET /metrics`
 //! (Prometheus text), `PUT /users/{id}/kroger-password` and
@@ -37,7 +43,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
 use migrator::password::{Hasher, Password};
-use migrator::{Config, Database, Error, Migrator, Outcome, StartupOutcome};
+use migrator::{AnyConnection, Config, Database, Error, Migrator, Outcome, Result, StartupOutcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -75,6 +81,8 @@ struct AppState {
     migrator: Migrator,
     config: Config,
     hasher: Hasher,
+    /// One permit per core: Argon2 runs only while holding one.
+    hashing: Arc<tokio::sync::Semaphore>,
     phase: Mutex<Phase>,
     /// (migration, outcome, seconds) of the start-up run.
     migrations: Mutex<Vec<(String, &'static str, f64)>>,
@@ -95,10 +103,18 @@ pub fn main() -> ExitCode {
     }
     let environment_default = env("ENVIRONMENT").is_none();
     let url_default = env("DATABASE_URL").is_none();
+    if environment_default && !url_default {
+        log::error!(
+            "Configuration error: ENVIRONMENT is not set: it is required with an explicit \
+             DATABASE_URL (one of development, staging, production); only the default demo \
+             database defaults to development"
+        );
+        return ExitCode::from(2);
+    }
     let url = env("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
     let lookup = |name: &str| {
         env(name).or_else(|| match name {
-            "ENVIRONMENT" => Some(DEFAULT_ENVIRONMENT.into()),
+            "ENVIRONMENT" if url_default => Some(DEFAULT_ENVIRONMENT.into()),
             "MIGRATION_PROGRESS_INTERVAL_SECS" => Some("2".into()),
             _ => None,
         })
@@ -143,7 +159,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(serve(url, config, host, port, started));
+    let code = runtime.block_on(serve(url, url_default, config, host, port, started));
     // Do not wait for a start-up migration still running on a blocking thread: an interrupted
     // migration is resumed by the next start.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -194,7 +210,14 @@ fn init_logging(log_file: Option<String>) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn serve(url: String, config: Config, host: String, port: u16, started: Instant) -> u8 {
+async fn serve(
+    url: String,
+    demo_database: bool,
+    config: Config,
+    host: String,
+    port: u16,
+    started: Instant,
+) -> u8 {
     let db = match tokio::task::spawn_blocking(move || Database::connect(&url)).await {
         Ok(Ok(db)) => db,
         Ok(Err(e)) => {
@@ -213,9 +236,10 @@ async fn serve(url: String, config: Config, host: String, port: u16, started: In
             return 2;
         }
     };
-    // The demo schema and its seeded users are for trying things out: a production database
-    // already has its user_profiles, and a pinned plan must not meet demo migrations.
-    if config.environment() != migrator::Environment::Production {
+    // The demo schema and its seeded users are for trying things out on the embedded demo
+    // database: a database the operator named has its own user_profiles, and a pinned plan
+    // must not meet demo migrations.
+    if demo_database && config.environment() != migrator::Environment::Production {
         migrator.sql_migrations(&DEMO_SQL);
     }
     let hasher = match kroger::hasher() {
@@ -242,6 +266,9 @@ async fn serve(url: String, config: Config, host: String, port: u16, started: In
         migrator,
         config,
         hasher,
+        hashing: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )),
         phase: Mutex::new(Phase::Migrating),
         migrations: Mutex::new(Vec::new()),
         startup_seconds: Mutex::new(None),
@@ -369,6 +396,10 @@ fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
+/// What anonymous clients learn of a database error (its details, such as host and user, go
+/// to the log).
+const DATABASE_UNAVAILABLE: &str = "the database is unavailable (details in the server log)";
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
@@ -404,14 +435,15 @@ async fn health(State(state): State<Shared>) -> Response {
     let (status, elapsed) = match result {
         Ok((Ok(status), elapsed)) => (status, elapsed),
         Ok((Err(e), _)) => {
+            log::error!("Health check: cannot read the migration status: {e}");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({
                     "status": "unavailable",
-                    "database": { "reachable": false, "error": e.to_string() },
+                    "database": { "reachable": false, "error": DATABASE_UNAVAILABLE },
                 })),
             )
-                .into_response()
+                .into_response();
         }
         Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "health check failed"),
     };
@@ -477,11 +509,14 @@ async fn check_db(State(state): State<Shared>) -> Response {
             "round_trip_ms": elapsed.as_secs_f64() * 1000.0,
         }))
         .into_response(),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "connected": false, "error": e.to_string() })),
-        )
-            .into_response(),
+        Ok(Err(e)) => {
+            log::error!("Database check failed: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "connected": false, "error": DATABASE_UNAVAILABLE })),
+            )
+                .into_response()
+        }
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "database check failed"),
     }
 }
@@ -607,26 +642,26 @@ async fn set_password(
             "the password must not be empty",
         );
     }
-    let worker = Arc::clone(&state);
-    let result = tokio::task::spawn_blocking(move || {
-        let mut conn = worker.db.get()?;
-        kroger::set_kroger_password(&mut conn, &worker.hasher, id, &password)
-    })
-    .await;
+    let hasher = state.hasher.clone();
+    let result = match hashing(&state, move || hasher.hash(&password)).await {
+        Ok(hashed) => {
+            with_connection(&state, move |conn| {
+                kroger::store_kroger_password_hash(conn, id, &hashed)
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
     match result {
-        Ok(Ok(true)) => Json(json!({ "updated": true })).into_response(),
-        Ok(Ok(false)) => error(StatusCode::NOT_FOUND, format!("user {id} not found")),
-        Ok(Err(e)) => {
+        Ok(true) => Json(json!({ "updated": true })).into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("user {id} not found")),
+        Err(e) => {
             log::error!("Setting the Kroger password of user {id} failed: {e}");
             error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "could not store the password",
             )
         }
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "could not store the password",
-        ),
     }
 }
 
@@ -639,39 +674,34 @@ async fn verify_password(
         Ok(parsed) => parsed,
         Err((status, message)) => return error(status, message),
     };
-    let worker = Arc::clone(&state);
-    let result = tokio::task::spawn_blocking(move || {
-        let mut conn = worker.db.get()?;
-        kroger::verify_kroger_password(&mut conn, &worker.hasher, id, &password)
-    })
-    .await;
+    let result = verify(&state, id, password).await;
     let count = |outcome: &str| {
         if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
             state.verifications[i].fetch_add(1, Ordering::Relaxed);
         }
     };
     match result {
-        Ok(Ok(Verification::Verified { upgraded, rehashed })) => {
+        Ok(Verification::Verified { upgraded, rehashed }) => {
             count("verified");
             Json(json!({ "verified": true, "upgraded": upgraded, "rehashed": rehashed }))
                 .into_response()
         }
-        Ok(Ok(Verification::Mismatch)) => {
+        Ok(Verification::Mismatch) => {
             count("mismatch");
             Json(json!({ "verified": false })).into_response()
         }
-        Ok(Ok(Verification::NoPassword)) => {
+        Ok(Verification::NoPassword) => {
             count("no_password");
             error(
                 StatusCode::NOT_FOUND,
                 format!("user {id} has no Kroger password"),
             )
         }
-        Ok(Ok(Verification::UnknownUser)) => {
+        Ok(Verification::UnknownUser) => {
             count("unknown_user");
             error(StatusCode::NOT_FOUND, format!("user {id} not found"))
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             count("error");
             log::error!("Verifying the Kroger password of user {id} failed: {e}");
             error(
@@ -679,12 +709,56 @@ async fn verify_password(
                 "could not verify the password",
             )
         }
-        Err(_) => {
-            count("error");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "could not verify the password",
-            )
-        }
     }
+}
+
+/// A verification in three steps, holding a pooled connection only for the read and the
+/// guarded write, never while Argon2 runs.
+async fn verify(state: &Shared, id: i64, password: Password) -> Result<Verification> {
+    let Some(stored) =
+        with_connection(state, move |conn| kroger::read_kroger_password(conn, id)).await?
+    else {
+        return Ok(Verification::UnknownUser);
+    };
+    let hasher = state.hasher.clone();
+    let (checked, password) = hashing(state, move || {
+        let checked = stored.check(&hasher, &password);
+        checked.map(|checked| (checked, password))
+    })
+    .await?;
+    if let Some(outcome) = checked.outcome() {
+        return Ok(outcome);
+    }
+    with_connection(state, move |conn| checked.finish(conn, id, &password)).await
+}
+
+/// Runs `work` (Argon2) on a blocking thread once a hashing permit is free. Waiting requests
+/// hold no thread and no connection; the permit goes with the work, so a client that hangs
+/// up does not free it early.
+async fn hashing<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let permit = Arc::clone(&state.hashing)
+        .acquire_owned()
+        .await
+        .map_err(|e| Error::msg(format!("cannot hash: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        let result = work();
+        drop(permit);
+        result
+    })
+    .await
+    .map_err(|e| Error::msg(format!("the hashing task failed: {e}")))?
+}
+
+/// Runs `work` on a blocking thread with a pooled connection, returned to the pool at once.
+async fn with_connection<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let db = state.db.clone();
+    tokio::task::spawn_blocking(move || work(&mut *db.get()?))
+        .await
+        .map_err(|e| Error::msg(format!("the database task failed: {e}")))?
 }

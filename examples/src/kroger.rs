@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use migrator::backfill::{Backfill, BackfillReport};
-use migrator::password::{plaintext_matches, Hasher, Params, Password};
+use migrator::password::{plaintext_matches, HashedPassword, Hasher, Params, Password};
 use migrator::{AnyConnection, Backend, Config, Database, Error, Progress, Result};
 use rayon::prelude::*;
 
@@ -157,6 +157,9 @@ pub fn has_column(conn: &mut AnyConnection, column: &str) -> Result<bool> {
 
 /// Sets a user's Kroger password: stores only its hash and salt, and clears the legacy
 /// plaintext. Returns false if the user does not exist.
+///
+/// Holds `conn` while Argon2 runs; a server hashes first, with no connection held, and then
+/// calls [`store_kroger_password_hash`].
 pub fn set_kroger_password(
     conn: &mut AnyConnection,
     hasher: &Hasher,
@@ -164,6 +167,16 @@ pub fn set_kroger_password(
     password: &Password,
 ) -> Result<bool> {
     let hashed = hasher.hash(password)?;
+    store_kroger_password_hash(conn, user_id, &hashed)
+}
+
+/// Stores a new password's hash and salt (made by [`Hasher::hash`]) and clears the legacy
+/// plaintext. Returns false if the user does not exist.
+pub fn store_kroger_password_hash(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    hashed: &HashedPassword,
+) -> Result<bool> {
     let updated = diesel::sql_query(
         "UPDATE user_profiles SET kroger_password_hash = $1, kroger_password_salt = $2, \
          kroger_password = NULL WHERE id = $3",
@@ -201,94 +214,231 @@ struct Stored {
     hash: Option<String>,
 }
 
-/// Checks a user's Kroger password.
+/// Checks a user's Kroger password: [`read_kroger_password`], [`StoredPassword::check`] and
+/// [`CheckedPassword::finish`] on one connection.
 ///
 /// While a row still has its legacy plaintext, the plaintext is the truth: an old app version
 /// may have changed it after the row was hashed. It is compared in constant time, and on
 /// success the hash is (re)made if it is missing or does not match. Rows without a plaintext
 /// are checked against the hash, which is replaced if its parameters are outdated.
+///
+/// Holds `conn` while Argon2 runs; a server calls the three steps itself and holds a
+/// connection only for the first and the last.
 pub fn verify_kroger_password(
     conn: &mut AnyConnection,
     hasher: &Hasher,
     user_id: i64,
     password: &Password,
 ) -> Result<Verification> {
+    let Some(stored) = read_kroger_password(conn, user_id)? else {
+        return Ok(Verification::UnknownUser);
+    };
+    stored
+        .check(hasher, password)?
+        .finish(conn, user_id, password)
+}
+
+/// A user's stored Kroger password, as [`read_kroger_password`] found it. `Debug` shows
+/// neither the plaintext nor the hash.
+pub struct StoredPassword {
+    plain: Option<Password>,
+    hash: Option<String>,
+}
+
+impl std::fmt::Debug for StoredPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredPassword")
+            .field("has_plaintext", &self.plain.is_some())
+            .field("has_hash", &self.hash.is_some())
+            .finish()
+    }
+}
+
+/// Step 1 of a verification (a quick read): user `user_id`'s stored password; `None` if there
+/// is no such user.
+pub fn read_kroger_password(
+    conn: &mut AnyConnection,
+    user_id: i64,
+) -> Result<Option<StoredPassword>> {
     let stored: Vec<Stored> = diesel::sql_query(
         "SELECT kroger_password AS plain, kroger_password_hash AS hash \
          FROM user_profiles WHERE id = $1",
     )
     .bind::<BigInt, _>(user_id)
     .load(conn)?;
-    let Some(stored) = stored.into_iter().next() else {
-        return Ok(Verification::UnknownUser);
-    };
-    let plain = stored.plain.map(Password::new);
-    match (plain, stored.hash) {
-        (Some(plain), hash) => {
-            if !plaintext_matches(plain.expose(), password) {
-                return Ok(Verification::Mismatch);
-            }
-            let current = match &hash {
-                Some(hash) => hasher.verify(password, hash).unwrap_or(false),
-                None => false,
-            };
-            if current && !hasher.needs_rehash(hash.as_deref().unwrap_or_default()) {
-                return Ok(Verification::Verified {
-                    upgraded: false,
-                    rehashed: false,
-                });
-            }
-            let stored = store_hash(conn, hasher, user_id, &plain, hash.as_deref())?;
-            Ok(Verification::Verified {
-                upgraded: stored && hash.is_none(),
-                rehashed: stored && hash.is_some(),
-            })
-        }
-        (None, Some(hash)) => {
-            if !hasher.verify(password, &hash)? {
-                return Ok(Verification::Mismatch);
-            }
-            let rehashed = hasher.needs_rehash(&hash)
-                && store_hash(conn, hasher, user_id, password, Some(&hash))?;
-            Ok(Verification::Verified {
+    Ok(stored.into_iter().next().map(|row| StoredPassword {
+        plain: row.plain.map(Password::new),
+        hash: row.hash,
+    }))
+}
+
+/// A password checked by [`StoredPassword::check`], with the hash it still has to store.
+#[derive(Debug)]
+pub struct CheckedPassword {
+    outcome: Verification,
+    /// A new hash, to store only if the row still has hash `previous` (None: none).
+    new_hash: Option<(HashedPassword, Option<String>)>,
+}
+
+impl StoredPassword {
+    /// Step 2 of a verification (Argon2, no database): checks `password` and, when the row
+    /// needs a new hash (none yet, stale, or old parameters), makes it.
+    pub fn check(&self, hasher: &Hasher, password: &Password) -> Result<CheckedPassword> {
+        let verified = CheckedPassword {
+            outcome: Verification::Verified {
                 upgraded: false,
-                rehashed,
-            })
+                rehashed: false,
+            },
+            new_hash: None,
+        };
+        let rejected = |outcome| CheckedPassword {
+            outcome,
+            new_hash: None,
+        };
+        let needs_hash = match (&self.plain, &self.hash) {
+            (Some(plain), hash) => {
+                if !plaintext_matches(plain.expose(), password) {
+                    return Ok(rejected(Verification::Mismatch));
+                }
+                match hash {
+                    Some(hash) => {
+                        !hasher.verify(password, hash).unwrap_or(false) || hasher.needs_rehash(hash)
+                    }
+                    None => true,
+                }
+            }
+            (None, Some(hash)) => {
+                if !hasher.verify(password, hash)? {
+                    return Ok(rejected(Verification::Mismatch));
+                }
+                hasher.needs_rehash(hash)
+            }
+            (None, None) => return Ok(rejected(Verification::NoPassword)),
+        };
+        if !needs_hash {
+            return Ok(verified);
         }
-        (None, None) => Ok(Verification::NoPassword),
+        Ok(CheckedPassword {
+            new_hash: Some((hasher.hash(password)?, self.hash.clone())),
+            ..verified
+        })
     }
 }
 
-/// Stores a new hash of `password` if the row still has hash `previous` (NULL: none) and, when
-/// it has a plaintext, that plaintext is still `password`; keeps the plaintext.
+impl CheckedPassword {
+    /// Whether [`CheckedPassword::finish`] has a hash to store (and so needs a connection).
+    pub fn needs_write(&self) -> bool {
+        self.new_hash.is_some()
+    }
+
+    /// The outcome, when no write is needed; `None`: call [`CheckedPassword::finish`].
+    pub fn outcome(&self) -> Option<Verification> {
+        self.new_hash.is_none().then_some(self.outcome)
+    }
+
+    /// Step 3 of a verification (a quick guarded write, only if [`needs_write`]): stores the
+    /// new hash if the row is as it was checked, and returns the outcome.
+    ///
+    /// [`needs_write`]: CheckedPassword::needs_write
+    pub fn finish(
+        self,
+        conn: &mut AnyConnection,
+        user_id: i64,
+        password: &Password,
+    ) -> Result<Verification> {
+        let Some((hashed, previous)) = self.new_hash else {
+            return Ok(self.outcome);
+        };
+        let stored = store_hash(conn, user_id, password, previous.as_deref(), &hashed)?;
+        Ok(Verification::Verified {
+            upgraded: stored && previous.is_none(),
+            rehashed: stored && previous.is_some(),
+        })
+    }
+}
+
+/// Runs `f` in a transaction holding the write lock on what it reads: PostgreSQL locks the
+/// rows `f` reads `FOR UPDATE`, SQLite takes the database's write lock at `BEGIN IMMEDIATE`.
+/// So a comparison made in Rust still holds when `f` writes, and no secret needs binding into
+/// a guarded `UPDATE` (where `log_statement`, `log_min_duration_statement` or pgaudit would
+/// write it into the server log). Inside a caller's transaction it is a savepoint, and the
+/// locks last until the caller's transaction ends.
+fn locked<T>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+) -> Result<T> {
+    use diesel::connection::{SimpleConnection, TransactionManager};
+    use diesel::Connection;
+    type Manager = <AnyConnection as Connection>::TransactionManager;
+    let nested = matches!(
+        Manager::transaction_manager_status_mut(conn).transaction_depth(),
+        Ok(Some(_))
+    );
+    if nested || conn.backend() == Backend::Postgres {
+        return conn.transaction(f);
+    }
+    // Diesel's SQLite transactions are deferred: they would take the write lock only at the
+    // UPDATE, after the read.
+    conn.batch_execute("BEGIN IMMEDIATE")?;
+    let result = f(conn).and_then(|value| {
+        conn.batch_execute("COMMIT")?;
+        Ok(value)
+    });
+    if result.is_err() {
+        // Ends the transaction after a failed statement or COMMIT.
+        let _ = conn.batch_execute("ROLLBACK");
+    }
+    result
+}
+
+/// `FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already holds the write lock.
+fn for_update(conn: &AnyConnection) -> &'static str {
+    match conn.backend() {
+        Backend::Postgres => " FOR UPDATE",
+        _ => "",
+    }
+}
+
+/// Stores `hashed` if the row still has hash `previous` (None: none) and, when it has a
+/// plaintext, that plaintext is still `password`; keeps the plaintext. Compares in Rust under
+/// the row's lock: neither the password nor the previous hash is sent to the database.
 fn store_hash(
     conn: &mut AnyConnection,
-    hasher: &Hasher,
     user_id: i64,
     password: &Password,
     previous: Option<&str>,
+    hashed: &HashedPassword,
 ) -> Result<bool> {
-    let hashed = hasher.hash(password)?;
-    let sql = match previous {
-        Some(_) => {
-            "UPDATE user_profiles SET kroger_password_hash = $1, kroger_password_salt = $2 \
-             WHERE id = $3 AND kroger_password_hash = $4 \
-             AND (kroger_password IS NULL OR kroger_password = $5)"
+    let select = format!(
+        "SELECT kroger_password AS plain, kroger_password_hash AS hash \
+         FROM user_profiles WHERE id = $1{}",
+        for_update(conn)
+    );
+    locked(conn, |conn| {
+        let current: Vec<Stored> = diesel::sql_query(select)
+            .bind::<BigInt, _>(user_id)
+            .load(conn)?;
+        let Some(current) = current.into_iter().next() else {
+            return Ok(false);
+        };
+        let plain = current.plain.map(Password::new);
+        let unchanged = current.hash.as_deref() == previous
+            && plain
+                .as_ref()
+                .is_none_or(|plain| plaintext_matches(plain.expose(), password));
+        if !unchanged {
+            return Ok(false);
         }
-        None => {
+        let updated = diesel::sql_query(
             "UPDATE user_profiles SET kroger_password_hash = $1, kroger_password_salt = $2 \
-             WHERE id = $3 AND kroger_password_hash IS NULL AND $4 IS NULL \
-             AND (kroger_password IS NULL OR kroger_password = $5)"
-        }
-    };
-    let updated = diesel::sql_query(sql)
+             WHERE id = $3",
+        )
         .bind::<Text, _>(&hashed.phc)
         .bind::<Text, _>(&hashed.salt)
         .bind::<BigInt, _>(user_id)
-        .bind::<Nullable<Text>, _>(previous)
-        .bind::<Text, _>(password.expose())
         .execute(conn)?;
-    Ok(updated == 1)
+        Ok(updated == 1)
+    })
 }
 
 #[derive(QueryableByName)]
@@ -371,7 +521,7 @@ pub fn verify(db: &Database, options: &VerifyOptions) -> Result<VerifyReport> {
     // The next id to check; None once the largest id has been checked.
     let mut cursor = Some(i64::MIN);
     while let Some(from) = cursor {
-        let mut conn = db.get()?;
+        // No connection is held while Argon2 runs.
         let rows: Vec<Checked> = diesel::sql_query(
             "SELECT CAST(id AS BIGINT) AS id, kroger_password AS plain, \
              kroger_password_hash AS hash, kroger_password_salt AS salt FROM user_profiles \
@@ -379,7 +529,7 @@ pub fn verify(db: &Database, options: &VerifyOptions) -> Result<VerifyReport> {
         )
         .bind::<BigInt, _>(from)
         .bind::<BigInt, _>(CHECK_BATCH)
-        .load(&mut *conn)?;
+        .load(&mut *db.get()?)?;
         let Some(last) = rows.last() else {
             break;
         };
@@ -400,7 +550,7 @@ pub fn verify(db: &Database, options: &VerifyOptions) -> Result<VerifyReport> {
             }
         }
         if options.clear_verified_plaintext && !to_clear.is_empty() {
-            cleared += clear_plaintexts(&mut conn, &to_clear)?;
+            cleared += clear_plaintexts(&mut *db.get()?, &to_clear)?;
         }
     }
     report.counts.push(("hashes_verified", verified));
@@ -454,20 +604,53 @@ fn check_row(hasher: &Hasher, row: &Checked) -> RowCheck {
     RowCheck::Verified
 }
 
-/// Clears the plaintext of verified rows whose hash is still the one verified.
+/// The hash and plaintext of a row, as locked for clearing.
+#[derive(QueryableByName)]
+struct Current {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    plain: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    hash: Option<String>,
+}
+
+/// Clears the plaintext of verified rows (in id order) whose hash and plaintext are still the
+/// ones verified. Compares in Rust under the rows' lock: only ids are sent to the database.
 fn clear_plaintexts(conn: &mut AnyConnection, rows: &[&Checked]) -> Result<u64> {
-    diesel::Connection::transaction(conn, |conn| {
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(0);
+    };
+    let select = format!(
+        "SELECT CAST(id AS BIGINT) AS id, kroger_password AS plain, \
+         kroger_password_hash AS hash FROM user_profiles \
+         WHERE id >= $1 AND id <= $2 AND kroger_password IS NOT NULL{}",
+        for_update(conn)
+    );
+    let verified: std::collections::HashMap<i64, &Checked> =
+        rows.iter().map(|row| (row.id, *row)).collect();
+    locked(conn, |conn| {
+        let current: Vec<Current> = diesel::sql_query(select)
+            .bind::<BigInt, _>(first.id)
+            .bind::<BigInt, _>(last.id)
+            .load(conn)?;
         let mut cleared = 0;
-        for row in rows {
-            // Only if neither the hash nor the plaintext changed since they were verified.
-            cleared += diesel::sql_query(
-                "UPDATE user_profiles SET kroger_password = NULL \
-                 WHERE id = $1 AND kroger_password_hash = $2 AND kroger_password = $3",
-            )
-            .bind::<BigInt, _>(row.id)
-            .bind::<Text, _>(&row.hash)
-            .bind::<Nullable<Text>, _>(row.plain.as_deref())
-            .execute(conn)? as u64;
+        for row in current {
+            let plain = row.plain.map(Password::new);
+            let unchanged = verified.get(&row.id).is_some_and(|checked| {
+                row.hash.as_deref() == Some(checked.hash.as_str())
+                    && match (&plain, checked.plain.as_deref()) {
+                        (Some(now), Some(then)) => plaintext_matches(then, now),
+                        _ => false,
+                    }
+            });
+            if unchanged {
+                cleared += diesel::sql_query(
+                    "UPDATE user_profiles SET kroger_password = NULL WHERE id = $1",
+                )
+                .bind::<BigInt, _>(row.id)
+                .execute(conn)? as u64;
+            }
         }
         Ok(cleared)
     })

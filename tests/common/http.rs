@@ -19,7 +19,7 @@ impl Response {
     }
 }
 
-/// Sends one request to `127.0.0.1:port`; `None` if nothing answers.
+/// Sends one request to `127.0.0.1:port`; `None` if nothing answers (within 30 s).
 pub fn request(
     port: u16,
     method: &str,
@@ -27,10 +27,27 @@ pub fn request(
     content_type: Option<&str>,
     body: &str,
 ) -> Option<Response> {
+    request_within(
+        port,
+        method,
+        path,
+        content_type,
+        body,
+        Duration::from_secs(30),
+    )
+}
+
+/// Like [`request`], waiting at most `timeout` for each read.
+pub fn request_within(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+    timeout: Duration,
+) -> Option<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
          Content-Length: {}\r\n",

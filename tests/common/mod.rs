@@ -1,5 +1,6 @@
 //! Shared fixtures: a throwaway PostgreSQL cluster (one per test binary, one fresh database per
-//! test), SQLite files in temporary directories, a log capture, and small query helpers.
+//! test), SQLite files in temporary directories, a log capture, the demo server as a child
+//! process, and small query helpers.
 //!
 //! The cluster is started with the machine's `initdb`/`pg_ctl` (as the `postgres` user when
 //! running as root) and stopped at process exit. If it cannot be started, the tests fail with
@@ -12,6 +13,7 @@ pub mod http;
 pub mod logs;
 pub mod matrix;
 pub mod pg;
+pub mod server;
 pub mod users;
 
 use std::path::PathBuf;

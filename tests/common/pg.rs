@@ -157,6 +157,21 @@ impl Cluster {
         }
     }
 
+    /// Makes every new session of database `url` log each statement with its bind parameters
+    /// (`log_statement = 'all'`, parameters in full), as an audited production server does.
+    /// Sessions already open keep their settings.
+    pub fn log_all_statements(&self, url: &str) {
+        let name = url.rsplit('/').next().unwrap_or_default();
+        let mut admin = PgConnection::establish(&self.url("postgres"))
+            .unwrap_or_else(|e| panic!("connect to the test cluster: {e}"));
+        admin
+            .batch_execute(&format!(
+                "ALTER DATABASE {name} SET log_statement = 'all';
+                 ALTER DATABASE {name} SET log_parameter_max_length = -1;"
+            ))
+            .unwrap_or_else(|e| panic!("log the statements of {name}: {e}"));
+    }
+
     /// The server's log so far (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.base.join("server.log")).unwrap_or_default()

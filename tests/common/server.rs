@@ -1,0 +1,115 @@
+//! The demo server as a child process: started on a free loopback port with cheap Argon2
+//! parameters and a log file, killed if a test fails.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::http::{self, Response};
+
+/// The demo server binary.
+pub const SERVER: &str = env!("CARGO_BIN_EXE_demo-server-under-test");
+
+/// A running server; killed if the test fails.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub log: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on (yet).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the server in `dir` with `env` on top of the defaults (cheap Argon2, batches of 50,
+/// a log file in `dir`).
+pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+    let port = free_port();
+    let log = dir.join(format!("server-{port}.log"));
+    let mut cmd = super::isolated(SERVER);
+    let child = cmd
+        .current_dir(dir)
+        .env("PORT", port.to_string())
+        .env("ARGON2_MEMORY_KIB", "2048")
+        .env("ARGON2_ITERATIONS", "1")
+        .env("MIGRATION_BATCH_SIZE", "50")
+        .env("LOG_FILE", &log)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the demo server");
+    Server { child, port, log }
+}
+
+impl Server {
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls /health until `want` (bounded); returns the statuses seen on the way.
+    pub fn wait_for(&mut self, want: &str) -> (Response, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut seen = Vec::new();
+        loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                panic!("the server exited ({exit}) before {want}:\n{}", self.log());
+            }
+            if let Some(r) = http::get(self.port, "/health") {
+                let status = r.json()["status"].as_str().unwrap_or("").to_owned();
+                if seen.last() != Some(&status) {
+                    seen.push(status.clone());
+                }
+                if status == want {
+                    return (r, seen);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {want} in time; saw {seen:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Waits (bounded) for the server to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server kept running:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then its exit code.
+    pub fn terminate(mut self) -> i32 {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let status = self.child.wait().unwrap();
+        status.code().unwrap_or(-1)
+    }
+}
