@@ -87,7 +87,7 @@ fn backups_within_one_second_never_replace_each_other() {
     );
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(Environment::Development);
-    config.backup_dir(dir.path());
+    config.set_backup_dir(dir.path());
     let migrator = Migrator::from_migrations([]).unwrap();
     // Until two land in one second (a few milliseconds apart, that is at once).
     let mut paths = Vec::new();

@@ -39,7 +39,7 @@ fn eight_threads(backend: Backend) {
             std::thread::spawn(move || {
                 let db = t.connect();
                 let mut config = Config::new(Environment::Development);
-                config.lock_timeout(Duration::from_secs(120));
+                config.set_lock_timeout(Duration::from_secs(120));
                 let migrator = Migrator::from_registry().unwrap();
                 barrier.wait();
                 let report = migrator.run(&db, &config).unwrap();
@@ -141,7 +141,7 @@ fn killed_mid_migration(backend: Backend) {
 
     // The lock died with the process: a runner that will not wait gets it at once.
     let mut config = Config::new(Environment::Development);
-    config.lock_timeout(Duration::ZERO);
+    config.set_lock_timeout(Duration::ZERO);
     let report = migrator.run(&db, &config).unwrap();
     let outcomes: Vec<Outcome> = report.migrations.iter().map(|m| m.outcome).collect();
     assert_eq!(

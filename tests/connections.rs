@@ -12,7 +12,7 @@ use common::{count, exec, TestDb};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use migrator::backfill::Backfill;
-use migrator::lock::LockGuard;
+use migrator::LockGuard;
 use migrator::{
     migration, Backend, Config, Context, Database, Environment, Error, Migrator, Outcome, Progress,
     Result,
@@ -128,7 +128,9 @@ fn an_in_memory_sqlite_database_refuses_a_backup_at_once() {
     let db = Database::connect("sqlite://:memory:").unwrap();
     let backups = tempfile::tempdir().unwrap();
     let mut config = dev();
-    config.backup_before(true).backup_dir(backups.path());
+    config
+        .set_backup_before(true)
+        .set_backup_dir(backups.path());
     let start = Instant::now();
     let err = only(NOOP).run(&db, &config).unwrap_err();
     assert!(

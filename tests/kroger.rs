@@ -218,7 +218,7 @@ fn killed_mid_backfill(backend: Backend) {
     assert_eq!(row.status, Status::Running);
 
     let mut config = dev();
-    config.lock_timeout(Duration::ZERO);
+    config.set_lock_timeout(Duration::ZERO);
     let report = migrator.run(&db, &config).unwrap();
     assert_eq!(report.applied().count(), 1);
     let row = migrator.status(&db).unwrap().migrations[0]

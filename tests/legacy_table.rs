@@ -42,9 +42,9 @@ fn first(ctx: &mut Context<'_>) -> Result<()> {
 fn production() -> Config {
     let mut config = Config::new(Environment::Production);
     config
-        .enable_prod_migrations(true)
-        .require_confirmation(false)
-        .backup_before(false);
+        .set_enable_prod_migrations(true)
+        .set_require_confirmation(false)
+        .set_backup_before(false);
     config
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::users::{self, assert_all_hashed, assert_each_updated_once};
 use common::{count, TestDb};
 use diesel::RunQueryDsl;
-use migrator::lock::LockGuard;
+use migrator::LockGuard;
 use migrator::{
     migration, Backend, Config, Context, Environment, Error, Migrator, Progress, Result,
 };

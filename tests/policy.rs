@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use common::{exec, logs, pending, TestDb};
 use migrator::{
-    migration, Backend, Config, Context, Environment, Error, Migrator, Result, Source,
+    migration, Backend, Config, Context, Environment, Error, Migrator, Result, Setting, Source,
     StartupOutcome,
 };
 
@@ -32,7 +32,7 @@ fn config(vars: &[(&str, &str)]) -> Result<Config> {
         .collect();
     let mut config = Config::from_lookup(|name| map.get(name).cloned())?;
     // Never ask at a developer's terminal while testing.
-    config.interactive(false);
+    config.set_interactive(false);
     Ok(config)
 }
 
@@ -48,23 +48,32 @@ fn defaults_per_environment_follow_the_table() {
         let c = config(&[("ENVIRONMENT", env)]).unwrap();
         assert_eq!(c.environment().as_str(), env);
         assert_eq!(
-            c.auto_migrate_on_startup_setting(),
-            (auto, Source::Default),
+            c.auto_migrate_on_startup(),
+            Setting {
+                value: auto,
+                source: Source::Default
+            },
             "{env}"
         );
         assert_eq!(
-            c.require_confirmation_setting(),
-            (confirm, Source::Default),
+            c.require_confirmation(),
+            Setting {
+                value: confirm,
+                source: Source::Default
+            },
             "{env}"
         );
         assert_eq!(
-            c.backup_before_setting(),
-            (backup, Source::Default),
+            c.backup_before(),
+            Setting {
+                value: backup,
+                source: Source::Default
+            },
             "{env}"
         );
         assert_eq!(c.failure_stops_startup(), stops, "{env}");
-        assert!(!c.enable_prod_migrations_value());
-        assert_eq!(c.lock_timeout_value(), migrator::DEFAULT_LOCK_TIMEOUT);
+        assert!(!c.enable_prod_migrations().value);
+        assert_eq!(c.lock_timeout(), migrator::DEFAULT_LOCK_TIMEOUT);
     }
 }
 
@@ -110,19 +119,40 @@ fn explicit_values_override_defaults() {
     .unwrap();
     assert_eq!(c.environment(), Environment::Production);
     assert_eq!(
-        c.auto_migrate_on_startup_setting(),
-        (true, Source::Explicit)
+        c.auto_migrate_on_startup(),
+        Setting {
+            value: true,
+            source: Source::Explicit
+        }
     );
-    assert_eq!(c.require_confirmation_setting(), (false, Source::Explicit));
-    assert_eq!(c.backup_before_setting(), (false, Source::Explicit));
-    assert_eq!(c.lock_timeout_value().as_secs(), 15);
-    assert_eq!(c.progress_interval_value().as_secs(), 2);
+    assert_eq!(
+        c.require_confirmation(),
+        Setting {
+            value: false,
+            source: Source::Explicit
+        }
+    );
+    assert_eq!(
+        c.backup_before(),
+        Setting {
+            value: false,
+            source: Source::Explicit
+        }
+    );
+    assert_eq!(c.lock_timeout().as_secs(), 15);
+    assert_eq!(c.progress_interval().as_secs(), 2);
     let dev = config(&[
         ("ENVIRONMENT", "development"),
         ("MIGRATION_BACKUP_BEFORE", "TRUE"),
     ])
     .unwrap();
-    assert_eq!(dev.backup_before_setting(), (true, Source::Explicit));
+    assert_eq!(
+        dev.backup_before(),
+        Setting {
+            value: true,
+            source: Source::Explicit
+        }
+    );
 }
 
 #[test]
@@ -139,7 +169,12 @@ fn every_boolean_spelling_is_accepted() {
         ("no", false),
         ("OFF", false),
     ] {
-        assert_eq!(migrator::parse_bool("X", text).unwrap(), value, "{text}");
+        let c = config(&[
+            ("ENVIRONMENT", "production"),
+            ("AUTO_MIGRATE_ON_STARTUP", text),
+        ])
+        .unwrap();
+        assert_eq!(c.auto_migrate_on_startup().value, value, "{text}");
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{count, exec, logs, table_exists, texts, TestDb};
 use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
-use migrator::lock::LockGuard;
+use migrator::LockGuard;
 use migrator::{
     migration, Backend, Config, Context, Database, Environment, Error, MarkAs, Migrator, Outcome,
     Result, Status,
@@ -290,7 +290,7 @@ fn checksum_drift_and_unknown_migrations_are_reported(backend: Backend) {
     assert_eq!(report.checksum_drift[0].id, "010_insert_rows");
     assert_eq!(report.checksum_drift[0].recorded, "00000000deadbeef");
     assert_eq!(report.unknown_applied.len(), 1);
-    assert_eq!(report.unknown_applied[0].name, "999_removed_later");
+    assert_eq!(report.unknown_applied[0].id, "999_removed_later");
     assert!(logs::contains(
         "Migration 010_insert_rows changed since it was applied"
     ));
@@ -299,7 +299,7 @@ fn checksum_drift_and_unknown_migrations_are_reported(backend: Backend) {
     assert_eq!(effects(&db), ORDER);
     let status = Migrator::from_registry().unwrap().status(&db).unwrap();
     assert!(status.migrations[1].checksum_drift);
-    assert_eq!(status.unknown_applied[0].name, "999_removed_later");
+    assert_eq!(status.unknown_applied[0].id, "999_removed_later");
 }
 
 both!(lock_is_free_and_pool_reusable_after_a_failure);
@@ -313,7 +313,7 @@ fn lock_is_free_and_pool_reusable_after_a_failure(backend: Backend) {
     // Another runner, not willing to wait at all, gets the lock at once.
     let other = t.connect();
     let mut impatient = dev();
-    impatient.lock_timeout(Duration::ZERO);
+    impatient.set_lock_timeout(Duration::ZERO);
     Migrator::from_registry()
         .unwrap()
         .run(&other, &impatient)
@@ -339,7 +339,7 @@ fn a_held_lock_times_out_naming_the_holder(backend: Backend) {
     let db = t.connect();
     let held = LockGuard::acquire(&db, Duration::ZERO).unwrap();
     let mut config = dev();
-    config.lock_timeout(Duration::from_millis(300));
+    config.set_lock_timeout(Duration::from_millis(300));
     let err = Migrator::from_registry()
         .unwrap()
         .run(&db, &config)
@@ -519,7 +519,7 @@ fn nothing_pending_needs_no_lock(backend: Backend) {
     // does not wait for it.
     let _held = LockGuard::acquire(&db, Duration::ZERO).unwrap();
     let mut impatient = dev();
-    impatient.lock_timeout(Duration::ZERO);
+    impatient.set_lock_timeout(Duration::ZERO);
     let report = Migrator::from_registry()
         .unwrap()
         .run(&db, &impatient)

@@ -455,7 +455,7 @@ fn the_production_matrix_at_start_up() {
                 .map(|(_, v)| (*v).to_owned())
         })
         .unwrap();
-        config.interactive(false);
+        config.set_interactive(false);
         let outcome = Migrator::from_registry()
             .unwrap()
             .run_on_startup(&t.connect(), &config);

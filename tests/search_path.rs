@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::pg::{self, RoleDatabase};
 use common::{count, exec, texts, users, TestDb};
-use migrator::lock::LockGuard;
+use migrator::LockGuard;
 use migrator::{Backend, Config, Database, Environment, MarkAs, Migrator, Outcome, Status};
 use migrator_tests::fixtures;
 
@@ -20,7 +20,7 @@ const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
 
 fn dev() -> Config {
     let mut config = Config::new(Environment::Development);
-    config.lock_timeout(Duration::from_secs(120));
+    config.set_lock_timeout(Duration::from_secs(120));
     config
 }
 

@@ -52,7 +52,7 @@ fn pending_sql_migrations_count_for_the_policy() {
     let mut migrator = Migrator::from_registry().unwrap();
     migrator.sql_migrations(&SQL);
     let mut config = Config::new(Environment::Development);
-    config.require_confirmation(true).interactive(false);
+    config.set_require_confirmation(true).set_interactive(false);
     let err = migrator.run(&db, &config).unwrap_err();
     assert!(err.is_refusal());
     assert!(
@@ -124,7 +124,7 @@ fn the_plan_confirms_exactly_what_up_accepts() {
                     .map(|(_, v)| (*v).to_owned())
             })
             .unwrap();
-            config.interactive(false);
+            config.set_interactive(false);
             let plan = migrator.plan(&db, &config).unwrap();
             let ids: Vec<&str> = plan.pending.iter().map(|m| m.id.as_str()).collect();
             let expected: &[&str] = if with_sql {
@@ -134,7 +134,7 @@ fn the_plan_confirms_exactly_what_up_accepts() {
             };
             assert_eq!(ids, expected, "{cell:?}");
             let pinned = plan.confirm_with.clone().unwrap();
-            config.confirm(pinned);
+            config.set_confirm(pinned);
             let plan = migrator.plan(&db, &config).unwrap();
             let result = migrator.run(&db, &config);
             assert_eq!(

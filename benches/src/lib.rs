@@ -15,7 +15,7 @@ pub const SQL: EmbeddedMigrations = embed_migrations!("sql_migrations");
 pub fn diesel_run(db: &Database) -> usize {
     let mut conn = db.get().expect("a connection");
     let applied = match &mut *conn {
-        AnyConnection::Postgresql(c) => c.run_pending_migrations(SQL).map(|v| v.len()),
+        AnyConnection::Postgres(c) => c.run_pending_migrations(SQL).map(|v| v.len()),
         AnyConnection::Sqlite(c) => c.run_pending_migrations(SQL).map(|v| v.len()),
     };
     applied.expect("diesel migrations")

@@ -61,8 +61,8 @@ impl BackfillOptions {
     /// From `MIGRATION_WORKER_THREADS` and `MIGRATION_BATCH_SIZE` as read into `config`.
     pub fn from_config(config: &Config) -> BackfillOptions {
         BackfillOptions {
-            threads: config.worker_threads_value(),
-            batch_size: config.batch_size_value(),
+            threads: config.worker_threads(),
+            batch_size: config.batch_size(),
         }
     }
 }
@@ -97,7 +97,7 @@ pub fn work(db: &Database, options: &WorkOptions) -> Result<u64> {
     let config = Config::from_env()?;
     // A timeout too large to add to the clock (MIGRATION_LOCK_TIMEOUT_SECS near u64::MAX)
     // means no deadline.
-    let deadline = Instant::now().checked_add(config.lock_timeout_value());
+    let deadline = Instant::now().checked_add(config.lock_timeout());
     let mut logged = false;
     loop {
         let mut conn = db.get()?;
@@ -119,16 +119,13 @@ pub fn work(db: &Database, options: &WorkOptions) -> Result<u64> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let progress = Progress::new(
-        "001_hash_kroger_passwords",
-        config.progress_interval_value(),
-    );
+    let progress = Progress::new("001_hash_kroger_passwords", config.progress_interval());
     let report = run_backfill(
         db,
         &progress,
         &BackfillOptions {
-            threads: options.threads.or(config.worker_threads_value()),
-            batch_size: options.batch_size.or(config.batch_size_value()),
+            threads: options.threads.or(config.worker_threads()),
+            batch_size: options.batch_size.or(config.batch_size()),
         },
     )?;
     Ok(report.rows_updated)

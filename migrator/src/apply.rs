@@ -31,7 +31,7 @@ pub(crate) fn warn_anomalies(state: &StatusReport, report: &mut Report, migrator
         log::warn!(
             "applied_migrations lists {} (status {}), which this binary does not contain: \
              was it renamed, or is this binary older than the database?",
-            row.name,
+            row.id,
             row.status
         );
     }

@@ -108,7 +108,7 @@ pub(crate) fn take(db: &Database, config: &Config, label: &str) -> Result<Backup
              in this process only; use a database file, or set MIGRATION_BACKUP_BEFORE=false",
         ));
     }
-    let dir = config.backup_dir_value();
+    let dir = config.backup_dir();
     std::fs::create_dir_all(dir).map_err(|e| {
         failed(format!(
             "cannot create the backup directory {}: {e}",
@@ -188,7 +188,7 @@ fn publish(temporary: &Path, dir: &Path, stem: &str, extension: &str) -> Result<
 }
 
 fn pg_dump(db: &Database, config: &Config, out: &Path) -> Result<()> {
-    let program = config.pg_dump_value();
+    let program = config.pg_dump();
     let (url, password) = db.url().split_password();
     let mut command = Command::new(program);
     command

@@ -65,6 +65,15 @@ pub enum Source {
     Explicit,
 }
 
+/// An effective setting and where its value came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Setting<T> {
+    /// The effective value.
+    pub value: T,
+    /// Set explicitly, or the environment's default.
+    pub source: Source,
+}
+
 /// Names of the variables [`Config::from_env`] reads.
 pub mod vars {
     /// `development`, `staging` or `production` (required).
@@ -205,8 +214,8 @@ impl Config {
     /// ```
     /// use migrator::{Config, Environment};
     /// let mut config = Config::new(Environment::Production);
-    /// config.enable_prod_migrations(true).require_confirmation(false).backup_before(false);
-    /// assert!(!config.auto_migrate_on_startup_value()); // production default
+    /// config.set_enable_prod_migrations(true).set_require_confirmation(false).set_backup_before(false);
+    /// assert!(!config.auto_migrate_on_startup().value); // production default
     /// ```
     pub fn new(environment: Environment) -> Config {
         Config {
@@ -228,19 +237,19 @@ impl Config {
     }
 
     /// Sets where backups go (`MIGRATION_BACKUP_DIR`).
-    pub fn backup_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Config {
+    pub fn set_backup_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Config {
         self.backup_dir = dir.into();
         self
     }
 
     /// Sets the `pg_dump` program (`MIGRATION_PG_DUMP`).
-    pub fn pg_dump(&mut self, program: impl Into<PathBuf>) -> &mut Config {
+    pub fn set_pg_dump(&mut self, program: impl Into<PathBuf>) -> &mut Config {
         self.pg_dump = program.into();
         self
     }
 
     /// Sets the pinned plan (`MIGRATION_CONFIRM`): the pending IDs, comma-separated.
-    pub fn confirm(&mut self, ids: impl Into<String>) -> &mut Config {
+    pub fn set_confirm(&mut self, ids: impl Into<String>) -> &mut Config {
         self.confirm = Some(ids.into());
         self
     }
@@ -254,92 +263,92 @@ impl Config {
 
     /// Forces (or forbids) the interactive question instead of detecting a terminal on stdin
     /// and stderr.
-    pub fn interactive(&mut self, interactive: bool) -> &mut Config {
+    pub fn set_interactive(&mut self, interactive: bool) -> &mut Config {
         self.interactive = Some(interactive);
         self
     }
 
     /// The backup directory.
-    pub fn backup_dir_value(&self) -> &Path {
+    pub fn backup_dir(&self) -> &Path {
         &self.backup_dir
     }
 
     /// The `pg_dump` program.
-    pub fn pg_dump_value(&self) -> &Path {
+    pub fn pg_dump(&self) -> &Path {
         &self.pg_dump
     }
 
     /// The pinned plan, if set.
-    pub fn confirm_value(&self) -> Option<&str> {
+    pub fn confirm(&self) -> Option<&str> {
         self.confirm.as_deref()
     }
 
     /// Whether confirmation is given up front (`--yes`).
-    pub fn assume_yes_value(&self) -> bool {
+    pub fn assume_yes(&self) -> bool {
         self.assume_yes
     }
 
     /// Whether to ask on the terminal: as set, else whether stdin and stderr are terminals.
-    pub fn interactive_value(&self) -> bool {
+    pub fn interactive(&self) -> bool {
         use std::io::IsTerminal;
         self.interactive
             .unwrap_or_else(|| std::io::stdin().is_terminal() && std::io::stderr().is_terminal())
     }
 
     /// Sets the rows per backfill batch (`MIGRATION_BATCH_SIZE`).
-    pub fn batch_size(&mut self, rows: u32) -> &mut Config {
+    pub fn set_batch_size(&mut self, rows: u32) -> &mut Config {
         self.batch_size = Some(rows.max(1));
         self
     }
 
     /// Sets the backfill worker threads (`MIGRATION_WORKER_THREADS`).
-    pub fn worker_threads(&mut self, threads: u32) -> &mut Config {
+    pub fn set_worker_threads(&mut self, threads: u32) -> &mut Config {
         self.worker_threads = Some(threads.max(1));
         self
     }
 
     /// Rows per backfill batch, if set (else the backfill's default).
-    pub fn batch_size_value(&self) -> Option<usize> {
+    pub fn batch_size(&self) -> Option<usize> {
         self.batch_size.map(|n| n as usize)
     }
 
     /// Backfill worker threads, if set (else all cores).
-    pub fn worker_threads_value(&self) -> Option<usize> {
+    pub fn worker_threads(&self) -> Option<usize> {
         self.worker_threads.map(|n| n as usize)
     }
 
     /// Sets `AUTO_MIGRATE_ON_STARTUP`.
-    pub fn auto_migrate_on_startup(&mut self, value: bool) -> &mut Config {
+    pub fn set_auto_migrate_on_startup(&mut self, value: bool) -> &mut Config {
         self.auto_migrate_on_startup = Some(value);
         self
     }
 
     /// Sets `ENABLE_PROD_MIGRATIONS`.
-    pub fn enable_prod_migrations(&mut self, value: bool) -> &mut Config {
+    pub fn set_enable_prod_migrations(&mut self, value: bool) -> &mut Config {
         self.enable_prod_migrations = Some(value);
         self
     }
 
     /// Sets `MIGRATION_REQUIRE_CONFIRMATION`.
-    pub fn require_confirmation(&mut self, value: bool) -> &mut Config {
+    pub fn set_require_confirmation(&mut self, value: bool) -> &mut Config {
         self.require_confirmation = Some(value);
         self
     }
 
     /// Sets `MIGRATION_BACKUP_BEFORE`.
-    pub fn backup_before(&mut self, value: bool) -> &mut Config {
+    pub fn set_backup_before(&mut self, value: bool) -> &mut Config {
         self.backup_before = Some(value);
         self
     }
 
     /// Sets how long to wait for another runner's lock (`MIGRATION_LOCK_TIMEOUT_SECS`).
-    pub fn lock_timeout(&mut self, value: Duration) -> &mut Config {
+    pub fn set_lock_timeout(&mut self, value: Duration) -> &mut Config {
         self.lock_timeout = value;
         self
     }
 
     /// Sets how often long migrations log progress (`MIGRATION_PROGRESS_INTERVAL_SECS`).
-    pub fn progress_interval(&mut self, value: Duration) -> &mut Config {
+    pub fn set_progress_interval(&mut self, value: Duration) -> &mut Config {
         self.progress_interval = value;
         self
     }
@@ -354,42 +363,32 @@ impl Config {
     }
 
     /// Effective `AUTO_MIGRATE_ON_STARTUP` and where it came from.
-    pub fn auto_migrate_on_startup_setting(&self) -> (bool, Source) {
+    pub fn auto_migrate_on_startup(&self) -> Setting<bool> {
         setting(self.auto_migrate_on_startup, !self.production())
     }
 
-    /// Effective `AUTO_MIGRATE_ON_STARTUP`.
-    pub fn auto_migrate_on_startup_value(&self) -> bool {
-        self.auto_migrate_on_startup_setting().0
-    }
-
-    /// Effective `ENABLE_PROD_MIGRATIONS` (false unless set).
-    pub fn enable_prod_migrations_value(&self) -> bool {
-        self.enable_prod_migrations_setting().0
-    }
-
     /// Effective `ENABLE_PROD_MIGRATIONS` and where it came from.
-    pub fn enable_prod_migrations_setting(&self) -> (bool, Source) {
+    pub fn enable_prod_migrations(&self) -> Setting<bool> {
         setting(self.enable_prod_migrations, false)
     }
 
     /// Effective `MIGRATION_REQUIRE_CONFIRMATION` and where it came from.
-    pub fn require_confirmation_setting(&self) -> (bool, Source) {
+    pub fn require_confirmation(&self) -> Setting<bool> {
         setting(self.require_confirmation, self.production())
     }
 
     /// Effective `MIGRATION_BACKUP_BEFORE` and where it came from.
-    pub fn backup_before_setting(&self) -> (bool, Source) {
+    pub fn backup_before(&self) -> Setting<bool> {
         setting(self.backup_before, self.production())
     }
 
     /// The lock wait timeout.
-    pub fn lock_timeout_value(&self) -> Duration {
+    pub fn lock_timeout(&self) -> Duration {
         self.lock_timeout
     }
 
     /// The progress log interval.
-    pub fn progress_interval_value(&self) -> Duration {
+    pub fn progress_interval(&self) -> Duration {
         self.progress_interval
     }
 
@@ -401,7 +400,7 @@ impl Config {
     /// Why this policy forbids an explicit run (`up`) at all, if it does:
     /// production without `ENABLE_PROD_MIGRATIONS=true`.
     pub fn run_refusal(&self) -> Option<String> {
-        (self.production() && !self.enable_prod_migrations_value()).then(|| {
+        (self.production() && !self.enable_prod_migrations().value).then(|| {
             format!(
                 "ENVIRONMENT is production and ENABLE_PROD_MIGRATIONS is {}; set \
                  ENABLE_PROD_MIGRATIONS=true to allow migrations in production",
@@ -417,23 +416,32 @@ impl Config {
     /// or production is not enabled. Every reason that applies is listed.
     pub fn startup_skip_reason(&self) -> Option<String> {
         let mut reasons = Vec::new();
-        match self.auto_migrate_on_startup_setting() {
-            (true, _) => {}
-            (false, Source::Default) => reasons.push(format!(
+        match self.auto_migrate_on_startup() {
+            Setting { value: true, .. } => {}
+            Setting {
+                source: Source::Default,
+                ..
+            } => reasons.push(format!(
                 "AUTO_MIGRATE_ON_STARTUP is not set and defaults to false in {}",
                 self.environment
             )),
-            (false, Source::Explicit) => reasons.push("AUTO_MIGRATE_ON_STARTUP is false".into()),
+            _ => reasons.push("AUTO_MIGRATE_ON_STARTUP is false".into()),
         }
         reasons.extend(self.run_refusal());
         (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 }
 
-fn setting(explicit: Option<bool>, default: bool) -> (bool, Source) {
+fn setting(explicit: Option<bool>, default: bool) -> Setting<bool> {
     match explicit {
-        Some(value) => (value, Source::Explicit),
-        None => (default, Source::Default),
+        Some(value) => Setting {
+            value,
+            source: Source::Explicit,
+        },
+        None => Setting {
+            value: default,
+            source: Source::Default,
+        },
     }
 }
 
@@ -448,7 +456,7 @@ fn invalid(variable: &'static str, value: &str, expected: &'static str) -> Error
 }
 
 /// Parses a boolean variable strictly.
-pub fn parse_bool(variable: &'static str, value: &str) -> Result<bool> {
+pub(crate) fn parse_bool(variable: &'static str, value: &str) -> Result<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),

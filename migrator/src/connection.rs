@@ -14,7 +14,7 @@ use crate::url::{Backend, DatabaseUrl};
 #[derive(diesel::MultiConnection)]
 pub enum AnyConnection {
     /// A PostgreSQL connection.
-    Postgresql(PgConnection),
+    Postgres(PgConnection),
     /// A SQLite connection.
     Sqlite(SqliteConnection),
 }
@@ -23,7 +23,7 @@ impl AnyConnection {
     /// Which backend this connection talks to.
     pub fn backend(&self) -> Backend {
         match self {
-            AnyConnection::Postgresql(_) => Backend::Postgres,
+            AnyConnection::Postgres(_) => Backend::Postgres,
             AnyConnection::Sqlite(_) => Backend::Sqlite,
         }
     }
@@ -92,7 +92,7 @@ impl ConnectionManager {
                 let mut conn = PgConnection::establish(&with_keepalives(url.expose()))
                     .map_err(connect_error)?;
                 configure_postgres(&mut conn);
-                Ok(AnyConnection::Postgresql(conn))
+                Ok(AnyConnection::Postgres(conn))
             }
             Backend::Sqlite => {
                 let path = url.sqlite_path().unwrap_or_default();
@@ -197,7 +197,7 @@ impl Database {
     }
 
     /// Wraps an existing pool built on a [`ConnectionManager`].
-    pub fn from_pool(pool: Pool, manager: ConnectionManager) -> Database {
+    pub(crate) fn from_pool(pool: Pool, manager: ConnectionManager) -> Database {
         Database {
             manager,
             pool,

@@ -21,7 +21,7 @@ use crate::url::Backend;
 /// survive a failure's rollback and `up --dry-run`, and could wait forever on the migration's
 /// own locks (a backfill through the pool of a table the migration altered). So
 /// [`Context::pool`] and [`Context::database`] are errors in a transactional migration: declare
-/// `transaction = false` to use them, as `001_hash_kroger_passwords` does.
+/// `transaction = false` to use them (long backfills do).
 ///
 /// While the migration runs, the runner watches the migration lock: once it is lost, the
 /// context's statements and the backfill stop with [`Error::LockLost`] (see
@@ -45,7 +45,7 @@ impl<'a> Context<'a> {
         observer: Option<ProgressObserver>,
         lock: Option<Arc<LockWatch>>,
     ) -> Context<'a> {
-        let progress = Progress::build(id, config.progress_interval_value(), observer, lock);
+        let progress = Progress::build(id, config.progress_interval(), observer, lock);
         Context {
             conn,
             db,

@@ -67,7 +67,7 @@
 //! must be idempotent.
 //!
 //! # The lock
-//! See [`lock`]: a session advisory lock on PostgreSQL, a `flock`ed file beside the database on
+//! See [`LockGuard`]: a session advisory lock on PostgreSQL, a `flock`ed file beside the database on
 //! SQLite. Runners wait up to `MIGRATION_LOCK_TIMEOUT_SECS` (default one hour), logging who
 //! holds it.
 
@@ -95,7 +95,7 @@ mod confirm;
 mod connection;
 mod context;
 mod error;
-pub mod lock;
+mod lock;
 #[cfg(feature = "password")]
 pub mod password;
 #[cfg(feature = "password")]
@@ -116,9 +116,9 @@ mod wait;
 /// ```
 /// use migrator::{migration, Context, Result};
 ///
-/// #[migration("001_hash_kroger_passwords", transaction = false)]
-/// fn hash_kroger_passwords(ctx: &mut Context<'_>) -> Result<()> {
-///     ctx.batch_execute("ALTER TABLE user_profiles ADD COLUMN kroger_password_hash TEXT")
+/// #[migration("001_index_users", transaction = false)]
+/// fn index_users(ctx: &mut Context<'_>) -> Result<()> {
+///     ctx.batch_execute("CREATE INDEX IF NOT EXISTS users_name ON users (name)")
 /// }
 ///
 /// let m = migrator::Migrator::from_registry().unwrap();
@@ -141,15 +141,14 @@ pub use migrator_macros::migration;
 
 pub use backup::Backup;
 pub use config::{
-    parse_bool, vars, Config, Environment, Source, DEFAULT_LOCK_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
+    vars, Config, Environment, Setting, Source, DEFAULT_LOCK_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
 };
-pub use connection::{
-    AnyConnection, ConnectionManager, Database, Pool, PooledConnection, DEFAULT_POOL_SIZE,
-};
+pub use connection::{AnyConnection, Database, Pool, PooledConnection, DEFAULT_POOL_SIZE};
 pub use context::{Context, Progress, ProgressObserver, ProgressSnapshot};
 pub use error::{Error, Result};
+pub use lock::LockGuard;
 pub use plan::{BackupTarget, Confirmation, Decision, Kind, Plan, PlannedMigration};
-pub use registry::{registered, Migration, MigrationFn};
+pub use registry::{registered, Migration};
 pub use report::{ChecksumDrift, MigrationReport, MigrationState, Outcome, Report, StatusReport};
 pub use runner::{MarkAs, Migrator};
 pub use startup::StartupOutcome;

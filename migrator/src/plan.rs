@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::{vars, Config, Environment, Source};
+use crate::config::{vars, Config, Environment, Setting, Source};
 use crate::error::{Error, Result};
 use crate::report::StatusReport;
 
@@ -145,9 +145,9 @@ impl Plan {
             decisions.push(confirmation_decision(config, &confirmation, &confirm_with));
             decisions.push(backup_decision(config));
         }
-        let backup = match (config.backup_before_setting().0, pending.first()) {
+        let backup = match (config.backup_before().value, pending.first()) {
             (true, Some(first)) => Some(BackupTarget {
-                dir: config.backup_dir_value().to_path_buf(),
+                dir: config.backup_dir().to_path_buf(),
                 label: format!("before-{}", first.id),
             }),
             _ => None,
@@ -193,14 +193,14 @@ impl Plan {
 /// The one rule of confirmation, in the order `up` applies it: `--yes`, then the terminal, then
 /// the pinned plan.
 fn confirmation(config: &Config, ids: &[&str]) -> Confirmation {
-    if ids.is_empty() || !config.require_confirmation_setting().0 {
+    if ids.is_empty() || !config.require_confirmation().value {
         Confirmation::NotRequired
-    } else if config.assume_yes_value() {
+    } else if config.assume_yes() {
         Confirmation::AssumedYes
-    } else if config.interactive_value() {
+    } else if config.interactive() {
         Confirmation::Terminal
     } else {
-        match config.confirm_value() {
+        match config.confirm() {
             None => Confirmation::Missing,
             Some(given) if pinned_plan_matches(given, ids) => Confirmation::Pinned,
             Some(given) => Confirmation::Mismatch {
@@ -239,7 +239,10 @@ fn environment_decision(config: &Config) -> Decision {
             why: format!("{env}: migrations are allowed"),
         };
     }
-    let (enabled, source) = config.enable_prod_migrations_setting();
+    let Setting {
+        value: enabled,
+        source,
+    } = config.enable_prod_migrations();
     Decision {
         variable: vars::ENABLE_PROD_MIGRATIONS,
         value: flag(enabled),
@@ -256,7 +259,10 @@ fn confirmation_decision(
     confirmation: &Confirmation,
     confirm_with: &Option<String>,
 ) -> Decision {
-    let (required, source) = config.require_confirmation_setting();
+    let Setting {
+        value: required,
+        source,
+    } = config.require_confirmation();
     let pinned = confirm_with.as_deref().unwrap_or_default();
     let why = match confirmation {
         Confirmation::NotRequired => "no confirmation".to_owned(),
@@ -282,7 +288,10 @@ fn confirmation_decision(
 }
 
 fn backup_decision(config: &Config) -> Decision {
-    let (backup, source) = config.backup_before_setting();
+    let Setting {
+        value: backup,
+        source,
+    } = config.backup_before();
     Decision {
         variable: vars::MIGRATION_BACKUP_BEFORE,
         value: flag(backup),
@@ -291,7 +300,7 @@ fn backup_decision(config: &Config) -> Decision {
         why: if backup {
             format!(
                 "a backup is written to {} first",
-                config.backup_dir_value().display()
+                config.backup_dir().display()
             )
         } else {
             "no backup".into()

@@ -51,7 +51,7 @@ impl Migration {
         }
     }
 
-    /// The ID, e.g. `001_hash_kroger_passwords`.
+    /// The ID, e.g. `001_create_users`.
     pub fn id(&self) -> &'static str {
         self.id
     }
@@ -186,7 +186,7 @@ mod tests {
 
     fn drift_with_recorded(checksum: &str) -> bool {
         let row = AppliedMigration {
-            name: "001_x".into(),
+            id: "001_x".into(),
             status: Status::Success,
             applied_at: None,
             execution_time_ms: None,

@@ -44,8 +44,9 @@ impl std::fmt::Debug for Migrator {
     }
 }
 
-/// What [`Migrator::mark`] writes.
+/// What [`Migrator::mark`] writes (the CLI's `mark NAME STATUS` parses it directly).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum MarkAs {
     /// Applied (e.g. fixed by hand): never run.
@@ -149,7 +150,7 @@ impl Migrator {
             .map(|m| {
                 let row = rows
                     .iter()
-                    .position(|r| r.name == m.id())
+                    .position(|r| r.id == m.id())
                     .map(|i| rows.swap_remove(i));
                 let pending = row
                     .as_ref()
@@ -170,7 +171,7 @@ impl Migrator {
                 }
             })
             .collect();
-        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        rows.sort_by(|a, b| a.id.cmp(&b.id));
         StatusReport {
             migrations,
             unknown_applied: rows,
@@ -192,7 +193,7 @@ impl Migrator {
         if plan.pending.is_empty() {
             return Ok(self.nothing_to_do(&plan.status));
         }
-        let lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let lock = LockGuard::acquire(db, config.lock_timeout())?;
         let table = lock.tracking_table();
         let lock = LockWatch::hold(lock, crate::lock::CHECK_INTERVAL);
         let plan = self.plan_under_lock(db, config, &table)?;
@@ -369,7 +370,7 @@ impl Migrator {
     /// Backs the database up now, under the migration lock, into `MIGRATION_BACKUP_DIR` (the
     /// CLI's `backup`): `pg_dump` custom format on PostgreSQL, `VACUUM INTO` on SQLite.
     pub fn backup(&self, db: &Database, config: &Config) -> Result<crate::backup::Backup> {
-        let _lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let _lock = LockGuard::acquire(db, config.lock_timeout())?;
         backup::take(db, config, "manual")
     }
 
@@ -382,7 +383,7 @@ impl Migrator {
     /// `sql_migrations` and not rehearsed. No row of `applied_migrations` is written, no backup
     /// is taken, and no confirmation is asked.
     pub fn dry_run(&self, db: &Database, config: &Config) -> Result<Report> {
-        let lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let lock = LockGuard::acquire(db, config.lock_timeout())?;
         let table = lock.tracking_table();
         let mut conn = db.get()?;
         let rows = if tracking::exists(&mut conn, &table)? {
@@ -446,7 +447,7 @@ impl Migrator {
         let migration = self
             .find(id)
             .ok_or_else(|| Error::UnknownMigration { id: id.to_owned() })?;
-        let lock = LockGuard::acquire(db, config.lock_timeout_value())?;
+        let lock = LockGuard::acquire(db, config.lock_timeout())?;
         let table = lock.tracking_table();
         let mut conn = db.get()?;
         tracking::ensure_table(&mut conn, &table)?;

@@ -33,7 +33,7 @@ impl SqlMigrations {
     /// Names of the pending SQL migrations.
     pub(crate) fn pending(self, conn: &mut AnyConnection) -> Result<Vec<String>> {
         let names = match conn {
-            AnyConnection::Postgresql(c) => c
+            AnyConnection::Postgres(c) => c
                 .pending_migrations(self)
                 .map(|p| p.iter().map(|m| m.name().to_string()).collect()),
             AnyConnection::Sqlite(c) => c
@@ -57,7 +57,7 @@ impl SqlMigrations {
     /// Runs the pending SQL migrations; returns their versions.
     pub(crate) fn run(self, conn: &mut AnyConnection) -> Result<Vec<String>> {
         let versions: Vec<String> = match conn {
-            AnyConnection::Postgresql(c) => c
+            AnyConnection::Postgres(c) => c
                 .run_pending_migrations(self)
                 .map(|v| v.iter().map(ToString::to_string).collect()),
             AnyConnection::Sqlite(c) => c

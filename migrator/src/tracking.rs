@@ -76,7 +76,7 @@ impl FromStr for Status {
 #[non_exhaustive]
 pub struct AppliedMigration {
     /// The migration ID.
-    pub name: String,
+    pub id: String,
     /// Its status.
     pub status: Status,
     /// When the latest attempt ended (started, while running), UTC, as the database prints it.
@@ -256,7 +256,7 @@ pub(crate) fn load(conn: &mut AnyConnection, table: &Table) -> Result<Vec<Applie
                 reason,
             })?;
             Ok(AppliedMigration {
-                name: row.migration_name,
+                id: row.migration_name,
                 status,
                 applied_at: row.applied_at,
                 execution_time_ms: row.execution_time_ms,

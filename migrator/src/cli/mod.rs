@@ -55,7 +55,7 @@ mod render;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Environment};
 use crate::connection::Database;
@@ -150,7 +150,7 @@ enum Command<C: AppCommand> {
         /// The migration ID.
         name: String,
         /// The new status (`pending` deletes its row).
-        status: MarkArg,
+        status: MarkAs,
         /// Confirm without being asked.
         #[arg(long)]
         yes: bool,
@@ -162,26 +162,6 @@ enum Command<C: AppCommand> {
     Wait,
     #[command(flatten)]
     App(C),
-}
-
-/// `mark`'s status argument: clap's view of [`MarkAs`].
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum MarkArg {
-    Success,
-    Failed,
-    Skipped,
-    Pending,
-}
-
-impl From<MarkArg> for MarkAs {
-    fn from(arg: MarkArg) -> MarkAs {
-        match arg {
-            MarkArg::Success => MarkAs::Success,
-            MarkArg::Failed => MarkAs::Failed,
-            MarkArg::Skipped => MarkAs::Skipped,
-            MarkArg::Pending => MarkAs::Pending,
-        }
-    }
 }
 
 /// Parses the process arguments, runs the command, and returns the exit code. Installs a
@@ -244,7 +224,7 @@ fn run<A: App>(app: &A, args: Args<A::Command>) -> Result<u8> {
             Ok(render::dry_run(&report))
         }
         Command::Up { yes, .. } => up(migrator, &db, yes),
-        Command::Mark { name, status, yes } => mark(&migrator, &db, &name, status.into(), yes),
+        Command::Mark { name, status, yes } => mark(&migrator, &db, &name, status, yes),
         Command::Backup => {
             let backup = migrator.backup(&db, &Config::from_env()?)?;
             println!(
@@ -255,7 +235,7 @@ fn run<A: App>(app: &A, args: Args<A::Command>) -> Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Wait => {
-            let timeout = Config::from_env()?.lock_timeout_value();
+            let timeout = Config::from_env()?.lock_timeout();
             let ready = migrator.wait_until_applied(&db, timeout, WAIT_POLL)?;
             Ok(if ready { EXIT_OK } else { EXIT_FAILED })
         }
@@ -270,7 +250,7 @@ fn mark(migrator: &Migrator, db: &Database, name: &str, to: MarkAs, yes: bool) -
             "Mark {name} as {to} in the production database ({})?",
             db.url()
         );
-        if !(config.interactive_value() && crate::confirm::ask(&question)) {
+        if !(config.interactive() && crate::confirm::ask(&question)) {
             return Err(Error::Refused {
                 reason: "marking a migration in production needs confirmation: answer y at \
                          the prompt, or pass --yes"

@@ -31,7 +31,7 @@ pub(super) fn status(db: &Database, status: &StatusReport, json: bool) {
         let unknown: Vec<Value> = status
             .unknown_applied
             .iter()
-            .map(|r| json!({"id": r.name, "status": r.status.to_string()}))
+            .map(|r| json!({"id": r.id, "status": r.status.to_string()}))
             .collect();
         let out = json!({
             "database": db.url().redacted(),
@@ -74,7 +74,7 @@ pub(super) fn status(db: &Database, status: &StatusReport, json: bool) {
     for r in &status.unknown_applied {
         println!(
             "{:<40} {:<8} {:>8} {:>10}  applied, but not in this binary",
-            r.name, r.status, r.attempts, "-"
+            r.id, r.status, r.attempts, "-"
         );
     }
     for version in &status.pending_sql {

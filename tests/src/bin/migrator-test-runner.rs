@@ -50,7 +50,7 @@ fn main() {
 fn run() -> migrator::Result<()> {
     let db = Database::from_env()?;
     let mut config = Config::new(Environment::Development);
-    config.lock_timeout(std::time::Duration::from_secs(120));
+    config.set_lock_timeout(std::time::Duration::from_secs(120));
     let report = Migrator::from_registry()?.run(&db, &config)?;
     for m in &report.migrations {
         if m.outcome == Outcome::Applied {
