@@ -72,7 +72,11 @@ print(n, time.perf_counter() - start)
 "#;
 
 /// Hashes per second of argon2-cffi on `processes` Python processes at once, or why not.
-pub fn argon2_cffi_rate(params: Params, processes: usize, duration: Duration) -> Result<f64, String> {
+pub fn argon2_cffi_rate(
+    params: Params,
+    processes: usize,
+    duration: Duration,
+) -> Result<f64, String> {
     let children: Vec<_> = (0..processes)
         .map(|_| {
             Command::new("python3")

@@ -1,8 +1,9 @@
 //! Quick versions of the benchmarks, summed up as one Markdown table (`scripts/bench-summary`).
 //!
 //! Every figure comes from this one run, so ratios compare like with like on a shared, noisy
-//! machine. `bench-summary child-backfill URL THREADS MEMORY_KIB ITERATIONS` is the child
-//! process it starts for peak-RSS and scale-out measurements.
+//! machine. `bench-summary hashing` measures the hash rates only. `bench-summary child-backfill
+//! URL THREADS MEMORY_KIB ITERATIONS` is the child process it starts for peak-RSS and scale-out
+//! measurements.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ fn main() {
         child(&args[2..]);
         return;
     }
-    summary();
+    summary(args.get(1).map(String::as_str) == Some("hashing"));
 }
 
 /// Runs the Kroger backfill on an existing table and prints rows, seconds and peak RSS.
@@ -129,7 +130,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn summary() {
+fn summary(hashing_only: bool) {
     let cores = cores();
     let dir = std::env::temp_dir().join(format!("migrator-summary-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
@@ -152,15 +153,19 @@ fn summary() {
     let second = Duration::from_secs(3);
     let kernels = Kernel::supported();
     let mut ours = vec![[0.0f64; 2]; kernels.len()];
-    let (mut crate_reused, mut crate_fresh, mut fresh, mut cffi) = ([0.0; 2], [0.0; 2], [0.0; 2], [0.0; 2]);
+    let (mut crate_reused, mut crate_fresh, mut ours_fresh, mut cffi) =
+        ([0.0; 2], [0.0; 2], [0.0; 2], [0.0; 2]);
     let mut cffi_error = None;
     for _round in 0..2 {
         for (t, threads) in [1, cores].into_iter().enumerate() {
             for (k, kernel) in kernels.iter().enumerate() {
-                let hasher = hasher.clone().with_kernel(*kernel).expect("a supported kernel");
+                let hasher = hasher
+                    .clone()
+                    .with_kernel(*kernel)
+                    .expect("a supported kernel");
                 ours[k][t] += hash_rate(&hasher, threads, second, true) / 2.0;
             }
-            fresh[t] += hash_rate(&hasher, threads, second, false) / 2.0;
+            ours_fresh[t] += hash_rate(&hasher, threads, second, false) / 2.0;
             crate_reused[t] += argon2_crate_rate(params, threads, second, true) / 2.0;
             crate_fresh[t] += argon2_crate_rate(params, threads, second, false) / 2.0;
             match argon2_cffi_rate(params, threads, second) {
@@ -173,8 +178,12 @@ fn summary() {
         Some(e) => format!("argon2-cffi: {e}"),
         None => format!("{:.2}x argon2-cffi ({:.1})", rate / cffi[t], cffi[t]),
     };
-    for (t, threads) in [1, cores].into_iter().enumerate() {
-        let label = if t == 0 { "1 thread".to_owned() } else { format!("{cores} threads") };
+    for t in 0..2 {
+        let label = if t == 0 {
+            "1 thread".to_owned()
+        } else {
+            format!("{cores} threads")
+        };
         for (k, kernel) in kernels.iter().enumerate() {
             let rate = ours[k][t];
             let target = match (t, *kernel == detected) {
@@ -195,15 +204,20 @@ fn summary() {
         }
         push(
             &format!("hashes/s, {label}, fresh allocation per hash"),
-            format!("{:.1}", fresh[t]),
+            format!("{:.1}", ours_fresh[t]),
             format!(
                 "{detected} kernel; reuse gains {:.2}x; the argon2 crate fresh: {:.1}",
-                ours[0][t] / fresh[t],
+                ours[0][t] / ours_fresh[t],
                 crate_fresh[t]
             ),
         );
     }
     let all = ours[0][1];
+    if hashing_only {
+        print_table(rows);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
 
     // 2. The migration end to end, against the all-core rate measured again around it (the
     // mean of both measurements, so that drift of a shared machine shows as spread, not bias).
@@ -316,11 +330,15 @@ fn summary() {
     );
     push("scale-out, PostgreSQL, 2,000 rows: 2 processes x 1 thread", format!("{two_by_one:.1} rows/s"), format!("1 process x 2 threads: {one_by_two:.1} rows/s; ratio {:.3} (target >= 0.9); rows hashed twice: {} and {}; rows left: {left}; split {}/{}", two_by_one / one_by_two, twice_b, twice_a, results[0].rows, results[1].rows));
 
+    print_table(rows);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = pg::PASSWORD;
+}
+
+fn print_table(rows: Vec<(String, String, String)>) {
     println!("| measurement | value | notes |");
     println!("|---|---|---|");
     for (what, value, note) in rows {
         println!("| {what} | {value} | {note} |");
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = pg::PASSWORD;
 }

@@ -75,9 +75,11 @@ pub(crate) fn hash(
     out: &mut [u8],
     reuse: bool,
 ) -> Result<()> {
-    let fill = kernel
-        .fill_block()
-        .ok_or_else(|| failed(format!("the {kernel} Argon2 kernel needs a CPU feature this CPU lacks")))?;
+    let fill = kernel.fill_block().ok_or_else(|| {
+        failed(format!(
+            "the {kernel} Argon2 kernel needs a CPU feature this CPU lacks"
+        ))
+    })?;
     check(costs, inputs, out)?;
     let needed = costs.block_count();
     if !reuse {
@@ -98,7 +100,8 @@ pub(crate) fn hash(
 /// The bounds of RFC 9106 section 3.1 that the arithmetic below relies on.
 fn check(costs: Costs, inputs: &Inputs<'_>, out: &[u8]) -> Result<()> {
     let too_long = |what: &str, len: usize| {
-        (u32::try_from(len).is_err()).then(|| failed(format!("the {what} is too long ({len} bytes)")))
+        (u32::try_from(len).is_err())
+            .then(|| failed(format!("the {what} is too long ({len} bytes)")))
     };
     if let Some(e) = too_long("password", inputs.password.len())
         .or_else(|| too_long("secret", inputs.secret.len()))
@@ -227,7 +230,11 @@ fn hash_into(
     }
     let mut last = memory[lane_length - 1].clone();
     for lane in 1..costs.lanes as usize {
-        for (w, x) in last.0.iter_mut().zip(memory[lane * lane_length + lane_length - 1].0) {
+        for (w, x) in last
+            .0
+            .iter_mut()
+            .zip(memory[lane * lane_length + lane_length - 1].0)
+        {
             *w ^= x;
         }
     }

@@ -51,7 +51,11 @@ fn the_rfc_9106_argon2id_test_vector_on_every_kernel() {
     let tag = "0d640df58d78766c08c037a34a8b53c9d01ef0452d75b65eb52520e96b01e659";
     for kernel in Kernel::supported() {
         for reuse in [true, false] {
-            assert_eq!(hex(&ours(kernel, costs, &inputs, 32, reuse)), tag, "{kernel}");
+            assert_eq!(
+                hex(&ours(kernel, costs, &inputs, 32, reuse)),
+                tag,
+                "{kernel}"
+            );
         }
     }
 }
@@ -60,14 +64,70 @@ fn the_rfc_9106_argon2id_test_vector_on_every_kernel() {
 fn the_reference_implementations_known_answers_on_every_kernel() {
     // phc-winner-argon2 src/test.c, Argon2id version 0x13: (t, log2 m, p, password, salt, tag).
     let cases = [
-        (2, 16, 1, "password", "somesalt", "09316115d5cf24ed5a15a31a3ba326e5cf32edc24702987c02b6566f61913cf7"),
-        (2, 18, 1, "password", "somesalt", "78fe1ec91fb3aa5657d72e710854e4c3d9b9198c742f9616c2f085bed95b2e8c"),
-        (2, 8, 1, "password", "somesalt", "9dfeb910e80bad0311fee20f9c0e2b12c17987b4cac90c2ef54d5b3021c68bfe"),
-        (2, 8, 2, "password", "somesalt", "6d093c501fd5999645e0ea3bf620d7b8be7fd2db59c20d9fff9539da2bf57037"),
-        (1, 16, 1, "password", "somesalt", "f6a5adc1ba723dddef9b5ac1d464e180fcd9dffc9d1cbf76cca2fed795d9ca98"),
-        (4, 16, 1, "password", "somesalt", "9025d48e68ef7395cca9079da4c4ec3affb3c8911fe4f86d1a2520856f63172c"),
-        (2, 16, 1, "differentpassword", "somesalt", "0b84d652cf6b0c4beaef0dfe278ba6a80df6696281d7e0d2891b817d8c458fde"),
-        (2, 16, 1, "password", "diffsalt", "bdf32b05ccc42eb15d58fd19b1f856b113da1e9a5874fdcc544308565aa8141c"),
+        (
+            2,
+            16,
+            1,
+            "password",
+            "somesalt",
+            "09316115d5cf24ed5a15a31a3ba326e5cf32edc24702987c02b6566f61913cf7",
+        ),
+        (
+            2,
+            18,
+            1,
+            "password",
+            "somesalt",
+            "78fe1ec91fb3aa5657d72e710854e4c3d9b9198c742f9616c2f085bed95b2e8c",
+        ),
+        (
+            2,
+            8,
+            1,
+            "password",
+            "somesalt",
+            "9dfeb910e80bad0311fee20f9c0e2b12c17987b4cac90c2ef54d5b3021c68bfe",
+        ),
+        (
+            2,
+            8,
+            2,
+            "password",
+            "somesalt",
+            "6d093c501fd5999645e0ea3bf620d7b8be7fd2db59c20d9fff9539da2bf57037",
+        ),
+        (
+            1,
+            16,
+            1,
+            "password",
+            "somesalt",
+            "f6a5adc1ba723dddef9b5ac1d464e180fcd9dffc9d1cbf76cca2fed795d9ca98",
+        ),
+        (
+            4,
+            16,
+            1,
+            "password",
+            "somesalt",
+            "9025d48e68ef7395cca9079da4c4ec3affb3c8911fe4f86d1a2520856f63172c",
+        ),
+        (
+            2,
+            16,
+            1,
+            "differentpassword",
+            "somesalt",
+            "0b84d652cf6b0c4beaef0dfe278ba6a80df6696281d7e0d2891b817d8c458fde",
+        ),
+        (
+            2,
+            16,
+            1,
+            "password",
+            "diffsalt",
+            "bdf32b05ccc42eb15d58fd19b1f856b113da1e9a5874fdcc544308565aa8141c",
+        ),
     ];
     for kernel in Kernel::supported() {
         for (t, log_m, p, password, salt, tag) in cases {
@@ -83,7 +143,10 @@ fn the_reference_implementations_known_answers_on_every_kernel() {
                 lanes: p,
             };
             let got = hex(&ours(kernel, costs, &inputs, 32, true));
-            assert_eq!(got, tag, "{kernel} t={t} m=2^{log_m} p={p} {password} {salt}");
+            assert_eq!(
+                got, tag,
+                "{kernel} t={t} m=2^{log_m} p={p} {password} {salt}"
+            );
         }
     }
 }
@@ -214,7 +277,11 @@ fn phc_strings_are_byte_identical_to_the_argon2_crates() {
         for kernel in Kernel::supported() {
             let hasher = Hasher::new(params).unwrap().with_kernel(kernel).unwrap();
             let ours = hasher.hash_with_salt(&Password::new(plaintext.as_str()), &salt);
-            assert_eq!(ours.unwrap().phc, theirs, "{kernel}, case {case}, {params:?}");
+            assert_eq!(
+                ours.unwrap().phc,
+                theirs,
+                "{kernel}, case {case}, {params:?}"
+            );
         }
     }
 }

@@ -30,7 +30,8 @@ impl Block {
 
 /// `next = G(state, reference)` (XORed over the old `next` when `with_xor`), and `state` becomes
 /// the new `next`: the reference C's `fill_block`, which keeps the previous block in `state`.
-pub(crate) type FillBlock = fn(state: &mut Block, reference: &Block, next: &mut Block, with_xor: bool);
+pub(crate) type FillBlock =
+    fn(state: &mut Block, reference: &Block, next: &mut Block, with_xor: bool);
 
 /// The implementation of Argon2's block compression that a [`Hasher`](super::Hasher) uses.
 ///
