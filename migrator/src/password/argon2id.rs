@@ -300,11 +300,11 @@ fn fill_segment(
     } else {
         0
     };
-    let mut current = lane * lane_length + slice * segment_length + first;
+    let segment_start = lane * lane_length + slice * segment_length;
     let previous = if slice == 0 && first == 0 {
-        current + lane_length - 1
+        segment_start + lane_length - 1
     } else {
-        current - 1
+        segment_start + first - 1
     };
     let mut state = memory[previous].clone();
     for index in first..segment_length {
@@ -345,9 +345,8 @@ fn fill_segment(
             0
         };
         let reference = reference_lane * lane_length + (start + relative) % lane_length;
-        let (reference, next) = pair(memory, reference, current);
+        let (reference, next) = pair(memory, reference, segment_start + index);
         fill(&mut state, reference, next, pass != 0);
-        current += 1;
     }
 }
 
