@@ -136,12 +136,13 @@ fn round_columns(v: &mut [__m256i; 8]) {
     v[7] = _mm256_permute4x64_epi64::<SWAP>(t2);
 }
 
-/// Runs `round` on the eight vectors of `s` at `index` (in the order `round` expects).
+/// Runs the row round (`ROWS`) or the column round on the eight vectors of `s` at `index`, in
+/// the order the round expects.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn on(s: &mut [__m256i; 32], index: [usize; 8], rows: bool) {
+fn on<const ROWS: bool>(s: &mut [__m256i; 32], index: [usize; 8]) {
     let mut v = index.map(|i| s[i]);
-    if rows {
+    if ROWS {
         round_rows(&mut v);
     } else {
         round_columns(&mut v);
@@ -171,11 +172,11 @@ fn fill_block_avx2(state: &mut Block, reference: &Block, next: &mut Block, with_
     for i in 0..4 {
         let b = 8 * i;
         let rows = [b, b + 4, b + 1, b + 5, b + 2, b + 6, b + 3, b + 7];
-        on(&mut s, rows, true);
+        on::<true>(&mut s, rows);
     }
     for i in 0..4 {
         let columns = [i, 4 + i, 8 + i, 12 + i, 16 + i, 20 + i, 24 + i, 28 + i];
-        on(&mut s, columns, false);
+        on::<false>(&mut s, columns);
     }
     for i in 0..32 {
         let z = _mm256_xor_si256(s[i], xy[i]);
