@@ -224,6 +224,7 @@ fn differential(seed: u64, cases: usize, max_log: u64) {
     }
 }
 
+/// `MIGRATOR_ARGON2_SEED` (hexadecimal), else `default`.
 fn seed(default: u64) -> u64 {
     std::env::var("MIGRATOR_ARGON2_SEED")
         .ok()
@@ -231,9 +232,17 @@ fn seed(default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// `MIGRATOR_ARGON2_CASES` (scripts/memcheck runs fewer under valgrind), else `default`.
+fn cases(default: usize) -> usize {
+    std::env::var("MIGRATOR_ARGON2_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 #[test]
 fn thousands_of_small_random_hashes_match_the_argon2_crate_on_every_kernel() {
-    differential(seed(0x5eed_0001), 3000, 10);
+    differential(seed(0x5eed_0001), cases(3000), 10);
 }
 
 #[test]
