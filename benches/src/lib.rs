@@ -71,9 +71,26 @@ pub fn seed(db: &Database, rows: u64) {
     .expect("seed user_profiles");
 }
 
+mod baselines;
+pub use baselines::{argon2_cffi_rate, argon2_crate_rate, cpu};
+
 /// Hashes per second of `hasher` on `threads` threads (each reusing its memory, as the
 /// backfill does), measured for about `duration`; `reuse: false` allocates per hash.
 pub fn hash_rate(hasher: &Hasher, threads: usize, duration: Duration, reuse: bool) -> f64 {
+    rate(threads, duration, |t| {
+        let password = Password::new(format!("raw-rate-{t}"));
+        let hashed = if reuse {
+            hasher.hash(&password)
+        } else {
+            hasher.hash_without_memory_reuse(&password)
+        };
+        hashed.expect("hashing");
+    })
+}
+
+/// Calls per second of `hash` (given the thread's number) looped on `threads` threads for
+/// about `duration`.
+pub fn rate(threads: usize, duration: Duration, hash: impl Fn(usize) + Sync) -> f64 {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -84,15 +101,9 @@ pub fn hash_rate(hasher: &Hasher, threads: usize, duration: Duration, reuse: boo
         (0..threads)
             .into_par_iter()
             .map(|t| {
-                let password = Password::new(format!("raw-rate-{t}"));
                 let mut n = 0u64;
                 while start.elapsed() < duration {
-                    let hashed = if reuse {
-                        hasher.hash(&password)
-                    } else {
-                        hasher.hash_without_memory_reuse(&password)
-                    };
-                    hashed.expect("hashing");
+                    hash(t);
                     n += 1;
                 }
                 n

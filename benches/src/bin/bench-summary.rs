@@ -1,16 +1,20 @@
 //! Quick versions of the benchmarks, summed up as one Markdown table (`scripts/bench-summary`).
 //!
 //! Every figure comes from this one run, so ratios compare like with like on a shared, noisy
-//! machine. `bench-summary child-backfill URL THREADS MEMORY_KIB ITERATIONS` is the child
-//! process it starts for peak-RSS and scale-out measurements.
+//! machine. `bench-summary hashing` measures the hash rates only. `bench-summary child-backfill
+//! URL THREADS MEMORY_KIB ITERATIONS` is the child process it starts for peak-RSS and scale-out
+//! measurements.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
-use migrator::password::{Hasher, Params};
+use migrator::password::{Hasher, Kernel, Params};
 use migrator::{Backend, Config, Database, Environment, Migrator, Progress};
-use migrator_benches::{cores, diesel_noop, diesel_run, fresh, hash_rate, pg, seed};
+use migrator_benches::{
+    argon2_cffi_rate, argon2_crate_rate, cores, cpu, diesel_noop, diesel_run, fresh, hash_rate, pg,
+    seed,
+};
 use smart_meal_planner::kroger::{self, BackfillOptions};
 
 fn main() {
@@ -19,7 +23,7 @@ fn main() {
         child(&args[2..]);
         return;
     }
-    summary();
+    summary(args.get(1).map(String::as_str) == Some("hashing"));
 }
 
 /// Runs the Kroger backfill on an existing table and prints rows, seconds and peak RSS.
@@ -126,7 +130,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn summary() {
+fn summary(hashing_only: bool) {
     let cores = cores();
     let dir = std::env::temp_dir().join(format!("migrator-summary-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
@@ -138,25 +142,82 @@ fn summary() {
         rows.push((what.to_owned(), value, note));
     };
 
-    // 1. Raw Argon2id rates.
-    let second = Duration::from_secs(4);
-    let one = hash_rate(&hasher, 1, second, true);
-    let all = hash_rate(&hasher, cores, second, true);
-    let one_fresh = hash_rate(&hasher, 1, second, false);
-    let all_fresh = hash_rate(&hasher, cores, second, false);
+    // 1. Raw Argon2id rates: every kernel this CPU has, the argon2 crate (the hasher before the
+    // kernels) and argon2-cffi, in two interleaved rounds (the mean), on 1 thread and all cores.
+    let detected = Kernel::detected();
     push(
-        "hashes/s, 1 thread (m=19456,t=2,p=1)",
-        format!("{one:.1}"),
-        format!(
-            "fresh allocation per hash: {one_fresh:.1} (reuse gains {:.2}x)",
-            one / one_fresh
-        ),
+        "CPU, kernel",
+        detected.to_string(),
+        format!("{}; supported: {:?}", cpu(), Kernel::supported()),
     );
-    push(
-        &format!("hashes/s, {cores} threads"),
-        format!("{all:.1}"),
-        format!("fresh allocation: {all_fresh:.1} ({:.2}x)", all / all_fresh),
-    );
+    let second = Duration::from_secs(3);
+    let kernels = Kernel::supported();
+    let mut ours = vec![[0.0f64; 2]; kernels.len()];
+    let (mut crate_reused, mut crate_fresh, mut ours_fresh, mut cffi) =
+        ([0.0; 2], [0.0; 2], [0.0; 2], [0.0; 2]);
+    let mut cffi_error = None;
+    for _round in 0..2 {
+        for (t, threads) in [1, cores].into_iter().enumerate() {
+            for (k, kernel) in kernels.iter().enumerate() {
+                let hasher = hasher
+                    .clone()
+                    .with_kernel(*kernel)
+                    .expect("a supported kernel");
+                ours[k][t] += hash_rate(&hasher, threads, second, true) / 2.0;
+            }
+            ours_fresh[t] += hash_rate(&hasher, threads, second, false) / 2.0;
+            crate_reused[t] += argon2_crate_rate(params, threads, second, true) / 2.0;
+            crate_fresh[t] += argon2_crate_rate(params, threads, second, false) / 2.0;
+            match argon2_cffi_rate(params, threads, second) {
+                Ok(rate) => cffi[t] += rate / 2.0,
+                Err(e) => cffi_error = Some(e),
+            }
+        }
+    }
+    let cffi_note = |t: usize, rate: f64| match &cffi_error {
+        Some(e) => format!("argon2-cffi: {e}"),
+        None => format!("{:.2}x argon2-cffi ({:.1})", rate / cffi[t], cffi[t]),
+    };
+    for t in 0..2 {
+        let label = if t == 0 {
+            "1 thread".to_owned()
+        } else {
+            format!("{cores} threads")
+        };
+        for (k, kernel) in kernels.iter().enumerate() {
+            let rate = ours[k][t];
+            let target = match (t, *kernel == detected) {
+                (0, true) => " (target >= 1.35x the argon2 crate)",
+                (1, true) => " (target >= 1.25x argon2-cffi)",
+                _ => "",
+            };
+            push(
+                &format!("hashes/s, {label} (m=19456,t=2,p=1), {kernel} kernel"),
+                format!("{rate:.1}"),
+                format!(
+                    "{:.2}x the argon2 crate with reused memory ({:.1}); {}{target}",
+                    rate / crate_reused[t],
+                    crate_reused[t],
+                    cffi_note(t, rate)
+                ),
+            );
+        }
+        push(
+            &format!("hashes/s, {label}, fresh allocation per hash"),
+            format!("{:.1}", ours_fresh[t]),
+            format!(
+                "{detected} kernel; reuse gains {:.2}x; the argon2 crate fresh: {:.1}",
+                ours[0][t] / ours_fresh[t],
+                crate_fresh[t]
+            ),
+        );
+    }
+    let all = ours[0][1];
+    if hashing_only {
+        print_table(rows);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
 
     // 2. The migration end to end, against the all-core rate measured again around it (the
     // mean of both measurements, so that drift of a shared machine shows as spread, not bias).
@@ -269,11 +330,15 @@ fn summary() {
     );
     push("scale-out, PostgreSQL, 2,000 rows: 2 processes x 1 thread", format!("{two_by_one:.1} rows/s"), format!("1 process x 2 threads: {one_by_two:.1} rows/s; ratio {:.3} (target >= 0.9); rows hashed twice: {} and {}; rows left: {left}; split {}/{}", two_by_one / one_by_two, twice_b, twice_a, results[0].rows, results[1].rows));
 
+    print_table(rows);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = pg::PASSWORD;
+}
+
+fn print_table(rows: Vec<(String, String, String)>) {
     println!("| measurement | value | notes |");
     println!("|---|---|---|");
     for (what, value, note) in rows {
         println!("| {what} | {value} | {note} |");
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = pg::PASSWORD;
 }

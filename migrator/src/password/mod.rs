@@ -14,7 +14,11 @@
 //! # Ok::<(), migrator::Error>(())
 //! ```
 //!
-//! Hashes are standard PHC strings: any Argon2 implementation verifies them.
+//! Hashes are standard PHC strings: any Argon2 implementation verifies them, and they are
+//! byte-identical to the argon2 crate's for the same salt. Argon2id (version 0x13) runs on this
+//! module's own implementation, whose block compression uses AVX-512F or AVX2 when the CPU has
+//! them ([`Kernel`]); other variants and versions, met only when verifying foreign hashes, go
+//! to the argon2 crate.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -29,6 +33,11 @@ use zeroize::Zeroizing;
 use crate::config::parse_u32;
 use crate::error::{Error, Result};
 use crate::password_bounds::out_of_bounds;
+
+mod argon2id;
+mod compress;
+
+pub use compress::Kernel;
 
 /// Names of the variables [`Params::from_env`] reads.
 pub mod vars {
@@ -167,11 +176,12 @@ pub struct HashedPassword {
 pub struct Hasher {
     params: Params,
     argon2_params: argon2::Params,
+    kernel: Kernel,
 }
 
 thread_local! {
-    /// This thread's Argon2 working memory, reused across hashes (allocating and faulting in
-    /// 19 MiB per hash costs about a third of the time).
+    /// This thread's working memory for the argon2 crate (foreign hashes: Argon2i, Argon2d,
+    /// version 0x10), reused across hashes as `argon2id` reuses its own.
     static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -181,7 +191,7 @@ fn hashing_error(what: &str) -> impl FnOnce(argon2::Error) -> Error + '_ {
     }
 }
 
-/// Runs Argon2 with this thread's reused memory.
+/// Runs the argon2 crate with this thread's reused memory.
 fn compute(argon2: &Argon2<'_>, password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<()> {
     MEMORY.with(|memory| {
         let mut memory = memory.borrow_mut();
@@ -201,16 +211,53 @@ impl Hasher {
         Ok(Hasher {
             argon2_params: params.argon2_params()?,
             params,
+            kernel: Kernel::detected(),
         })
+    }
+
+    /// This hasher with another block-compression kernel (the default is
+    /// [`Kernel::detected`]), or an error if this CPU cannot run it. Hashes are the same.
+    pub fn with_kernel(mut self, kernel: Kernel) -> Result<Hasher> {
+        if !kernel.is_supported() {
+            return Err(Error::Hashing {
+                reason: format!("the {kernel} Argon2 kernel needs a CPU feature this CPU lacks"),
+            });
+        }
+        self.kernel = kernel;
+        Ok(self)
+    }
+
+    /// The block-compression kernel this hasher uses.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Runs Argon2id version 0x13 on this module's implementation.
+    fn argon2id(
+        &self,
+        params: &argon2::Params,
+        password: &Password,
+        salt: &[u8],
+        out: &mut [u8],
+        reuse: bool,
+    ) -> Result<()> {
+        let costs = argon2id::Costs {
+            memory_kib: params.m_cost(),
+            iterations: params.t_cost(),
+            lanes: params.p_cost(),
+        };
+        let inputs = argon2id::Inputs {
+            password: password.expose().as_bytes(),
+            salt,
+            secret: &[],
+            associated_data: &[],
+        };
+        argon2id::hash(self.kernel, costs, &inputs, out, reuse)
     }
 
     /// The parameters new hashes use.
     pub fn params(&self) -> Params {
         self.params
-    }
-
-    fn argon2(&self, params: argon2::Params) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
     }
 
     /// Hashes `password` with a fresh random salt.
@@ -234,14 +281,7 @@ impl Hasher {
             reason: format!("invalid salt: {e}"),
         })?;
         let mut out = Zeroizing::new([0u8; OUTPUT_LEN]);
-        let argon2 = self.argon2(self.argon2_params.clone());
-        if reuse {
-            compute(&argon2, password.expose().as_bytes(), salt, &mut out[..])?;
-        } else {
-            argon2
-                .hash_password_into(password.expose().as_bytes(), salt, &mut out[..])
-                .map_err(hashing_error("Argon2 failed"))?;
-        }
+        self.argon2id(&self.argon2_params, password, salt, &mut out[..], reuse)?;
         let phc = PasswordHash {
             algorithm: argon2::ARGON2ID_IDENT,
             version: Some(Version::V0x13.into()),
@@ -291,9 +331,13 @@ impl Hasher {
         let salt = salt
             .decode_b64(&mut salt_buf)
             .map_err(|e| invalid(format!("bad salt: {e}")))?;
-        let argon2 = Argon2::new(algorithm, version, params);
         let mut out = Zeroizing::new(vec![0u8; expected.len()]);
-        compute(&argon2, password.expose().as_bytes(), salt, &mut out)?;
+        if algorithm == Algorithm::Argon2id && version == Version::V0x13 {
+            self.argon2id(&params, password, salt, &mut out, true)?;
+        } else {
+            let argon2 = Argon2::new(algorithm, version, params);
+            compute(&argon2, password.expose().as_bytes(), salt, &mut out)?;
+        }
         Ok(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
     }
 
