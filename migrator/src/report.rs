@@ -185,7 +185,10 @@ impl Serialize for MigrationState {
         map.serialize_entry("attempts", &row.map_or(0, |r| r.attempts))?;
         map.serialize_entry("applied_at", &row.and_then(|r| r.applied_at.as_deref()))?;
         map.serialize_entry("execution_time_ms", &row.and_then(|r| r.execution_time_ms))?;
-        map.serialize_entry("error_message", &row.and_then(|r| r.error_message.as_deref()))?;
+        map.serialize_entry(
+            "error_message",
+            &row.and_then(|r| r.error_message.as_deref()),
+        )?;
         map.serialize_entry("checksum_drift", &self.checksum_drift)?;
         map.end()
     }

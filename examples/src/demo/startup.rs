@@ -125,7 +125,6 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-
 /// Runs the start-up migrations and records the outcome for `/health` and `/metrics`.
 pub(super) fn migrate(state: &AppState, exit: &AtomicU8, stop: &tokio::sync::Notify) {
     let outcome = state.migrator.run_on_startup(&state.db, &state.config);

@@ -103,4 +103,3 @@ pub fn work(db: &Database, options: &WorkOptions) -> Result<u64> {
     )?;
     Ok(report.rows_updated)
 }
-

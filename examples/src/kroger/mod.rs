@@ -25,8 +25,8 @@ use migrator::{AnyConnection, Backend, Result};
 
 pub use backfill::{backfill, run_backfill, work, BackfillOptions};
 pub use passwords::{
-    read_kroger_password, set_kroger_password, store_kroger_password_hash,
-    verify_kroger_password, CheckedPassword, StoredPassword, Verification,
+    read_kroger_password, set_kroger_password, store_kroger_password_hash, verify_kroger_password,
+    CheckedPassword, StoredPassword, Verification,
 };
 pub use verify::verify;
 
@@ -109,4 +109,3 @@ pub(crate) fn for_update(conn: &AnyConnection) -> &'static str {
         _ => "",
     }
 }
-

@@ -251,4 +251,3 @@ fn store_hash(
         Ok(updated == 1)
     })
 }
-
