@@ -380,3 +380,25 @@ fn a_failed_migration_stops_production() {
     }
     assert!(!log.contains(common::pg::PASSWORD));
 }
+
+#[test]
+fn health_counts_pending_sql_migrations_as_the_library_does() {
+    let dir = tempfile::tempdir().unwrap();
+    // Start-up migrations off: the demo's SQL migration and 001 stay pending.
+    let mut server = start(dir.path(), &[("AUTO_MIGRATE_ON_STARTUP", "false")]);
+    let (health, _) = server.wait_for("degraded");
+    assert_eq!(health.status, 200);
+    let body = health.json();
+    assert_eq!(
+        body["pending_sql"],
+        serde_json::json!(["2024-01-01-000000_create_user_profiles"]),
+        "{body}"
+    );
+    assert_eq!(body["migrations"][0]["id"], "001_hash_kroger_passwords");
+    assert_eq!(body["migrations"][0]["status"], "pending");
+    assert_eq!(body["migrations"][0]["pending"], true);
+    // One SQL migration and one code migration: StatusReport::pending_count.
+    assert_eq!(body["pending"], 2, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("migrations skipped"), "{body}");
+}

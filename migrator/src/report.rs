@@ -1,6 +1,9 @@
 //! What a run did, and what the tracking table says.
 
+use std::fmt;
 use std::time::Duration;
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::tracking::AppliedMigration;
 
@@ -22,6 +25,35 @@ pub enum Outcome {
     Rehearsed,
     /// Dry run: not transactional (or after one that is not), so not rehearsed.
     NotRehearsable,
+}
+
+impl Outcome {
+    /// Its name in logs, metrics and JSON: `applied`, `failed`, `already_applied`, `skipped`,
+    /// `not_run`, `rehearsed`, `not_rehearsable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Failed => "failed",
+            Outcome::AlreadyApplied => "already_applied",
+            Outcome::Skipped => "skipped",
+            Outcome::NotRun => "not_run",
+            Outcome::Rehearsed => "rehearsed",
+            Outcome::NotRehearsable => "not_rehearsable",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// As [`Outcome::as_str`].
+impl Serialize for Outcome {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// One migration in a [`Report`].
@@ -136,5 +168,56 @@ impl StatusReport {
     /// How many migrations, SQL and code, the next run would attempt.
     pub fn pending_count(&self) -> usize {
         self.pending_sql.len() + self.pending().count()
+    }
+}
+
+/// The JSON form of one migration's state (`status --json`, the demo's `/health`): `id`,
+/// `status` ([`MigrationState::status_label`]), `pending`, `transactional`, `attempts`,
+/// `applied_at`, `execution_time_ms`, `error_message`, `checksum_drift`.
+impl Serialize for MigrationState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let row = self.row.as_ref();
+        let mut map = serializer.serialize_map(Some(9))?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("status", self.status_label())?;
+        map.serialize_entry("pending", &self.pending)?;
+        map.serialize_entry("transactional", &self.transactional)?;
+        map.serialize_entry("attempts", &row.map_or(0, |r| r.attempts))?;
+        map.serialize_entry("applied_at", &row.and_then(|r| r.applied_at.as_deref()))?;
+        map.serialize_entry("execution_time_ms", &row.and_then(|r| r.execution_time_ms))?;
+        map.serialize_entry(
+            "error_message",
+            &row.and_then(|r| r.error_message.as_deref()),
+        )?;
+        map.serialize_entry("checksum_drift", &self.checksum_drift)?;
+        map.end()
+    }
+}
+
+/// An applied row this binary does not know, as `{"id", "status"}`.
+struct UnknownApplied<'a>(&'a AppliedMigration);
+
+impl Serialize for UnknownApplied<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("id", &self.0.id)?;
+        map.serialize_entry("status", self.0.status.as_str())?;
+        map.end()
+    }
+}
+
+/// The JSON form of a status (`status --json`, the demo's `/health`): `migrations` (see
+/// [`MigrationState`]), `unknown_applied` (`{"id", "status"}` each), `pending_sql` and
+/// `pending` ([`StatusReport::pending_count`]).
+impl Serialize for StatusReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let unknown: Vec<UnknownApplied<'_>> =
+            self.unknown_applied.iter().map(UnknownApplied).collect();
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("migrations", &self.migrations)?;
+        map.serialize_entry("unknown_applied", &unknown)?;
+        map.serialize_entry("pending_sql", &self.pending_sql)?;
+        map.serialize_entry("pending", &self.pending_count())?;
+        map.end()
     }
 }

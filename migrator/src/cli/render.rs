@@ -1,6 +1,6 @@
 //! How the command line prints the library's values: text for people, JSON for scripts.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{EXIT_FAILED, EXIT_OK};
 use crate::connection::Database;
@@ -10,36 +10,14 @@ use crate::report::{Outcome, Report, StatusReport};
 /// `status`: every migration and its row (a table, or JSON).
 pub(super) fn status(db: &Database, status: &StatusReport, json: bool) {
     if json {
-        let migrations: Vec<Value> = status
-            .migrations
-            .iter()
-            .map(|m| {
-                let row = m.row.as_ref();
-                json!({
-                    "id": m.id,
-                    "status": m.status_label(),
-                    "pending": m.pending,
-                    "transactional": m.transactional,
-                    "attempts": row.map_or(0, |r| r.attempts),
-                    "applied_at": row.and_then(|r| r.applied_at.clone()),
-                    "execution_time_ms": row.and_then(|r| r.execution_time_ms),
-                    "error_message": row.and_then(|r| r.error_message.clone()),
-                    "checksum_drift": m.checksum_drift,
-                })
-            })
-            .collect();
-        let unknown: Vec<Value> = status
-            .unknown_applied
-            .iter()
-            .map(|r| json!({"id": r.id, "status": r.status.to_string()}))
-            .collect();
-        let out = json!({
-            "database": db.url().redacted(),
-            "migrations": migrations,
-            "unknown_applied": unknown,
-            "pending_sql": status.pending_sql,
-            "pending": status.pending_count(),
-        });
+        let mut out = match serde_json::to_value(status) {
+            Ok(out) => out,
+            Err(e) => {
+                eprintln!("cannot print the status as JSON: {e}");
+                return;
+            }
+        };
+        out["database"] = json!(db.url().redacted());
         println!("{out:#}");
         return;
     }

@@ -1,0 +1,128 @@
+//! `/livez` (the process serves HTTP), `/health` (start-up phase, database and migration
+//! status), `/check-db-connection` and `/api-test`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use migrator::Error;
+use serde_json::{json, Value};
+
+use super::startup::{phase, Phase, Shared};
+use super::{error, DATABASE_UNAVAILABLE};
+
+/// `GET /livez`: 200 for as long as the process serves HTTP. It reads neither the database
+/// nor the start-up phase, so a liveness probe never kills a process that is migrating or
+/// waiting on another process's lock (readiness belongs to `/health`).
+pub(super) async fn livez() -> Json<Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+/// `GET /health`: 503 `migrating` during start-up; then the library's status of every
+/// migration, with `ok` or `degraded`.
+pub(super) async fn health(State(state): State<Shared>) -> Response {
+    let phase = phase(&state);
+    if matches!(phase, Phase::Migrating) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "migrating",
+                "message": "start-up migrations are running",
+                "environment": state.config.environment().as_str(),
+            })),
+        )
+            .into_response();
+    }
+    let checked = Arc::clone(&state);
+    let result = tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        let status = checked.migrator.status(&checked.db);
+        (status, start.elapsed())
+    })
+    .await;
+    let (status, elapsed) = match result {
+        Ok((Ok(status), elapsed)) => (status, elapsed),
+        Ok((Err(e), _)) => {
+            log::error!("Health check: cannot read the migration status: {e}");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({
+                    "status": "unavailable",
+                    "database": { "reachable": false, "error": DATABASE_UNAVAILABLE },
+                })),
+            )
+                .into_response();
+        }
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "health check failed"),
+    };
+    let pending = status.pending_count();
+    let failed = status.migrations.iter().any(|m| {
+        m.row
+            .as_ref()
+            .is_some_and(|r| r.status == migrator::Status::Failed)
+    });
+    // The library's JSON form of the status (as `status --json`), with the server's view added.
+    let mut body = match serde_json::to_value(&status) {
+        Ok(body) => body,
+        Err(e) => {
+            log::error!("Health check: cannot render the migration status: {e}");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "health check failed");
+        }
+    };
+    body["environment"] = json!(state.config.environment().as_str());
+    body["database"] = json!({
+        "reachable": true,
+        "backend": state.db.backend().to_string(),
+        "round_trip_ms": elapsed.as_secs_f64() * 1000.0,
+    });
+    let overall = match &phase {
+        Phase::Failed { migration, error } => {
+            body["error"] = json!({ "migration": migration, "message": error });
+            "degraded"
+        }
+        Phase::Skipped(reason) if pending > 0 => {
+            body["error"] = json!({ "message": format!("migrations skipped: {reason}") });
+            "degraded"
+        }
+        _ if pending > 0 || failed => "degraded",
+        _ => "ok",
+    };
+    body["status"] = json!(overall);
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+pub(super) async fn check_db(State(state): State<Shared>) -> Response {
+    let db = state.db.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        use diesel::connection::SimpleConnection;
+        let start = Instant::now();
+        let mut conn = db.get()?;
+        conn.batch_execute("SELECT 1")?;
+        Ok::<_, Error>(start.elapsed())
+    })
+    .await;
+    match result {
+        Ok(Ok(elapsed)) => Json(json!({
+            "connected": true,
+            "backend": state.db.backend().to_string(),
+            "round_trip_ms": elapsed.as_secs_f64() * 1000.0,
+        }))
+        .into_response(),
+        Ok(Err(e)) => {
+            log::error!("Database check failed: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "connected": false, "error": DATABASE_UNAVAILABLE })),
+            )
+                .into_response()
+        }
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "database check failed"),
+    }
+}
+
+pub(super) async fn api_test() -> Json<Value> {
+    Json(json!({ "status": "ok", "message": "the Smart Meal Planner API is working" }))
+}

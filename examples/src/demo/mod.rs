@@ -1,0 +1,58 @@
+//! The demo HTTP service: migrations at start-up behind a `/health` that tells the truth.
+//!
+//! Start-up order: read the settings, open the pool, start listening, run the migrations under
+//! the environment policy (while `/health` answers 503 `migrating`, so that probes neither kill
+//! the process nor route traffic to it), then serve normally. A failed migration leaves the
+//! server up and `degraded` in development and staging; in production the process exits 1.
+//!
+//! | variable | default |
+//! |---|---|
+//! | `DATABASE_URL` | `sqlite://smart-meal-planner.db` (the embedded demo database) |
+//! | `ENVIRONMENT` | `development` with the default `DATABASE_URL`; required with any other |
+//! | `HOST`, `PORT` | `127.0.0.1`, `8000` |
+//! | `LOG_FILE` | none (logs go to stderr, and to this file too when set) |
+//! | `MIGRATION_PROGRESS_INTERVAL_SECS` | 2 (the library's default is 10) |
+//!
+//! On the default demo database outside production, a Diesel SQL migration creates
+//! `user_profiles` if it is missing and seeds 1,000 demo users with plaintext Kroger passwords
+//! (only into an empty table). A database named by `DATABASE_URL` is never seeded: its table
+//! must exist, and only the code migrations run.
+//!
+//! Argon2 runs with no pooled connection held (read, release, hash, guarded write), at most
+//! one hash per core at a time; further requests wait holding neither a thread nor a
+//! connection, so `/health` always finds one. `/health` and `/check-db-connection` tell
+//! anonymous clients only that the database is unavailable; the error goes to the log.
+//!
+//! Endpoints: `GET /livez` (200 while the process serves, for liveness probes), `GET /health`
+//! (readiness), `GET /check-db-connection`, `GET /api-test`, `GET /metrics`
+//! (Prometheus text), `PUT /users/{id}/kroger-password` and
+//! `POST /users/{id}/kroger-password/verify` (JSON `{"password": "..."}`).
+//!
+//! Files by concern: `startup` (settings, state, the start-up migrations), `logging`,
+//! `server` (router, shutdown), `health`, `metrics`, `passwords` (the set and verify handlers).
+
+mod health;
+mod logging;
+mod metrics;
+mod passwords;
+mod server;
+mod startup;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations};
+use serde_json::json;
+
+pub use startup::{main, VARS};
+
+/// The demo's schema: `user_profiles` (if missing) and its demo users.
+pub const DEMO_SQL: EmbeddedMigrations = embed_migrations!("demo_migrations");
+
+/// What anonymous clients learn of a database error (its details, such as host and user, go
+/// to the log).
+const DATABASE_UNAVAILABLE: &str = "the database is unavailable (details in the server log)";
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}

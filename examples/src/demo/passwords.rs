@@ -1,0 +1,193 @@
+//! The HTTP handlers of the Kroger password paths: `PUT /users/{id}/kroger-password` and
+//! `POST /users/{id}/kroger-password/verify`. Argon2 runs with no pooled connection held.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use migrator::password::Password;
+use migrator::{AnyConnection, Error, Result};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error;
+use super::metrics::OUTCOMES;
+use super::startup::{phase, AppState, Phase, Shared};
+use crate::kroger::{self, Verification};
+
+/// The body of both password requests.
+#[derive(Deserialize)]
+pub(super) struct PasswordBody {
+    password: String,
+}
+
+/// Parses the request: the user id and the password, with JSON errors that never echo the body.
+fn request(
+    state: &AppState,
+    id: &str,
+    body: Result<Json<PasswordBody>, JsonRejection>,
+) -> Result<(i64, Password), (StatusCode, &'static str)> {
+    if matches!(phase(state), Phase::Migrating) {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "start-up migrations are running; retry shortly",
+        ));
+    }
+    let id: i64 = id
+        .parse()
+        .map_err(|_| (StatusCode::BAD_REQUEST, "the user id must be an integer"))?;
+    let Json(body) = body.map_err(|rejection| match rejection {
+        JsonRejection::MissingJsonContentType(_) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be JSON (Content-Type: application/json)",
+        ),
+        JsonRejection::JsonSyntaxError(_) => {
+            (StatusCode::BAD_REQUEST, "the body is not valid JSON")
+        }
+        _ => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the body must be a JSON object with a string field \"password\"",
+        ),
+    })?;
+    Ok((id, Password::new(body.password)))
+}
+
+pub(super) async fn set_password(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    body: Result<Json<PasswordBody>, JsonRejection>,
+) -> Response {
+    let (id, password) = match request(&state, &id, body) {
+        Ok(parsed) => parsed,
+        Err((status, message)) => return error(status, message),
+    };
+    if password.expose().is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the password must not be empty",
+        );
+    }
+    let hasher = state.hasher.clone();
+    let result = match hashing(&state, move || hasher.hash(&password)).await {
+        Ok(hashed) => {
+            with_connection(&state, move |conn| {
+                kroger::store_kroger_password_hash(conn, id, &hashed)
+            })
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(true) => Json(json!({ "updated": true })).into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("user {id} not found")),
+        Err(e) => {
+            log::error!("Setting the Kroger password of user {id} failed: {e}");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not store the password",
+            )
+        }
+    }
+}
+
+pub(super) async fn verify_password(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    body: Result<Json<PasswordBody>, JsonRejection>,
+) -> Response {
+    let (id, password) = match request(&state, &id, body) {
+        Ok(parsed) => parsed,
+        Err((status, message)) => return error(status, message),
+    };
+    let result = verify(&state, id, password).await;
+    let count = |outcome: &str| {
+        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
+            state.verifications[i].fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    match result {
+        Ok(Verification::Verified { upgraded, rehashed }) => {
+            count("verified");
+            Json(json!({ "verified": true, "upgraded": upgraded, "rehashed": rehashed }))
+                .into_response()
+        }
+        Ok(Verification::Mismatch) => {
+            count("mismatch");
+            Json(json!({ "verified": false })).into_response()
+        }
+        Ok(Verification::NoPassword) => {
+            count("no_password");
+            error(
+                StatusCode::NOT_FOUND,
+                format!("user {id} has no Kroger password"),
+            )
+        }
+        Ok(Verification::UnknownUser) => {
+            count("unknown_user");
+            error(StatusCode::NOT_FOUND, format!("user {id} not found"))
+        }
+        Err(e) => {
+            count("error");
+            log::error!("Verifying the Kroger password of user {id} failed: {e}");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "could not verify the password",
+            )
+        }
+    }
+}
+
+/// A verification in three steps, holding a pooled connection only for the read and the
+/// guarded write, never while Argon2 runs.
+async fn verify(state: &Shared, id: i64, password: Password) -> Result<Verification> {
+    let Some(stored) =
+        with_connection(state, move |conn| kroger::read_kroger_password(conn, id)).await?
+    else {
+        return Ok(Verification::UnknownUser);
+    };
+    let hasher = state.hasher.clone();
+    let (checked, password) = hashing(state, move || {
+        let checked = stored.check(&hasher, &password);
+        checked.map(|checked| (checked, password))
+    })
+    .await?;
+    if let Some(outcome) = checked.outcome() {
+        return Ok(outcome);
+    }
+    with_connection(state, move |conn| checked.finish(conn, id, &password)).await
+}
+
+/// Runs `work` (Argon2) on a blocking thread once a hashing permit is free. Waiting requests
+/// hold no thread and no connection; the permit goes with the work, so a client that hangs
+/// up does not free it early.
+async fn hashing<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let permit = Arc::clone(&state.hashing)
+        .acquire_owned()
+        .await
+        .map_err(|e| Error::msg(format!("cannot hash: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        let result = work();
+        drop(permit);
+        result
+    })
+    .await
+    .map_err(|e| Error::msg(format!("the hashing task failed: {e}")))?
+}
+
+/// Runs `work` on a blocking thread with a pooled connection, returned to the pool at once.
+async fn with_connection<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&mut AnyConnection) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let db = state.db.clone();
+    tokio::task::spawn_blocking(move || work(&mut *db.get()?))
+        .await
+        .map_err(|e| Error::msg(format!("the database task failed: {e}")))?
+}

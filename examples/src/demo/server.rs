@@ -1,0 +1,144 @@
+//! The server: the listener, the router, the start-up migrations in the background, and the
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::Router;
+use migrator::{Config, Database, Migrator};
+
+use super::health::{api_test, check_db, health, livez};
+use super::metrics::metrics;
+use super::passwords::{set_password, verify_password};
+use super::startup::{migrate, AppState, Phase, Shared};
+use super::{error, DEMO_SQL};
+use crate::kroger;
+
+pub(super) async fn serve(
+    url: String,
+    demo_database: bool,
+    config: Config,
+    host: String,
+    port: u16,
+    started: Instant,
+) -> u8 {
+    let db = match tokio::task::spawn_blocking(move || Database::connect(&url)).await {
+        Ok(Ok(db)) => db,
+        Ok(Err(e)) => {
+            log::error!("Cannot open the database: {e}");
+            return if e.is_configuration() { 2 } else { 1 };
+        }
+        Err(e) => {
+            log::error!("Cannot open the database: {e}");
+            return 1;
+        }
+    };
+    let mut migrator = match Migrator::from_registry() {
+        Ok(migrator) => migrator,
+        Err(e) => {
+            log::error!("{e}");
+            return 2;
+        }
+    };
+    // The demo schema and its seeded users are for trying things out on the embedded demo
+    // database: a database the operator named has its own user_profiles, and a pinned plan
+    // must not meet demo migrations.
+    if demo_database && config.environment() != migrator::Environment::Production {
+        migrator.sql_migrations(&DEMO_SQL);
+    }
+    let hasher = match kroger::hasher() {
+        Ok(hasher) => hasher,
+        Err(e) => {
+            log::error!("Configuration error: {e}");
+            return 2;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind((host.as_str(), port)).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            log::error!("Cannot listen on {host}:{port}: {e}");
+            return 1;
+        }
+    };
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| format!("{host}:{port}"), |a: SocketAddr| a.to_string());
+    log::info!("Listening on http://{address}");
+
+    let state: Shared = Arc::new(AppState {
+        db,
+        migrator,
+        config,
+        hasher,
+        hashing: Arc::new(tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )),
+        phase: Mutex::new(Phase::Migrating),
+        migrations: Mutex::new(Vec::new()),
+        startup_seconds: Mutex::new(None),
+        verifications: Default::default(),
+        started,
+    });
+    let exit = Arc::new(AtomicU8::new(0));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    {
+        let (state, exit, stop) = (Arc::clone(&state), Arc::clone(&exit), Arc::clone(&stop));
+        tokio::task::spawn_blocking(move || migrate(&state, &exit, &stop));
+    }
+    let app = router(Arc::clone(&state));
+    let shutdown = {
+        let stop = Arc::clone(&stop);
+        async move {
+            tokio::select! {
+                () = stop.notified() => {}
+                () = termination() => log::info!("Shutting down"),
+            }
+        }
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        log::error!("Server error: {e}");
+        return 1;
+    }
+    exit.load(Ordering::SeqCst)
+}
+
+async fn termination() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/health", get(health))
+        .route("/check-db-connection", get(check_db))
+        .route("/api-test", get(api_test))
+        .route("/metrics", get(metrics))
+        .route("/users/{id}/kroger-password", put(set_password))
+        .route("/users/{id}/kroger-password/verify", post(verify_password))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(state)
+}

@@ -1,0 +1,189 @@
+//! Start-up: the settings, the shared state, and the migrations run at start.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use migrator::password::Hasher;
+use migrator::{Config, Database, Error, Migrator, StartupOutcome};
+
+use super::logging::init_logging;
+use super::metrics::OUTCOMES;
+use super::server::serve;
+
+const DEFAULT_DATABASE_URL: &str = "sqlite://smart-meal-planner.db";
+const DEFAULT_ENVIRONMENT: &str = "development";
+
+const HOST: &str = "HOST";
+const PORT: &str = "PORT";
+const LOG_FILE: &str = "LOG_FILE";
+
+/// The variables the demo server reads itself, beside the library's ([`migrator::vars::ALL`],
+/// with `DATABASE_URL`) and the Argon2 parameters ([`migrator::password::vars::ALL`]).
+pub const VARS: [&str; 3] = [HOST, PORT, LOG_FILE];
+
+/// Where start-up is.
+#[derive(Clone, Debug)]
+pub(super) enum Phase {
+    Migrating,
+    Done,
+    Skipped(String),
+    Failed {
+        migration: Option<String>,
+        error: String,
+    },
+}
+
+pub(super) struct AppState {
+    pub(super) db: Database,
+    pub(super) migrator: Migrator,
+    pub(super) config: Config,
+    pub(super) hasher: Hasher,
+    /// One permit per core: Argon2 runs only while holding one.
+    pub(super) hashing: Arc<tokio::sync::Semaphore>,
+    pub(super) phase: Mutex<Phase>,
+    /// (migration, outcome, seconds) of the start-up run.
+    pub(super) migrations: Mutex<Vec<(String, &'static str, f64)>>,
+    pub(super) startup_seconds: Mutex<Option<f64>>,
+    pub(super) verifications: [AtomicU64; OUTCOMES.len()],
+    pub(super) started: Instant,
+}
+
+pub(super) type Shared = Arc<AppState>;
+
+/// Runs the demo server; returns the process exit code.
+pub fn main() -> ExitCode {
+    let started = Instant::now();
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Err(e) = init_logging(env(LOG_FILE)) {
+        eprintln!("smart-meal-planner: cannot open LOG_FILE: {e}");
+        return ExitCode::from(2);
+    }
+    let environment_default = env("ENVIRONMENT").is_none();
+    let url_default = env("DATABASE_URL").is_none();
+    if environment_default && !url_default {
+        log::error!(
+            "Configuration error: ENVIRONMENT is not set: it is required with an explicit \
+             DATABASE_URL (one of development, staging, production); only the default demo \
+             database defaults to development"
+        );
+        return ExitCode::from(2);
+    }
+    let url = env("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+    let lookup = |name: &str| {
+        env(name).or_else(|| match name {
+            "ENVIRONMENT" if url_default => Some(DEFAULT_ENVIRONMENT.into()),
+            "MIGRATION_PROGRESS_INTERVAL_SECS" => Some("2".into()),
+            _ => None,
+        })
+    };
+    let config = match Config::from_lookup(lookup) {
+        Ok(config) => config,
+        Err(e) => {
+            log::error!("Configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let shown_url = migrator::DatabaseUrl::parse(&url)
+        .map(|u| u.redacted().to_owned())
+        .unwrap_or_else(|_| "<invalid>".into());
+    log::info!(
+        "Smart Meal Planner demo starting: ENVIRONMENT={}{}, DATABASE_URL={}{}",
+        config.environment(),
+        if environment_default {
+            " (default)"
+        } else {
+            ""
+        },
+        shown_url,
+        if url_default { " (default)" } else { "" },
+    );
+    let host = env(HOST).unwrap_or_else(|| "127.0.0.1".into());
+    let port = match env(PORT).map(|p| p.parse::<u16>()) {
+        None => 8000,
+        Some(Ok(port)) => port,
+        Some(Err(_)) => {
+            log::error!("Configuration error: PORT must be a number from 0 to 65535");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            log::error!("Cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(serve(url, url_default, config, host, port, started));
+    // Do not wait for a start-up migration still running on a blocking thread: an interrupted
+    // migration is resumed by the next start.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    ExitCode::from(code)
+}
+
+/// Runs the start-up migrations and records the outcome for `/health` and `/metrics`.
+pub(super) fn migrate(state: &AppState, exit: &AtomicU8, stop: &tokio::sync::Notify) {
+    let outcome = state.migrator.run_on_startup(&state.db, &state.config);
+    let record = |report: Option<&migrator::Report>| {
+        let rows = report.map_or_else(Vec::new, |r| {
+            r.migrations
+                .iter()
+                .map(|m| {
+                    let secs = m.duration.map_or(0.0, |d| d.as_secs_f64());
+                    (m.id.clone(), m.outcome.as_str(), secs)
+                })
+                .collect()
+        });
+        if let Ok(mut all) = state.migrations.lock() {
+            *all = rows;
+        }
+    };
+    let phase = match outcome {
+        Ok(StartupOutcome::Completed(report)) => {
+            record(Some(&report));
+            Phase::Done
+        }
+        Ok(StartupOutcome::Skipped { reason }) => Phase::Skipped(reason),
+        Ok(StartupOutcome::Failed(e)) => {
+            record(e.report());
+            failed_phase(&e)
+        }
+        Ok(_) => Phase::Done,
+        Err(e) => {
+            record(e.report());
+            log::error!("Stopping: start-up migrations failed in production: {e}");
+            exit.store(1, Ordering::SeqCst);
+            stop.notify_one();
+            failed_phase(&e)
+        }
+    };
+    if let Ok(mut seconds) = state.startup_seconds.lock() {
+        *seconds = Some(state.started.elapsed().as_secs_f64());
+    }
+    if let Ok(mut current) = state.phase.lock() {
+        *current = phase;
+    }
+    log::info!(
+        "Start-up finished after {:.1}s",
+        state.started.elapsed().as_secs_f64()
+    );
+}
+
+fn failed_phase(e: &Error) -> Phase {
+    Phase::Failed {
+        migration: e.migration_id().map(str::to_owned),
+        error: e.to_string(),
+    }
+}
+
+pub(super) fn phase(state: &AppState) -> Phase {
+    state
+        .phase
+        .lock()
+        .map(|p| p.clone())
+        .unwrap_or(Phase::Migrating)
+}
