@@ -41,7 +41,11 @@ fn binary() -> PathBuf {
         return path;
     }
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("pgbouncer")).collect())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("pgbouncer"))
+                .collect()
+        })
         .unwrap_or_default();
     candidates.push(PathBuf::from("/usr/sbin/pgbouncer"));
     candidates
@@ -88,12 +92,19 @@ impl PgBouncer {
             cluster.port,
             auth = dir.join("users.txt").display(),
         );
-        std::fs::write(dir.join("users.txt"), format!("\"postgres\" \"{PASSWORD}\"\n"))
-            .expect("write the pgbouncer auth file");
+        std::fs::write(
+            dir.join("users.txt"),
+            format!("\"postgres\" \"{PASSWORD}\"\n"),
+        )
+        .expect("write the pgbouncer auth file");
         std::fs::write(dir.join("pgbouncer.ini"), config).expect("write pgbouncer.ini");
         if root {
             let owner = std::fs::metadata(&cluster.base).expect("the cluster directory");
-            for path in [dir.clone(), dir.join("users.txt"), dir.join("pgbouncer.ini")] {
+            for path in [
+                dir.clone(),
+                dir.join("users.txt"),
+                dir.join("pgbouncer.ini"),
+            ] {
                 std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid()))
                     .expect("chown the pgbouncer files");
             }
@@ -123,7 +134,10 @@ impl PgBouncer {
     /// `url` (a URL of the test cluster) through this pgbouncer.
     pub fn url(&self, url: &str) -> String {
         let direct = format!("127.0.0.1:{}/", pg::cluster().port);
-        assert!(url.contains(&direct), "not a URL of the test cluster: {url}");
+        assert!(
+            url.contains(&direct),
+            "not a URL of the test cluster: {url}"
+        );
         url.replace(&direct, &format!("127.0.0.1:{}/", self.port))
     }
 

@@ -100,7 +100,9 @@ struct Session {
 fn backend_pid(conn: &mut AnyConnection) -> Result<i32> {
     let row: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
         .get_result(conn)
-        .map_err(Error::db("cannot read the backend pid of the migration lock session"))?;
+        .map_err(Error::db(
+            "cannot read the backend pid of the migration lock session",
+        ))?;
     Ok(row.pid)
 }
 
