@@ -91,8 +91,9 @@ impl AppCommand for Commands {
                 threads,
                 batch_size,
             } => {
+                // A backfill is part of the migration run: on MIGRATION_DATABASE_URL when set.
                 let rows = kroger::work(
-                    db,
+                    db.for_migrations(),
                     &WorkOptions {
                         threads,
                         batch_size,

@@ -100,9 +100,14 @@ pub mod vars {
     pub const MIGRATION_PG_DUMP: &str = "MIGRATION_PG_DUMP";
     /// The pending migration IDs an unattended deploy confirms, comma-separated.
     pub const MIGRATION_CONFIRM: &str = "MIGRATION_CONFIRM";
+    /// A direct URL to PostgreSQL for the migration run (lock, DDL, backfill) when
+    /// `DATABASE_URL` goes through a transaction-pooling PgBouncer; the application keeps
+    /// `DATABASE_URL`. Holds a password: shown redacted, like `DATABASE_URL`. Read by
+    /// [`crate::Database::from_env`], not by [`crate::Config`].
+    pub const MIGRATION_DATABASE_URL: &str = "MIGRATION_DATABASE_URL";
 
     /// Every variable above, and `DATABASE_URL`.
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         ENVIRONMENT,
         AUTO_MIGRATE_ON_STARTUP,
         ENABLE_PROD_MIGRATIONS,
@@ -115,6 +120,7 @@ pub mod vars {
         MIGRATION_BACKUP_DIR,
         MIGRATION_PG_DUMP,
         MIGRATION_CONFIRM,
+        MIGRATION_DATABASE_URL,
         "DATABASE_URL",
     ];
 }

@@ -141,6 +141,8 @@ pub struct Database {
     /// The schema of `applied_migrations` once found or locked (PostgreSQL): every later query
     /// of this database (and its clones) names it, whatever `search_path` says meanwhile.
     tracking_schema: Arc<OnceLock<String>>,
+    /// The database the migration run uses instead (`MIGRATION_DATABASE_URL`), if any.
+    migration: Option<Arc<Database>>,
 }
 
 /// Default maximum number of pooled connections.
@@ -163,8 +165,13 @@ impl Database {
         )
     }
 
-    /// Reads `DATABASE_URL` and connects.
+    /// Reads `DATABASE_URL` and connects; with `MIGRATION_DATABASE_URL` set (not empty), also
+    /// connects to that for the migration run (see [`Database::with_migration_url`]).
     pub fn from_env() -> Result<Database> {
+        Database::from_env_url()?.with_migration_url_from_env()
+    }
+
+    fn from_env_url() -> Result<Database> {
         match std::env::var("DATABASE_URL") {
             Ok(url) => Database::connect(&url),
             Err(std::env::VarError::NotPresent) => Err(Error::MissingVariable {
@@ -176,6 +183,61 @@ impl Database {
                 reason: "DATABASE_URL is not valid UTF-8".into(),
             }),
         }
+    }
+
+    /// [`Database::with_migration_url`] with `MIGRATION_DATABASE_URL`, when it is set and not
+    /// empty; else this database as it is.
+    pub fn with_migration_url_from_env(self) -> Result<Database> {
+        let variable = crate::config::vars::MIGRATION_DATABASE_URL;
+        match std::env::var(variable) {
+            Ok(url) if url.trim().is_empty() => Ok(self),
+            Ok(url) => self.with_migration_url(&url),
+            Err(std::env::VarError::NotPresent) => Ok(self),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidMigrationDatabaseUrl {
+                url: "<not shown>".into(),
+                reason: "MIGRATION_DATABASE_URL is not valid UTF-8".into(),
+            }),
+        }
+    }
+
+    /// Runs migrations on `url` instead of this database: the migration lock's session, the
+    /// migrations' connections and the backfill pool all use it, while the application keeps
+    /// using this database (`DATABASE_URL`). For a `DATABASE_URL` that goes through PgBouncer
+    /// in transaction pooling mode, where the lock's session advisory lock cannot hold: point
+    /// `url` at PostgreSQL directly (or at a session-mode pool) — the same database.
+    ///
+    /// Connects at once, so that a wrong URL fails here (password scrubbed).
+    pub fn with_migration_url(mut self, url: &str) -> Result<Database> {
+        let migration = Database::connect(url).map_err(|e| match e {
+            Error::InvalidDatabaseUrl { url, reason } => {
+                Error::InvalidMigrationDatabaseUrl { url, reason }
+            }
+            other => other,
+        })?;
+        if migration.backend() != self.backend() {
+            return Err(Error::InvalidMigrationDatabaseUrl {
+                url: migration.url().redacted().to_owned(),
+                reason: format!(
+                    "it names a {} database while DATABASE_URL names a {} one: both must name \
+                     the same database",
+                    migration.backend(),
+                    self.backend()
+                ),
+            });
+        }
+        log::info!(
+            "Migrations run through MIGRATION_DATABASE_URL {} (the application uses {})",
+            migration.url(),
+            self.url()
+        );
+        self.migration = Some(Arc::new(migration));
+        Ok(self)
+    }
+
+    /// The database the migration run uses: the one of `MIGRATION_DATABASE_URL` when set
+    /// (see [`Database::with_migration_url`]), else this one.
+    pub fn for_migrations(&self) -> &Database {
+        self.migration.as_deref().unwrap_or(self)
     }
 
     /// Like [`Database::connect`], with the pool settings of `builder` (size, timeouts).
@@ -202,6 +264,7 @@ impl Database {
             manager,
             pool,
             tracking_schema: Arc::default(),
+            migration: None,
         }
     }
 

@@ -59,6 +59,26 @@ pub enum Error {
         reason: String,
     },
 
+    /// `MIGRATION_DATABASE_URL` cannot be used (see [`crate::Database::with_migration_url`]).
+    #[error("invalid MIGRATION_DATABASE_URL {url}: {reason}")]
+    InvalidMigrationDatabaseUrl {
+        /// The URL, redacted (or `<not shown>` where no password could be told apart).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The migration lock's PostgreSQL session does not stay on one server connection: a
+    /// pooler in transaction pooling mode (PgBouncer's `pool_mode = transaction`) stands
+    /// between migrator and PostgreSQL, and a session advisory lock cannot hold there. Found
+    /// before the lock is taken, nothing was migrated; found by the lock's periodic check, the
+    /// running migration stopped. Set `MIGRATION_DATABASE_URL` to a direct URL.
+    #[error("the migration lock cannot hold through {url}: its PostgreSQL session moves between server connections, as behind PgBouncer in transaction pooling mode (pool_mode = transaction). Set MIGRATION_DATABASE_URL to a direct URL to PostgreSQL (or to a session-mode pool) for the migration run; the application keeps DATABASE_URL")]
+    TransactionPooling {
+        /// The redacted URL the lock session went through.
+        url: String,
+    },
+
     /// The database could not be reached or refused the connection.
     #[error("cannot connect to {url}: {reason}")]
     Connect {
@@ -272,6 +292,8 @@ impl Error {
                 | Error::VariableOutOfRange { .. }
                 | Error::MissingVariable { .. }
                 | Error::InvalidDatabaseUrl { .. }
+                | Error::InvalidMigrationDatabaseUrl { .. }
+                | Error::TransactionPooling { .. }
                 | Error::DuplicateMigration { .. }
                 | Error::InvalidMigrationId { .. }
                 | Error::UnknownMigration { .. }

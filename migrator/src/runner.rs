@@ -21,6 +21,9 @@ use crate::tracking::{self, AppliedMigration, Record, Status, Table};
 
 /// Runs a set of migrations against a [`Database`].
 ///
+/// Every method works on [`Database::for_migrations`]: the database of
+/// `MIGRATION_DATABASE_URL` when one is attached, else the one given.
+///
 /// ```no_run
 /// use migrator::{Config, Database, Migrator};
 /// # fn main() -> migrator::Result<()> {
@@ -119,6 +122,7 @@ impl Migrator {
     /// migrations. Changes nothing, takes no lock, and creates no table. A table left by the
     /// Python runner is read as it is (the columns it lacks read as empty).
     pub fn status(&self, db: &Database) -> Result<StatusReport> {
+        let db = db.for_migrations();
         let mut conn = db.get()?;
         let rows = match tracking::find(db, &mut conn)? {
             Some(table) => tracking::load(&mut conn, &table)?,
@@ -136,6 +140,7 @@ impl Migrator {
     /// `MIGRATION_CONFIRM`), and where the backup goes. Changes nothing and takes no lock; `run`
     /// computes it again under the lock and acts on that.
     pub fn plan(&self, db: &Database, config: &Config) -> Result<Plan> {
+        let db = db.for_migrations();
         Ok(Plan::new(
             config,
             db.url().redacted().to_string(),
@@ -188,6 +193,7 @@ impl Migrator {
     /// run: later migrations are not attempted. The error carries the [`Report`] of what was
     /// done.
     pub fn run(&self, db: &Database, config: &Config) -> Result<Report> {
+        let db = db.for_migrations();
         let plan = self.plan(db, config)?;
         plan.check_policy()?;
         if plan.pending.is_empty() {
@@ -364,12 +370,14 @@ impl Migrator {
         timeout: std::time::Duration,
         poll: std::time::Duration,
     ) -> Result<bool> {
+        let db = db.for_migrations();
         crate::wait::until_applied(self, db, timeout, poll)
     }
 
     /// Backs the database up now, under the migration lock, into `MIGRATION_BACKUP_DIR` (the
     /// CLI's `backup`): `pg_dump` custom format on PostgreSQL, `VACUUM INTO` on SQLite.
     pub fn backup(&self, db: &Database, config: &Config) -> Result<crate::backup::Backup> {
+        let db = db.for_migrations();
         let _lock = LockGuard::acquire(db, config.lock_timeout())?;
         backup::take(db, config, "manual")
     }
@@ -383,6 +391,7 @@ impl Migrator {
     /// `sql_migrations` and not rehearsed. No row of `applied_migrations` is written, no backup
     /// is taken, and no confirmation is asked.
     pub fn dry_run(&self, db: &Database, config: &Config) -> Result<Report> {
+        let db = db.for_migrations();
         let lock = LockGuard::acquire(db, config.lock_timeout())?;
         let table = lock.tracking_table();
         let mut conn = db.get()?;
@@ -444,6 +453,7 @@ impl Migrator {
     /// Sets the status of migration `id` by hand, under the lock (what the deployment guide does
     /// with `UPDATE applied_migrations ...`). Unknown IDs are refused.
     pub fn mark(&self, db: &Database, config: &Config, id: &str, to: MarkAs) -> Result<()> {
+        let db = db.for_migrations();
         let migration = self
             .find(id)
             .ok_or_else(|| Error::UnknownMigration { id: id.to_owned() })?;

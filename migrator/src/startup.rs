@@ -32,7 +32,7 @@ pub(crate) fn run_on_startup(
     log::info!(
         "Migrations on start-up: environment {}, database {}",
         config.environment(),
-        db.url()
+        db.for_migrations().url()
     );
     if let Some(reason) = config.startup_skip_reason() {
         log::info!("Migrations skipped based on environment configuration: {reason}");

@@ -13,6 +13,7 @@ pub mod http;
 pub mod logs;
 pub mod matrix;
 pub mod pg;
+pub mod pgbouncer;
 pub mod server;
 pub mod users;
 

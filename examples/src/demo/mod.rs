@@ -12,6 +12,7 @@
 //! | `HOST`, `PORT` | `127.0.0.1`, `8000` |
 //! | `LOG_FILE` | none (logs go to stderr, and to this file too when set) |
 //! | `MIGRATION_PROGRESS_INTERVAL_SECS` | 2 (the library's default is 10) |
+//! | `MIGRATION_DATABASE_URL` | none (start-up migrations use `DATABASE_URL`; set it to a direct URL when `DATABASE_URL` goes through a transaction-pooling PgBouncer) |
 //!
 //! On the default demo database outside production, a Diesel SQL migration creates
 //! `user_profiles` if it is missing and seeds 1,000 demo users with plaintext Kroger passwords

@@ -26,7 +26,12 @@ pub(super) async fn serve(
     port: u16,
     started: Instant,
 ) -> u8 {
-    let db = match tokio::task::spawn_blocking(move || Database::connect(&url)).await {
+    let db = match tokio::task::spawn_blocking(move || {
+        // Migrations on start-up run on MIGRATION_DATABASE_URL when it is set.
+        Database::connect(&url)?.with_migration_url_from_env()
+    })
+    .await
+    {
         Ok(Ok(db)) => db,
         Ok(Err(e)) => {
             log::error!("Cannot open the database: {e}");

@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Exit codes: 0 done (also nothing to do); 1 a migration (or an app's check) failed; 2 usage
-//! or configuration error; 3 refused by policy. `--database-url` overrides `DATABASE_URL`.
+//! or configuration error; 3 refused by policy. `--database-url` overrides `DATABASE_URL`;
+//! `MIGRATION_DATABASE_URL`, when set, is what the generic commands migrate and read (see
+//! [`Database::with_migration_url`]).
 //!
 //! An app adds its commands as a [`clap::Subcommand`] enum implementing [`AppCommand`]:
 //!
@@ -199,7 +201,7 @@ pub fn exit_code(error: &Error) -> u8 {
 
 fn connect(url: Option<String>) -> Result<Database> {
     match url {
-        Some(url) => Database::connect(&url),
+        Some(url) => Database::connect(&url)?.with_migration_url_from_env(),
         None => Database::from_env(),
     }
 }
@@ -211,7 +213,7 @@ fn run<A: App>(app: &A, args: Args<A::Command>) -> Result<u8> {
     match args.command {
         Command::Status { json } => {
             let status = migrator.status(&db)?;
-            render::status(&db, &status, json);
+            render::status(db.for_migrations(), &status, json);
             Ok(EXIT_OK)
         }
         Command::Plan { json } => {
@@ -248,7 +250,7 @@ fn mark(migrator: &Migrator, db: &Database, name: &str, to: MarkAs, yes: bool) -
     if config.environment() == Environment::Production && !yes {
         let question = format!(
             "Mark {name} as {to} in the production database ({})?",
-            db.url()
+            db.for_migrations().url()
         );
         if !(config.interactive() && crate::confirm::ask(&question)) {
             return Err(Error::Refused {

@@ -17,11 +17,17 @@
 //! WHERE l.locktype = 'advisory' AND l.classid = 1835624306 AND l.objsubid = 2 AND l.granted;
 //! ```
 //!
-//! The lock is a session lock: behind PgBouncer in transaction pooling mode it does not hold.
-//! Point `DATABASE_URL` of the migrating process at PostgreSQL directly (or a session-mode pool).
+//! The lock is a session lock: behind PgBouncer in transaction pooling mode it does not hold
+//! (each statement of the lock's connection may run on another server connection). Before
+//! trying for the lock, [`check_session_kept`] looks for that, and every statement of the lock
+//! connection compares its backend pid with the session's: a moved session is
+//! [`Error::TransactionPooling`] (a configuration error), never a lock taken on a borrowed
+//! server connection. Point `MIGRATION_DATABASE_URL` at PostgreSQL directly (or at a
+//! session-mode pool) for the migration run; the application keeps `DATABASE_URL`.
 
 use std::time::Duration;
 
+use diesel::connection::SimpleConnection;
 use diesel::sql_types::{Bool, Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
@@ -34,12 +40,19 @@ pub const LOCK_CLASS: i32 = 0x6D69_6772;
 /// The second key, from the tracking table's schema bound as `$1`.
 const KEY2: &str = "hashtext(current_database() || '.' || $1 || '.applied_migrations')";
 
+/// How many times [`check_session_kept`] looks for a pooler before the lock is tried.
+const PROBE_ROUNDS: usize = 3;
+
 /// A held advisory lock on its own connection.
 pub(crate) struct PgLock {
     conn: Option<AnyConnection>,
     database: String,
     /// The schema of the tracking table this lock guards.
     schema: String,
+    /// The backend pid of the lock's session: the server process that holds the lock.
+    pid: i32,
+    /// The redacted URL of the lock's connection, for errors.
+    url: String,
 }
 
 impl std::fmt::Debug for PgLock {
@@ -48,10 +61,19 @@ impl std::fmt::Debug for PgLock {
     }
 }
 
+/// An answer of the lock's session, with the backend pid that gave it.
 #[derive(QueryableByName)]
-struct Taken {
+struct Answer {
     #[diesel(sql_type = Bool)]
     taken: bool,
+    #[diesel(sql_type = Integer)]
+    pid: i32,
+}
+
+#[derive(QueryableByName)]
+struct Pid {
+    #[diesel(sql_type = Integer)]
+    pid: i32,
 }
 
 #[derive(QueryableByName)]
@@ -67,25 +89,72 @@ struct Holder {
 }
 
 #[derive(QueryableByName)]
-struct Name {
+struct Session {
     #[diesel(sql_type = Text)]
     name: String,
+    #[diesel(sql_type = Integer)]
+    pid: i32,
+}
+
+/// The backend pid serving `conn`'s next statement.
+fn backend_pid(conn: &mut AnyConnection) -> Result<i32> {
+    let row: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result(conn)
+        .map_err(Error::db(
+            "cannot read the backend pid of the migration lock session",
+        ))?;
+    Ok(row.pid)
+}
+
+/// Looks for a pooler in transaction pooling mode between `conn` (whose session was served by
+/// backend `pid`) and PostgreSQL, before any lock is taken: a second connection, inside a
+/// transaction, must get a backend of its own, and `conn` must keep `pid` meanwhile. Directly
+/// or through a session-mode pool both always hold; through a transaction-mode pool the
+/// second connection usually gets the server connection `conn` just released (pools reuse the
+/// most recent one), or `conn` moves to another. A few rounds make a miss unlikely; the pid
+/// check of every later statement on `conn` catches the rest.
+fn check_session_kept(db: &Database, conn: &mut AnyConnection, pid: i32) -> Result<()> {
+    let moved = || Error::TransactionPooling {
+        url: db.url().redacted().to_owned(),
+    };
+    let mut probe = db.dedicated_connection()?;
+    for _ in 0..PROBE_ROUNDS {
+        probe
+            .batch_execute("BEGIN")
+            .map_err(Error::db("cannot probe the migration lock session"))?;
+        let other = backend_pid(&mut probe)?;
+        // Asked only while the probe's transaction pins its own server connection.
+        let again = if other == pid {
+            None
+        } else {
+            Some(backend_pid(conn)?)
+        };
+        probe
+            .batch_execute("ROLLBACK")
+            .map_err(Error::db("cannot probe the migration lock session"))?;
+        if again != Some(pid) {
+            return Err(moved());
+        }
+    }
+    Ok(())
 }
 
 impl PgLock {
     pub(crate) fn acquire(db: &Database, timeout: Duration) -> Result<PgLock> {
         let mut conn = db.dedicated_connection()?;
         let me = crate::tracking::runner_identity();
-        let name: Name = diesel::sql_query(
-            "SELECT current_database() AS name \
+        let session: Session = diesel::sql_query(
+            "SELECT current_database() AS name, pg_backend_pid() AS pid \
              FROM (SELECT set_config('application_name', $1, false)) AS configured",
         )
         .bind::<Text, _>(format!("migrator {me}"))
         .get_result(&mut conn)
         .map_err(Error::db("cannot prepare the migration lock connection"))?;
-        let database = name.name;
+        let (database, pid) = (session.name, session.pid);
+        let url = db.url().redacted().to_owned();
         let table = crate::tracking::locate(db, &mut conn)?;
         let schema = table.schema().unwrap_or_default().to_owned();
+        check_session_kept(db, &mut conn, pid)?;
         // Waiters look the holder up on a second connection, opened only if they have to wait.
         let mut observer: Option<AnyConnection> = None;
         let what = format!("(PostgreSQL advisory lock {LOCK_CLASS} on database {database})");
@@ -93,13 +162,21 @@ impl PgLock {
             &what,
             timeout,
             || {
-                let taken: Taken = diesel::sql_query(format!(
-                    "SELECT pg_try_advisory_lock({LOCK_CLASS}, {KEY2}) AS taken"
+                // Taken only by the session's own backend: on a borrowed server connection
+                // the lock would outlive this runner there (until the pooler closes it).
+                let answer: Answer = diesel::sql_query(format!(
+                    "SELECT CASE WHEN pg_backend_pid() = $2 \
+                     THEN pg_try_advisory_lock({LOCK_CLASS}, {KEY2}) ELSE false END AS taken, \
+                     pg_backend_pid() AS pid"
                 ))
                 .bind::<Text, _>(&schema)
+                .bind::<Integer, _>(pid)
                 .get_result(&mut conn)
                 .map_err(Error::db("cannot take the PostgreSQL migration lock"))?;
-                Ok(taken.taken.then_some(()))
+                if answer.pid != pid {
+                    return Err(Error::TransactionPooling { url: url.clone() });
+                }
+                Ok(answer.taken.then_some(()))
             },
             || {
                 if observer.is_none() {
@@ -114,24 +191,31 @@ impl PgLock {
             conn: Some(conn),
             database,
             schema,
+            pid,
+            url,
         })
     }
 
-    /// Whether this session still holds the lock (its connection may have been terminated).
+    /// Whether this session still holds the lock (its connection may have been terminated),
+    /// on its own backend (else a pooler moved it: [`Error::TransactionPooling`]).
     pub(crate) fn ensure_held(&mut self) -> Result<()> {
         let held = self.conn.as_mut().and_then(|conn| {
             diesel::sql_query(format!(
                 "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
                  AND pid = pg_backend_pid() AND granted AND objsubid = 2 \
                  AND classid = CAST({LOCK_CLASS} AS oid) \
-                 AND objid = CAST(CAST({KEY2} AS BIGINT) & 4294967295 AS oid)) AS taken"
+                 AND objid = CAST(CAST({KEY2} AS BIGINT) & 4294967295 AS oid)) AS taken, \
+                 pg_backend_pid() AS pid"
             ))
             .bind::<Text, _>(&self.schema)
-            .get_result::<Taken>(conn)
+            .get_result::<Answer>(conn)
             .ok()
         });
         match held {
-            Some(Taken { taken: true }) => Ok(()),
+            Some(Answer { pid, .. }) if pid != self.pid => Err(Error::TransactionPooling {
+                url: self.url.clone(),
+            }),
+            Some(Answer { taken: true, .. }) => Ok(()),
             _ => Err(Error::LockLost {
                 lock: self.describe(),
             }),
@@ -181,12 +265,26 @@ fn holder(conn: &mut AnyConnection, schema: &str) -> Option<String> {
 impl Drop for PgLock {
     fn drop(&mut self) {
         if let Some(mut conn) = self.conn.take() {
-            let unlocked: std::result::Result<Taken, _> = diesel::sql_query(format!(
-                "SELECT pg_advisory_unlock({LOCK_CLASS}, {KEY2}) AS taken"
-            ))
-            .bind::<Text, _>(&self.schema)
-            .get_result(&mut conn);
-            if !matches!(unlocked, Ok(Taken { taken: true })) {
+            // Only the session's own backend holds the lock; behind a transaction pooler the
+            // statement may land elsewhere (there, unlocking would only warn): try a few times.
+            let mut unlocked = false;
+            for _ in 0..PROBE_ROUNDS * 3 {
+                let answer: std::result::Result<Answer, _> = diesel::sql_query(format!(
+                    "SELECT CASE WHEN pg_backend_pid() = $2 \
+                     THEN pg_advisory_unlock({LOCK_CLASS}, {KEY2}) ELSE false END AS taken, \
+                     pg_backend_pid() AS pid"
+                ))
+                .bind::<Text, _>(&self.schema)
+                .bind::<Integer, _>(self.pid)
+                .get_result(&mut conn);
+                match answer {
+                    Ok(Answer { pid, .. }) if pid != self.pid => continue,
+                    Ok(Answer { taken, .. }) => unlocked = taken,
+                    Err(_) => {}
+                }
+                break;
+            }
+            if !unlocked {
                 log::warn!(
                     "Could not release the migration lock explicitly; closing its connection \
                      releases it"

@@ -101,12 +101,9 @@ impl LockWatch {
         if let Ok(mut last) = self.last_check.lock() {
             *last = Instant::now();
         }
-        if held.is_err() {
+        if let Err(e) = &held {
             self.lost.store(true, Ordering::Release);
-            log::error!(
-                "The migration lock was lost ({}): stopping the running migration",
-                self.lock
-            );
+            log::error!("Stopping the running migration: {e}");
         }
         held
     }
