@@ -94,6 +94,7 @@ mod config;
 mod confirm;
 mod connection;
 mod context;
+mod ddl_lock;
 mod error;
 mod lock;
 #[cfg(feature = "password")]
@@ -141,7 +142,8 @@ pub use migrator_macros::migration;
 
 pub use backup::Backup;
 pub use config::{
-    vars, Config, Environment, Setting, Source, DEFAULT_LOCK_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
+    vars, Config, Environment, Setting, Source, DEFAULT_DDL_LOCK_RETRIES, DEFAULT_DDL_LOCK_TIMEOUT,
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
 };
 pub use connection::{AnyConnection, Database, Pool, PooledConnection, DEFAULT_POOL_SIZE};
 pub use context::{Context, Progress, ProgressObserver, ProgressSnapshot};
