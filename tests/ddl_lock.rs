@@ -275,9 +275,8 @@ fn a_role_level_statement_timeout_does_not_cancel_a_migration() {
         .unwrap();
     let t = TestDb::at(rd.url.clone(), Backend::Postgres);
     // One connection: the one the migrations ran on is the one checked below.
-    let db =
-        Database::connect_with(&t.url, r2d2::Pool::builder().max_size(1).min_idle(Some(0)))
-            .unwrap();
+    let db = Database::connect_with(&t.url, r2d2::Pool::builder().max_size(1).min_idle(Some(0)))
+        .unwrap();
     let setting = || texts(&db, "SELECT current_setting('statement_timeout') AS v");
     assert_eq!(setting(), ["1s"]);
 

@@ -501,7 +501,10 @@ fn the_ddl_lock_variables_are_parsed_strictly() {
             "{message}"
         );
     }
-    for variable in ["MIGRATION_DDL_LOCK_TIMEOUT_MS", "MIGRATION_DDL_LOCK_RETRIES"] {
+    for variable in [
+        "MIGRATION_DDL_LOCK_TIMEOUT_MS",
+        "MIGRATION_DDL_LOCK_RETRIES",
+    ] {
         assert!(migrator::vars::ALL.contains(&variable), "{variable}");
     }
 }

@@ -295,7 +295,10 @@ mod tests {
             query: "SELECT\n  ".to_owned() + &"x".repeat(500),
         };
         let text = describe(&[long]);
-        assert!(text.starts_with("blocked by pid 7 (active: SELECT xxx"), "{text}");
+        assert!(
+            text.starts_with("blocked by pid 7 (active: SELECT xxx"),
+            "{text}"
+        );
         assert!(text.len() < 260, "{text}");
         assert!(describe(&[]).contains("no blocking session"));
     }
