@@ -461,3 +461,50 @@ fn from_env_reads_the_process_environment() {
     assert_eq!(code, 2);
     assert!(err.contains("DATABASE_URL is not set"), "{err}");
 }
+
+#[test]
+fn the_ddl_lock_variables_are_parsed_strictly() {
+    let defaults = config(&[("ENVIRONMENT", "production")]).unwrap();
+    assert_eq!(
+        defaults.ddl_lock_timeout(),
+        migrator::DEFAULT_DDL_LOCK_TIMEOUT
+    );
+    assert_eq!(defaults.ddl_lock_timeout().as_millis(), 5000);
+    assert_eq!(defaults.ddl_lock_retries(), 10);
+    let set = config(&[
+        ("ENVIRONMENT", "production"),
+        ("MIGRATION_DDL_LOCK_TIMEOUT_MS", " 250 "),
+        ("MIGRATION_DDL_LOCK_RETRIES", "0"),
+    ])
+    .unwrap();
+    assert_eq!(set.ddl_lock_timeout().as_millis(), 250);
+    assert_eq!(set.ddl_lock_retries(), 0);
+    for (variable, bad, expected) in [
+        (
+            "MIGRATION_DDL_LOCK_TIMEOUT_MS",
+            "0",
+            "whole number of milliseconds greater than 0",
+        ),
+        (
+            "MIGRATION_DDL_LOCK_TIMEOUT_MS",
+            "5s",
+            "whole number of milliseconds greater than 0",
+        ),
+        ("MIGRATION_DDL_LOCK_RETRIES", "-1", "0 or more"),
+        ("MIGRATION_DDL_LOCK_RETRIES", "many", "0 or more"),
+    ] {
+        let err = config(&[("ENVIRONMENT", "production"), (variable, bad)]).unwrap_err();
+        assert!(err.is_configuration(), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains(variable) && message.contains(expected),
+            "{message}"
+        );
+    }
+    for variable in [
+        "MIGRATION_DDL_LOCK_TIMEOUT_MS",
+        "MIGRATION_DDL_LOCK_RETRIES",
+    ] {
+        assert!(migrator::vars::ALL.contains(&variable), "{variable}");
+    }
+}

@@ -43,12 +43,12 @@ struct Exists {
 
 fn add_columns(ctx: &mut Context<'_>) -> Result<()> {
     match ctx.backend() {
+        // The runner sets lock_timeout (MIGRATION_DDL_LOCK_TIMEOUT_MS) and retries the
+        // migration while a long transaction holds the table.
         Backend::Postgres => ctx.batch_execute(
-            "SET lock_timeout = '5s';
-             ALTER TABLE user_profiles
+            "ALTER TABLE user_profiles
                  ADD COLUMN IF NOT EXISTS kroger_password_hash TEXT,
-                 ADD COLUMN IF NOT EXISTS kroger_password_salt TEXT;
-             RESET lock_timeout;",
+                 ADD COLUMN IF NOT EXISTS kroger_password_salt TEXT;",
         ),
         _ => {
             for column in ["kroger_password_hash", "kroger_password_salt"] {

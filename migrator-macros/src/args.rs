@@ -1,4 +1,5 @@
-//! Parsing of `#[migration("001_name", transaction = false, crate = path)]`.
+//! Parsing of `#[migration("001_name", transaction = false, statement_timeout = "10m",
+//! crate = path)]`.
 
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
@@ -9,6 +10,8 @@ use syn::{Expr, ExprLit, Lit, LitStr, Meta, Path, Token};
 pub(crate) struct Args {
     pub id: LitStr,
     pub transaction: bool,
+    /// `statement_timeout`, in milliseconds (0: not given).
+    pub statement_timeout_ms: u64,
     pub krate: Path,
 }
 
@@ -29,8 +32,8 @@ impl Parse for Raw {
             let extra: LitStr = input.parse()?;
             return Err(syn::Error::new(
                 extra.span(),
-                "a migration has exactly one ID; options follow it as `transaction = false` \
-                 or `crate = path`",
+                "a migration has exactly one ID; options follow it as `transaction = false`, \
+                 `statement_timeout = \"10m\"` or `crate = path`",
             ));
         }
         let rest = Punctuated::parse_terminated(input)?;
@@ -40,6 +43,25 @@ impl Parse for Raw {
 
 const ID_RULE: &str = "a migration ID is three or more digits, an underscore, then lowercase \
                        letters, digits and underscores, e.g. \"001_create_users\"";
+
+const DURATION_RULE: &str = "`statement_timeout` takes a duration greater than zero: a whole \
+                             number and a unit, ms, s, m or h, e.g. \"500ms\", \"30s\", \"10m\", \"1h\"";
+
+/// `500ms`, `30s`, `10m`, `1h` in milliseconds; `None` for anything else, zero, or overflow.
+fn parse_duration_ms(value: &str) -> Option<u64> {
+    let digits = value.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = value.split_at(digits);
+    let per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    let ms = number.parse::<u64>().ok()?.checked_mul(per_unit)?;
+    // PostgreSQL takes a statement_timeout up to i32::MAX milliseconds.
+    (ms > 0 && ms <= i32::MAX as u64).then_some(ms)
+}
 
 /// Whether `id` matches `^[0-9]{3,}_[a-z0-9_]+$`.
 fn valid_id(id: &str) -> bool {
@@ -60,11 +82,13 @@ impl Args {
         let mut errors: Vec<syn::Error> = Vec::new();
         let mut transaction = None;
         let mut krate = None;
+        let mut statement_timeout = None;
         for meta in metas {
             let Meta::NameValue(nv) = &meta else {
                 errors.push(syn::Error::new_spanned(
                     &meta,
-                    "expected `transaction = false` or `crate = path`",
+                    "expected `transaction = false`, `statement_timeout = \"10m\"` or \
+                     `crate = path`",
                 ));
                 continue;
             };
@@ -83,6 +107,21 @@ impl Args {
                         other,
                         "`transaction` takes `true` or `false`",
                     )),
+                }
+            } else if nv.path.is_ident("statement_timeout") {
+                let parsed = match &nv.value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) => parse_duration_ms(&s.value()),
+                    _ => None,
+                };
+                match parsed {
+                    Some(ms) if statement_timeout.is_none() => statement_timeout = Some(ms),
+                    Some(_) => errors.push(syn::Error::new_spanned(
+                        &nv.path,
+                        "`statement_timeout` is given more than once",
+                    )),
+                    None => errors.push(syn::Error::new_spanned(&nv.value, DURATION_RULE)),
                 }
             } else if nv.path.is_ident("crate") {
                 let path = match &nv.value {
@@ -106,7 +145,7 @@ impl Args {
             } else {
                 errors.push(syn::Error::new_spanned(
                     &nv.path,
-                    "unknown argument: expected `transaction` or `crate`",
+                    "unknown argument: expected `transaction`, `statement_timeout` or `crate`",
                 ));
             }
         }
@@ -136,6 +175,7 @@ impl Args {
             (None, Some(id)) => Ok(Args {
                 id,
                 transaction: transaction.unwrap_or(true),
+                statement_timeout_ms: statement_timeout.unwrap_or(0),
                 krate: krate.unwrap_or_else(|| syn::parse_quote!(::migrator)),
             }),
             // An absent or invalid ID always records an error above.
@@ -146,7 +186,25 @@ impl Args {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_id;
+    use super::{parse_duration_ms, valid_id};
+
+    #[test]
+    fn durations() {
+        for (text, ms) in [
+            ("500ms", 500),
+            ("30s", 30_000),
+            ("10m", 600_000),
+            ("1h", 3_600_000),
+            ("596h", 2_145_600_000),
+        ] {
+            assert_eq!(parse_duration_ms(text), Some(ms), "{text}");
+        }
+        for bad in [
+            "", "10", "0s", "s", "1.5s", "-1s", "10 m", "10M", "1d", "10min", "597h", " 1s",
+        ] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn id_shape() {

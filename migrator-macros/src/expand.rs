@@ -104,6 +104,7 @@ fn register(args: &Args, function: &ItemFn) -> TokenStream {
     let Args {
         id,
         transaction,
+        statement_timeout_ms,
         krate,
     } = args;
     let ident = &function.sig.ident;
@@ -131,6 +132,7 @@ fn register(args: &Args, function: &ItemFn) -> TokenStream {
                     ::core::line!(),
                     ::core::module_path!(),
                 )
+                .__with_statement_timeout_ms(#statement_timeout_ms)
             }
         };
     }

@@ -10,6 +10,7 @@ use diesel::Connection;
 use crate::config::Config;
 use crate::connection::{AnyConnection, Database};
 use crate::context::{Context, ProgressObserver};
+use crate::ddl_lock::{self, BlockerWatch};
 use crate::error::{Error, Result};
 use crate::lock::LockWatch;
 use crate::registry::Migration;
@@ -101,52 +102,101 @@ pub(crate) fn apply(
         new_attempt,
     };
     let mut rows = 0;
-    let result = if m.is_transactional() {
-        conn.transaction::<_, Error, _>(|conn| {
-            let mut ctx = Context::new(
-                conn,
-                db,
-                config,
-                m.id(),
-                true,
-                observer,
-                Some(Arc::clone(lock)),
-            );
-            call(m, &mut ctx)?;
-            rows = ctx.progress().snapshot().done;
-            drop(ctx);
-            // Lost meanwhile: roll back rather than commit beside another runner.
-            held()?;
-            tracking::write(conn, table, &record(Status::Success, start.elapsed(), true))
-        })
-    } else {
-        tracking::write(
-            &mut conn,
-            table,
-            &record(Status::Running, Duration::ZERO, true),
-        )
-        .and_then(|()| {
-            let mut ctx = Context::new(
-                &mut conn,
-                db,
-                config,
-                m.id(),
-                false,
-                observer,
-                Some(Arc::clone(lock)),
-            );
-            call(m, &mut ctx)?;
-            rows = ctx.progress().snapshot().done;
-            Ok(())
-        })
-        .and_then(|()| held())
-        .and_then(|()| {
-            tracking::write(
-                &mut conn,
-                table,
-                &record(Status::Success, start.elapsed(), false),
-            )
-        })
+    // PostgreSQL: an attempt stopped by its lock timeout is retried whole (see `ddl_lock`).
+    let mut retry: u32 = 0;
+    let result = loop {
+        let watch = BlockerWatch::start(db, &mut conn, config);
+        let outcome = if m.is_transactional() {
+            conn.transaction::<_, Error, _>(|conn| {
+                ddl_lock::configure(conn, m, config, true, retry == 0)?;
+                let mut ctx = Context::new(
+                    conn,
+                    db,
+                    config,
+                    m.id(),
+                    true,
+                    observer.clone(),
+                    Some(Arc::clone(lock)),
+                );
+                call(m, &mut ctx)?;
+                rows = ctx.progress().snapshot().done;
+                drop(ctx);
+                // Lost meanwhile: roll back rather than commit beside another runner.
+                held()?;
+                tracking::write(conn, table, &record(Status::Success, start.elapsed(), true))
+            })
+        } else {
+            let running = if retry == 0 {
+                tracking::write(
+                    &mut conn,
+                    table,
+                    &record(Status::Running, Duration::ZERO, true),
+                )
+            } else {
+                Ok(())
+            };
+            let outcome = running
+                .and_then(|()| ddl_lock::configure(&mut conn, m, config, false, retry == 0))
+                .and_then(|()| {
+                    let mut ctx = Context::new(
+                        &mut conn,
+                        db,
+                        config,
+                        m.id(),
+                        false,
+                        observer.clone(),
+                        Some(Arc::clone(lock)),
+                    );
+                    call(m, &mut ctx)?;
+                    rows = ctx.progress().snapshot().done;
+                    Ok(())
+                })
+                .and_then(|()| held())
+                .and_then(|()| {
+                    tracking::write(
+                        &mut conn,
+                        table,
+                        &record(Status::Success, start.elapsed(), false),
+                    )
+                });
+            if outcome.is_err() {
+                unwind_transactions(&mut conn);
+            }
+            ddl_lock::reset(&mut conn, m);
+            outcome
+        };
+        let seen = watch.map(BlockerWatch::stop).unwrap_or_default();
+        match outcome {
+            Err(e) if ddl_lock::is_lock_timeout(&e, &seen) => {
+                let blockers = ddl_lock::describe(&seen.ever);
+                let timeout_ms = config.ddl_lock_timeout().as_millis();
+                if retry < config.ddl_lock_retries() {
+                    let pause = ddl_lock::backoff(retry);
+                    log::warn!(
+                        "Migration {} could not take a table lock within {timeout_ms} ms \
+                         (MIGRATION_DDL_LOCK_TIMEOUT_MS) on attempt {} of {}; {blockers}; \
+                         retrying in {} ms",
+                        m.id(),
+                        retry + 1,
+                        config.ddl_lock_retries().saturating_add(1),
+                        pause.as_millis()
+                    );
+                    std::thread::sleep(pause);
+                    retry += 1;
+                    if let Err(lost) = held() {
+                        break Err(lost);
+                    }
+                    continue;
+                }
+                break Err(Error::DdlLockTimeout {
+                    timeout: config.ddl_lock_timeout(),
+                    attempts: retry.saturating_add(1),
+                    blockers,
+                    cause: Box::new(e),
+                });
+            }
+            other => break other,
+        }
     };
     let elapsed = start.elapsed();
     match result {

@@ -105,9 +105,13 @@ pub mod vars {
     /// `DATABASE_URL`. Holds a password: shown redacted, like `DATABASE_URL`. Read by
     /// [`crate::Database::from_env`], not by [`crate::Config`].
     pub const MIGRATION_DATABASE_URL: &str = "MIGRATION_DATABASE_URL";
+    /// PostgreSQL: the `lock_timeout` of every migration, in milliseconds (default 5000).
+    pub const MIGRATION_DDL_LOCK_TIMEOUT_MS: &str = "MIGRATION_DDL_LOCK_TIMEOUT_MS";
+    /// PostgreSQL: how often a migration that hit its `lock_timeout` is retried (default 10).
+    pub const MIGRATION_DDL_LOCK_RETRIES: &str = "MIGRATION_DDL_LOCK_RETRIES";
 
     /// Every variable above, and `DATABASE_URL`.
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 16] = [
         ENVIRONMENT,
         AUTO_MIGRATE_ON_STARTUP,
         ENABLE_PROD_MIGRATIONS,
@@ -121,6 +125,8 @@ pub mod vars {
         MIGRATION_PG_DUMP,
         MIGRATION_CONFIRM,
         MIGRATION_DATABASE_URL,
+        MIGRATION_DDL_LOCK_TIMEOUT_MS,
+        MIGRATION_DDL_LOCK_RETRIES,
         "DATABASE_URL",
     ];
 }
@@ -131,6 +137,14 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Default of `MIGRATION_PROGRESS_INTERVAL_SECS`.
 pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Default of `MIGRATION_DDL_LOCK_TIMEOUT_MS`: a migration's statement waits at most this long
+/// for a table lock (PostgreSQL `lock_timeout`), so that the application's queries never queue
+/// behind it for longer.
+pub const DEFAULT_DDL_LOCK_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// Default of `MIGRATION_DDL_LOCK_RETRIES`.
+pub const DEFAULT_DDL_LOCK_RETRIES: u32 = 10;
 
 /// The migration policy of one process.
 ///
@@ -160,6 +174,51 @@ pub struct Config {
     confirm: Option<String>,
     assume_yes: bool,
     interactive: Option<bool>,
+    ddl_lock: DdlLock,
+}
+
+/// `MIGRATION_DDL_LOCK_TIMEOUT_MS` and `MIGRATION_DDL_LOCK_RETRIES`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct DdlLock {
+    timeout: Duration,
+    retries: u32,
+}
+
+impl Default for DdlLock {
+    fn default() -> DdlLock {
+        DdlLock {
+            timeout: DEFAULT_DDL_LOCK_TIMEOUT,
+            retries: DEFAULT_DDL_LOCK_RETRIES,
+        }
+    }
+}
+
+impl DdlLock {
+    fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<DdlLock> {
+        let mut ddl = DdlLock::default();
+        if let Some(v) = lookup(vars::MIGRATION_DDL_LOCK_TIMEOUT_MS) {
+            ddl.timeout = match v.trim().parse::<u32>() {
+                Ok(ms) if ms > 0 => Duration::from_millis(u64::from(ms)),
+                _ => {
+                    return Err(invalid(
+                        vars::MIGRATION_DDL_LOCK_TIMEOUT_MS,
+                        &v,
+                        "a whole number of milliseconds greater than 0",
+                    ))
+                }
+            };
+        }
+        if let Some(v) = lookup(vars::MIGRATION_DDL_LOCK_RETRIES) {
+            ddl.retries = v.trim().parse::<u32>().map_err(|_| {
+                invalid(
+                    vars::MIGRATION_DDL_LOCK_RETRIES,
+                    &v,
+                    "a whole number of retries (0 or more)",
+                )
+            })?;
+        }
+        Ok(ddl)
+    }
 }
 
 /// Default of `MIGRATION_BACKUP_DIR`.
@@ -212,6 +271,7 @@ impl Config {
             confirm: lookup(vars::MIGRATION_CONFIRM),
             assume_yes: false,
             interactive: None,
+            ddl_lock: DdlLock::from_lookup(&lookup)?,
         })
     }
 
@@ -239,7 +299,33 @@ impl Config {
             confirm: None,
             assume_yes: false,
             interactive: None,
+            ddl_lock: DdlLock::default(),
         }
+    }
+
+    /// Sets the `lock_timeout` of every migration on PostgreSQL (`MIGRATION_DDL_LOCK_TIMEOUT_MS`,
+    /// at least 1 ms).
+    pub fn set_ddl_lock_timeout(&mut self, value: Duration) -> &mut Config {
+        self.ddl_lock.timeout = value.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets how often a migration that hit its `lock_timeout` is retried
+    /// (`MIGRATION_DDL_LOCK_RETRIES`).
+    pub fn set_ddl_lock_retries(&mut self, retries: u32) -> &mut Config {
+        self.ddl_lock.retries = retries;
+        self
+    }
+
+    /// PostgreSQL: how long a migration's statement waits for a table lock before it is
+    /// cancelled (and the migration retried).
+    pub fn ddl_lock_timeout(&self) -> Duration {
+        self.ddl_lock.timeout
+    }
+
+    /// PostgreSQL: how often a migration that hit its lock timeout is retried.
+    pub fn ddl_lock_retries(&self) -> u32 {
+        self.ddl_lock.retries
     }
 
     /// Sets where backups go (`MIGRATION_BACKUP_DIR`).

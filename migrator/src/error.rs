@@ -215,6 +215,21 @@ pub enum Error {
         holder: Option<String>,
     },
 
+    /// PostgreSQL: a migration's statement could not take a table lock within
+    /// `MIGRATION_DDL_LOCK_TIMEOUT_MS` (`lock_timeout`) on any of its attempts.
+    #[error("could not take a table lock within the lock timeout of {} ms (MIGRATION_DDL_LOCK_TIMEOUT_MS) in {attempts} attempt(s); {blockers}; raise MIGRATION_DDL_LOCK_TIMEOUT_MS or MIGRATION_DDL_LOCK_RETRIES, or end the blocking session ({cause})", timeout.as_millis())]
+    DdlLockTimeout {
+        /// The lock timeout of each attempt.
+        timeout: Duration,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The sessions that blocked the last attempt (pid, state, query), as seen while it
+        /// waited, or that none was seen.
+        blockers: String,
+        /// The database's error of the last attempt.
+        cause: Box<Error>,
+    },
+
     /// The migration lock was lost during the run (its PostgreSQL session ended); the run
     /// stopped without recording anything further.
     #[error("the migration lock was lost ({lock}); stopped: another runner may now be migrating")]

@@ -72,6 +72,14 @@
 //! holds it.
 
 //!
+//! # Table locks (PostgreSQL)
+//! Every migration runs with `lock_timeout` = `MIGRATION_DDL_LOCK_TIMEOUT_MS` (default 5000), so
+//! that a statement waiting for a table lock never queues the application's queries for longer;
+//! one that hits it is retried whole after a jittered backoff, up to
+//! `MIGRATION_DDL_LOCK_RETRIES` times (default 10), logging the blocking sessions. Its
+//! `statement_timeout` is its own (`#[migration("...", statement_timeout = "10m")]`) or none.
+//! SQLite connections instead wait up to 30 s for another writer (`busy_timeout`).
+//!
 //! # Features
 //! All on by default; a service that only runs migrations can turn them off
 //! (`default-features = false`) and compile none of their dependencies:
@@ -94,6 +102,7 @@ mod config;
 mod confirm;
 mod connection;
 mod context;
+mod ddl_lock;
 mod error;
 mod lock;
 #[cfg(feature = "password")]
@@ -130,6 +139,9 @@ mod wait;
 /// - The function must be a plain `fn(&mut Context<'_>) -> Result<()>`: not `async`, `const`,
 ///   generic or a method. Misuse is a compile error pointing at the function.
 /// - `transaction = false` runs it outside a transaction (it must then be idempotent).
+/// - `statement_timeout = "10m"` (`500ms`, `30s`, `10m`, `1h`) is the migration's own
+///   PostgreSQL `statement_timeout`; without it the migration runs with none, overriding a
+///   role-level one. Ignored on SQLite.
 /// - `crate = path` names the `migrator` crate when it is re-exported under another path.
 /// - A checksum of the function's code is recorded when it runs; if the code of an applied
 ///   migration changes, runs warn and report it (they never re-run it). It is computed over a
@@ -141,7 +153,8 @@ pub use migrator_macros::migration;
 
 pub use backup::Backup;
 pub use config::{
-    vars, Config, Environment, Setting, Source, DEFAULT_LOCK_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
+    vars, Config, Environment, Setting, Source, DEFAULT_DDL_LOCK_RETRIES, DEFAULT_DDL_LOCK_TIMEOUT,
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
 };
 pub use connection::{AnyConnection, Database, Pool, PooledConnection, DEFAULT_POOL_SIZE};
 pub use context::{Context, Progress, ProgressObserver, ProgressSnapshot};

@@ -2,6 +2,7 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::time::Duration;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -21,6 +22,8 @@ pub struct Migration {
     file: &'static str,
     line: u32,
     module_path: &'static str,
+    /// `statement_timeout = "..."` in milliseconds; 0 when not given.
+    statement_timeout_ms: u64,
 }
 
 inventory::collect!(Migration);
@@ -48,7 +51,25 @@ impl Migration {
             file,
             line,
             module_path,
+            statement_timeout_ms: 0,
         }
+    }
+
+    /// Not public API: sets `statement_timeout = "..."` (milliseconds, 0 for none); the macro
+    /// calls it.
+    #[doc(hidden)]
+    pub const fn __with_statement_timeout_ms(self, ms: u64) -> Migration {
+        Migration {
+            statement_timeout_ms: ms,
+            ..self
+        }
+    }
+
+    /// The migration's own PostgreSQL `statement_timeout` (`#[migration("...",
+    /// statement_timeout = "10m")]`); `None` means no limit: the runner sets
+    /// `statement_timeout = 0` for it, overriding a role- or database-level value.
+    pub fn statement_timeout(&self) -> Option<Duration> {
+        (self.statement_timeout_ms > 0).then(|| Duration::from_millis(self.statement_timeout_ms))
     }
 
     /// The ID, e.g. `001_create_users`.
@@ -114,6 +135,7 @@ impl fmt::Debug for Migration {
             .field("id", &self.id)
             .field("transactional", &self.transactional)
             .field("checksum", &self.checksum)
+            .field("statement_timeout", &self.statement_timeout())
             .field("location", &self.location())
             .finish()
     }

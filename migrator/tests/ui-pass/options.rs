@@ -19,6 +19,11 @@ fn crate_path(_ctx: &mut Context<'_>) -> Result<()> {
     Ok(())
 }
 
+#[migration("004_statement_timeout", statement_timeout = "10m", transaction = false)]
+fn statement_timeout(_ctx: &mut Context<'_>) -> Result<()> {
+    Ok(())
+}
+
 fn main() {
     let ids: Vec<&str> = migrator::Migrator::from_registry()
         .unwrap()
@@ -26,5 +31,23 @@ fn main() {
         .iter()
         .map(|m| m.id())
         .collect();
-    assert_eq!(ids, ["001_default", "002_no_transaction", "003_crate_path"]);
+    assert_eq!(
+        ids,
+        [
+            "001_default",
+            "002_no_transaction",
+            "003_crate_path",
+            "004_statement_timeout"
+        ]
+    );
+    let timeouts: Vec<Option<std::time::Duration>> = migrator::registered()
+        .filter(|m| m.id() == "004_statement_timeout" || m.id() == "001_default")
+        .map(|m| (m.id(), m.statement_timeout()))
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_values()
+        .collect();
+    assert_eq!(
+        timeouts,
+        [None, Some(std::time::Duration::from_secs(600))]
+    );
 }

@@ -1,0 +1,305 @@
+//! PostgreSQL: a migration never queues the application behind a table lock for long.
+//!
+//! Every attempt runs with `lock_timeout` = `MIGRATION_DDL_LOCK_TIMEOUT_MS` and with the
+//! migration's own `statement_timeout` or none (overriding a role-, database- or server-level
+//! one): `SET LOCAL` inside a transactional migration's transaction, `SET`/`RESET` on the
+//! connection of a non-transactional one. While an attempt runs, another connection looks up
+//! the sessions blocking it (`pg_blocking_pids`), so that an attempt cancelled by its lock
+//! timeout can name them; the runner then retries it whole after a jittered backoff, up to
+//! `MIGRATION_DDL_LOCK_RETRIES` times. SQLite has no such settings: its connections wait up to
+//! their `busy_timeout` for another writer, and nothing is retried.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::result::DatabaseErrorKind;
+use diesel::sql_types::{Integer, Text};
+use diesel::{QueryableByName, RunQueryDsl};
+
+use crate::config::Config;
+use crate::connection::{AnyConnection, Database};
+use crate::error::{Error, Result};
+use crate::registry::Migration;
+
+/// Sets the attempt's `lock_timeout` and `statement_timeout` on PostgreSQL (nothing on SQLite):
+/// with `SET LOCAL` when `local` (inside the migration's transaction), else with `SET` (undone by
+/// [`reset`]). `announce` logs the role-level `statement_timeout` being overridden (once per
+/// migration, not per retry).
+pub(crate) fn configure(
+    conn: &mut AnyConnection,
+    m: &Migration,
+    config: &Config,
+    local: bool,
+    announce: bool,
+) -> Result<()> {
+    if !matches!(conn, AnyConnection::Postgres(_)) {
+        return Ok(());
+    }
+    let context = || {
+        format!(
+            "cannot set lock_timeout and statement_timeout for migration {}",
+            m.id()
+        )
+    };
+    let statement_ms = match m.statement_timeout() {
+        Some(timeout) => timeout.as_millis(),
+        None => {
+            if announce {
+                #[derive(QueryableByName)]
+                struct Current {
+                    #[diesel(sql_type = Text)]
+                    v: String,
+                }
+                let current: Current =
+                    diesel::sql_query("SELECT current_setting('statement_timeout') AS v")
+                        .get_result(conn)
+                        .map_err(Error::db(context()))?;
+                if current.v != "0" {
+                    log::info!(
+                        "Migration {}: overriding the role-level statement_timeout of {} \
+                         (set for the role, database or server) with 0 (no limit) for this \
+                         migration; declare #[migration(\"{}\", statement_timeout = \"...\")] \
+                         to limit it",
+                        m.id(),
+                        current.v,
+                        m.id()
+                    );
+                }
+            }
+            0
+        }
+    };
+    let set = if local { "SET LOCAL" } else { "SET" };
+    conn.batch_execute(&format!(
+        "{set} lock_timeout = {}; {set} statement_timeout = {statement_ms};",
+        config.ddl_lock_timeout().as_millis()
+    ))
+    .map_err(Error::db(context()))
+}
+
+/// Undoes [`configure`]'s session-level `SET`s, so that the connection goes back to the pool
+/// with the role's settings. The caller has rolled back any open transaction first.
+pub(crate) fn reset(conn: &mut AnyConnection, m: &Migration) {
+    if matches!(conn, AnyConnection::Postgres(_)) {
+        if let Err(e) = conn.batch_execute("RESET lock_timeout; RESET statement_timeout;") {
+            log::warn!(
+                "Could not reset lock_timeout and statement_timeout after migration {}: {e}",
+                m.id()
+            );
+        }
+    }
+}
+
+/// Whether `error` is PostgreSQL's lock timeout (SQLSTATE 55P03, `lock_not_available`).
+///
+/// Diesel does not expose the SQLSTATE, so it is recognised by the server's message
+/// (`canceling statement due to lock timeout`); on a server whose `lc_messages` translates it,
+/// by a database error raised while the blocker watch last saw the attempt blocked.
+pub(crate) fn is_lock_timeout(error: &Error, seen: &Seen) -> bool {
+    let source = match error {
+        Error::Query(source) | Error::Database { source, .. } => source,
+        _ => return false,
+    };
+    match source {
+        diesel::result::Error::DatabaseError(kind, info) => {
+            let message = info.message();
+            message.contains("lock timeout")
+                || (matches!(kind, DatabaseErrorKind::Unknown)
+                    && !message.contains("statement timeout")
+                    && !seen.latest.is_empty())
+        }
+        _ => false,
+    }
+}
+
+/// How long to wait before retry number `retry` (0-based): 250 ms doubling up to 10 s, each
+/// with a random 50–100 % of it, so that runners and the application do not fall into step.
+pub(crate) fn backoff(retry: u32) -> Duration {
+    let full = 250u64.saturating_mul(1 << retry.min(6)).min(10_000);
+    let random = RandomState::new().build_hasher().finish();
+    Duration::from_millis(full / 2 + random % (full / 2 + 1))
+}
+
+/// A session that blocked a migration's statement.
+#[derive(Clone, Debug, PartialEq, Eq, QueryableByName)]
+pub(crate) struct Blocker {
+    #[diesel(sql_type = Integer)]
+    pid: i32,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Text)]
+    query: String,
+}
+
+/// The longest part of a blocker's query that is logged.
+const QUERY_CHARS: usize = 200;
+
+/// `blocked by pid 123 (idle in transaction: LOCK TABLE ...)`, or that no blocker was seen.
+pub(crate) fn describe(blockers: &[Blocker]) -> String {
+    if blockers.is_empty() {
+        return "no blocking session was seen (it may have ended meanwhile)".into();
+    }
+    let each: Vec<String> = blockers
+        .iter()
+        .map(|b| {
+            let mut query: String = b.query.split_whitespace().collect::<Vec<_>>().join(" ");
+            if query.chars().count() > QUERY_CHARS {
+                query = query.chars().take(QUERY_CHARS).collect::<String>() + "...";
+            }
+            format!("pid {} ({}: {query})", b.pid, b.state)
+        })
+        .collect();
+    format!("blocked by {}", each.join(", "))
+}
+
+/// What the blocker watch saw during one attempt.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    /// The blockers found by the last look (empty: not blocked then).
+    pub(crate) latest: Vec<Blocker>,
+    /// The blockers of the last look that found any.
+    pub(crate) ever: Vec<Blocker>,
+}
+
+struct Shared {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+    seen: Mutex<Seen>,
+}
+
+impl Shared {
+    /// Waits up to `pause`; whether the watch was stopped.
+    fn pause(&self, pause: Duration) -> bool {
+        let Ok(stopped) = self.stopped.lock() else {
+            return true;
+        };
+        match self.wake.wait_timeout_while(stopped, pause, |s| !*s) {
+            Ok((stopped, _)) => *stopped,
+            Err(_) => true,
+        }
+    }
+}
+
+/// Looks up, from a connection of its own, which sessions block the migration's connection.
+pub(crate) struct BlockerWatch {
+    shared: Arc<Shared>,
+    thread: JoinHandle<()>,
+}
+
+impl BlockerWatch {
+    /// Starts watching the migration's PostgreSQL connection `conn` (`None` on SQLite, or when
+    /// its backend pid cannot be read or no thread started: the migration runs unwatched).
+    pub(crate) fn start(db: &Database, conn: &mut AnyConnection, config: &Config) -> Option<Self> {
+        #[derive(QueryableByName)]
+        struct Pid {
+            #[diesel(sql_type = Integer)]
+            pid: i32,
+        }
+        if !matches!(conn, AnyConnection::Postgres(_)) {
+            return None;
+        }
+        let pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result::<Pid>(conn)
+            .ok()?
+            .pid;
+        let shared = Arc::new(Shared {
+            stopped: Mutex::new(false),
+            wake: Condvar::new(),
+            seen: Mutex::new(Seen::default()),
+        });
+        let interval = (config.ddl_lock_timeout() / 5)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let db = db.clone();
+        let watched = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("migrator-blockers".into())
+            .spawn(move || watch(&db, pid, interval, &watched))
+            .ok()?;
+        Some(BlockerWatch { shared, thread })
+    }
+
+    /// Stops the watch and returns what it saw.
+    pub(crate) fn stop(self) -> Seen {
+        if let Ok(mut stopped) = self.shared.stopped.lock() {
+            *stopped = true;
+        }
+        self.shared.wake.notify_all();
+        let _ = self.thread.join();
+        self.shared
+            .seen
+            .lock()
+            .map(|mut seen| std::mem::take(&mut *seen))
+            .unwrap_or_default()
+    }
+}
+
+/// The watch thread: no connection for attempts that end within the first interval; then a
+/// look every `interval`.
+fn watch(db: &Database, pid: i32, interval: Duration, shared: &Shared) {
+    if shared.pause(interval) {
+        return;
+    }
+    let mut conn = match db.dedicated_connection() {
+        Ok(conn) => conn,
+        Err(e) => {
+            log::debug!("Cannot watch for sessions blocking the migration: {e}");
+            return;
+        }
+    };
+    loop {
+        let found = diesel::sql_query(
+            "SELECT pid, COALESCE(state, '') AS state, COALESCE(query, '') AS query \
+             FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids($1)) ORDER BY pid",
+        )
+        .bind::<Integer, _>(pid)
+        .load::<Blocker>(&mut conn);
+        match found {
+            Ok(found) => {
+                if let Ok(mut seen) = shared.seen.lock() {
+                    if !found.is_empty() {
+                        seen.ever.clone_from(&found);
+                    }
+                    seen.latest = found;
+                }
+            }
+            Err(e) => log::debug!("Cannot look up sessions blocking the migration: {e}"),
+        }
+        if shared.pause(interval) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_is_capped() {
+        for retry in 0..20 {
+            let full = (250u64 << retry.min(6)).min(10_000);
+            let pause = backoff(retry).as_millis() as u64;
+            assert!(pause >= full / 2 && pause <= full, "{retry}: {pause}");
+        }
+    }
+
+    #[test]
+    fn blockers_are_described_and_long_queries_cut() {
+        let long = Blocker {
+            pid: 7,
+            state: "active".into(),
+            query: "SELECT\n  ".to_owned() + &"x".repeat(500),
+        };
+        let text = describe(&[long]);
+        assert!(
+            text.starts_with("blocked by pid 7 (active: SELECT xxx"),
+            "{text}"
+        );
+        assert!(text.len() < 260, "{text}");
+        assert!(describe(&[]).contains("no blocking session"));
+    }
+}
