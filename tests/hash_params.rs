@@ -197,7 +197,7 @@ fn the_cli_refuses_before_writing(backend: Backend) {
     let untouched = || {
         let mut conn = db.get().unwrap();
         assert!(
-            !kroger::has_column(&mut conn, "kroger_password_hash").unwrap(),
+            !migrator::schema::has_column(&mut conn, "user_profiles", "kroger_password_hash").unwrap(),
             "the schema changed"
         );
         drop(conn);

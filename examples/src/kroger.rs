@@ -15,10 +15,12 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use migrator::backfill::{Backfill, BackfillReport};
 use migrator::password::{plaintext_matches, HashedPassword, Hasher, Params, Password};
+use migrator::schema::{has_column, Count};
 use migrator::{AnyConnection, Backend, Config, Database, Error, Progress, Result};
 use rayon::prelude::*;
 
 use crate::commands::{VerifyOptions, VerifyReport, WorkOptions};
+use crate::migrations::HASH_KROGER_PASSWORDS;
 
 static PARAMS: OnceLock<Params> = OnceLock::new();
 
@@ -101,8 +103,8 @@ pub fn work(db: &Database, options: &WorkOptions) -> Result<u64> {
     let mut logged = false;
     loop {
         let mut conn = db.get()?;
-        let ready = has_column(&mut conn, "kroger_password_hash")?
-            && has_column(&mut conn, "kroger_password_salt")?;
+        let ready = has_column(&mut conn, "user_profiles", "kroger_password_hash")?
+            && has_column(&mut conn, "user_profiles", "kroger_password_salt")?;
         drop(conn);
         if ready {
             break;
@@ -119,7 +121,7 @@ pub fn work(db: &Database, options: &WorkOptions) -> Result<u64> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let progress = Progress::new("001_hash_kroger_passwords", config.progress_interval());
+    let progress = Progress::new(HASH_KROGER_PASSWORDS, config.progress_interval());
     let report = run_backfill(
         db,
         &progress,
@@ -129,27 +131,6 @@ pub fn work(db: &Database, options: &WorkOptions) -> Result<u64> {
         },
     )?;
     Ok(report.rows_updated)
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-/// Whether `user_profiles` has `column`.
-pub fn has_column(conn: &mut AnyConnection, column: &str) -> Result<bool> {
-    let sql = match conn.backend() {
-        Backend::Postgres => {
-            "SELECT COUNT(*) AS n FROM information_schema.columns WHERE table_schema = \
-             current_schema() AND table_name = 'user_profiles' AND column_name = $1"
-        }
-        _ => "SELECT COUNT(*) AS n FROM pragma_table_info('user_profiles') WHERE name = $1",
-    };
-    let count: Count = diesel::sql_query(sql)
-        .bind::<Text, _>(column)
-        .get_result(conn)?;
-    Ok(count.n > 0)
 }
 
 /// Sets a user's Kroger password: stores only its hash and salt, and clears the legacy
@@ -477,7 +458,7 @@ const MAX_PROBLEMS_LISTED: usize = 50;
 pub fn verify(db: &Database, options: &VerifyOptions) -> Result<VerifyReport> {
     let mut conn = db.get()?;
     let mut report = VerifyReport::default();
-    if !has_column(&mut conn, "kroger_password_hash")? {
+    if !has_column(&mut conn, "user_profiles", "kroger_password_hash")? {
         let counts: Count =
             diesel::sql_query("SELECT COUNT(kroger_password) AS n FROM user_profiles")
                 .get_result(&mut *conn)?;

@@ -105,6 +105,7 @@ mod plan;
 mod registry;
 mod report;
 mod runner;
+pub mod schema;
 mod sql;
 mod startup;
 mod tracking;
