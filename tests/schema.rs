@@ -59,7 +59,10 @@ fn has_column_finds_the_table_search_path_finds_on_postgres() {
         );
     }
     // A column dropped is gone.
-    exec(&db, "ALTER TABLE user_profiles DROP COLUMN kroger_password_salt");
+    exec(
+        &db,
+        "ALTER TABLE user_profiles DROP COLUMN kroger_password_salt",
+    );
     assert!(!has_column(&mut conn, "user_profiles", "kroger_password_salt").unwrap());
 }
 
@@ -81,7 +84,10 @@ fn verify_finds_the_hash_columns_behind_the_role_schema() {
     let total = count(&db, "SELECT COUNT(*) AS n FROM user_profiles");
     assert!(
         report.counts.contains(&("total_users", total as u64))
-            && report.counts.iter().any(|(name, _)| *name == "hashed_passwords"),
+            && report
+                .counts
+                .iter()
+                .any(|(name, _)| *name == "hashed_passwords"),
         "{:?}",
         report.counts
     );

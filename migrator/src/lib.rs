@@ -96,6 +96,7 @@ mod connection;
 mod context;
 mod error;
 mod lock;
+mod operate;
 #[cfg(feature = "password")]
 pub mod password;
 #[cfg(feature = "password")]
@@ -148,10 +149,11 @@ pub use connection::{AnyConnection, Database, Pool, PooledConnection, DEFAULT_PO
 pub use context::{Context, Progress, ProgressObserver, ProgressSnapshot};
 pub use error::{Error, Result};
 pub use lock::LockGuard;
+pub use operate::MarkAs;
 pub use plan::{BackupTarget, Confirmation, Decision, Kind, Plan, PlannedMigration};
 pub use registry::{registered, Migration};
 pub use report::{ChecksumDrift, MigrationReport, MigrationState, Outcome, Report, StatusReport};
-pub use runner::{MarkAs, Migrator};
+pub use runner::Migrator;
 pub use startup::StartupOutcome;
 pub use tracking::{AppliedMigration, Status, TABLE};
 pub use url::{Backend, DatabaseUrl};
