@@ -67,13 +67,7 @@ pub(crate) fn dry_run(migrator: &Migrator, db: &Database, config: &Config) -> Re
     let mut blocked = false;
     let _ = conn.transaction::<(), Error, _>(|conn| {
         for m in &state.migrations {
-            let mut entry = MigrationReport {
-                id: m.id.clone(),
-                outcome: settled(m),
-                duration: None,
-                error: None,
-                rows: None,
-            };
+            let mut entry = MigrationReport::with_outcome(m.id.clone(), settled(m));
             let migration = migrator.find(&m.id);
             match migration {
                 _ if !m.pending => {}

@@ -212,13 +212,7 @@ impl Migrator {
         report.migrations = status
             .migrations
             .iter()
-            .map(|m| MigrationReport {
-                id: m.id.clone(),
-                outcome: settled(m),
-                duration: None,
-                error: None,
-                rows: None,
-            })
+            .map(|m| MigrationReport::with_outcome(m.id.clone(), settled(m)))
             .collect();
         log::info!("No pending migrations");
         report
@@ -288,13 +282,7 @@ impl Migrator {
                 migration: m.id.clone(),
                 reason: "vanished from the registry during the run".into(),
             })?;
-            let mut entry = MigrationReport {
-                id: m.id.clone(),
-                outcome: settled(m),
-                duration: None,
-                error: None,
-                rows: None,
-            };
+            let mut entry = MigrationReport::with_outcome(m.id.clone(), settled(m));
             if m.pending && failure.is_some() {
                 entry.outcome = Outcome::NotRun;
             } else if m.pending {

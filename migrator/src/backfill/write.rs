@@ -45,9 +45,39 @@ impl Backfill {
         // SQLite's unlocked claims need the guard: only rows still pending, with the inputs
         // that were read.
         let guard_inputs = backend == Backend::Sqlite;
+        let sql = self.update_sql(batch.rows.len(), backend);
+        let mut query = diesel::sql_query(sql).into_boxed::<MultiBackend>();
+        for (row, out) in batch.rows.iter().zip(outputs) {
+            query = query.bind::<BigInt, _>(row.key);
+            for value in out {
+                query = query.bind::<Nullable<Text>, _>(value);
+            }
+            if guard_inputs {
+                for value in &row.inputs {
+                    query = query.bind::<Nullable<Text>, _>(value.as_deref().cloned());
+                }
+            }
+        }
+        let written = query
+            .execute(&mut *batch.conn)
+            .map_err(|e| Error::db(context())(e))?;
+        if batch.open_transaction {
+            batch
+                .conn
+                .batch_execute("COMMIT")
+                .map_err(|e| Error::db(context())(e))?;
+            batch.open_transaction = false;
+        }
+        Ok(written as u64)
+    }
+
+    /// The `UPDATE ... FROM (VALUES ...)` statement writing `rows` rows: per row, its key, its
+    /// outputs and (SQLite) the inputs that were read, as bind parameters in that order.
+    fn update_sql(&self, rows: usize, backend: Backend) -> String {
+        let guard_inputs = backend == Backend::Sqlite;
         let per_row = 1 + self.outputs.len() + if guard_inputs { self.inputs.len() } else { 0 };
         let mut placeholder = 0;
-        let tuples: Vec<String> = (0..batch.rows.len())
+        let tuples: Vec<String> = (0..rows)
             .map(|_| {
                 let params: Vec<String> = (0..per_row)
                     .map(|_| {
@@ -98,34 +128,11 @@ impl Backfill {
                     .map(|(i, col)| format!("{}.{col} IS v.__i{i}", self.table)),
             );
         }
-        let sql = format!(
+        format!(
             "UPDATE {table} SET {set} FROM {values} WHERE {conditions}",
             table = self.table,
             set = set.join(", "),
             conditions = conditions.join(" AND "),
-        );
-        let mut query = diesel::sql_query(sql).into_boxed::<MultiBackend>();
-        for (row, out) in batch.rows.iter().zip(outputs) {
-            query = query.bind::<BigInt, _>(row.key);
-            for value in out {
-                query = query.bind::<Nullable<Text>, _>(value);
-            }
-            if guard_inputs {
-                for value in &row.inputs {
-                    query = query.bind::<Nullable<Text>, _>(value.as_deref().cloned());
-                }
-            }
-        }
-        let written = query
-            .execute(&mut *batch.conn)
-            .map_err(|e| Error::db(context())(e))?;
-        if batch.open_transaction {
-            batch
-                .conn
-                .batch_execute("COMMIT")
-                .map_err(|e| Error::db(context())(e))?;
-            batch.open_transaction = false;
-        }
-        Ok(written as u64)
+        )
     }
 }
