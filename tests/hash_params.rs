@@ -7,8 +7,8 @@ mod common;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use common::{isolated, try_count, users, TestDb};
 use migrator::password::{vars, Hasher, Params, Password};
+use migrator::schema::has_column;
 use migrator::{Backend, Error};
-use smart_meal_planner::kroger;
 
 const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
 const ROWS: i64 = 12;
@@ -197,7 +197,7 @@ fn the_cli_refuses_before_writing(backend: Backend) {
     let untouched = || {
         let mut conn = db.get().unwrap();
         assert!(
-            !kroger::has_column(&mut conn, "kroger_password_hash").unwrap(),
+            !has_column(&mut conn, "user_profiles", "kroger_password_hash").unwrap(),
             "the schema changed"
         );
         drop(conn);

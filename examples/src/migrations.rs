@@ -2,6 +2,7 @@
 
 use diesel::sql_types::{Bool, Text};
 use diesel::{QueryableByName, RunQueryDsl};
+use migrator::schema::has_column;
 use migrator::{migration, Backend, Context, Result};
 
 use crate::kroger;
@@ -52,7 +53,7 @@ fn add_columns(ctx: &mut Context<'_>) -> Result<()> {
         ),
         _ => {
             for column in ["kroger_password_hash", "kroger_password_salt"] {
-                if !kroger::has_column(ctx.conn(), column)? {
+                if !has_column(ctx.conn(), "user_profiles", column)? {
                     ctx.batch_execute(&format!(
                         "ALTER TABLE user_profiles ADD COLUMN {column} TEXT"
                     ))?;

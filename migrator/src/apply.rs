@@ -253,11 +253,7 @@ pub(crate) fn call(m: &Migration, ctx: &mut Context<'_>) -> Result<()> {
     match catch_unwind(AssertUnwindSafe(|| m.call(ctx))) {
         Ok(result) => result,
         Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string panic payload".into());
+            let message = crate::error::panic_message(&*payload);
             Err(Error::Panic { message })
         }
     }

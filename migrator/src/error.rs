@@ -325,3 +325,28 @@ impl Error {
         move |source| Error::Database { context, source }
     }
 }
+
+/// The message of a caught panic (`catch_unwind`, a joined thread): the `&str` or `String` it
+/// was raised with, or a placeholder for any other payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+
+    #[test]
+    fn panic_message_reads_str_and_string_payloads() {
+        let literal = std::panic::catch_unwind(|| panic!("boom")).unwrap_err();
+        assert_eq!(panic_message(&*literal), "boom");
+        let formatted = std::panic::catch_unwind(|| panic!("row {}", 7)).unwrap_err();
+        assert_eq!(panic_message(&*formatted), "row 7");
+        let other = std::panic::catch_unwind(|| std::panic::panic_any(42_u8)).unwrap_err();
+        assert_eq!(panic_message(&*other), "a non-string panic payload");
+    }
+}

@@ -105,6 +105,7 @@ mod context;
 mod ddl_lock;
 mod error;
 mod lock;
+mod operate;
 #[cfg(feature = "password")]
 pub mod password;
 #[cfg(feature = "password")]
@@ -114,6 +115,7 @@ mod plan;
 mod registry;
 mod report;
 mod runner;
+pub mod schema;
 mod sql;
 mod startup;
 mod tracking;
@@ -160,10 +162,11 @@ pub use connection::{AnyConnection, Database, Pool, PooledConnection, DEFAULT_PO
 pub use context::{Context, Progress, ProgressObserver, ProgressSnapshot};
 pub use error::{Error, Result};
 pub use lock::LockGuard;
+pub use operate::MarkAs;
 pub use plan::{BackupTarget, Confirmation, Decision, Kind, Plan, PlannedMigration};
 pub use registry::{registered, Migration};
 pub use report::{ChecksumDrift, MigrationReport, MigrationState, Outcome, Report, StatusReport};
-pub use runner::{MarkAs, Migrator};
+pub use runner::Migrator;
 pub use startup::StartupOutcome;
 pub use tracking::{AppliedMigration, Status, TABLE};
 pub use url::{Backend, DatabaseUrl};

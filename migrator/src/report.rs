@@ -72,6 +72,20 @@ pub struct MigrationReport {
     pub rows: Option<u64>,
 }
 
+impl MigrationReport {
+    /// The entry of migration `id` with `outcome` and nothing timed: one this run settled
+    /// without running it, or is about to run.
+    pub(crate) fn with_outcome(id: impl Into<String>, outcome: Outcome) -> MigrationReport {
+        MigrationReport {
+            id: id.into(),
+            outcome,
+            duration: None,
+            error: None,
+            rows: None,
+        }
+    }
+}
+
 /// An applied migration whose code changed since it ran.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -1,23 +1,20 @@
 //! The runner: plan, lock, plan again under the lock, confirm, back up, apply.
 
-use std::time::Instant;
-
-use diesel::Connection;
-
-use crate::apply::{apply, call, settled, warn_anomalies, Run};
+use crate::apply::{apply, settled, warn_anomalies, Run};
 use crate::backup::{self, Backup};
 use crate::config::Config;
 use crate::confirm::confirm;
 use crate::connection::Database;
-use crate::context::{Context, ProgressObserver};
+use crate::context::ProgressObserver;
 use crate::error::{Error, Result};
 use crate::lock::{LockGuard, LockWatch};
+use crate::operate::MarkAs;
 use crate::plan::Plan;
 use crate::registry::{self, Migration};
 use crate::report::{MigrationReport, MigrationState, Outcome, Report, StatusReport};
 use crate::sql::SqlMigrations;
 use crate::startup::StartupOutcome;
-use crate::tracking::{self, AppliedMigration, Record, Status, Table};
+use crate::tracking::{self, AppliedMigration, Status, Table};
 
 /// Runs a set of migrations against a [`Database`].
 ///
@@ -34,7 +31,7 @@ use crate::tracking::{self, AppliedMigration, Record, Status, Table};
 /// ```
 pub struct Migrator {
     migrations: Vec<&'static Migration>,
-    sql: Option<SqlMigrations>,
+    pub(crate) sql: Option<SqlMigrations>,
     observer: Option<ProgressObserver>,
 }
 
@@ -44,32 +41,6 @@ impl std::fmt::Debug for Migrator {
             .field("migrations", &self.migrations)
             .field("sql", &self.sql)
             .finish_non_exhaustive()
-    }
-}
-
-/// What [`Migrator::mark`] writes (the CLI's `mark NAME STATUS` parses it directly).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[non_exhaustive]
-pub enum MarkAs {
-    /// Applied (e.g. fixed by hand): never run.
-    Success,
-    /// Failed: run again on the next run.
-    Failed,
-    /// Not wanted: never run.
-    Skipped,
-    /// No row at all: run on the next run as if new.
-    Pending,
-}
-
-impl std::fmt::Display for MarkAs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            MarkAs::Success => "success",
-            MarkAs::Failed => "failed",
-            MarkAs::Skipped => "skipped",
-            MarkAs::Pending => "pending",
-        })
     }
 }
 
@@ -247,13 +218,7 @@ impl Migrator {
         report.migrations = status
             .migrations
             .iter()
-            .map(|m| MigrationReport {
-                id: m.id.clone(),
-                outcome: settled(m),
-                duration: None,
-                error: None,
-                rows: None,
-            })
+            .map(|m| MigrationReport::with_outcome(m.id.clone(), settled(m)))
             .collect();
         log::info!("No pending migrations");
         report
@@ -323,13 +288,7 @@ impl Migrator {
                 migration: m.id.clone(),
                 reason: "vanished from the registry during the run".into(),
             })?;
-            let mut entry = MigrationReport {
-                id: m.id.clone(),
-                outcome: settled(m),
-                duration: None,
-                error: None,
-                rows: None,
-            };
+            let mut entry = MigrationReport::with_outcome(m.id.clone(), settled(m));
             if m.pending && failure.is_some() {
                 entry.outcome = Outcome::NotRun;
             } else if m.pending {
@@ -377,9 +336,7 @@ impl Migrator {
     /// Backs the database up now, under the migration lock, into `MIGRATION_BACKUP_DIR` (the
     /// CLI's `backup`): `pg_dump` custom format on PostgreSQL, `VACUUM INTO` on SQLite.
     pub fn backup(&self, db: &Database, config: &Config) -> Result<crate::backup::Backup> {
-        let db = db.for_migrations();
-        let _lock = LockGuard::acquire(db, config.lock_timeout())?;
-        backup::take(db, config, "manual")
+        crate::operate::backup(db.for_migrations(), config)
     }
 
     /// Rehearses the pending migrations without changing anything (the CLI's `up --dry-run`):
@@ -391,102 +348,12 @@ impl Migrator {
     /// `sql_migrations` and not rehearsed. No row of `applied_migrations` is written, no backup
     /// is taken, and no confirmation is asked.
     pub fn dry_run(&self, db: &Database, config: &Config) -> Result<Report> {
-        let db = db.for_migrations();
-        let lock = LockGuard::acquire(db, config.lock_timeout())?;
-        let table = lock.tracking_table();
-        let mut conn = db.get()?;
-        let rows = if tracking::exists(&mut conn, &table)? {
-            tracking::load(&mut conn, &table)?
-        } else {
-            Vec::new()
-        };
-        let state = self.compare(rows);
-        let mut report = Report::default();
-        warn_anomalies(&state, &mut report, self);
-        if let Some(sql) = &self.sql {
-            report.sql_migrations = sql.pending_read_only(&mut conn)?;
-        }
-        let mut blocked = false;
-        let _ = conn.transaction::<(), Error, _>(|conn| {
-            for m in &state.migrations {
-                let mut entry = MigrationReport {
-                    id: m.id.clone(),
-                    outcome: settled(m),
-                    duration: None,
-                    error: None,
-                    rows: None,
-                };
-                let migration = self.find(&m.id);
-                match migration {
-                    _ if !m.pending => {}
-                    Some(migration) if migration.is_transactional() && !blocked => {
-                        let start = Instant::now();
-                        let mut ctx =
-                            Context::new(conn, db, config, migration.id(), true, None, None);
-                        match call(migration, &mut ctx) {
-                            Ok(()) => {
-                                entry.outcome = Outcome::Rehearsed;
-                                entry.rows = Some(ctx.progress().snapshot().done);
-                            }
-                            Err(e) => {
-                                log::warn!("Rehearsal of migration {} failed: {e}", m.id);
-                                entry.outcome = Outcome::Failed;
-                                entry.error = Some(e.to_string());
-                                blocked = true;
-                            }
-                        }
-                        entry.duration = Some(start.elapsed());
-                    }
-                    _ => {
-                        entry.outcome = Outcome::NotRehearsable;
-                        blocked = true;
-                    }
-                }
-                report.migrations.push(entry);
-            }
-            // Roll everything back.
-            Err(Error::Query(diesel::result::Error::RollbackTransaction))
-        });
-        Ok(report)
+        crate::operate::dry_run(self, db.for_migrations(), config)
     }
 
     /// Sets the status of migration `id` by hand, under the lock (what the deployment guide does
     /// with `UPDATE applied_migrations ...`). Unknown IDs are refused.
     pub fn mark(&self, db: &Database, config: &Config, id: &str, to: MarkAs) -> Result<()> {
-        let db = db.for_migrations();
-        let migration = self
-            .find(id)
-            .ok_or_else(|| Error::UnknownMigration { id: id.to_owned() })?;
-        let lock = LockGuard::acquire(db, config.lock_timeout())?;
-        let table = lock.tracking_table();
-        let mut conn = db.get()?;
-        tracking::ensure_table(&mut conn, &table)?;
-        // The table the lock guards is the one this run uses, and this database from now on.
-        tracking::remember(db, &table);
-        let status = match to {
-            MarkAs::Success => Status::Success,
-            MarkAs::Failed => Status::Failed,
-            MarkAs::Skipped => Status::Skipped,
-            MarkAs::Pending => {
-                tracking::delete(&mut conn, &table, id)?;
-                log::info!("Migration {id} marked pending (its row was deleted)");
-                return Ok(());
-            }
-        };
-        tracking::write(
-            &mut conn,
-            &table,
-            &Record {
-                name: id,
-                status,
-                execution_time_ms: None,
-                error_message: None,
-                checksum: Some(migration.checksum()),
-                applied_by: &tracking::runner_identity(),
-                new_attempt: false,
-            },
-        )?;
-        log::info!("Migration {id} marked {status}");
-        Ok(())
+        crate::operate::mark(self, db.for_migrations(), config, id, to)
     }
 }

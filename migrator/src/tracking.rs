@@ -15,6 +15,7 @@ use diesel::{QueryableByName, RunQueryDsl};
 
 use crate::connection::AnyConnection;
 use crate::error::{Error, Result};
+use crate::schema::Count;
 use crate::url::Backend;
 
 use location::Columns;
@@ -111,12 +112,6 @@ struct Row {
     attempts: Option<i64>,
     #[diesel(sql_type = Nullable<Text>)]
     applied_by: Option<String>,
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
 }
 
 const COLUMNS_POSTGRES: &str = "(

@@ -20,8 +20,9 @@ pub mod users;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::Text;
 use diesel::{QueryableByName, RunQueryDsl};
+use migrator::schema::Count;
 use migrator::{Backend, Database};
 
 /// Generates a module with one test per backend calling `$name(backend)`.
@@ -95,12 +96,6 @@ impl TestDb {
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         self.url.strip_prefix("sqlite://").map(PathBuf::from)
     }
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
 }
 
 #[derive(QueryableByName)]

@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 
 use migrator::backfill::{Backfill, BackfillReport};
 use migrator::password::Password;
+use migrator::schema::has_column;
 use migrator::{Config, Database, Error, Progress, Result};
 
-use super::{has_column, hasher};
+use super::hasher;
 use crate::commands::WorkOptions;
+use crate::migrations::HASH_KROGER_PASSWORDS;
 
 /// The backfill: rows with a plaintext and no hash get a hash and its salt.
 pub fn backfill() -> Backfill {
@@ -74,8 +76,8 @@ pub fn work(db: &Database, options: &WorkOptions) -> Result<u64> {
     let mut logged = false;
     loop {
         let mut conn = db.get()?;
-        let ready = has_column(&mut conn, "kroger_password_hash")?
-            && has_column(&mut conn, "kroger_password_salt")?;
+        let ready = has_column(&mut conn, "user_profiles", "kroger_password_hash")?
+            && has_column(&mut conn, "user_profiles", "kroger_password_salt")?;
         drop(conn);
         if ready {
             break;
@@ -92,7 +94,7 @@ pub fn work(db: &Database, options: &WorkOptions) -> Result<u64> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let progress = Progress::new("001_hash_kroger_passwords", config.progress_interval());
+    let progress = Progress::new(HASH_KROGER_PASSWORDS, config.progress_interval());
     let report = run_backfill(
         db,
         &progress,

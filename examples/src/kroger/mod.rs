@@ -18,8 +18,6 @@ mod verify;
 
 use std::sync::OnceLock;
 
-use diesel::sql_types::{BigInt, Text};
-use diesel::{QueryableByName, RunQueryDsl};
 use migrator::password::{Hasher, Params};
 use migrator::{AnyConnection, Backend, Result};
 
@@ -45,27 +43,6 @@ pub fn hasher() -> Result<Hasher> {
         Some(params) => Hasher::new(*params),
         None => Hasher::new(Params::from_env()?),
     }
-}
-
-#[derive(QueryableByName)]
-pub(crate) struct Count {
-    #[diesel(sql_type = BigInt)]
-    pub(crate) n: i64,
-}
-
-/// Whether `user_profiles` has `column`.
-pub fn has_column(conn: &mut AnyConnection, column: &str) -> Result<bool> {
-    let sql = match conn.backend() {
-        Backend::Postgres => {
-            "SELECT COUNT(*) AS n FROM information_schema.columns WHERE table_schema = \
-             current_schema() AND table_name = 'user_profiles' AND column_name = $1"
-        }
-        _ => "SELECT COUNT(*) AS n FROM pragma_table_info('user_profiles') WHERE name = $1",
-    };
-    let count: Count = diesel::sql_query(sql)
-        .bind::<Text, _>(column)
-        .get_result(conn)?;
-    Ok(count.n > 0)
 }
 
 /// Runs `f` in a transaction holding the write lock on what it reads: PostgreSQL locks the

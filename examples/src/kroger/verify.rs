@@ -4,10 +4,11 @@
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use migrator::password::{plaintext_matches, Hasher, Password};
+use migrator::schema::{has_column, Count};
 use migrator::{AnyConnection, Database, Result};
 use rayon::prelude::*;
 
-use super::{for_update, has_column, hasher, locked, Count};
+use super::{for_update, hasher, locked};
 use crate::commands::{VerifyOptions, VerifyReport};
 
 #[derive(QueryableByName)]
@@ -49,7 +50,7 @@ const MAX_PROBLEMS_LISTED: usize = 50;
 pub fn verify(db: &Database, options: &VerifyOptions) -> Result<VerifyReport> {
     let mut conn = db.get()?;
     let mut report = VerifyReport::default();
-    if !has_column(&mut conn, "kroger_password_hash")? {
+    if !has_column(&mut conn, "user_profiles", "kroger_password_hash")? {
         let counts: Count =
             diesel::sql_query("SELECT COUNT(kroger_password) AS n FROM user_profiles")
                 .get_result(&mut *conn)?;

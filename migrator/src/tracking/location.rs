@@ -13,6 +13,7 @@ use diesel::{QueryableByName, RunQueryDsl};
 use super::TABLE;
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
+use crate::schema;
 use crate::url::Backend;
 
 /// The tracking table of one database: its schema (PostgreSQL) or the main database (SQLite).
@@ -123,14 +124,6 @@ pub(crate) fn exists(conn: &mut AnyConnection, table: &Table) -> Result<bool> {
     Ok(found.name.is_some())
 }
 
-#[derive(QueryableByName)]
-struct Column {
-    #[diesel(sql_type = Text)]
-    name: String,
-    #[diesel(sql_type = Text)]
-    ty: String,
-}
-
 /// The columns of an existing tracking table (an older tool's table lacks some).
 #[derive(Debug)]
 pub(crate) struct Columns(Vec<(String, String)>);
@@ -138,20 +131,12 @@ pub(crate) struct Columns(Vec<(String, String)>);
 impl Columns {
     /// Reads the columns of `table`.
     pub(crate) fn of(conn: &mut AnyConnection, table: &Table) -> Result<Columns> {
-        let columns: Vec<Column> = match table.schema() {
-            Some(_) => diesel::sql_query(
-                "SELECT CAST(attname AS TEXT) AS name, format_type(atttypid, atttypmod) AS ty \
-                 FROM pg_catalog.pg_attribute \
-                 WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
-            )
-            .bind::<Text, _>(table.sql_name())
-            .load(conn),
-            None => diesel::sql_query(
-                "SELECT name, type AS ty FROM pragma_table_info('applied_migrations')",
-            )
-            .load(conn),
-        }
-        .map_err(Error::db("cannot inspect the applied_migrations table"))?;
+        let columns = schema::columns(conn, &table.sql_name()).map_err(|e| match e {
+            Error::Database { source, .. } => {
+                Error::db("cannot inspect the applied_migrations table")(source)
+            }
+            other => other,
+        })?;
         Ok(Columns(
             columns.into_iter().map(|c| (c.name, c.ty)).collect(),
         ))

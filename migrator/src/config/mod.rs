@@ -1,135 +1,18 @@
 //! The environment policy: which environment this is, and what it allows.
 
-use std::fmt;
+mod environment;
+mod parse;
+pub mod vars;
+
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// The deployment environment (`ENVIRONMENT`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum Environment {
-    /// A developer's machine: migrate on start-up, start even if a migration fails.
-    Development,
-    /// Production-like testing: as development.
-    Staging,
-    /// Strict: migrations need `ENABLE_PROD_MIGRATIONS=true`, a failure stops start-up.
-    Production,
-}
-
-const ENVIRONMENTS: &str = "one of development, staging, production";
-const BOOLEANS: &str = "true/false, 1/0, yes/no or on/off";
-const SECONDS: &str = "a whole number of seconds";
-
-impl Environment {
-    /// The lowercase name, as `ENVIRONMENT` spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Development => "development",
-            Environment::Staging => "staging",
-            Environment::Production => "production",
-        }
-    }
-}
-
-impl fmt::Display for Environment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Environment {
-    type Err = Error;
-
-    fn from_str(value: &str) -> Result<Environment> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "development" => Ok(Environment::Development),
-            "staging" => Ok(Environment::Staging),
-            "production" => Ok(Environment::Production),
-            _ => Err(invalid("ENVIRONMENT", value, ENVIRONMENTS)),
-        }
-    }
-}
-
-/// Where a setting's value came from; `plan` and skip messages say so.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum Source {
-    /// The environment's default.
-    Default,
-    /// Set explicitly (environment variable or builder).
-    Explicit,
-}
-
-/// An effective setting and where its value came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Setting<T> {
-    /// The effective value.
-    pub value: T,
-    /// Set explicitly, or the environment's default.
-    pub source: Source,
-}
-
-/// Names of the variables [`Config::from_env`] reads.
-pub mod vars {
-    /// `development`, `staging` or `production` (required).
-    pub const ENVIRONMENT: &str = "ENVIRONMENT";
-    /// Run pending migrations when the application starts.
-    pub const AUTO_MIGRATE_ON_STARTUP: &str = "AUTO_MIGRATE_ON_STARTUP";
-    /// Must be true for migrations to run in production.
-    pub const ENABLE_PROD_MIGRATIONS: &str = "ENABLE_PROD_MIGRATIONS";
-    /// Ask for confirmation before migrating.
-    pub const MIGRATION_REQUIRE_CONFIRMATION: &str = "MIGRATION_REQUIRE_CONFIRMATION";
-    /// Back the database up before migrating.
-    pub const MIGRATION_BACKUP_BEFORE: &str = "MIGRATION_BACKUP_BEFORE";
-    /// How long a runner waits for another runner's migration lock, in seconds.
-    pub const MIGRATION_LOCK_TIMEOUT_SECS: &str = "MIGRATION_LOCK_TIMEOUT_SECS";
-    /// How often long migrations log their progress, in seconds.
-    pub const MIGRATION_PROGRESS_INTERVAL_SECS: &str = "MIGRATION_PROGRESS_INTERVAL_SECS";
-    /// Rows per batch of backfills (default 128).
-    pub const MIGRATION_BATCH_SIZE: &str = "MIGRATION_BATCH_SIZE";
-    /// Worker threads of backfills (default: all cores).
-    pub const MIGRATION_WORKER_THREADS: &str = "MIGRATION_WORKER_THREADS";
-    /// Where backups go (default `./backups`).
-    pub const MIGRATION_BACKUP_DIR: &str = "MIGRATION_BACKUP_DIR";
-    /// The `pg_dump` to run (default: `pg_dump` from `PATH`).
-    pub const MIGRATION_PG_DUMP: &str = "MIGRATION_PG_DUMP";
-    /// The pending migration IDs an unattended deploy confirms, comma-separated.
-    pub const MIGRATION_CONFIRM: &str = "MIGRATION_CONFIRM";
-    /// A direct URL to PostgreSQL for the migration run (lock, DDL, backfill) when
-    /// `DATABASE_URL` goes through a transaction-pooling PgBouncer; the application keeps
-    /// `DATABASE_URL`. Holds a password: shown redacted, like `DATABASE_URL`. Read by
-    /// [`crate::Database::from_env`], not by [`crate::Config`].
-    pub const MIGRATION_DATABASE_URL: &str = "MIGRATION_DATABASE_URL";
-    /// PostgreSQL: the `lock_timeout` of every migration, in milliseconds (default 5000).
-    pub const MIGRATION_DDL_LOCK_TIMEOUT_MS: &str = "MIGRATION_DDL_LOCK_TIMEOUT_MS";
-    /// PostgreSQL: how often a migration that hit its `lock_timeout` is retried (default 10).
-    pub const MIGRATION_DDL_LOCK_RETRIES: &str = "MIGRATION_DDL_LOCK_RETRIES";
-
-    /// Every variable above, and `DATABASE_URL`.
-    pub const ALL: [&str; 16] = [
-        ENVIRONMENT,
-        AUTO_MIGRATE_ON_STARTUP,
-        ENABLE_PROD_MIGRATIONS,
-        MIGRATION_REQUIRE_CONFIRMATION,
-        MIGRATION_BACKUP_BEFORE,
-        MIGRATION_LOCK_TIMEOUT_SECS,
-        MIGRATION_PROGRESS_INTERVAL_SECS,
-        MIGRATION_BATCH_SIZE,
-        MIGRATION_WORKER_THREADS,
-        MIGRATION_BACKUP_DIR,
-        MIGRATION_PG_DUMP,
-        MIGRATION_CONFIRM,
-        MIGRATION_DATABASE_URL,
-        MIGRATION_DDL_LOCK_TIMEOUT_MS,
-        MIGRATION_DDL_LOCK_RETRIES,
-        "DATABASE_URL",
-    ];
-}
+use environment::setting;
+pub use environment::{Environment, Setting, Source};
+use parse::{invalid, parse_seconds, ENVIRONMENTS};
+pub(crate) use parse::{parse_bool, parse_u32};
 
 /// Default of `MIGRATION_LOCK_TIMEOUT_SECS`: one hour, so that replicas started during a long
 /// migration wait for it instead of failing.
@@ -522,52 +405,4 @@ impl Config {
         reasons.extend(self.run_refusal());
         (!reasons.is_empty()).then(|| reasons.join("; "))
     }
-}
-
-fn setting(explicit: Option<bool>, default: bool) -> Setting<bool> {
-    match explicit {
-        Some(value) => Setting {
-            value,
-            source: Source::Explicit,
-        },
-        None => Setting {
-            value: default,
-            source: Source::Default,
-        },
-    }
-}
-
-fn invalid(variable: &'static str, value: &str, expected: &'static str) -> Error {
-    // These variables hold no secrets; still, keep a hostile value from flooding the logs.
-    let value: String = value.chars().take(64).collect();
-    Error::InvalidVariable {
-        variable,
-        value,
-        expected,
-    }
-}
-
-/// Parses a boolean variable strictly.
-pub(crate) fn parse_bool(variable: &'static str, value: &str) -> Result<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(invalid(variable, value, BOOLEANS)),
-    }
-}
-
-/// Parses a positive whole number variable strictly.
-pub(crate) fn parse_u32(variable: &'static str, value: &str) -> Result<u32> {
-    match value.trim().parse::<u32>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(invalid(variable, value, "a whole number greater than 0")),
-    }
-}
-
-fn parse_seconds(variable: &'static str, value: &str) -> Result<Duration> {
-    value
-        .trim()
-        .parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|_| invalid(variable, value, SECONDS))
 }

@@ -1,0 +1,209 @@
+//! A batched, parallel, resumable backfill: compute new column values for every row that still
+//! needs them.
+//!
+//! - **Claiming.** Rows are taken in key order, a batch at a time. On PostgreSQL a batch is
+//!   claimed with `SELECT ... FOR NO KEY UPDATE SKIP LOCKED` inside its own transaction, so
+//!   several processes on several hosts share one backfill through the database: no
+//!   coordinator, no row done twice. (`NO KEY`: the application can still insert rows of
+//!   other tables that reference a claimed row by foreign key.) On SQLite (one host) claims
+//!   are not locked; every write is guarded so that a row already done, or changed since it
+//!   was read, is not written again.
+//! - **Computing.** A batch is computed on a pool of worker threads (all cores by default)
+//!   while this thread writes the previous batch and claims the next one, so the workers wait
+//!   for neither.
+//! - **Writing.** Each batch is written back in one `UPDATE ... FROM (VALUES ...)` statement and
+//!   committed on its own.
+//! - **Waiting.** Pending rows that other transactions hold locked are waited for (other
+//!   runners' batches finish or roll back), up to [`Backfill::wait_for_locked_rows`].
+//! - **Resuming.** Which rows are left is the `pending` predicate (e.g. "hash IS NULL"): kill
+//!   the process at any instant, start again, and it finishes. Memory is bounded by three
+//!   batches (written, computed, claimed), not the table.
+//! - **Stopping.** Between batches the backfill asks its [`Progress`] whether the run still
+//!   holds the migration lock ([`Progress::ensure_lock_held`]); once it is lost, the backfill
+//!   stops with [`Error::LockLost`], its claimed batches rolled back.
+//!
+//! Table and column names come from code and are checked to be plain identifiers; values are
+//! always bound.
+//!
+//! ```no_run
+//! # fn demo(ctx: &mut migrator::Context<'_>) -> migrator::Result<()> {
+//! use migrator::backfill::Backfill;
+//!
+//! let mut backfill = Backfill::new("users", "id");
+//! backfill
+//!     .input("email")
+//!     .output("email_normalized")
+//!     .pending_when("email IS NOT NULL AND email_normalized IS NULL");
+//! let report = backfill.run(ctx.database()?, ctx.progress(), |inputs| {
+//!     Ok(vec![inputs[0].map(|email| email.trim().to_lowercase())])
+//! })?;
+//! println!("{} rows", report.rows_updated);
+//! # Ok(()) }
+//! ```
+
+mod claim;
+mod run;
+mod write;
+
+use std::time::Duration;
+
+use diesel::RunQueryDsl;
+
+use crate::connection::Database;
+use crate::error::{Error, Result};
+use crate::schema::Count;
+
+/// The most input or output columns a backfill takes.
+pub const MAX_COLUMNS: usize = 4;
+
+/// Default rows per batch (`MIGRATION_BATCH_SIZE`).
+pub const DEFAULT_BATCH_SIZE: usize = 128;
+
+/// Bind parameters one write statement may use (SQLite allows 32,766, PostgreSQL 65,535):
+/// bigger batches are capped to fit.
+const MAX_BINDS: usize = 30_000;
+
+/// How long a backfill waits for rows that other transactions keep locked, by default.
+pub const DEFAULT_WAIT_FOR_LOCKED_ROWS: Duration = Duration::from_secs(3600);
+
+/// A backfill of one table. Configure it with the setters, then [`Backfill::run`].
+#[derive(Clone, Debug)]
+pub struct Backfill {
+    table: &'static str,
+    key: &'static str,
+    inputs: Vec<&'static str>,
+    outputs: Vec<&'static str>,
+    pending: &'static str,
+    batch_size: usize,
+    threads: usize,
+    wait_for_locked: Duration,
+}
+
+/// What a backfill did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackfillReport {
+    /// Rows this process wrote.
+    pub rows_updated: u64,
+    /// Rows computed but not written because another process did them first or they changed
+    /// meanwhile (SQLite only; PostgreSQL locks claimed rows).
+    pub rows_skipped: u64,
+    /// Batches this process committed.
+    pub batches: u64,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Backfill {
+    /// A backfill of `table`, whose integer primary key is `key`.
+    pub fn new(table: &'static str, key: &'static str) -> Backfill {
+        Backfill {
+            table,
+            key,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            pending: "",
+            batch_size: DEFAULT_BATCH_SIZE,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            wait_for_locked: DEFAULT_WAIT_FOR_LOCKED_ROWS,
+        }
+    }
+
+    /// Adds a column the computation reads (read as text).
+    pub fn input(&mut self, column: &'static str) -> &mut Backfill {
+        self.inputs.push(column);
+        self
+    }
+
+    /// Adds a column the computation writes (as text).
+    pub fn output(&mut self, column: &'static str) -> &mut Backfill {
+        self.outputs.push(column);
+        self
+    }
+
+    /// The SQL condition (on the table's columns, written in code) of rows still to do. It must
+    /// become false once a row's outputs are written, or the backfill reports that it makes no
+    /// progress.
+    pub fn pending_when(&mut self, predicate: &'static str) -> &mut Backfill {
+        self.pending = predicate;
+        self
+    }
+
+    /// Rows per batch (default [`DEFAULT_BATCH_SIZE`]).
+    pub fn batch_size(&mut self, rows: usize) -> &mut Backfill {
+        self.batch_size = rows.max(1);
+        self
+    }
+
+    /// How long to wait, in all, for pending rows that other transactions hold locked (other
+    /// runners' batches, or an application transaction left open) before failing (default one
+    /// hour).
+    pub fn wait_for_locked_rows(&mut self, limit: Duration) -> &mut Backfill {
+        self.wait_for_locked = limit;
+        self
+    }
+
+    /// The rows per batch actually used: as set, capped so that one write statement stays
+    /// within the databases' bind-parameter limits.
+    pub(super) fn effective_batch_size(&self) -> usize {
+        let per_row = 1 + self.outputs.len() + self.inputs.len();
+        self.batch_size.min(MAX_BINDS / per_row.max(1)).max(1)
+    }
+
+    /// Worker threads computing a batch (default: all cores).
+    pub fn threads(&mut self, threads: usize) -> &mut Backfill {
+        self.threads = threads.max(1);
+        self
+    }
+
+    pub(super) fn check(&self) -> Result<()> {
+        let bad = |reason: String| Error::Backfill {
+            table: self.table.to_owned(),
+            reason,
+        };
+        for name in [self.table, self.key]
+            .iter()
+            .chain(&self.inputs)
+            .chain(&self.outputs)
+        {
+            if !is_identifier(name) {
+                return Err(bad(format!("{name:?} is not a plain SQL identifier")));
+            }
+        }
+        if self.inputs.is_empty() || self.inputs.len() > MAX_COLUMNS {
+            return Err(bad(format!("it needs 1 to {MAX_COLUMNS} input columns")));
+        }
+        if self.outputs.is_empty() || self.outputs.len() > MAX_COLUMNS {
+            return Err(bad(format!("it needs 1 to {MAX_COLUMNS} output columns")));
+        }
+        if self.pending.trim().is_empty() {
+            return Err(bad("it needs a pending_when predicate".into()));
+        }
+        Ok(())
+    }
+
+    /// How many rows are still pending.
+    pub fn remaining(&self, db: &Database) -> Result<u64> {
+        self.check()?;
+        let mut conn = db.get()?;
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM {} WHERE {}",
+            self.table, self.pending
+        );
+        let count: Count = diesel::sql_query(sql)
+            .get_result(&mut *conn)
+            .map_err(Error::db(format!(
+                "cannot count pending rows of {}",
+                self.table
+            )))?;
+        Ok(u64::try_from(count.n).unwrap_or(0))
+    }
+}

@@ -1,0 +1,45 @@
+//! Strict parsing of the variables' values; an error names the variable.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// What `ENVIRONMENT` accepts.
+pub(super) const ENVIRONMENTS: &str = "one of development, staging, production";
+const BOOLEANS: &str = "true/false, 1/0, yes/no or on/off";
+const SECONDS: &str = "a whole number of seconds";
+
+pub(super) fn invalid(variable: &'static str, value: &str, expected: &'static str) -> Error {
+    // These variables hold no secrets; still, keep a hostile value from flooding the logs.
+    let value: String = value.chars().take(64).collect();
+    Error::InvalidVariable {
+        variable,
+        value,
+        expected,
+    }
+}
+
+/// Parses a boolean variable strictly.
+pub(crate) fn parse_bool(variable: &'static str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(variable, value, BOOLEANS)),
+    }
+}
+
+/// Parses a positive whole number variable strictly.
+pub(crate) fn parse_u32(variable: &'static str, value: &str) -> Result<u32> {
+    match value.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(invalid(variable, value, "a whole number greater than 0")),
+    }
+}
+
+pub(super) fn parse_seconds(variable: &'static str, value: &str) -> Result<Duration> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| invalid(variable, value, SECONDS))
+}

@@ -1,0 +1,55 @@
+//! Names of the variables [`Config::from_env`](crate::Config::from_env) reads.
+
+/// `development`, `staging` or `production` (required).
+pub const ENVIRONMENT: &str = "ENVIRONMENT";
+/// Run pending migrations when the application starts.
+pub const AUTO_MIGRATE_ON_STARTUP: &str = "AUTO_MIGRATE_ON_STARTUP";
+/// Must be true for migrations to run in production.
+pub const ENABLE_PROD_MIGRATIONS: &str = "ENABLE_PROD_MIGRATIONS";
+/// Ask for confirmation before migrating.
+pub const MIGRATION_REQUIRE_CONFIRMATION: &str = "MIGRATION_REQUIRE_CONFIRMATION";
+/// Back the database up before migrating.
+pub const MIGRATION_BACKUP_BEFORE: &str = "MIGRATION_BACKUP_BEFORE";
+/// How long a runner waits for another runner's migration lock, in seconds.
+pub const MIGRATION_LOCK_TIMEOUT_SECS: &str = "MIGRATION_LOCK_TIMEOUT_SECS";
+/// How often long migrations log their progress, in seconds.
+pub const MIGRATION_PROGRESS_INTERVAL_SECS: &str = "MIGRATION_PROGRESS_INTERVAL_SECS";
+/// Rows per batch of backfills (default 128).
+pub const MIGRATION_BATCH_SIZE: &str = "MIGRATION_BATCH_SIZE";
+/// Worker threads of backfills (default: all cores).
+pub const MIGRATION_WORKER_THREADS: &str = "MIGRATION_WORKER_THREADS";
+/// Where backups go (default `./backups`).
+pub const MIGRATION_BACKUP_DIR: &str = "MIGRATION_BACKUP_DIR";
+/// The `pg_dump` to run (default: `pg_dump` from `PATH`).
+pub const MIGRATION_PG_DUMP: &str = "MIGRATION_PG_DUMP";
+/// The pending migration IDs an unattended deploy confirms, comma-separated.
+pub const MIGRATION_CONFIRM: &str = "MIGRATION_CONFIRM";
+/// A direct URL to PostgreSQL for the migration run (lock, DDL, backfill) when `DATABASE_URL`
+/// goes through a transaction-pooling PgBouncer; the application keeps `DATABASE_URL`. Holds a
+/// password: shown redacted, like `DATABASE_URL`. Read by
+/// [`crate::Database::from_env`], not by [`crate::Config`].
+pub const MIGRATION_DATABASE_URL: &str = "MIGRATION_DATABASE_URL";
+/// PostgreSQL: the `lock_timeout` of every migration, in milliseconds (default 5000).
+pub const MIGRATION_DDL_LOCK_TIMEOUT_MS: &str = "MIGRATION_DDL_LOCK_TIMEOUT_MS";
+/// PostgreSQL: how often a migration that hit its `lock_timeout` is retried (default 10).
+pub const MIGRATION_DDL_LOCK_RETRIES: &str = "MIGRATION_DDL_LOCK_RETRIES";
+
+/// Every variable above, and `DATABASE_URL`.
+pub const ALL: [&str; 16] = [
+    ENVIRONMENT,
+    AUTO_MIGRATE_ON_STARTUP,
+    ENABLE_PROD_MIGRATIONS,
+    MIGRATION_REQUIRE_CONFIRMATION,
+    MIGRATION_BACKUP_BEFORE,
+    MIGRATION_LOCK_TIMEOUT_SECS,
+    MIGRATION_PROGRESS_INTERVAL_SECS,
+    MIGRATION_BATCH_SIZE,
+    MIGRATION_WORKER_THREADS,
+    MIGRATION_BACKUP_DIR,
+    MIGRATION_PG_DUMP,
+    MIGRATION_CONFIRM,
+    MIGRATION_DATABASE_URL,
+    MIGRATION_DDL_LOCK_TIMEOUT_MS,
+    MIGRATION_DDL_LOCK_RETRIES,
+    "DATABASE_URL",
+];

@@ -1,0 +1,146 @@
+//! The operator's actions besides a run: a backup now, a rehearsal (dry run), and marking a
+//! migration's status by hand. [`Migrator`]'s methods of the same names call these.
+
+use std::time::Instant;
+
+use diesel::Connection;
+
+use crate::apply::{call, settled, warn_anomalies};
+use crate::backup::{self, Backup};
+use crate::config::Config;
+use crate::connection::Database;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::lock::LockGuard;
+use crate::report::{MigrationReport, Outcome, Report};
+use crate::runner::Migrator;
+use crate::tracking::{self, Record, Status};
+
+/// What [`Migrator::mark`] writes (the CLI's `mark NAME STATUS` parses it directly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+#[non_exhaustive]
+pub enum MarkAs {
+    /// Applied (e.g. fixed by hand): never run.
+    Success,
+    /// Failed: run again on the next run.
+    Failed,
+    /// Not wanted: never run.
+    Skipped,
+    /// No row at all: run on the next run as if new.
+    Pending,
+}
+
+impl std::fmt::Display for MarkAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MarkAs::Success => "success",
+            MarkAs::Failed => "failed",
+            MarkAs::Skipped => "skipped",
+            MarkAs::Pending => "pending",
+        })
+    }
+}
+
+/// [`Migrator::backup`].
+pub(crate) fn backup(db: &Database, config: &Config) -> Result<Backup> {
+    let _lock = LockGuard::acquire(db, config.lock_timeout())?;
+    backup::take(db, config, "manual")
+}
+
+/// [`Migrator::dry_run`].
+pub(crate) fn dry_run(migrator: &Migrator, db: &Database, config: &Config) -> Result<Report> {
+    let lock = LockGuard::acquire(db, config.lock_timeout())?;
+    let table = lock.tracking_table();
+    let mut conn = db.get()?;
+    let rows = if tracking::exists(&mut conn, &table)? {
+        tracking::load(&mut conn, &table)?
+    } else {
+        Vec::new()
+    };
+    let state = migrator.compare(rows);
+    let mut report = Report::default();
+    warn_anomalies(&state, &mut report, migrator);
+    if let Some(sql) = &migrator.sql {
+        report.sql_migrations = sql.pending_read_only(&mut conn)?;
+    }
+    let mut blocked = false;
+    let _ = conn.transaction::<(), Error, _>(|conn| {
+        for m in &state.migrations {
+            let mut entry = MigrationReport::with_outcome(m.id.clone(), settled(m));
+            let migration = migrator.find(&m.id);
+            match migration {
+                _ if !m.pending => {}
+                Some(migration) if migration.is_transactional() && !blocked => {
+                    let start = Instant::now();
+                    let mut ctx = Context::new(conn, db, config, migration.id(), true, None, None);
+                    match call(migration, &mut ctx) {
+                        Ok(()) => {
+                            entry.outcome = Outcome::Rehearsed;
+                            entry.rows = Some(ctx.progress().snapshot().done);
+                        }
+                        Err(e) => {
+                            log::warn!("Rehearsal of migration {} failed: {e}", m.id);
+                            entry.outcome = Outcome::Failed;
+                            entry.error = Some(e.to_string());
+                            blocked = true;
+                        }
+                    }
+                    entry.duration = Some(start.elapsed());
+                }
+                _ => {
+                    entry.outcome = Outcome::NotRehearsable;
+                    blocked = true;
+                }
+            }
+            report.migrations.push(entry);
+        }
+        // Roll everything back.
+        Err(Error::Query(diesel::result::Error::RollbackTransaction))
+    });
+    Ok(report)
+}
+
+/// [`Migrator::mark`].
+pub(crate) fn mark(
+    migrator: &Migrator,
+    db: &Database,
+    config: &Config,
+    id: &str,
+    to: MarkAs,
+) -> Result<()> {
+    let migration = migrator
+        .find(id)
+        .ok_or_else(|| Error::UnknownMigration { id: id.to_owned() })?;
+    let lock = LockGuard::acquire(db, config.lock_timeout())?;
+    let table = lock.tracking_table();
+    let mut conn = db.get()?;
+    tracking::ensure_table(&mut conn, &table)?;
+    // The table the lock guards is the one this run uses, and this database from now on.
+    tracking::remember(db, &table);
+    let status = match to {
+        MarkAs::Success => Status::Success,
+        MarkAs::Failed => Status::Failed,
+        MarkAs::Skipped => Status::Skipped,
+        MarkAs::Pending => {
+            tracking::delete(&mut conn, &table, id)?;
+            log::info!("Migration {id} marked pending (its row was deleted)");
+            return Ok(());
+        }
+    };
+    tracking::write(
+        &mut conn,
+        &table,
+        &Record {
+            name: id,
+            status,
+            execution_time_ms: None,
+            error_message: None,
+            checksum: Some(migration.checksum()),
+            applied_by: &tracking::runner_identity(),
+            new_attempt: false,
+        },
+    )?;
+    log::info!("Migration {id} marked {status}");
+    Ok(())
+}
