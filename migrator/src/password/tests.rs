@@ -98,10 +98,9 @@ fn the_plaintext_never_shows() {
 
 #[test]
 fn parameters_from_the_environment_are_strict() {
-    let params = Params::from_lookup(|name| {
-        (name == vars::ARGON2_MEMORY_KIB).then(|| "65536".to_owned())
-    })
-    .unwrap();
+    let params =
+        Params::from_lookup(|name| (name == vars::ARGON2_MEMORY_KIB).then(|| "65536".to_owned()))
+            .unwrap();
     assert_eq!(params.memory_kib, 65_536);
     assert_eq!(params.iterations, 2);
     let err =
@@ -111,9 +110,8 @@ fn parameters_from_the_environment_are_strict() {
         err.to_string(),
         "invalid ARGON2_ITERATIONS value \"two\": expected a whole number greater than 0"
     );
-    let err =
-        Params::from_lookup(|name| (name == vars::ARGON2_MEMORY_KIB).then(|| "1".to_owned()))
-            .unwrap_err();
+    let err = Params::from_lookup(|name| (name == vars::ARGON2_MEMORY_KIB).then(|| "1".to_owned()))
+        .unwrap_err();
     assert!(err.is_configuration(), "{err:?}");
     assert_eq!(
         err.to_string(),
