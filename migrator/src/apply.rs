@@ -78,154 +78,178 @@ pub(crate) fn apply(
     m: &'static Migration,
     observer: Option<ProgressObserver>,
 ) -> std::result::Result<(Duration, u64), (Duration, Error)> {
-    let Run {
-        db,
-        config,
-        table,
-        me,
-        lock,
-    } = *run;
-    let start = Instant::now();
+    let attempt = Attempt {
+        run,
+        m,
+        observer,
+        start: Instant::now(),
+    };
     // Never start, or record, a migration without holding the lock. While it runs, its context
     // and progress reporter watch the lock too.
-    let held = || lock.ensure_held();
-    held().map_err(|e| (start.elapsed(), e))?;
-    let mut conn = db.get().map_err(|e| (start.elapsed(), e))?;
+    let started = attempt
+        .held()
+        .and_then(|()| run.db.get())
+        .map_err(|e| (attempt.start.elapsed(), e));
+    let mut conn = started?;
     log::info!("Applying migration {}", m.id());
-    let record = |status, elapsed: Duration, new_attempt| Record {
-        name: m.id(),
-        status,
-        execution_time_ms: Some(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)),
-        error_message: None,
-        checksum: Some(m.checksum()),
-        applied_by: me,
-        new_attempt,
-    };
-    let mut rows = 0;
-    // PostgreSQL: an attempt stopped by its lock timeout is retried whole (see `ddl_lock`).
-    let mut retry: u32 = 0;
-    let result = loop {
-        let watch = BlockerWatch::start(db, &mut conn, config);
-        let outcome = if m.is_transactional() {
-            conn.transaction::<_, Error, _>(|conn| {
-                ddl_lock::configure(conn, m, config, true, retry == 0)?;
-                let mut ctx = Context::new(
-                    conn,
-                    db,
-                    config,
-                    m.id(),
-                    true,
-                    observer.clone(),
-                    Some(Arc::clone(lock)),
-                );
-                call(m, &mut ctx)?;
-                rows = ctx.progress().snapshot().done;
-                drop(ctx);
-                // Lost meanwhile: roll back rather than commit beside another runner.
-                held()?;
-                tracking::write(conn, table, &record(Status::Success, start.elapsed(), true))
-            })
-        } else {
-            let running = if retry == 0 {
-                tracking::write(
-                    &mut conn,
-                    table,
-                    &record(Status::Running, Duration::ZERO, true),
-                )
+    let result = attempt.with_retries(&mut conn);
+    let elapsed = attempt.start.elapsed();
+    match result {
+        Ok(rows) => {
+            log::info!("Migration {} applied in {} ms", m.id(), elapsed.as_millis());
+            Ok((elapsed, rows))
+        }
+        Err(cause) => Err((elapsed, attempt.record_failure(&mut conn, cause, elapsed))),
+    }
+}
+
+/// One migration being applied.
+struct Attempt<'r, 'a> {
+    run: &'r Run<'a>,
+    m: &'static Migration,
+    observer: Option<ProgressObserver>,
+    start: Instant,
+}
+
+impl<'a> Attempt<'_, 'a> {
+    fn held(&self) -> Result<()> {
+        self.run.lock.ensure_held()
+    }
+
+    fn record(&self, status: Status, elapsed: Duration, new_attempt: bool) -> Record<'_> {
+        Record {
+            name: self.m.id(),
+            status,
+            execution_time_ms: Some(i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)),
+            error_message: None,
+            checksum: Some(self.m.checksum()),
+            applied_by: self.run.me,
+            new_attempt,
+        }
+    }
+
+    fn context<'c>(&self, conn: &'c mut AnyConnection, transactional: bool) -> Context<'c>
+    where
+        'a: 'c,
+    {
+        Context::new(
+            conn,
+            self.run.db,
+            self.run.config,
+            self.m.id(),
+            transactional,
+            self.observer.clone(),
+            Some(Arc::clone(self.run.lock)),
+        )
+    }
+
+    /// Runs the migration; on PostgreSQL an attempt stopped by its lock timeout is retried
+    /// whole (see `ddl_lock`). Returns the rows it reported.
+    fn with_retries(&self, conn: &mut AnyConnection) -> Result<u64> {
+        let config = self.run.config;
+        let mut retry: u32 = 0;
+        loop {
+            let watch = BlockerWatch::start(self.run.db, conn, config);
+            let outcome = if self.m.is_transactional() {
+                self.transactional(conn, retry)
             } else {
-                Ok(())
+                self.non_transactional(conn, retry)
             };
-            let outcome = running
-                .and_then(|()| ddl_lock::configure(&mut conn, m, config, false, retry == 0))
-                .and_then(|()| {
-                    let mut ctx = Context::new(
-                        &mut conn,
-                        db,
-                        config,
-                        m.id(),
-                        false,
-                        observer.clone(),
-                        Some(Arc::clone(lock)),
-                    );
-                    call(m, &mut ctx)?;
-                    rows = ctx.progress().snapshot().done;
-                    Ok(())
-                })
-                .and_then(|()| held())
-                .and_then(|()| {
-                    tracking::write(
-                        &mut conn,
-                        table,
-                        &record(Status::Success, start.elapsed(), false),
-                    )
-                });
-            if outcome.is_err() {
-                unwind_transactions(&mut conn);
-            }
-            ddl_lock::reset(&mut conn, m);
-            outcome
-        };
-        let seen = watch.map(BlockerWatch::stop).unwrap_or_default();
-        match outcome {
-            Err(e) if ddl_lock::is_lock_timeout(&e, &seen) => {
-                let blockers = ddl_lock::describe(&seen.ever);
-                let timeout_ms = config.ddl_lock_timeout().as_millis();
-                if retry < config.ddl_lock_retries() {
-                    let pause = ddl_lock::backoff(retry);
-                    log::warn!(
-                        "Migration {} could not take a table lock within {timeout_ms} ms \
-                         (MIGRATION_DDL_LOCK_TIMEOUT_MS) on attempt {} of {}; {blockers}; \
-                         retrying in {} ms",
-                        m.id(),
-                        retry + 1,
-                        config.ddl_lock_retries().saturating_add(1),
-                        pause.as_millis()
-                    );
-                    std::thread::sleep(pause);
-                    retry += 1;
-                    if let Err(lost) = held() {
-                        break Err(lost);
-                    }
-                    continue;
-                }
-                break Err(Error::DdlLockTimeout {
+            let seen = watch.map(BlockerWatch::stop).unwrap_or_default();
+            let e = match outcome {
+                Err(e) if ddl_lock::is_lock_timeout(&e, &seen) => e,
+                other => return other,
+            };
+            let blockers = ddl_lock::describe(&seen.ever);
+            if retry >= config.ddl_lock_retries() {
+                return Err(Error::DdlLockTimeout {
                     timeout: config.ddl_lock_timeout(),
                     attempts: retry.saturating_add(1),
                     blockers,
                     cause: Box::new(e),
                 });
             }
-            other => break other,
+            let pause = ddl_lock::backoff(retry);
+            log::warn!(
+                "Migration {} could not take a table lock within {} ms \
+                 (MIGRATION_DDL_LOCK_TIMEOUT_MS) on attempt {} of {}; {blockers}; \
+                 retrying in {} ms",
+                self.m.id(),
+                config.ddl_lock_timeout().as_millis(),
+                retry + 1,
+                config.ddl_lock_retries().saturating_add(1),
+                pause.as_millis()
+            );
+            std::thread::sleep(pause);
+            retry += 1;
+            self.held()?;
         }
-    };
-    let elapsed = start.elapsed();
-    match result {
-        Ok(()) => {
-            log::info!("Migration {} applied in {} ms", m.id(), elapsed.as_millis());
-            Ok((elapsed, rows))
-        }
-        Err(cause) => {
-            let message = cause.to_string();
-            log::error!("Migration {} failed: {message}", m.id());
-            if let Err(lost) = held() {
-                // Another runner may own the row now: record nothing.
-                log::error!("Not recording the failure of migration {}: {lost}", m.id());
-                return Err((elapsed, lost));
+    }
+
+    /// One attempt in one transaction, together with its `success` row.
+    fn transactional(&self, conn: &mut AnyConnection, retry: u32) -> Result<u64> {
+        conn.transaction::<_, Error, _>(|conn| {
+            ddl_lock::configure(conn, self.m, self.run.config, true, retry == 0)?;
+            let mut ctx = self.context(conn, true);
+            call(self.m, &mut ctx)?;
+            let rows = ctx.progress().snapshot().done;
+            drop(ctx);
+            // Lost meanwhile: roll back rather than commit beside another runner.
+            self.held()?;
+            let success = self.record(Status::Success, self.start.elapsed(), true);
+            tracking::write(conn, self.run.table, &success)?;
+            Ok(rows)
+        })
+    }
+
+    /// One attempt outside a transaction: recorded `running` first (once), then `success`.
+    fn non_transactional(&self, conn: &mut AnyConnection, retry: u32) -> Result<u64> {
+        let table = self.run.table;
+        let outcome = (|| {
+            if retry == 0 {
+                let running = self.record(Status::Running, Duration::ZERO, true);
+                tracking::write(conn, table, &running)?;
             }
-            // Whatever the migration left open (a panic inside a nested transaction, a raw
-            // BEGIN) is rolled back, so that the failed row is committed, and the connection
-            // goes back to the pool clean.
-            unwind_transactions(&mut conn);
-            // A transactional attempt's `running`/`success` writes were rolled back with it.
-            let failed = Record {
-                error_message: Some(&message),
-                ..record(Status::Failed, elapsed, m.is_transactional())
-            };
-            if let Err(e) = tracking::write(&mut conn, table, &failed) {
-                log::error!("Could not record the failure of migration {}: {e}", m.id());
-            }
-            Err((elapsed, cause))
+            ddl_lock::configure(conn, self.m, self.run.config, false, retry == 0)?;
+            let mut ctx = self.context(conn, false);
+            call(self.m, &mut ctx)?;
+            let rows = ctx.progress().snapshot().done;
+            drop(ctx);
+            self.held()?;
+            let success = self.record(Status::Success, self.start.elapsed(), false);
+            tracking::write(conn, table, &success)?;
+            Ok(rows)
+        })();
+        if outcome.is_err() {
+            unwind_transactions(conn);
         }
+        ddl_lock::reset(conn, self.m);
+        outcome
+    }
+
+    /// Records a failed attempt (unless the lock was lost: another runner may own the row
+    /// now) and returns the error to report.
+    fn record_failure(&self, conn: &mut AnyConnection, cause: Error, elapsed: Duration) -> Error {
+        let id = self.m.id();
+        let message = cause.to_string();
+        log::error!("Migration {id} failed: {message}");
+        if let Err(lost) = self.held() {
+            log::error!("Not recording the failure of migration {id}: {lost}");
+            return lost;
+        }
+        // Whatever the migration left open (a panic inside a nested transaction, a raw BEGIN)
+        // is rolled back, so that the failed row is committed, and the connection goes back to
+        // the pool clean.
+        unwind_transactions(conn);
+        // A transactional attempt's `running`/`success` writes were rolled back with it.
+        let failed = Record {
+            error_message: Some(&message),
+            ..self.record(Status::Failed, elapsed, self.m.is_transactional())
+        };
+        if let Err(e) = tracking::write(conn, self.run.table, &failed) {
+            log::error!("Could not record the failure of migration {id}: {e}");
+        }
+        cause
     }
 }
 
