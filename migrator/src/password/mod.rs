@@ -52,9 +52,9 @@ pub mod vars {
 }
 
 /// Salt length in bytes.
-pub const SALT_LEN: usize = 16;
+pub(crate) const SALT_LEN: usize = 16;
 /// Hash output length in bytes.
-pub const OUTPUT_LEN: usize = 32;
+pub(crate) const OUTPUT_LEN: usize = 32;
 
 /// A plaintext password: zeroized when dropped, never shown by `Debug`, no `Display`.
 #[derive(Clone, PartialEq, Eq)]
@@ -271,7 +271,9 @@ impl Hasher {
     }
 
     /// Hashes like [`Hasher::hash`], but allocates fresh Argon2 memory for this one hash, as
-    /// most code does: the baseline the benchmarks compare the reused memory against.
+    /// most code does: the baseline the benchmarks compare the reused memory against. Not
+    /// public API: only with the `bench-internals` feature, which the benchmarks enable.
+    #[cfg(any(test, feature = "bench-internals"))]
     pub fn hash_without_memory_reuse(&self, password: &Password) -> Result<HashedPassword> {
         self.hash_inner(password, &random_salt()?, false)
     }
