@@ -224,7 +224,7 @@ impl Progress {
     /// [`Error::LockLost`] once the migration lock of the run this reporter belongs to is lost
     /// (its PostgreSQL session ended, and another runner may be migrating): a long migration
     /// stops at once. Cheap enough to call between any two units of work: it asks the database
-    /// at most every [`crate::lock::CHECK_INTERVAL`]. Always `Ok` for a reporter made with
+    /// at most every 2 seconds. Always `Ok` for a reporter made with
     /// [`Progress::new`] (no lock). The backfill calls it between batches.
     pub fn ensure_lock_held(&self) -> Result<()> {
         match &self.inner.lock {

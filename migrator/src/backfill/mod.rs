@@ -18,9 +18,10 @@
 //! - **Resuming.** Which rows are left is the `pending` predicate (e.g. "hash IS NULL"): kill
 //!   the process at any instant, start again, and it finishes. Memory is bounded by three
 //!   batches (written, computed, claimed), not the table.
-//! - **Stopping.** Between batches the backfill asks its [`Progress`] whether the run still
-//!   holds the migration lock ([`Progress::ensure_lock_held`]); once it is lost, the backfill
-//!   stops with [`Error::LockLost`], its claimed batches rolled back.
+//! - **Stopping.** Between batches the backfill asks its [`Progress`](crate::Progress)
+//!   whether the run still holds the migration lock
+//!   ([`Progress::ensure_lock_held`](crate::Progress::ensure_lock_held)); once it is lost, the
+//!   backfill stops with [`Error::LockLost`], its claimed batches rolled back.
 //!
 //! Table and column names come from code and are checked to be plain identifiers; values are
 //! always bound.

@@ -53,7 +53,7 @@ impl LockGuard {
     /// Checks that the lock is still held: on PostgreSQL its session can be terminated (by an
     /// administrator, a failover, a network cut) while the run goes on, and then another runner
     /// may take it. The runner checks before each migration, before recording an outcome, and
-    /// while a migration runs (at most every [`CHECK_INTERVAL`], between its units of work).
+    /// while a migration runs (at most every 2 seconds, between its units of work).
     pub fn ensure_held(&mut self) -> Result<()> {
         match &mut self.inner {
             Inner::Postgres(lock) => lock.ensure_held(),
