@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use common::matrix::Cell;
 use common::users::{self, assert_no_plaintext};
 use common::{count, pending, pg, texts, TestDb};
-use migrator::{Backend, Config, Migrator, StartupOutcome};
+use migrator::{Backend, Migrator, StartupOutcome};
 
 const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
 const ID: &str = "001_hash_kroger_passwords";
@@ -448,14 +448,7 @@ fn the_production_matrix_at_start_up() {
         let t = seeded(Backend::Sqlite);
         let backups = tempfile::tempdir().unwrap();
         let dir = backups.path().to_string_lossy().into_owned();
-        let vars = cell.vars(&dir);
-        let mut config = Config::from_lookup(|name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| (*v).to_owned())
-        })
-        .unwrap();
-        config.set_interactive(false);
+        let config = cell.config(&dir);
         let outcome = Migrator::from_registry()
             .unwrap()
             .run_on_startup(&t.connect(), &config);

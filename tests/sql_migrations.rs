@@ -117,14 +117,7 @@ fn the_plan_confirms_exactly_what_up_accepts() {
             }
             let backups = tempfile::tempdir().unwrap();
             let dir = backups.path().to_string_lossy().into_owned();
-            let vars = cell.vars(&dir);
-            let mut config = Config::from_lookup(|name| {
-                vars.iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| (*v).to_owned())
-            })
-            .unwrap();
-            config.set_interactive(false);
+            let mut config = cell.config(&dir);
             let plan = migrator.plan(&db, &config).unwrap();
             let ids: Vec<&str> = plan.pending.iter().map(|m| m.id.as_str()).collect();
             let expected: &[&str] = if with_sql {

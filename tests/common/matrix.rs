@@ -40,4 +40,17 @@ impl Cell {
         vars.extend(self.backup.map(|v| ("MIGRATION_BACKUP_BEFORE", v)));
         vars
     }
+
+    /// The policy of this cell, backing up into `dir`, never asking at a terminal.
+    pub fn config(&self, dir: &str) -> migrator::Config {
+        let vars = self.vars(dir);
+        let mut config = migrator::Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap();
+        config.set_interactive(false);
+        config
+    }
 }
