@@ -112,11 +112,9 @@ impl Migrator {
     /// computes it again under the lock and acts on that.
     pub fn plan(&self, db: &Database, config: &Config) -> Result<Plan> {
         let db = db.for_migrations();
-        Ok(Plan::new(
-            config,
-            db.url().redacted().to_string(),
-            self.status(db)?,
-        ))
+        let plan = Plan::new(config, db.url().redacted().to_string(), self.status(db)?);
+        crate::metrics::pending(plan.pending.len());
+        Ok(plan)
     }
 
     pub(crate) fn compare(&self, mut rows: Vec<AppliedMigration>) -> StatusReport {
@@ -235,7 +233,9 @@ impl Migrator {
         if let Some(sql) = &self.sql {
             status.pending_sql = sql.pending(&mut conn)?;
         }
-        Ok(Plan::new(config, db.url().redacted().to_string(), status))
+        let plan = Plan::new(config, db.url().redacted().to_string(), status);
+        crate::metrics::pending(plan.pending.len());
+        Ok(plan)
     }
 
     /// The backup the plan asks for, if any.
