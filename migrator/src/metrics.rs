@@ -6,7 +6,7 @@
 //! | `migrator_migrations_total` | counter | `migration`, `outcome` (`applied`, `failed`) |
 //! | `migrator_migration_duration_seconds` | histogram | `migration` |
 //! | `migrator_migration_attempts` | gauge | `migration` (the tracking row's `attempts`) |
-//! | `migrator_pending_migrations` | gauge | (SQL and code migrations pending at the last plan) |
+//! | `migrator_pending_migrations` | gauge | (SQL and code migrations pending at the last status or plan) |
 //! | `migrator_lock_wait_seconds` | histogram | (time to take the migration lock) |
 //! | `migrator_backfill_rows_done` | gauge | `migration` |
 //! | `migrator_backfill_rows_total` | gauge | `migration` |

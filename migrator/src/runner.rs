@@ -103,6 +103,7 @@ impl Migrator {
         if let Some(sql) = &self.sql {
             status.pending_sql = sql.pending_read_only(&mut conn)?;
         }
+        crate::metrics::pending(status.pending_count());
         Ok(status)
     }
 
@@ -112,9 +113,11 @@ impl Migrator {
     /// computes it again under the lock and acts on that.
     pub fn plan(&self, db: &Database, config: &Config) -> Result<Plan> {
         let db = db.for_migrations();
-        let plan = Plan::new(config, db.url().redacted().to_string(), self.status(db)?);
-        crate::metrics::pending(plan.pending.len());
-        Ok(plan)
+        Ok(Plan::new(
+            config,
+            db.url().redacted().to_string(),
+            self.status(db)?,
+        ))
     }
 
     pub(crate) fn compare(&self, mut rows: Vec<AppliedMigration>) -> StatusReport {
@@ -233,9 +236,8 @@ impl Migrator {
         if let Some(sql) = &self.sql {
             status.pending_sql = sql.pending(&mut conn)?;
         }
-        let plan = Plan::new(config, db.url().redacted().to_string(), status);
-        crate::metrics::pending(plan.pending.len());
-        Ok(plan)
+        crate::metrics::pending(status.pending_count());
+        Ok(Plan::new(config, db.url().redacted().to_string(), status))
     }
 
     /// The backup the plan asks for, if any.
