@@ -13,6 +13,7 @@ use crate::context::{Context, ProgressObserver};
 use crate::ddl_lock::{self, BlockerWatch};
 use crate::error::{Error, Result};
 use crate::lock::LockWatch;
+use crate::metrics;
 use crate::registry::Migration;
 use crate::report::{ChecksumDrift, MigrationState, Outcome, Report, StatusReport};
 use crate::runner::Migrator;
@@ -72,8 +73,32 @@ pub(crate) struct Run<'a> {
     pub(crate) lock: &'a Arc<LockWatch>,
 }
 
-/// Applies one migration and records the attempt. On failure returns the duration and cause.
+/// Applies one migration and records the attempt, and its metrics. On failure returns the
+/// duration and cause.
 pub(crate) fn apply(
+    run: &Run<'_>,
+    m: &'static Migration,
+    observer: Option<ProgressObserver>,
+) -> std::result::Result<(Duration, u64), (Duration, Error)> {
+    let outcome = apply_and_record(run, m, observer);
+    let (finished, duration) = match &outcome {
+        Ok((duration, _)) => (metrics::Finished::Applied, *duration),
+        Err((duration, _)) => (metrics::Finished::Failed, *duration),
+    };
+    metrics::migration_finished(m.id(), finished, duration);
+    let attempts = run
+        .db
+        .get()
+        .and_then(|mut conn| tracking::load(&mut conn, run.table));
+    match attempts.map(|rows| rows.into_iter().find(|r| r.id == m.id())) {
+        Ok(Some(row)) => metrics::migration_attempts(m.id(), row.attempts),
+        Ok(None) => {}
+        Err(e) => log::debug!("Could not read the attempts of migration {}: {e}", m.id()),
+    }
+    outcome
+}
+
+fn apply_and_record(
     run: &Run<'_>,
     m: &'static Migration,
     observer: Option<ProgressObserver>,

@@ -234,8 +234,10 @@ impl Progress {
     }
 
     fn notify(&self) {
+        let s = self.snapshot();
+        crate::metrics::backfill_progress(self.inner.id, s.done, s.total);
         if let Some(observer) = &self.inner.observer {
-            observer(self.inner.id, self.snapshot());
+            observer(self.inner.id, s);
         }
     }
 
@@ -248,8 +250,8 @@ impl Progress {
     /// Adds `rows` to the rows done, and logs a progress line if the interval has passed.
     pub fn add(&self, rows: u64) {
         self.inner.done.fetch_add(rows, Ordering::Relaxed);
+        self.notify();
         if self.inner.observer.is_some() {
-            self.notify();
             return;
         }
         let due = {

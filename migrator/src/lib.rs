@@ -105,6 +105,7 @@ mod context;
 mod ddl_lock;
 mod error;
 mod lock;
+pub mod metrics;
 mod operate;
 #[cfg(feature = "password")]
 pub mod password;

@@ -103,6 +103,7 @@ impl Migrator {
         if let Some(sql) = &self.sql {
             status.pending_sql = sql.pending_read_only(&mut conn)?;
         }
+        crate::metrics::pending(status.pending_count());
         Ok(status)
     }
 
@@ -235,6 +236,7 @@ impl Migrator {
         if let Some(sql) = &self.sql {
             status.pending_sql = sql.pending(&mut conn)?;
         }
+        crate::metrics::pending(status.pending_count());
         Ok(Plan::new(config, db.url().redacted().to_string(), status))
     }
 

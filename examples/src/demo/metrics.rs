@@ -1,12 +1,15 @@
-//! `/metrics`: start-up migration timings and outcomes, and verification counters
-//! (Prometheus text).
+//! `/metrics`: the Prometheus exporter of the `metrics` facade. The library records its own
+//! metrics (`migrator_*`: migration outcomes and durations, attempts, pending migrations, lock
+//! wait, backfill progress); the demo adds its start-up timings and outcomes and its
+//! verification counters (`smart_meal_planner_*`), set from its state at each scrape.
 
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use metrics::{counter, describe_counter, describe_gauge, gauge};
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 
 use super::startup::{phase, Phase, Shared};
 
@@ -19,68 +22,69 @@ pub(super) const OUTCOMES: [&str; 5] = [
     "error",
 ];
 
+/// Histogram buckets (seconds) for the `_seconds` histograms: migrations and lock waits run
+/// from milliseconds to many minutes.
+const BUCKETS: [f64; 12] = [
+    0.005, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// Installs the process-wide Prometheus recorder (before anything records) and describes the
+/// demo's own metrics.
+pub(super) fn install() -> Result<PrometheusHandle, BuildError> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets(&BUCKETS)?
+        .install_recorder()?;
+    describe_gauge!(
+        "smart_meal_planner_migration_duration_seconds",
+        "Duration of each migration attempted by this process at start-up."
+    );
+    describe_gauge!(
+        "smart_meal_planner_migration_outcome",
+        "Outcome of each migration at start-up (1 for the outcome it had)."
+    );
+    describe_gauge!(
+        "smart_meal_planner_startup_duration_seconds",
+        "Seconds from process start to the end of start-up migrations."
+    );
+    describe_gauge!(
+        "smart_meal_planner_migrating",
+        "Whether start-up migrations are running."
+    );
+    describe_counter!(
+        "smart_meal_planner_kroger_password_verifications_total",
+        "Kroger password verifications by outcome."
+    );
+    Ok(handle)
+}
+
 pub(super) async fn metrics(State(state): State<Shared>) -> Response {
-    let mut out = String::new();
     let migrations = state
         .migrations
         .lock()
         .map(|m| m.clone())
         .unwrap_or_default();
-    out.push_str(
-        "# HELP smart_meal_planner_migration_duration_seconds Duration of each migration \
-         attempted by this process at start-up.\n\
-         # TYPE smart_meal_planner_migration_duration_seconds gauge\n",
-    );
-    for (id, _, secs) in &migrations {
-        let _ = writeln!(
-            out,
-            "smart_meal_planner_migration_duration_seconds{{migration=\"{id}\"}} {secs}"
-        );
+    for (id, outcome, secs) in migrations {
+        gauge!("smart_meal_planner_migration_duration_seconds", "migration" => id.clone())
+            .set(secs);
+        gauge!("smart_meal_planner_migration_outcome", "migration" => id, "outcome" => outcome)
+            .set(1.0);
     }
-    out.push_str(
-        "# HELP smart_meal_planner_migration_outcome Outcome of each migration at start-up \
-         (1 for the outcome it had).\n\
-         # TYPE smart_meal_planner_migration_outcome gauge\n",
-    );
-    for (id, outcome, _) in &migrations {
-        let _ = writeln!(
-            out,
-            "smart_meal_planner_migration_outcome{{migration=\"{id}\",outcome=\"{outcome}\"}} 1"
-        );
+    if let Some(secs) = state.startup_seconds.lock().ok().and_then(|s| *s) {
+        gauge!("smart_meal_planner_startup_duration_seconds").set(secs);
     }
-    let startup = state.startup_seconds.lock().ok().and_then(|s| *s);
-    out.push_str(
-        "# HELP smart_meal_planner_startup_duration_seconds Seconds from process start to the \
-         end of start-up migrations.\n\
-         # TYPE smart_meal_planner_startup_duration_seconds gauge\n",
-    );
-    if let Some(secs) = startup {
-        let _ = writeln!(out, "smart_meal_planner_startup_duration_seconds {secs}");
+    let migrating = matches!(phase(&state), Phase::Migrating);
+    gauge!("smart_meal_planner_migrating").set(f64::from(u8::from(migrating)));
+    for (outcome, count) in OUTCOMES.iter().zip(&state.verifications) {
+        counter!("smart_meal_planner_kroger_password_verifications_total", "outcome" => *outcome)
+            .absolute(count.load(Ordering::Relaxed));
     }
-    out.push_str(
-        "# HELP smart_meal_planner_migrating Whether start-up migrations are running.\n\
-         # TYPE smart_meal_planner_migrating gauge\n",
-    );
-    let migrating = u8::from(matches!(phase(&state), Phase::Migrating));
-    let _ = writeln!(out, "smart_meal_planner_migrating {migrating}");
-    out.push_str(
-        "# HELP smart_meal_planner_kroger_password_verifications_total Kroger password \
-         verifications by outcome.\n\
-         # TYPE smart_meal_planner_kroger_password_verifications_total counter\n",
-    );
-    for (outcome, counter) in OUTCOMES.iter().zip(&state.verifications) {
-        let _ = writeln!(
-            out,
-            "smart_meal_planner_kroger_password_verifications_total{{outcome=\"{outcome}\"}} {}",
-            counter.load(Ordering::Relaxed)
-        );
-    }
+    state.prometheus.run_upkeep();
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        out,
+        state.prometheus.render(),
     )
         .into_response()
 }

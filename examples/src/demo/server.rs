@@ -12,7 +12,7 @@ use axum::Router;
 use migrator::{Config, Database, Migrator};
 
 use super::health::{api_test, check_db, health, livez};
-use super::metrics::metrics;
+use super::metrics::{self, metrics};
 use super::passwords::{set_password, verify_password};
 use super::startup::{migrate, AppState, Phase, Shared};
 use super::{error, DEMO_SQL};
@@ -26,6 +26,14 @@ pub(super) async fn serve(
     port: u16,
     started: Instant,
 ) -> u8 {
+    // Before anything records: the library's metrics of the start-up run go to it too.
+    let prometheus = match metrics::install() {
+        Ok(handle) => handle,
+        Err(e) => {
+            log::error!("Cannot install the Prometheus recorder: {e}");
+            return 1;
+        }
+    };
     let db = match tokio::task::spawn_blocking(move || {
         // Migrations on start-up run on MIGRATION_DATABASE_URL when it is set.
         Database::connect(&url)?.with_migration_url_from_env()
@@ -87,6 +95,7 @@ pub(super) async fn serve(
         startup_seconds: Mutex::new(None),
         verifications: Default::default(),
         started,
+        prometheus,
     });
     let exit = Arc::new(AtomicU8::new(0));
     let stop = Arc::new(tokio::sync::Notify::new());

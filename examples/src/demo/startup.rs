@@ -48,6 +48,8 @@ pub(super) struct AppState {
     pub(super) startup_seconds: Mutex<Option<f64>>,
     pub(super) verifications: [AtomicU64; OUTCOMES.len()],
     pub(super) started: Instant,
+    /// The Prometheus recorder of the `metrics` facade, rendered by `/metrics`.
+    pub(super) prometheus: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 pub(super) type Shared = Arc<AppState>;

@@ -43,10 +43,12 @@ enum Inner {
 impl LockGuard {
     /// Takes the migration lock of `db`, waiting up to `timeout`.
     pub fn acquire(db: &Database, timeout: Duration) -> Result<LockGuard> {
+        let start = std::time::Instant::now();
         let inner = match db.backend() {
             Backend::Postgres => Inner::Postgres(postgres::PgLock::acquire(db, timeout)?),
             Backend::Sqlite => Inner::Sqlite(sqlite::FileLock::acquire(db, timeout)?),
         };
+        crate::metrics::lock_acquired(start.elapsed());
         Ok(LockGuard { inner })
     }
 
