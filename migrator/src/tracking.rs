@@ -19,7 +19,9 @@ use crate::schema::Count;
 use crate::url::Backend;
 
 use location::Columns;
-pub(crate) use location::{exists, find, locate, quote_ident, remember, Table};
+#[cfg(feature = "backfill")]
+pub(crate) use location::quote_ident;
+pub(crate) use location::{exists, find, locate, remember, Table};
 
 /// The tracking table's name.
 pub const TABLE: &str = "applied_migrations";
