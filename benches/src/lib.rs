@@ -74,6 +74,24 @@ pub fn seed(db: &Database, rows: u64) {
 mod baselines;
 pub use baselines::{argon2_cffi_rate, argon2_crate_rate, cpu};
 
+pub mod background;
+pub mod load;
+
+/// The single BIGINT `n` that `sql` selects.
+pub fn count(db: &Database, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    use diesel::RunQueryDsl;
+    let mut conn = db.get().expect("a connection");
+    diesel::sql_query(sql)
+        .get_result::<N>(&mut *conn)
+        .expect("count")
+        .n
+}
+
 /// Hashes per second of `hasher` on `threads` threads (each reusing its memory, as the
 /// backfill does), measured for about `duration`; `reuse: false` allocates per hash.
 pub fn hash_rate(hasher: &Hasher, threads: usize, duration: Duration, reuse: bool) -> f64 {

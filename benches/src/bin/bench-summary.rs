@@ -1,9 +1,11 @@
 //! Quick versions of the benchmarks, summed up as one Markdown table (`scripts/bench-summary`).
 //!
 //! Every figure comes from this one run, so ratios compare like with like on a shared, noisy
-//! machine. `bench-summary hashing` measures the hash rates only. `bench-summary child-backfill
-//! URL THREADS MEMORY_KIB ITERATIONS` is the child process it starts for peak-RSS and scale-out
-//! measurements.
+//! machine. `bench-summary hashing` measures the hash rates only; `bench-summary background`
+//! the background-backfill figures only. `bench-summary child-backfill URL THREADS MEMORY_KIB
+//! ITERATIONS` is the child process it starts for peak-RSS and scale-out measurements;
+//! `child-backfill-mode` and `child-demo` those of the background-backfill figures (see
+//! `migrator_benches::background`).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,18 +14,33 @@ use diesel::connection::SimpleConnection;
 use migrator::password::{Hasher, Kernel, Params};
 use migrator::{Backend, Config, Database, Environment, Migrator, Progress};
 use migrator_benches::{
-    argon2_cffi_rate, argon2_crate_rate, cores, cpu, diesel_noop, diesel_run, fresh, hash_rate, pg,
-    seed,
+    argon2_cffi_rate, argon2_crate_rate, background, cores, count, cpu, diesel_noop, diesel_run,
+    fresh, hash_rate, pg, seed,
 };
 use smart_meal_planner::kroger::{self, BackfillOptions};
 
-fn main() {
+fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("child-backfill") {
-        child(&args[2..]);
-        return;
+    match args.get(1).map(String::as_str) {
+        Some("child-backfill") => child(&args[2..]),
+        Some("child-backfill-mode") => background::child_backfill_mode(&args[2..]),
+        Some("child-demo") => return background::child_demo(),
+        Some("background") => print_table(background_rows(cores())),
+        what => summary(what == Some("hashing")),
     }
-    summary(args.get(1).map(String::as_str) == Some("hashing"));
+    std::process::ExitCode::SUCCESS
+}
+
+/// The background-backfill figures (issue 11): rows/s against inline, start-up by table size,
+/// `/api-test` latency with workers against none.
+fn background_rows(cores: usize) -> Vec<(String, String, String)> {
+    let mut rows = background::inline_against_background(4_000, cores);
+    rows.extend(background::startup_by_size());
+    rows.extend(background::api_latency(6_000, 50, cores));
+    for (what, value, note) in &rows {
+        eprintln!("{what}: {value} {note}");
+    }
+    rows
 }
 
 /// Runs the Kroger backfill on an existing table and prints rows, seconds and peak RSS.
@@ -109,20 +126,6 @@ fn prepared(backend: Backend, dir: &std::path::Path, name: &str, rows: u64) -> (
         )
         .expect("add columns");
     (url, db)
-}
-
-fn count(db: &Database, sql: &str) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    use diesel::RunQueryDsl;
-    let mut conn = db.get().expect("a connection");
-    diesel::sql_query(sql)
-        .get_result::<N>(&mut *conn)
-        .expect("count")
-        .n
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -329,6 +332,10 @@ fn summary(hashing_only: bool) {
         "SELECT COUNT(*) AS n FROM user_profiles WHERE kroger_password_hash IS NULL",
     );
     push("scale-out, PostgreSQL, 2,000 rows: 2 processes x 1 thread", format!("{two_by_one:.1} rows/s"), format!("1 process x 2 threads: {one_by_two:.1} rows/s; ratio {:.3} (target >= 0.9); rows hashed twice: {} and {}; rows left: {left}; split {}/{}", two_by_one / one_by_two, twice_b, twice_a, results[0].rows, results[1].rows));
+
+    // 6. Background backfills: rows/s against inline, start-up by table size, request latency
+    // while the workers run.
+    rows.extend(background_rows(cores));
 
     print_table(rows);
     let _ = std::fs::remove_dir_all(&dir);
