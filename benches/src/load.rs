@@ -95,12 +95,14 @@ impl Client {
     }
 }
 
-/// Runs `clients` threads against `127.0.0.1:port`, each sending GET `path` back to back for
-/// `warm_up` (not measured) and then `measure`.
+/// Runs `clients` threads against `127.0.0.1:port`, each sending GET `path` once every
+/// `interval` (back to back when it falls behind) for `warm_up` (not measured) and then
+/// `measure`.
 pub fn load(
     port: u16,
     path: &str,
     clients: usize,
+    interval: Duration,
     warm_up: Duration,
     measure: Duration,
 ) -> Latencies {
@@ -114,7 +116,13 @@ pub fn load(
                     let mut client = Client { port, reader: None };
                     let mut samples = Vec::new();
                     let mut errors = 0u64;
+                    let mut next = start;
                     loop {
+                        let now = Instant::now();
+                        if next > now {
+                            std::thread::sleep(next - now);
+                        }
+                        next = next.max(now) + interval;
                         let sent = Instant::now();
                         if sent >= until {
                             break;

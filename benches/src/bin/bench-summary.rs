@@ -1,8 +1,8 @@
 //! Quick versions of the benchmarks, summed up as one Markdown table (`scripts/bench-summary`).
 //!
 //! Every figure comes from this one run, so ratios compare like with like on a shared, noisy
-//! machine. `bench-summary hashing` measures the hash rates only; `bench-summary background`
-//! the background-backfill figures only. `bench-summary child-backfill URL THREADS MEMORY_KIB
+//! machine. `bench-summary hashing` measures the hash rates only; `bench-summary background
+//! [modes|startup|latency]` the background-backfill figures only. `bench-summary child-backfill URL THREADS MEMORY_KIB
 //! ITERATIONS` is the child process it starts for peak-RSS and scale-out measurements;
 //! `child-backfill-mode` and `child-demo` those of the background-backfill figures (see
 //! `migrator_benches::background`).
@@ -25,7 +25,9 @@ fn main() -> std::process::ExitCode {
         Some("child-backfill") => child(&args[2..]),
         Some("child-backfill-mode") => background::child_backfill_mode(&args[2..]),
         Some("child-demo") => return background::child_demo(),
-        Some("background") => print_table(background_rows(cores())),
+        Some("background") => {
+            print_table(background_rows(cores(), args.get(2).map(String::as_str)))
+        }
         what => summary(what == Some("hashing")),
     }
     std::process::ExitCode::SUCCESS
@@ -33,12 +35,27 @@ fn main() -> std::process::ExitCode {
 
 /// The background-backfill figures (issue 11): rows/s against inline, start-up by table size,
 /// `/api-test` latency with workers against none.
-fn background_rows(cores: usize) -> Vec<(String, String, String)> {
-    let mut rows = background::inline_against_background(4_000, cores);
-    rows.extend(background::startup_by_size());
-    rows.extend(background::api_latency(6_000, 50, cores));
-    for (what, value, note) in &rows {
-        eprintln!("{what}: {value} {note}");
+/// `only`: `modes`, `startup` or `latency` (one of them).
+fn background_rows(cores: usize, only: Option<&str>) -> Vec<(String, String, String)> {
+    let mut rows = Vec::new();
+    let mut push = |more: Vec<(String, String, String)>| {
+        for (what, value, note) in &more {
+            eprintln!("{what}: {value} {note}");
+        }
+        rows.extend(more);
+    };
+    let wanted = |what: &str| only.is_none_or(|o| o == what);
+    if wanted("modes") {
+        push(background::inline_against_background(4_000, cores));
+    }
+    if wanted("startup") {
+        push(background::startup_by_size());
+    }
+    if wanted("latency") {
+        // The default MIGRATION_BACKFILL_THREADS (half the cores), then all cores.
+        for threads in [(cores / 2).max(1), cores] {
+            push(background::api_latency(6_000, 50, threads));
+        }
     }
     rows
 }
@@ -335,7 +352,7 @@ fn summary(hashing_only: bool) {
 
     // 6. Background backfills: rows/s against inline, start-up by table size, request latency
     // while the workers run.
-    rows.extend(background_rows(cores));
+    rows.extend(background_rows(cores, None));
 
     print_table(rows);
     let _ = std::fs::remove_dir_all(&dir);
