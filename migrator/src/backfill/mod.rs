@@ -43,8 +43,11 @@
 //! ```
 
 mod claim;
+mod lag;
 mod run;
 mod write;
+
+pub use lag::{over_limit, replica_lag, wait_for_replicas, LagLimits, ReplicaLag};
 
 use std::time::Duration;
 

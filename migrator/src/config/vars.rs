@@ -33,9 +33,15 @@ pub const MIGRATION_DATABASE_URL: &str = "MIGRATION_DATABASE_URL";
 pub const MIGRATION_DDL_LOCK_TIMEOUT_MS: &str = "MIGRATION_DDL_LOCK_TIMEOUT_MS";
 /// PostgreSQL: how often a migration that hit its `lock_timeout` is retried (default 10).
 pub const MIGRATION_DDL_LOCK_RETRIES: &str = "MIGRATION_DDL_LOCK_RETRIES";
+/// Background backfills are held while a PostgreSQL replica is more than this many seconds
+/// behind (default 30).
+pub const MIGRATION_MAX_REPLICA_LAG_SECS: &str = "MIGRATION_MAX_REPLICA_LAG_SECS";
+/// Background backfills are held while a PostgreSQL replica is more than this many MB (MiB) of
+/// WAL behind (default 256).
+pub const MIGRATION_MAX_REPLICA_LAG_MB: &str = "MIGRATION_MAX_REPLICA_LAG_MB";
 
 /// Every variable above, and `DATABASE_URL`.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 18] = [
     ENVIRONMENT,
     AUTO_MIGRATE_ON_STARTUP,
     ENABLE_PROD_MIGRATIONS,
@@ -51,5 +57,7 @@ pub const ALL: [&str; 16] = [
     MIGRATION_DATABASE_URL,
     MIGRATION_DDL_LOCK_TIMEOUT_MS,
     MIGRATION_DDL_LOCK_RETRIES,
+    MIGRATION_MAX_REPLICA_LAG_SECS,
+    MIGRATION_MAX_REPLICA_LAG_MB,
     "DATABASE_URL",
 ];
