@@ -40,8 +40,21 @@ pub const MIGRATION_MAX_REPLICA_LAG_SECS: &str = "MIGRATION_MAX_REPLICA_LAG_SECS
 /// WAL behind (default 256).
 pub const MIGRATION_MAX_REPLICA_LAG_MB: &str = "MIGRATION_MAX_REPLICA_LAG_MB";
 
+/// How a migration's backfill runs: `inline`, `background` or `auto` (default).
+pub const MIGRATION_BACKFILL: &str = "MIGRATION_BACKFILL";
+/// `auto`: how long a backfill works inline before the rest goes to the background, in seconds
+/// (default 30).
+pub const MIGRATION_INLINE_BACKFILL_SECS: &str = "MIGRATION_INLINE_BACKFILL_SECS";
+/// Background worker threads per process (default: half the cores, at least 1; 0 disables).
+pub const MIGRATION_BACKFILL_THREADS: &str = "MIGRATION_BACKFILL_THREADS";
+/// Milliseconds every background worker sleeps between batches (default 0).
+pub const MIGRATION_BACKFILL_PAUSE_MS: &str = "MIGRATION_BACKFILL_PAUSE_MS";
+/// The duration a background batch aims at, in milliseconds (default 1000): the batch size
+/// adapts to it.
+pub const MIGRATION_BATCH_TARGET_MS: &str = "MIGRATION_BATCH_TARGET_MS";
+
 /// Every variable above, and `DATABASE_URL`.
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 23] = [
     ENVIRONMENT,
     AUTO_MIGRATE_ON_STARTUP,
     ENABLE_PROD_MIGRATIONS,
@@ -57,6 +70,11 @@ pub const ALL: [&str; 18] = [
     MIGRATION_DATABASE_URL,
     MIGRATION_DDL_LOCK_TIMEOUT_MS,
     MIGRATION_DDL_LOCK_RETRIES,
+    MIGRATION_BACKFILL,
+    MIGRATION_INLINE_BACKFILL_SECS,
+    MIGRATION_BACKFILL_THREADS,
+    MIGRATION_BACKFILL_PAUSE_MS,
+    MIGRATION_BATCH_TARGET_MS,
     MIGRATION_MAX_REPLICA_LAG_SECS,
     MIGRATION_MAX_REPLICA_LAG_MB,
     "DATABASE_URL",
