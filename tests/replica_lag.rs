@@ -2,19 +2,23 @@
 //! tests/common/standby.rs): about zero when it has caught up; bytes and seconds that grow
 //! while its replay is paused (`pg_wal_replay_pause()`); `over_limit` names it;
 //! `wait_for_replicas` holds while it is behind, says why in the log, and lets go after
-//! `pg_wal_replay_resume()`. A role without `pg_monitor` gets a warning, not an error. The
-//! limits' variables are parsed strictly.
+//! `pg_wal_replay_resume()`. Background workers (the app's `work` command) hold their batches
+//! while the standby is behind, say why, and finish after resume. A role without `pg_monitor`
+//! gets a warning, not an error. The limits' variables are parsed strictly.
 
 mod common;
 
 use std::collections::HashMap;
+use std::io::Read;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::standby::Standby;
-use common::{exec, logs, pg, TestDb};
+use common::users::{self, assert_all_hashed, assert_no_plaintext};
+use common::{count, exec, logs, pg, TestDb};
 use migrator::backfill::{over_limit, replica_lag, wait_for_replicas, LagLimits, ReplicaLag};
 use migrator::{AnyConnection, Backend, Config, Database};
 
@@ -134,6 +138,114 @@ fn a_standby_with_replay_paused_is_measured_and_holds_the_wait() {
     standby.wait_caught_up();
     let after = lag_of(&mut conn, &standby).expect("the standby in pg_stat_replication");
     assert_eq!(over_limit(&[after], &by_bytes), None);
+}
+
+const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
+
+fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = common::isolated(CLI);
+    cmd.args(args)
+        .env("DATABASE_URL", url)
+        .env("ENVIRONMENT", "development")
+        .env("ARGON2_MEMORY_KIB", "256")
+        .env("ARGON2_ITERATIONS", "1")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn hashed(db: &Database) -> i64 {
+    count(
+        db,
+        "SELECT COUNT(kroger_password_hash) AS n FROM user_profiles",
+    )
+}
+
+#[test]
+fn background_workers_hold_while_a_standby_is_behind() {
+    const ROWS: i64 = 200;
+    logs::init();
+    let standby = Standby::start();
+    let t = TestDb::new(Backend::Postgres);
+    let db = t.connect();
+    users::seed(&db, Backend::Postgres, ROWS);
+    let up = cli(&t.url, &["up"], &[("MIGRATION_BACKFILL", "background")])
+        .output()
+        .expect("run up");
+    let err = String::from_utf8_lossy(&up.stderr);
+    assert_eq!(up.status.code(), Some(0), "{err}");
+    assert_eq!(hashed(&db), 0, "background: up hashes nothing itself");
+
+    // ~5 MB of WAL the standby receives and does not replay.
+    standby.pause_replay();
+    exec(
+        &db,
+        "CREATE TABLE filler (id bigserial PRIMARY KEY, v text);
+         INSERT INTO filler (v) SELECT md5(g::text) FROM generate_series(1, 50000) g;",
+    );
+    let mut conn = db.get().expect("pooled connection");
+    let behind = lag_of(&mut conn, &standby).expect("the standby in pg_stat_replication");
+    assert!(behind.bytes > MIB, "{behind:?}");
+
+    let mut work = cli(
+        &t.url,
+        &["work", "--threads", "2"],
+        &[
+            ("MIGRATION_MAX_REPLICA_LAG_MB", "1"),
+            ("MIGRATION_BATCH_SIZE", "16"),
+        ],
+    )
+    .spawn()
+    .expect("start work");
+    let mut stderr = work.stderr.take().expect("work's stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let still = work.try_wait().expect("work's status");
+    assert!(
+        still.is_none(),
+        "work ended while the standby was behind: {still:?}"
+    );
+    assert_eq!(
+        hashed(&db),
+        0,
+        "the workers hashed rows while the standby was behind"
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT CAST(rows_done AS BIGINT) AS n FROM migrator_backfills \
+             WHERE name = 'hash_kroger_passwords'"
+        ),
+        0
+    );
+
+    standby.resume_replay();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = work.try_wait().expect("work's status") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            let _ = work.kill();
+            panic!("work did not finish within 120 s of resume");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let err = reader.join().expect("stderr reader");
+    assert!(status.success(), "work: {status:?}\n{err}");
+    let why = format!("Backfill held: replica {} is ", standby.name);
+    assert!(err.contains(&why), "{err}");
+    assert!(err.contains("behind (limits 1 MB / 30 s)"), "{err}");
+    assert!(err.contains("Backfill resumed"), "{err}");
+    assert!(!err.contains(pg::PASSWORD), "{err}");
+    assert_no_plaintext(&err, ROWS);
+    assert_all_hashed(&db, ROWS);
 }
 
 #[test]
