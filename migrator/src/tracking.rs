@@ -18,9 +18,9 @@ use crate::error::{Error, Result};
 use crate::schema::Count;
 use crate::url::Backend;
 
-use location::Columns;
 #[cfg(feature = "backfill")]
 pub(crate) use location::quote_ident;
+use location::Columns;
 pub(crate) use location::{exists, find, locate, remember, Table};
 
 /// The tracking table's name.
