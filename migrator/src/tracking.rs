@@ -18,8 +18,10 @@ use crate::error::{Error, Result};
 use crate::schema::Count;
 use crate::url::Backend;
 
+#[cfg(feature = "backfill")]
+pub(crate) use location::quote_ident;
 use location::Columns;
-pub(crate) use location::{exists, find, locate, quote_ident, remember, Table};
+pub(crate) use location::{exists, find, locate, remember, Table};
 
 /// The tracking table's name.
 pub const TABLE: &str = "applied_migrations";

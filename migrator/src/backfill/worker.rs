@@ -467,8 +467,8 @@ fn compute_failed(
         lane.failures.store(0, Ordering::Relaxed);
         return Ok(Step::Worked);
     }
-    // Exponential backoff with jitter: 0.5 s, 1 s, 2 s, ... plus up to 25 %.
-    let base = Duration::from_millis(500 << (failures - 1).min(6));
+    // Exponential backoff with jitter: 0.25 s, 0.5 s, 1 s, 2 s, 4 s, plus up to 25 %.
+    let base = Duration::from_millis(250 << (failures - 1).min(4));
     let jitter = base.mul_f64(f64::from(std::process::id() % 100 + failures * 7 % 100) / 400.0);
     log::warn!(
         "Backfill {name}: a batch failed (attempt {failures} of {}): {error}; retrying in {} ms",
