@@ -462,3 +462,56 @@ fn twenty_thousand_rows_start_at_once_postgres() {
 fn twenty_thousand_rows_start_at_once_sqlite() {
     twenty_thousand_rows_start_at_once(Backend::Sqlite);
 }
+
+fn sigterm_stops_work_cleanly(backend: Backend) {
+    const ROWS: i64 = 3_000;
+    let t = TestDb::new(backend);
+    let db = t.connect();
+    users::seed(&db, backend, ROWS);
+    let (code, _, err) = run(&mut cli(
+        &t.url,
+        &["up"],
+        &[("MIGRATION_BACKFILL", "background")],
+    ));
+    assert_eq!(code, 0, "{err}");
+    let slow = [
+        ("ARGON2_MEMORY_KIB", "2048"),
+        ("MIGRATION_BATCH_SIZE", "16"),
+    ];
+    let child = cli(&t.url, &["work", "--threads", "2"], &slow)
+        .spawn()
+        .unwrap();
+    wait_until("the worker to start", Duration::from_secs(60), || {
+        hashed(&db) > 50
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // It finishes the batches in flight (commit, never half) and reports what it wrote.
+    let written = finish(vec![("work", child)], ROWS);
+    let stopped = hashed(&db);
+    assert!(stopped < ROWS - 10, "stopped before the end: {stopped}");
+    assert_eq!(written as i64, stopped, "every committed row is reported");
+    let state = state(&t.url);
+    assert_eq!(
+        state["status"], "active",
+        "a stopped worker does not pause the backfill"
+    );
+    assert_eq!(state["rows_done"].as_i64(), Some(stopped));
+    assert!(
+        state["workers"].as_array().is_some_and(Vec::is_empty),
+        "a clean stop removes the worker's row: {state}"
+    );
+}
+
+#[test]
+fn sigterm_stops_work_cleanly_postgres() {
+    sigterm_stops_work_cleanly(Backend::Postgres);
+}
+
+#[test]
+fn sigterm_stops_work_cleanly_sqlite() {
+    sigterm_stops_work_cleanly(Backend::Sqlite);
+}
