@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::users::{self, assert_all_hashed, assert_each_updated_once, assert_no_plaintext};
 use common::{count, TestDb};
+use migrator::password::{Params, Password};
 use migrator::Backend;
 use serde_json::Value;
+use smart_meal_planner::kroger::{self, Verification};
 
 const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
 const NAME: &str = "hash_kroger_passwords";
@@ -371,4 +373,145 @@ fn killed_worker_postgres() {
 #[test]
 fn killed_worker_sqlite() {
     killed_worker(Backend::Sqlite);
+}
+
+fn twenty_thousand_rows_start_at_once(backend: Backend) {
+    const ROWS: i64 = 20_000;
+    let t = TestDb::new(backend);
+    let db = t.connect();
+    users::seed(&db, backend, ROWS);
+    let started = Instant::now();
+    let (code, _, err) = run(&mut cli(
+        &t.url,
+        &["up"],
+        &[("MIGRATION_BACKFILL", "background")],
+    ));
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{err}");
+    // The bound for start-up, whatever the table size (the hashing is elsewhere).
+    assert!(took < Duration::from_secs(3), "up took {took:?}");
+    assert_eq!(hashed(&db), 0);
+    let workers = [("MIGRATION_BATCH_SIZE", "64")];
+    let children = vec![
+        (
+            "work-a",
+            cli(&t.url, &["work", "--threads", "1"], &workers)
+                .spawn()
+                .unwrap(),
+        ),
+        (
+            "work-b",
+            cli(&t.url, &["work", "--threads", "1"], &workers)
+                .spawn()
+                .unwrap(),
+        ),
+        (
+            "work-c",
+            cli(&t.url, &["work", "--threads", "1"], &workers)
+                .spawn()
+                .unwrap(),
+        ),
+    ];
+    // Meanwhile the app verifies users, hashed or not yet: always right.
+    kroger::set_hash_params(Params {
+        memory_kib: 256,
+        iterations: 1,
+        parallelism: 1,
+    });
+    let hasher = kroger::hasher().unwrap();
+    let mut checked = 0;
+    let expected: std::collections::HashMap<i64, Option<String>> =
+        users::expected(ROWS).into_iter().collect();
+    for id in (1..=ROWS).step_by(397) {
+        let mut conn = db.get().unwrap();
+        let right = expected[&id].clone();
+        let wrong = Password::new("not-the-password");
+        let got = kroger::verify_kroger_password(&mut conn, &hasher, id, &wrong).unwrap();
+        match &right {
+            None => assert_eq!(got, Verification::NoPassword, "user {id}"),
+            Some(right) => {
+                assert_eq!(got, Verification::Mismatch, "user {id}");
+                let got = kroger::verify_kroger_password(
+                    &mut conn,
+                    &hasher,
+                    id,
+                    &Password::new(right.as_str()),
+                )
+                .unwrap();
+                assert!(
+                    matches!(got, Verification::Verified { .. }),
+                    "user {id}: {got:?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 40);
+    finish(children, ROWS);
+    assert_eq!(state(&t.url)["status"], "finished");
+    assert_all_hashed(&db, ROWS);
+    assert_each_updated_once(&db, ROWS);
+}
+
+#[test]
+fn twenty_thousand_rows_start_at_once_postgres() {
+    twenty_thousand_rows_start_at_once(Backend::Postgres);
+}
+
+#[test]
+fn twenty_thousand_rows_start_at_once_sqlite() {
+    twenty_thousand_rows_start_at_once(Backend::Sqlite);
+}
+
+fn sigterm_stops_work_cleanly(backend: Backend) {
+    const ROWS: i64 = 3_000;
+    let t = TestDb::new(backend);
+    let db = t.connect();
+    users::seed(&db, backend, ROWS);
+    let (code, _, err) = run(&mut cli(
+        &t.url,
+        &["up"],
+        &[("MIGRATION_BACKFILL", "background")],
+    ));
+    assert_eq!(code, 0, "{err}");
+    let slow = [
+        ("ARGON2_MEMORY_KIB", "2048"),
+        ("MIGRATION_BATCH_SIZE", "16"),
+    ];
+    let child = cli(&t.url, &["work", "--threads", "2"], &slow)
+        .spawn()
+        .unwrap();
+    wait_until("the worker to start", Duration::from_secs(60), || {
+        hashed(&db) > 50
+    });
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // It finishes the batches in flight (commit, never half) and reports what it wrote.
+    let written = finish(vec![("work", child)], ROWS);
+    let stopped = hashed(&db);
+    assert!(stopped < ROWS - 10, "stopped before the end: {stopped}");
+    assert_eq!(written as i64, stopped, "every committed row is reported");
+    let state = state(&t.url);
+    assert_eq!(
+        state["status"], "active",
+        "a stopped worker does not pause the backfill"
+    );
+    assert_eq!(state["rows_done"].as_i64(), Some(stopped));
+    assert!(
+        state["workers"].as_array().is_some_and(Vec::is_empty),
+        "a clean stop removes the worker's row: {state}"
+    );
+}
+
+#[test]
+fn sigterm_stops_work_cleanly_postgres() {
+    sigterm_stops_work_cleanly(Backend::Postgres);
+}
+
+#[test]
+fn sigterm_stops_work_cleanly_sqlite() {
+    sigterm_stops_work_cleanly(Backend::Sqlite);
 }

@@ -158,7 +158,8 @@ pub use backup::Backup;
 pub use config::{
     vars, BackfillMode, Config, Environment, Setting, Source, DEFAULT_BATCH_TARGET,
     DEFAULT_DDL_LOCK_RETRIES, DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_INLINE_BACKFILL,
-    DEFAULT_LOCK_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_REPLICA_LAG_MB, DEFAULT_MAX_REPLICA_LAG_TIME,
+    DEFAULT_PROGRESS_INTERVAL,
 };
 pub use connection::{AnyConnection, Database, Pool, PooledConnection, DEFAULT_POOL_SIZE};
 pub use context::{Context, Progress, ProgressObserver, ProgressSnapshot};

@@ -15,6 +15,7 @@ pub mod matrix;
 pub mod pg;
 pub mod pgbouncer;
 pub mod server;
+pub mod standby;
 pub mod users;
 
 use std::path::PathBuf;

@@ -90,7 +90,9 @@ fn is_root() -> bool {
 }
 
 impl Cluster {
-    fn command(&self, tool: &str) -> Command {
+    /// A command running `tool` of this cluster's PostgreSQL installation (as the `postgres`
+    /// user when the tests run as root).
+    pub fn command(&self, tool: &str) -> Command {
         let path = self.bin.join(tool);
         if self.as_postgres {
             let mut cmd = Command::new("runuser");
@@ -99,6 +101,11 @@ impl Cluster {
         } else {
             Command::new(path)
         }
+    }
+
+    /// The path of `tool` in this cluster's PostgreSQL installation.
+    pub fn tool(&self, tool: &str) -> PathBuf {
+        self.bin.join(tool)
     }
 
     fn data(&self) -> PathBuf {
@@ -178,7 +185,8 @@ impl Cluster {
     }
 }
 
-fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+/// Runs `cmd`; an error with its output unless it succeeds.
+pub fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {what}: {e}"))?;
@@ -192,13 +200,6 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ))
     }
-}
-
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port: {e}"))
 }
 
 fn start() -> Result<Cluster, String> {
@@ -238,11 +239,7 @@ fn start() -> Result<Cluster, String> {
             .arg(format!("--pwfile={}", pwfile.display())),
         "initdb",
     )?;
-    let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-         -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB",
-        base.display()
-    );
+    let options = server_options(port, &base);
     STOP.get_or_init(|| {
         (
             cluster.bin.clone(),
@@ -267,6 +264,24 @@ fn start() -> Result<Cluster, String> {
     )
     .map_err(|e| format!("{e}\nserver log:\n{}", cluster.log()))?;
     Ok(cluster)
+}
+
+/// The `postgres` options of a test server on `port` with its socket in `socket_dir` (a
+/// standby takes the primary's: a hot standby needs `max_connections` at least the primary's).
+pub fn server_options(port: u16, socket_dir: &Path) -> String {
+    format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+         -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB",
+        socket_dir.display()
+    )
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; a server started at once gets it).
+pub fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
 }
 
 fn postgres_uid() -> Result<(u32, u32), String> {

@@ -43,6 +43,7 @@
 //! ```
 
 mod claim;
+mod lag;
 mod named;
 mod run;
 mod schedule;
@@ -52,6 +53,7 @@ mod write;
 
 use std::time::{Duration, Instant};
 
+pub use lag::{over_limit, replica_lag, wait_for_replicas, LagLimits, ReplicaLag};
 pub use named::{registered, valid_name, Job, Registered};
 pub use schedule::Scheduled;
 pub use store::{control, get, list, BackfillState, BackfillStatus, Control, WorkerState};

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::lag::{wait_for_replicas, LagLimits};
 use super::named::{self, Job};
 use super::store::{self, BackfillStatus, Sink, Tables};
 use crate::config::Config;
@@ -25,6 +26,10 @@ pub const MAX_BATCH_RETRIES: u32 = 5;
 
 /// How often idle workers look for active backfills.
 const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// The longest a worker holds for replica lag at a time before it records its heartbeat and
+/// reads the backfills' statuses again (then holds again if the replica is still behind).
+const HOLD_SLICE: Duration = Duration::from_secs(20);
 
 /// The nice value of worker threads (Linux): below the application's request handling.
 const WORKER_NICE: i32 = 10;
@@ -310,10 +315,21 @@ fn step(
         store::heartbeat(&mut conn, &tables, id, index, None)?;
         return Ok(Step::Idle);
     }
-    drop(conn);
     *round = round.wrapping_add(1);
     let (name, upper_key, lane) = &active[*round % active.len()];
     // throttle: replica lag
+    let limits = LagLimits::from_config(&shared.config);
+    let started = Instant::now();
+    let held = wait_for_replicas(&mut conn, &limits, &|| {
+        shared.stop.load(Ordering::Relaxed) || started.elapsed() >= HOLD_SLICE
+    })?;
+    if !held.is_zero() {
+        // Still here and listed; then read the statuses again (a pause or a cancel may have
+        // come meanwhile) and measure again.
+        store::heartbeat(&mut conn, &tables, id, index, Some(name))?;
+        return Ok(Step::Worked);
+    }
+    drop(conn);
     if !shared.config.backfill_pause().is_zero() && !nap(shared, shared.config.backfill_pause()) {
         return Ok(Step::Worked);
     }
@@ -451,8 +467,8 @@ fn compute_failed(
         lane.failures.store(0, Ordering::Relaxed);
         return Ok(Step::Worked);
     }
-    // Exponential backoff with jitter: 0.5 s, 1 s, 2 s, ... plus up to 25 %.
-    let base = Duration::from_millis(500 << (failures - 1).min(6));
+    // Exponential backoff with jitter: 0.25 s, 0.5 s, 1 s, 2 s, 4 s, plus up to 25 %.
+    let base = Duration::from_millis(250 << (failures - 1).min(4));
     let jitter = base.mul_f64(f64::from(std::process::id() % 100 + failures * 7 % 100) / 400.0);
     log::warn!(
         "Backfill {name}: a batch failed (attempt {failures} of {}): {error}; retrying in {} ms",

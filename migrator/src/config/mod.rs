@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 pub use background::{BackfillMode, DEFAULT_BATCH_TARGET, DEFAULT_INLINE_BACKFILL};
 use environment::setting;
 pub use environment::{Environment, Setting, Source};
-use parse::{invalid, parse_seconds, ENVIRONMENTS};
+use parse::{invalid, parse_mb, parse_seconds, ENVIRONMENTS};
 pub(crate) use parse::{parse_bool, parse_u32};
 
 /// Default of `MIGRATION_LOCK_TIMEOUT_SECS`: one hour, so that replicas started during a long
@@ -27,6 +27,12 @@ pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// for a table lock (PostgreSQL `lock_timeout`), so that the application's queries never queue
 /// behind it for longer.
 pub const DEFAULT_DDL_LOCK_TIMEOUT: Duration = Duration::from_millis(5000);
+
+/// Default of `MIGRATION_MAX_REPLICA_LAG_SECS`.
+pub const DEFAULT_MAX_REPLICA_LAG_TIME: Duration = Duration::from_secs(30);
+
+/// Default of `MIGRATION_MAX_REPLICA_LAG_MB`.
+pub const DEFAULT_MAX_REPLICA_LAG_MB: u64 = 256;
 
 /// Default of `MIGRATION_DDL_LOCK_RETRIES`.
 pub const DEFAULT_DDL_LOCK_RETRIES: u32 = 10;
@@ -60,6 +66,8 @@ pub struct Config {
     assume_yes: bool,
     interactive: Option<bool>,
     ddl_lock: DdlLock,
+    max_replica_lag_time: Duration,
+    max_replica_lag_mb: u64,
     background: background::Background,
 }
 
@@ -158,6 +166,14 @@ impl Config {
             assume_yes: false,
             interactive: None,
             ddl_lock: DdlLock::from_lookup(&lookup)?,
+            max_replica_lag_time: seconds(
+                vars::MIGRATION_MAX_REPLICA_LAG_SECS,
+                DEFAULT_MAX_REPLICA_LAG_TIME,
+            )?,
+            max_replica_lag_mb: lookup(vars::MIGRATION_MAX_REPLICA_LAG_MB)
+                .map(|v| parse_mb(vars::MIGRATION_MAX_REPLICA_LAG_MB, &v))
+                .transpose()?
+                .unwrap_or(DEFAULT_MAX_REPLICA_LAG_MB),
             background: background::Background::from_lookup(&lookup)?,
         })
     }
@@ -187,8 +203,34 @@ impl Config {
             assume_yes: false,
             interactive: None,
             ddl_lock: DdlLock::default(),
+            max_replica_lag_time: DEFAULT_MAX_REPLICA_LAG_TIME,
+            max_replica_lag_mb: DEFAULT_MAX_REPLICA_LAG_MB,
             background: background::Background::default(),
         }
+    }
+
+    /// Sets how far behind (in time) a PostgreSQL replica may be before background backfills
+    /// hold their batches (`MIGRATION_MAX_REPLICA_LAG_SECS`).
+    pub fn set_max_replica_lag_time(&mut self, value: Duration) -> &mut Config {
+        self.max_replica_lag_time = value;
+        self
+    }
+
+    /// Sets how many MB (MiB) of WAL a PostgreSQL replica may be behind before background
+    /// backfills hold their batches (`MIGRATION_MAX_REPLICA_LAG_MB`; 0: any lag holds them).
+    pub fn set_max_replica_lag_mb(&mut self, mb: u64) -> &mut Config {
+        self.max_replica_lag_mb = mb;
+        self
+    }
+
+    /// How far behind (in time) a replica may be before background backfills hold.
+    pub fn max_replica_lag_time(&self) -> Duration {
+        self.max_replica_lag_time
+    }
+
+    /// How many MB (MiB) of WAL a replica may be behind before background backfills hold.
+    pub fn max_replica_lag_mb(&self) -> u64 {
+        self.max_replica_lag_mb
     }
 
     /// How a migration's backfill runs (`MIGRATION_BACKFILL`, default `auto`).

@@ -43,3 +43,11 @@ pub(super) fn parse_seconds(variable: &'static str, value: &str) -> Result<Durat
         .map(Duration::from_secs)
         .map_err(|_| invalid(variable, value, SECONDS))
 }
+
+/// Parses a whole number (0 or more) of megabytes strictly.
+pub(super) fn parse_mb(variable: &'static str, value: &str) -> Result<u64> {
+    value
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| invalid(variable, value, "a whole number of megabytes (0 or more)"))
+}

@@ -33,6 +33,12 @@ pub const MIGRATION_DATABASE_URL: &str = "MIGRATION_DATABASE_URL";
 pub const MIGRATION_DDL_LOCK_TIMEOUT_MS: &str = "MIGRATION_DDL_LOCK_TIMEOUT_MS";
 /// PostgreSQL: how often a migration that hit its `lock_timeout` is retried (default 10).
 pub const MIGRATION_DDL_LOCK_RETRIES: &str = "MIGRATION_DDL_LOCK_RETRIES";
+/// Background backfills are held while a PostgreSQL replica is more than this many seconds
+/// behind (default 30).
+pub const MIGRATION_MAX_REPLICA_LAG_SECS: &str = "MIGRATION_MAX_REPLICA_LAG_SECS";
+/// Background backfills are held while a PostgreSQL replica is more than this many MB (MiB) of
+/// WAL behind (default 256).
+pub const MIGRATION_MAX_REPLICA_LAG_MB: &str = "MIGRATION_MAX_REPLICA_LAG_MB";
 
 /// How a migration's backfill runs: `inline`, `background` or `auto` (default).
 pub const MIGRATION_BACKFILL: &str = "MIGRATION_BACKFILL";
@@ -48,7 +54,7 @@ pub const MIGRATION_BACKFILL_PAUSE_MS: &str = "MIGRATION_BACKFILL_PAUSE_MS";
 pub const MIGRATION_BATCH_TARGET_MS: &str = "MIGRATION_BATCH_TARGET_MS";
 
 /// Every variable above, and `DATABASE_URL`.
-pub const ALL: [&str; 21] = [
+pub const ALL: [&str; 23] = [
     ENVIRONMENT,
     AUTO_MIGRATE_ON_STARTUP,
     ENABLE_PROD_MIGRATIONS,
@@ -69,5 +75,7 @@ pub const ALL: [&str; 21] = [
     MIGRATION_BACKFILL_THREADS,
     MIGRATION_BACKFILL_PAUSE_MS,
     MIGRATION_BATCH_TARGET_MS,
+    MIGRATION_MAX_REPLICA_LAG_SECS,
+    MIGRATION_MAX_REPLICA_LAG_MB,
     "DATABASE_URL",
 ];
