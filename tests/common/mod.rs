@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod demo;
 pub mod http;
 pub mod logs;
@@ -147,7 +148,10 @@ pub fn isolated(program: &str) -> std::process::Command {
     for var in migrator::password::vars::ALL {
         cmd.env_remove(var);
     }
-    cmd.env_remove("LOG_FILE").env_remove("PGPASSWORD");
+    for var in smart_meal_planner::demo::VARS {
+        cmd.env_remove(var);
+    }
+    cmd.env_remove("PGPASSWORD");
     cmd
 }
 

@@ -13,6 +13,7 @@ use migrator::{Config, Database, Migrator};
 
 use super::health::{api_test, check_db, health, livez};
 use super::metrics::{self, metrics};
+use super::operator::{self, AdminToken};
 use super::passwords::{set_password, verify_password};
 use super::startup::{migrate, AppState, Phase, Shared};
 use super::{error, DEMO_SQL};
@@ -22,8 +23,8 @@ pub(super) async fn serve(
     url: String,
     demo_database: bool,
     config: Config,
-    host: String,
-    port: u16,
+    (host, port): (String, u16),
+    admin_token: Option<AdminToken>,
     started: Instant,
 ) -> u8 {
     // Before anything records: the library's metrics of the start-up run go to it too.
@@ -96,6 +97,7 @@ pub(super) async fn serve(
         verifications: Default::default(),
         started,
         prometheus,
+        admin_token,
     });
     let exit = Arc::new(AtomicU8::new(0));
     let stop = Arc::new(tokio::sync::Notify::new());
@@ -151,6 +153,11 @@ fn router(state: Shared) -> Router {
         .route("/check-db-connection", get(check_db))
         .route("/api-test", get(api_test))
         .route("/metrics", get(metrics))
+        .route("/migrations", get(operator::page))
+        .route(
+            "/migrations/backfills/{name}/{action}",
+            post(operator::control),
+        )
         .route("/users/{id}/kroger-password", put(set_password))
         .route("/users/{id}/kroger-password/verify", post(verify_password))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })

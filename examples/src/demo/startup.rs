@@ -10,6 +10,7 @@ use migrator::{Config, Database, Error, Migrator, StartupOutcome};
 
 use super::logging::init_logging;
 use super::metrics::OUTCOMES;
+use super::operator::{AdminToken, MIGRATION_ADMIN_TOKEN};
 use super::server::serve;
 
 const DEFAULT_DATABASE_URL: &str = "sqlite://smart-meal-planner.db";
@@ -21,7 +22,7 @@ const LOG_FILE: &str = "LOG_FILE";
 
 /// The variables the demo server reads itself, beside the library's ([`migrator::vars::ALL`],
 /// with `DATABASE_URL`) and the Argon2 parameters ([`migrator::password::vars::ALL`]).
-pub const VARS: [&str; 3] = [HOST, PORT, LOG_FILE];
+pub const VARS: [&str; 4] = [HOST, PORT, LOG_FILE, MIGRATION_ADMIN_TOKEN];
 
 /// Where start-up is.
 #[derive(Clone, Debug)]
@@ -50,6 +51,8 @@ pub(super) struct AppState {
     pub(super) started: Instant,
     /// The Prometheus recorder of the `metrics` facade, rendered by `/metrics`.
     pub(super) prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    /// `MIGRATION_ADMIN_TOKEN` (its digest): the operator page's controls need it.
+    pub(super) admin_token: Option<AdminToken>,
 }
 
 pub(super) type Shared = Arc<AppState>;
@@ -110,6 +113,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let admin_token = AdminToken::new(env(MIGRATION_ADMIN_TOKEN));
+    if admin_token.is_none() {
+        log::info!("Operator page /migrations is read-only: {MIGRATION_ADMIN_TOKEN} is not set");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,7 +127,14 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(serve(url, url_default, config, host, port, started));
+    let code = runtime.block_on(serve(
+        url,
+        url_default,
+        config,
+        (host, port),
+        admin_token,
+        started,
+    ));
     // Do not wait for a start-up migration still running on a blocking thread: an interrupted
     // migration is resumed by the next start.
     runtime.shutdown_timeout(Duration::from_secs(1));
