@@ -1,6 +1,6 @@
 //! The app's own commands of `migrate_kroger_passwords`, beside migrator's generic ones:
-//! `verify` (the deployment guide's checks of migration 001) and `work` (join the backfill of
-//! 001 from another host).
+//! `verify` (the deployment guide's checks of migration 001). (`work`, which joins the
+//! background backfill of 001 from any host, is one of migrator's generic commands.)
 
 use migrator::cli::{AppCommand, EXIT_FAILED, EXIT_OK};
 use migrator::{Database, Result};
@@ -30,16 +30,6 @@ pub struct VerifyReport {
     pub notes: Vec<String>,
 }
 
-/// Options of `work`.
-#[derive(Clone, Copy, Debug, Default)]
-#[non_exhaustive]
-pub struct WorkOptions {
-    /// Worker threads (default: all cores).
-    pub threads: Option<usize>,
-    /// Rows per batch.
-    pub batch_size: Option<usize>,
-}
-
 /// The Smart Meal Planner's commands.
 #[derive(Clone, Copy, Debug, clap::Subcommand)]
 pub enum Commands {
@@ -54,16 +44,6 @@ pub enum Commands {
         /// Remove plaintexts whose hash verifies them (in batches); report the rows refused.
         #[arg(long)]
         clear_verified_plaintext: bool,
-    },
-    /// Take part in the backfill of migration 001 until it is done (safe to start on any host,
-    /// any time).
-    Work {
-        /// Worker threads (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Rows per batch.
-        #[arg(long)]
-        batch_size: Option<usize>,
     },
 }
 
@@ -86,21 +66,6 @@ impl AppCommand for Commands {
                 } else {
                     EXIT_FAILED
                 })
-            }
-            Commands::Work {
-                threads,
-                batch_size,
-            } => {
-                // A backfill is part of the migration run: on MIGRATION_DATABASE_URL when set.
-                let rows = kroger::work(
-                    db.for_migrations(),
-                    &WorkOptions {
-                        threads,
-                        batch_size,
-                    },
-                )?;
-                println!("rows written by this process: {rows}");
-                Ok(EXIT_OK)
             }
         }
     }

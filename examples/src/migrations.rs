@@ -16,23 +16,21 @@ pub const HASH_INDEX: &str = "idx_user_profiles_kroger_password_hash";
 /// Hashes every plaintext Kroger password.
 ///
 /// 1. adds `kroger_password_hash` and `kroger_password_salt` (text, nullable) if missing;
-/// 2. hashes every row whose `kroger_password` is set and whose hash is NULL (see
-///    [`kroger::backfill`]); `kroger_password` is kept, so old app versions keep working;
+/// 2. schedules the background backfill `hash_kroger_passwords` (see [`kroger::backfill`]):
+///    every row whose `kroger_password` is set and whose hash is NULL gets one, inline, in the
+///    background or both per `MIGRATION_BACKFILL` (the app verifies unhashed rows by their
+///    plaintext meanwhile); `kroger_password` is kept, so old app versions keep working;
 /// 3. creates `idx_user_profiles_kroger_password_hash` on hashed rows (`CONCURRENTLY` on
 ///    PostgreSQL, replacing an invalid index left by an interrupted build).
 ///
 /// Not in a transaction: each batch commits on its own, and an interrupted run resumes where
-/// it stopped. Other hosts can help with `migrate_kroger_passwords work`.
+/// it stopped. Every app process's workers help, and so does `migrate_kroger_passwords work`.
 #[migration("001_hash_kroger_passwords", transaction = false)]
 fn hash_kroger_passwords(ctx: &mut Context<'_>) -> Result<()> {
     // Bad ARGON2_* values fail here, before the schema changes.
     kroger::hasher()?;
     add_columns(ctx)?;
-    kroger::run_backfill(
-        ctx.database()?,
-        ctx.progress(),
-        &kroger::BackfillOptions::from_config(ctx.config()),
-    )?;
+    ctx.backfill(kroger::HASH_KROGER_PASSWORDS_BACKFILL)?;
     create_index(ctx)
 }
 

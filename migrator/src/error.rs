@@ -192,6 +192,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A named background backfill is unknown, misconfigured, or cannot change state.
+    #[error("backfill {name}: {reason}")]
+    BackgroundBackfill {
+        /// The backfill's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+
     /// Hashing a password failed (bad parameters, no OS randomness).
     #[error("password hashing failed: {reason}")]
     Hashing {
@@ -312,6 +321,7 @@ impl Error {
                 | Error::DuplicateMigration { .. }
                 | Error::InvalidMigrationId { .. }
                 | Error::UnknownMigration { .. }
+                | Error::BackgroundBackfill { .. }
         )
     }
 

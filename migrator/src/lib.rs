@@ -156,7 +156,8 @@ pub use migrator_macros::migration;
 
 pub use backup::Backup;
 pub use config::{
-    vars, Config, Environment, Setting, Source, DEFAULT_DDL_LOCK_RETRIES, DEFAULT_DDL_LOCK_TIMEOUT,
+    vars, BackfillMode, Config, Environment, Setting, Source, DEFAULT_BATCH_TARGET,
+    DEFAULT_DDL_LOCK_RETRIES, DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_INLINE_BACKFILL,
     DEFAULT_LOCK_TIMEOUT, DEFAULT_PROGRESS_INTERVAL,
 };
 pub use connection::{AnyConnection, Database, Pool, PooledConnection, DEFAULT_POOL_SIZE};

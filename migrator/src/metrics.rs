@@ -10,6 +10,10 @@
 //! | `migrator_lock_wait_seconds` | histogram | (time to take the migration lock) |
 //! | `migrator_backfill_rows_done` | gauge | `migration` |
 //! | `migrator_backfill_rows_total` | gauge | `migration` |
+//! | `migrator_background_backfill_rows_done` | gauge | `backfill` (all hosts, from `migrator_backfills`) |
+//! | `migrator_background_backfill_rows_total` | gauge | `backfill` |
+//! | `migrator_background_backfill_rate` | gauge | `backfill` (rows per second) |
+//! | `migrator_background_backfill_active` | gauge | `backfill` (1 while active, else 0) |
 
 use std::sync::Once;
 use std::time::Duration;
@@ -30,6 +34,15 @@ pub const LOCK_WAIT_SECONDS: &str = "migrator_lock_wait_seconds";
 pub const BACKFILL_ROWS_DONE: &str = "migrator_backfill_rows_done";
 /// Rows in all of a migration reporting progress.
 pub const BACKFILL_ROWS_TOTAL: &str = "migrator_backfill_rows_total";
+
+/// Rows done by a background backfill, on every host.
+pub const BACKGROUND_ROWS_DONE: &str = "migrator_background_backfill_rows_done";
+/// Rows a background backfill covers (estimated when scheduled).
+pub const BACKGROUND_ROWS_TOTAL: &str = "migrator_background_backfill_rows_total";
+/// Rows per second of a background backfill since it was scheduled.
+pub const BACKGROUND_RATE: &str = "migrator_background_backfill_rate";
+/// 1 while a background backfill is active, else 0.
+pub const BACKGROUND_ACTIVE: &str = "migrator_background_backfill_active";
 
 /// Describes every metric to the installed recorder, once (later calls do nothing; a recorder
 /// installed after the first call misses the descriptions, not the values).
@@ -60,6 +73,13 @@ fn describe() {
         );
         describe_gauge!(BACKFILL_ROWS_DONE, "Rows done by a long migration.");
         describe_gauge!(BACKFILL_ROWS_TOTAL, "Rows in all of a long migration.");
+        describe_gauge!(BACKGROUND_ROWS_DONE, "Rows done by a background backfill.");
+        describe_gauge!(BACKGROUND_ROWS_TOTAL, "Rows a background backfill covers.");
+        describe_gauge!(BACKGROUND_RATE, "Rows per second of a background backfill.");
+        describe_gauge!(
+            BACKGROUND_ACTIVE,
+            "1 while a background backfill is active."
+        );
     });
 }
 
@@ -105,4 +125,17 @@ pub(crate) fn backfill_progress(id: &str, done: u64, total: u64) {
     describe();
     gauge!(BACKFILL_ROWS_DONE, "migration" => id.to_owned()).set(done as f64);
     gauge!(BACKFILL_ROWS_TOTAL, "migration" => id.to_owned()).set(total as f64);
+}
+
+/// The state of a background backfill as read from `migrator_backfills` (by the workers'
+/// progress ticks, and by [`crate::backfill::list`]).
+#[cfg(feature = "backfill")]
+pub(crate) fn background_backfill(state: &crate::backfill::BackfillState) {
+    describe();
+    let name = state.name.clone();
+    gauge!(BACKGROUND_ROWS_DONE, "backfill" => name.clone()).set(state.rows_done as f64);
+    gauge!(BACKGROUND_ROWS_TOTAL, "backfill" => name.clone()).set(state.rows_total as f64);
+    gauge!(BACKGROUND_RATE, "backfill" => name.clone()).set(state.rate_per_sec);
+    let active = state.status == crate::backfill::BackfillStatus::Active;
+    gauge!(BACKGROUND_ACTIVE, "backfill" => name).set(if active { 1.0 } else { 0.0 });
 }

@@ -19,7 +19,7 @@ use crate::schema::Count;
 use crate::url::Backend;
 
 use location::Columns;
-pub(crate) use location::{exists, find, locate, remember, Table};
+pub(crate) use location::{exists, find, locate, quote_ident, remember, Table};
 
 /// The tracking table's name.
 pub const TABLE: &str = "applied_migrations";

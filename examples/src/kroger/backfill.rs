@@ -1,16 +1,35 @@
-//! The backfill of migration 001 (rows with a plaintext and no hash get one), shared by the
-//! migration and `migrate_kroger_passwords work`.
+//! The backfill of migration 001 (rows with a plaintext and no hash get one): registered as the
+//! background backfill `hash_kroger_passwords`, which 001 schedules and any process of the app
+//! (its workers, `migrate_kroger_passwords work`) helps with.
 
-use std::time::{Duration, Instant};
-
-use migrator::backfill::{Backfill, BackfillReport};
-use migrator::password::Password;
-use migrator::schema::has_column;
-use migrator::{Config, Database, Error, Progress, Result};
+use migrator::backfill::{Backfill, BackfillReport, Job};
+use migrator::password::{Hasher, Password};
+use migrator::{Config, Database, Progress, Result};
 
 use super::hasher;
-use crate::commands::WorkOptions;
-use crate::migrations::HASH_KROGER_PASSWORDS;
+
+/// The name of the background backfill of migration 001.
+pub const HASH_KROGER_PASSWORDS_BACKFILL: &str = "hash_kroger_passwords";
+
+migrator::register_backfill!("hash_kroger_passwords", job);
+
+/// The registered job: [`backfill`] computed with the process's hasher (`ARGON2_*`).
+fn job(_config: &Config) -> Result<Job> {
+    let hasher = hasher()?;
+    Ok(Job::new(backfill(), move |inputs| {
+        hash_row(&hasher, inputs)
+    }))
+}
+
+/// A row's outputs: the hash and salt of its plaintext.
+fn hash_row(hasher: &Hasher, inputs: &[Option<&str>]) -> Result<Vec<Option<String>>> {
+    let Some(plaintext) = inputs.first().copied().flatten() else {
+        return Ok(vec![None, None]);
+    };
+    // Hashed exactly as stored: empty, padded, huge or hash-looking strings are passwords.
+    let hashed = hasher.hash(&Password::new(plaintext))?;
+    Ok(vec![Some(hashed.phc), Some(hashed.salt)])
+}
 
 /// The backfill: rows with a plaintext and no hash get a hash and its salt.
 pub fn backfill() -> Backfill {
@@ -42,7 +61,8 @@ impl BackfillOptions {
     }
 }
 
-/// Hashes every pending row (shared with other processes running it at the same time).
+/// Hashes every pending row inline (shared with other processes running it at the same time),
+/// outside any migration: for benchmarks and tests.
 pub fn run_backfill(
     db: &Database,
     progress: &Progress,
@@ -56,52 +76,5 @@ pub fn run_backfill(
     if let Some(rows) = options.batch_size {
         backfill.batch_size(rows);
     }
-    backfill.run(db, progress, |inputs| {
-        let Some(plaintext) = inputs[0] else {
-            return Ok(vec![None, None]);
-        };
-        // Hashed exactly as stored: empty, padded, huge or hash-looking strings are passwords.
-        let hashed = hasher.hash(&Password::new(plaintext))?;
-        Ok(vec![Some(hashed.phc), Some(hashed.salt)])
-    })
-}
-
-/// `migrate_kroger_passwords work`: waits until migration 001 has added the hash columns
-/// (bounded by `MIGRATION_LOCK_TIMEOUT_SECS`), then helps hash until nothing is pending.
-pub fn work(db: &Database, options: &WorkOptions) -> Result<u64> {
-    let config = Config::from_env()?;
-    // A timeout too large to add to the clock (MIGRATION_LOCK_TIMEOUT_SECS near u64::MAX)
-    // means no deadline.
-    let deadline = Instant::now().checked_add(config.lock_timeout());
-    let mut logged = false;
-    loop {
-        let mut conn = db.get()?;
-        let ready = has_column(&mut conn, "user_profiles", "kroger_password_hash")?
-            && has_column(&mut conn, "user_profiles", "kroger_password_salt")?;
-        drop(conn);
-        if ready {
-            break;
-        }
-        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
-            return Err(Error::msg(
-                "user_profiles has no kroger_password_hash column yet: start migration \
-                 001_hash_kroger_passwords (`migrate_kroger_passwords up`, or the app) first",
-            ));
-        }
-        if !logged {
-            log::info!("Waiting for migration 001 to add the kroger_password_hash columns");
-            logged = true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let progress = Progress::new(HASH_KROGER_PASSWORDS, config.progress_interval());
-    let report = run_backfill(
-        db,
-        &progress,
-        &BackfillOptions {
-            threads: options.threads.or(config.worker_threads()),
-            batch_size: options.batch_size.or(config.batch_size()),
-        },
-    )?;
-    Ok(report.rows_updated)
+    backfill.run(db, progress, |inputs| hash_row(&hasher, inputs))
 }

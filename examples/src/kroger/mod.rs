@@ -8,7 +8,7 @@
 //! plaintext, verification trusts the plaintext (an old version may have changed it after the
 //! row was hashed) and repairs the hash.
 //!
-//! Files: `backfill` (migration 001's backfill and `migrate_kroger_passwords work`),
+//! Files: `backfill` (migration 001's registered background backfill),
 //! `passwords` (the set and verify paths), `verify` (the checks of `migrate_kroger_passwords
 //! verify`); this file has the hasher and the helpers they share.
 
@@ -21,7 +21,7 @@ use std::sync::OnceLock;
 use migrator::password::{Hasher, Params};
 use migrator::{AnyConnection, Backend, Result};
 
-pub use backfill::{backfill, run_backfill, work, BackfillOptions};
+pub use backfill::{backfill, run_backfill, BackfillOptions, HASH_KROGER_PASSWORDS_BACKFILL};
 pub use passwords::{
     read_kroger_password, set_kroger_password, store_kroger_password_hash, verify_kroger_password,
     CheckedPassword, StoredPassword, Verification,

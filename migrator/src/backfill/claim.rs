@@ -49,6 +49,18 @@ impl Drop for Batch {
 
 impl Backfill {
     pub(super) fn claim(&self, db: &Database, cursor: &mut Option<i64>) -> Result<Option<Batch>> {
+        self.claim_up_to(db, cursor, self.effective_batch_size(), self.upper_key)
+    }
+
+    /// Claims at most `limit` pending rows with keys from `cursor` up to `upper_key`, and moves
+    /// the cursor past them.
+    pub(super) fn claim_up_to(
+        &self,
+        db: &Database,
+        cursor: &mut Option<i64>,
+        limit: usize,
+        upper_key: Option<i64>,
+    ) -> Result<Option<Batch>> {
         let Some(from) = *cursor else {
             return Ok(None);
         };
@@ -64,9 +76,11 @@ impl Backfill {
             Backend::Postgres => " FOR NO KEY UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
         };
+        // Placeholders in the order they appear: SQLite numbers `$N` parameters by first
+        // appearance, not by N.
         let sql = format!(
             "SELECT CAST({key} AS BIGINT) AS k, {columns} FROM {table} \
-             WHERE ({pending}) AND {key} >= $1 ORDER BY {key} LIMIT $2{lock}",
+             WHERE ({pending}) AND {key} >= $1 AND {key} <= $2 ORDER BY {key} LIMIT $3{lock}",
             key = self.key,
             columns = columns.join(", "),
             table = self.table,
@@ -85,7 +99,8 @@ impl Backfill {
         };
         let rows: Vec<RawRow> = diesel::sql_query(sql)
             .bind::<BigInt, _>(from)
-            .bind::<BigInt, _>(i64::try_from(self.effective_batch_size()).unwrap_or(i64::MAX))
+            .bind::<BigInt, _>(upper_key.unwrap_or(i64::MAX))
+            .bind::<BigInt, _>(i64::try_from(self.capped_batch_size(limit)).unwrap_or(i64::MAX))
             .load(&mut *batch.conn)
             .map_err(|e| Error::db(context())(e))?;
         if rows.is_empty() {

@@ -43,10 +43,19 @@
 //! ```
 
 mod claim;
+mod named;
 mod run;
+mod schedule;
+mod store;
+mod worker;
 mod write;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+pub use named::{registered, valid_name, Job, Registered};
+pub use schedule::Scheduled;
+pub use store::{control, get, list, BackfillState, BackfillStatus, Control, WorkerState};
+pub use worker::{WorkReport, Workers};
 
 use diesel::RunQueryDsl;
 
@@ -78,6 +87,13 @@ pub struct Backfill {
     batch_size: usize,
     threads: usize,
     wait_for_locked: Duration,
+    /// Keys above this are not claimed (a background backfill's `upper_key`).
+    upper_key: Option<i64>,
+    /// The `migrator_backfills` row whose `rows_done` each batch advances in its own
+    /// transaction.
+    sink: Option<store::Sink>,
+    /// An inline run stops after the batch that passes this instant (`auto`).
+    deadline: Option<Instant>,
 }
 
 /// What a backfill did.
@@ -93,6 +109,8 @@ pub struct BackfillReport {
     pub batches: u64,
     /// How long it took.
     pub elapsed: Duration,
+    /// The run stopped at its deadline with rows left (they go to the background workers).
+    pub unfinished: bool,
 }
 
 fn is_identifier(name: &str) -> bool {
@@ -115,6 +133,9 @@ impl Backfill {
             batch_size: DEFAULT_BATCH_SIZE,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             wait_for_locked: DEFAULT_WAIT_FOR_LOCKED_ROWS,
+            upper_key: None,
+            sink: None,
+            deadline: None,
         }
     }
 
@@ -155,8 +176,23 @@ impl Backfill {
     /// The rows per batch actually used: as set, capped so that one write statement stays
     /// within the databases' bind-parameter limits.
     pub(super) fn effective_batch_size(&self) -> usize {
+        self.capped_batch_size(self.batch_size)
+    }
+
+    /// `rows` capped so that one write statement stays within the bind-parameter limits.
+    pub(super) fn capped_batch_size(&self, rows: usize) -> usize {
         let per_row = 1 + self.outputs.len() + self.inputs.len();
-        self.batch_size.min(MAX_BINDS / per_row.max(1)).max(1)
+        rows.min(MAX_BINDS / per_row.max(1)).max(1)
+    }
+
+    /// The table.
+    pub fn table(&self) -> &'static str {
+        self.table
+    }
+
+    /// The integer key column.
+    pub fn key(&self) -> &'static str {
+        self.key
     }
 
     /// Worker threads computing a batch (default: all cores).
@@ -193,13 +229,19 @@ impl Backfill {
 
     /// How many rows are still pending.
     pub fn remaining(&self, db: &Database) -> Result<u64> {
+        self.remaining_up_to(db, None)
+    }
+
+    /// How many rows with a key up to `upper_key` (all, if `None`) are still pending.
+    pub(crate) fn remaining_up_to(&self, db: &Database, upper_key: Option<i64>) -> Result<u64> {
         self.check()?;
         let mut conn = db.get()?;
         let sql = format!(
-            "SELECT COUNT(*) AS n FROM {} WHERE {}",
-            self.table, self.pending
+            "SELECT COUNT(*) AS n FROM {} WHERE ({}) AND {} <= $1",
+            self.table, self.pending, self.key
         );
         let count: Count = diesel::sql_query(sql)
+            .bind::<diesel::sql_types::BigInt, _>(upper_key.unwrap_or(i64::MAX))
             .get_result(&mut *conn)
             .map_err(Error::db(format!(
                 "cannot count pending rows of {}",

@@ -54,6 +54,9 @@ impl Backfill {
             // One sweep: claim batches in key order until none is left after the cursor.
             let claimed_before = report.rows_updated + report.rows_skipped;
             let keys = self.sweep(db, progress, &workers, &compute, &mut report)?;
+            if report.unfinished {
+                break;
+            }
             let claimed = report.rows_updated + report.rows_skipped - claimed_before;
             let left = self.remaining(db)?;
             if left == 0 {
@@ -104,6 +107,16 @@ impl Backfill {
         }
         report.elapsed = start.elapsed();
         progress.finish();
+        if report.unfinished {
+            log::info!(
+                "Backfill of {}: {} rows written inline in {:.1}s; the rest goes to the \
+                 background workers",
+                self.table,
+                report.rows_updated,
+                report.elapsed.as_secs_f64()
+            );
+            return Ok(report);
+        }
         log::info!(
             "Backfill of {} done: {} rows written by this process in {} batches, {:.1}s",
             self.table,
@@ -136,6 +149,15 @@ impl Backfill {
         while let Some(batch) = current.take() {
             // Between batches: a run that lost its lock stops here (its batches roll back).
             progress.ensure_lock_held()?;
+            if self
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                // `auto`: out of inline time; this batch rolls back, the rest is handed off.
+                drop(batch);
+                report.unfinished = true;
+                break;
+            }
             if let (Some(first), Some(last)) = (batch.rows.first(), batch.rows.last()) {
                 keys = Some(keys.map_or((first.key, last.key), |(lo, hi)| {
                     (lo.min(first.key), hi.max(last.key))

@@ -5,6 +5,7 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::RunQueryDsl;
 
 use super::claim::Batch;
+use super::store::Sink;
 use super::{Backfill, BackfillReport};
 use crate::connection::MultiBackend;
 use crate::context::Progress;
@@ -20,7 +21,7 @@ impl Backfill {
         report: &mut BackfillReport,
     ) -> Result<()> {
         let claimed = batch.rows.len() as u64;
-        let written = self.write(batch, outputs)?;
+        let written = self.write(batch, outputs, self.sink.as_ref())?;
         report.rows_updated += written;
         report.rows_skipped += claimed - written.min(claimed);
         report.batches += 1;
@@ -28,8 +29,15 @@ impl Backfill {
         Ok(())
     }
 
-    /// Writes a batch in one statement and commits it; returns the rows written.
-    pub(super) fn write(&self, mut batch: Batch, outputs: Vec<Vec<Option<String>>>) -> Result<u64> {
+    /// Writes a batch in one statement and commits it; returns the rows written. With a `sink`,
+    /// the backfill's `rows_done` advances in the same transaction, so it never counts a batch
+    /// that rolled back.
+    pub(super) fn write(
+        &self,
+        mut batch: Batch,
+        outputs: Vec<Vec<Option<String>>>,
+        sink: Option<&Sink>,
+    ) -> Result<u64> {
         let context = || format!("cannot write a batch of {}", self.table);
         if let Some(bad) = outputs.iter().find(|o| o.len() != self.outputs.len()) {
             return Err(Error::Backfill {
@@ -58,9 +66,22 @@ impl Backfill {
                 }
             }
         }
+        if sink.is_some() && !batch.open_transaction {
+            // SQLite: the write and its progress in one transaction, taking the write lock at
+            // once (a deferred one could fail to upgrade under another writer).
+            batch
+                .conn
+                .batch_execute("BEGIN IMMEDIATE")
+                .map_err(|e| Error::db(context())(e))?;
+            batch.open_transaction = true;
+        }
         let written = query
             .execute(&mut *batch.conn)
             .map_err(|e| Error::db(context())(e))?;
+        if let Some(sink) = sink {
+            sink.record(&mut batch.conn, written as u64, batch.rows.len())
+                .map_err(|e| Error::db(context())(e))?;
+        }
         if batch.open_transaction {
             batch
                 .conn

@@ -8,6 +8,9 @@
 //!     mark NAME success|failed|skipped|pending [--yes]   set a migration's status by hand
 //!     backup                                     back the database up now
 //!     wait                                       block until nothing is pending (init containers)
+//!     backfills [--json]                         background backfills and their progress
+//!     backfill pause|resume|cancel NAME          control a background backfill everywhere
+//!     work [--threads N] [--batch-size N]        work on active backfills until none is left
 //!     ...                                        the app's own commands
 //! ```
 //!
@@ -51,6 +54,8 @@
 //!
 //! An app with no commands of its own uses `type Command = migrator::cli::NoCommands;`.
 
+#[cfg(feature = "backfill")]
+mod backfills;
 mod progress;
 mod render;
 
@@ -163,6 +168,32 @@ enum Command<C: AppCommand> {
     /// Block until nothing is pending (someone else migrates), for at most
     /// MIGRATION_LOCK_TIMEOUT_SECS: exit 0 when ready, 1 on timeout. For init containers.
     Wait,
+    /// Background backfills: status, rows done and total, rate, ETA, workers.
+    #[cfg(feature = "backfill")]
+    Backfills {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause, resume or cancel a background backfill (every worker on every host sees it
+    /// within one batch).
+    #[cfg(feature = "backfill")]
+    Backfill {
+        /// What to do.
+        action: crate::backfill::Control,
+        /// The backfill's name.
+        name: String,
+    },
+    /// Work on the active background backfills in the foreground until none is active.
+    #[cfg(feature = "backfill")]
+    Work {
+        /// Worker threads (default MIGRATION_BACKFILL_THREADS if set, else all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Rows per batch to start with (it adapts to MIGRATION_BATCH_TARGET_MS).
+        #[arg(long)]
+        batch_size: Option<u32>,
+    },
     #[command(flatten)]
     App(C),
 }
@@ -242,6 +273,15 @@ fn run<A: App>(app: &A, args: Args<A::Command>) -> Result<u8> {
             let ready = migrator.wait_until_applied(&db, timeout, WAIT_POLL)?;
             Ok(if ready { EXIT_OK } else { EXIT_FAILED })
         }
+        #[cfg(feature = "backfill")]
+        Command::Backfills { json } => backfills::list(&db, json),
+        #[cfg(feature = "backfill")]
+        Command::Backfill { action, name } => backfills::control(&db, action, &name),
+        #[cfg(feature = "backfill")]
+        Command::Work {
+            threads,
+            batch_size,
+        } => backfills::work(&migrator, &db, threads, batch_size),
         Command::App(command) => command.run(&db),
     }
 }

@@ -1,5 +1,6 @@
 //! The environment policy: which environment this is, and what it allows.
 
+mod background;
 mod environment;
 mod parse;
 pub mod vars;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+pub use background::{BackfillMode, DEFAULT_BATCH_TARGET, DEFAULT_INLINE_BACKFILL};
 use environment::setting;
 pub use environment::{Environment, Setting, Source};
 use parse::{invalid, parse_seconds, ENVIRONMENTS};
@@ -58,6 +60,7 @@ pub struct Config {
     assume_yes: bool,
     interactive: Option<bool>,
     ddl_lock: DdlLock,
+    background: background::Background,
 }
 
 /// `MIGRATION_DDL_LOCK_TIMEOUT_MS` and `MIGRATION_DDL_LOCK_RETRIES`.
@@ -155,6 +158,7 @@ impl Config {
             assume_yes: false,
             interactive: None,
             ddl_lock: DdlLock::from_lookup(&lookup)?,
+            background: background::Background::from_lookup(&lookup)?,
         })
     }
 
@@ -183,7 +187,73 @@ impl Config {
             assume_yes: false,
             interactive: None,
             ddl_lock: DdlLock::default(),
+            background: background::Background::default(),
         }
+    }
+
+    /// How a migration's backfill runs (`MIGRATION_BACKFILL`, default `auto`).
+    pub fn backfill_mode(&self) -> BackfillMode {
+        self.background.mode
+    }
+
+    /// Sets how a migration's backfill runs.
+    pub fn set_backfill_mode(&mut self, mode: BackfillMode) -> &mut Config {
+        self.background.mode = mode;
+        self
+    }
+
+    /// `auto`: how long a backfill works inline before handing off
+    /// (`MIGRATION_INLINE_BACKFILL_SECS`, default 30 s).
+    pub fn inline_backfill_budget(&self) -> Duration {
+        self.background.inline_budget
+    }
+
+    /// Sets how long `auto` works inline.
+    pub fn set_inline_backfill_budget(&mut self, budget: Duration) -> &mut Config {
+        self.background.inline_budget = budget;
+        self
+    }
+
+    /// Background worker threads per process (`MIGRATION_BACKFILL_THREADS`; default half the
+    /// cores, at least 1; 0 disables the workers of an app).
+    pub fn backfill_threads(&self) -> usize {
+        match self.background.threads {
+            Some(n) => n as usize,
+            None => (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
+        }
+    }
+
+    /// Whether `MIGRATION_BACKFILL_THREADS` was set (the CLI's `work` uses all cores otherwise).
+    pub fn backfill_threads_set(&self) -> bool {
+        self.background.threads.is_some()
+    }
+
+    /// Sets the background worker threads per process (0 disables them).
+    pub fn set_backfill_threads(&mut self, threads: u32) -> &mut Config {
+        self.background.threads = Some(threads);
+        self
+    }
+
+    /// How long every background worker sleeps between batches (`MIGRATION_BACKFILL_PAUSE_MS`).
+    pub fn backfill_pause(&self) -> Duration {
+        self.background.pause
+    }
+
+    /// Sets the sleep between background batches.
+    pub fn set_backfill_pause(&mut self, pause: Duration) -> &mut Config {
+        self.background.pause = pause;
+        self
+    }
+
+    /// The duration a background batch aims at (`MIGRATION_BATCH_TARGET_MS`, default 1 s).
+    pub fn batch_target(&self) -> Duration {
+        self.background.batch_target
+    }
+
+    /// Sets the duration a background batch aims at (at least 1 ms).
+    pub fn set_batch_target(&mut self, target: Duration) -> &mut Config {
+        self.background.batch_target = target.max(Duration::from_millis(1));
+        self
     }
 
     /// Sets the `lock_timeout` of every migration on PostgreSQL (`MIGRATION_DDL_LOCK_TIMEOUT_MS`,

@@ -34,8 +34,21 @@ pub const MIGRATION_DDL_LOCK_TIMEOUT_MS: &str = "MIGRATION_DDL_LOCK_TIMEOUT_MS";
 /// PostgreSQL: how often a migration that hit its `lock_timeout` is retried (default 10).
 pub const MIGRATION_DDL_LOCK_RETRIES: &str = "MIGRATION_DDL_LOCK_RETRIES";
 
+/// How a migration's backfill runs: `inline`, `background` or `auto` (default).
+pub const MIGRATION_BACKFILL: &str = "MIGRATION_BACKFILL";
+/// `auto`: how long a backfill works inline before the rest goes to the background, in seconds
+/// (default 30).
+pub const MIGRATION_INLINE_BACKFILL_SECS: &str = "MIGRATION_INLINE_BACKFILL_SECS";
+/// Background worker threads per process (default: half the cores, at least 1; 0 disables).
+pub const MIGRATION_BACKFILL_THREADS: &str = "MIGRATION_BACKFILL_THREADS";
+/// Milliseconds every background worker sleeps between batches (default 0).
+pub const MIGRATION_BACKFILL_PAUSE_MS: &str = "MIGRATION_BACKFILL_PAUSE_MS";
+/// The duration a background batch aims at, in milliseconds (default 1000): the batch size
+/// adapts to it.
+pub const MIGRATION_BATCH_TARGET_MS: &str = "MIGRATION_BATCH_TARGET_MS";
+
 /// Every variable above, and `DATABASE_URL`.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 21] = [
     ENVIRONMENT,
     AUTO_MIGRATE_ON_STARTUP,
     ENABLE_PROD_MIGRATIONS,
@@ -51,5 +64,10 @@ pub const ALL: [&str; 16] = [
     MIGRATION_DATABASE_URL,
     MIGRATION_DDL_LOCK_TIMEOUT_MS,
     MIGRATION_DDL_LOCK_RETRIES,
+    MIGRATION_BACKFILL,
+    MIGRATION_INLINE_BACKFILL_SECS,
+    MIGRATION_BACKFILL_THREADS,
+    MIGRATION_BACKFILL_PAUSE_MS,
+    MIGRATION_BATCH_TARGET_MS,
     "DATABASE_URL",
 ];

@@ -1,0 +1,182 @@
+//! Named backfills registered in code ([`register_backfill!`](crate::register_backfill)), so
+//! that any process of the binary can work on them.
+
+use std::fmt;
+
+use super::Backfill;
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// The computation of a backfill: a row's inputs (in the order of [`Backfill::input`]) to its
+/// outputs (in the order of [`Backfill::output`]).
+pub type Compute = dyn Fn(&[Option<&str>]) -> Result<Vec<Option<String>>> + Send + Sync;
+
+/// A backfill ready to run: which rows and columns, and the computation.
+pub struct Job {
+    pub(super) backfill: Backfill,
+    pub(super) compute: Box<Compute>,
+}
+
+impl Job {
+    /// A job of `backfill` computing each row with `compute`.
+    pub fn new<F>(backfill: Backfill, compute: F) -> Job
+    where
+        F: Fn(&[Option<&str>]) -> Result<Vec<Option<String>>> + Send + Sync + 'static,
+    {
+        Job {
+            backfill,
+            compute: Box::new(compute),
+        }
+    }
+
+    /// The rows and columns.
+    pub fn backfill(&self) -> &Backfill {
+        &self.backfill
+    }
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Job")
+            .field("backfill", &self.backfill)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Job`] from the process's policy (e.g. Argon2 parameters read with it).
+pub type BuildFn = fn(&Config) -> Result<Job>;
+
+/// A named backfill: what [`register_backfill!`](crate::register_backfill) registers.
+pub struct Registered {
+    name: &'static str,
+    build: BuildFn,
+    file: &'static str,
+    line: u32,
+}
+
+inventory::collect!(Registered);
+
+impl Registered {
+    /// Not public API: the `const` constructor the macro calls.
+    #[doc(hidden)]
+    pub const fn __new(name: &'static str, build: BuildFn, file: &'static str, line: u32) -> Self {
+        Registered {
+            name,
+            build,
+            file,
+            line,
+        }
+    }
+
+    /// The name (`^[a-z0-9_]+$`).
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Where it was registered, `file:line`.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+
+    /// Builds the job, checking its definition.
+    pub fn build(&self, config: &Config) -> Result<Job> {
+        let job = (self.build)(config).map_err(|e| Error::BackgroundBackfill {
+            name: self.name.to_owned(),
+            reason: format!("cannot be prepared: {e}"),
+        })?;
+        job.backfill.check()?;
+        Ok(job)
+    }
+}
+
+impl fmt::Debug for Registered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registered")
+            .field("name", &self.name)
+            .field("location", &self.location())
+            .finish()
+    }
+}
+
+/// Whether `name` is a valid backfill name, `^[a-z0-9_]+$` (checked at compile time by
+/// [`register_backfill!`](crate::register_backfill)).
+pub const fn valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !(b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Every registered backfill, by name; two registrations of one name are an error.
+pub fn registered() -> Result<Vec<&'static Registered>> {
+    let mut all: Vec<&'static Registered> = inventory::iter::<Registered>.into_iter().collect();
+    all.sort_by_key(|r| r.name);
+    if let Some(pair) = all.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(Error::BackgroundBackfill {
+            name: pair[0].name.to_owned(),
+            reason: format!(
+                "registered twice, at {} and {}",
+                pair[0].location(),
+                pair[1].location()
+            ),
+        });
+    }
+    Ok(all)
+}
+
+/// The registered backfill `name`.
+pub(crate) fn find(name: &str) -> Result<&'static Registered> {
+    let all = registered()?;
+    all.into_iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| Error::BackgroundBackfill {
+            name: name.to_owned(),
+            reason: "no backfill of this name is registered in this binary \
+                     (migrator::register_backfill!)"
+                .into(),
+        })
+}
+
+/// Registers a named background backfill: `register_backfill!("name", build)` where `build` is
+/// a `fn(&Config) -> Result<Job>`. The name must match `^[a-z0-9_]+$` (a compile error
+/// otherwise) and be unique in the binary. A migration schedules it with
+/// [`Context::backfill`](crate::Context::backfill).
+///
+/// ```
+/// use migrator::backfill::{Backfill, Job};
+/// use migrator::{Config, Result};
+///
+/// fn normalize_emails(_config: &Config) -> Result<Job> {
+///     let mut backfill = Backfill::new("users", "id");
+///     backfill
+///         .input("email")
+///         .output("email_normalized")
+///         .pending_when("email IS NOT NULL AND email_normalized IS NULL");
+///     Ok(Job::new(backfill, |inputs| {
+///         Ok(vec![inputs[0].map(|email| email.trim().to_lowercase())])
+///     }))
+/// }
+///
+/// migrator::register_backfill!("normalize_emails", normalize_emails);
+/// ```
+#[macro_export]
+macro_rules! register_backfill {
+    ($name:literal, $build:path) => {
+        const _: () = ::core::assert!(
+            $crate::backfill::valid_name($name),
+            "a backfill name must match ^[a-z0-9_]+$"
+        );
+        $crate::__private::inventory::submit! {
+            $crate::backfill::Registered::__new($name, $build, ::core::file!(), ::core::line!())
+        }
+    };
+}

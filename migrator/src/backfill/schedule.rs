@@ -1,0 +1,223 @@
+//! A migration schedules a named backfill ([`Context::backfill`]) or finishes one
+//! ([`Context::finalize_backfill`]).
+
+use std::time::Instant;
+
+use diesel::sql_types::{BigInt, Nullable};
+use diesel::{QueryableByName, RunQueryDsl};
+
+use super::store::{self, BackfillState, BackfillStatus, NewBackfill, Sink, Tables};
+use super::{named, Backfill, BackfillReport};
+use crate::config::BackfillMode;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::tracking;
+
+/// What [`Context::backfill`] did.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Scheduled {
+    /// How it ran (`MIGRATION_BACKFILL`).
+    pub mode: BackfillMode,
+    /// Rows written inline by this migration.
+    pub rows_inline: u64,
+    /// Whether rows are left for the background workers.
+    pub handed_off: bool,
+    /// The backfill's row after scheduling.
+    pub state: BackfillState,
+}
+
+#[derive(QueryableByName)]
+struct MaxKey {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    k: Option<i64>,
+}
+
+impl Context<'_> {
+    /// Schedules the registered backfill `name` (see
+    /// [`register_backfill!`](crate::register_backfill)) and, per `MIGRATION_BACKFILL`, runs it
+    /// inline (`inline`), hands it to the background workers at once (`background`), or runs it
+    /// inline for at most `MIGRATION_INLINE_BACKFILL_SECS` and hands off the rest (`auto`).
+    ///
+    /// The backfill covers the keys up to the largest one now (`upper_key`): rows the
+    /// application inserts later are its own. Workers of any process of the binary (the app's,
+    /// after start-up, or the CLI's `work`) share it through the database. A later migration
+    /// that needs it done calls [`Context::finalize_backfill`].
+    ///
+    /// Only in `transaction = false` migrations (it works through the pool).
+    pub fn backfill(&mut self, name: &str) -> Result<Scheduled> {
+        let registered = named::find(name)?;
+        let db = self.database()?.clone();
+        let job = registered.build(self.config())?;
+        let tables = self.backfill_tables()?;
+        let mode = self.config().backfill_mode();
+        let upper_key = max_key(self, &job.backfill)?;
+        let rows_total = job.backfill.remaining_up_to(&db, upper_key)?;
+        let migration = self.id();
+        let state = store::schedule(
+            self.conn(),
+            &tables,
+            &NewBackfill {
+                name: registered.name(),
+                migration,
+                rows_total,
+                batch_size: job.backfill.effective_batch_size(),
+                upper_key,
+            },
+        )?;
+        if state.status != BackfillStatus::Active {
+            log::info!(
+                "Backfill {name} is {}: migration {} leaves it so",
+                state.status,
+                self.id()
+            );
+            return Ok(Scheduled {
+                mode,
+                rows_inline: 0,
+                handed_off: false,
+                state,
+            });
+        }
+        let deadline = match mode {
+            BackfillMode::Background => {
+                log::info!(
+                    "Backfill {name} scheduled: {rows_total} rows up to key {} for the \
+                     background workers",
+                    upper_key.map_or_else(|| "(none)".to_owned(), |k| k.to_string())
+                );
+                return self.scheduled(name, &tables, mode, 0, true);
+            }
+            BackfillMode::Inline => None,
+            BackfillMode::Auto => {
+                Instant::now().checked_add(self.config().inline_backfill_budget())
+            }
+        };
+        let report = self.run_inline(name, &job, &tables, deadline)?;
+        if report.unfinished {
+            log::info!(
+                "Backfill {name}: {} rows done inline within MIGRATION_INLINE_BACKFILL_SECS; \
+                 the rest goes to the background workers",
+                report.rows_updated
+            );
+            return self.scheduled(name, &tables, mode, report.rows_updated, true);
+        }
+        store::transition(
+            self.conn(),
+            &tables,
+            name,
+            &[BackfillStatus::Active],
+            BackfillStatus::Finished,
+            None,
+        )?;
+        self.scheduled(name, &tables, mode, report.rows_updated, false)
+    }
+
+    /// Finishes the backfill `name` inline, under the migration lock: every row still pending,
+    /// including those beyond its `upper_key` (inserted after it was scheduled), whatever its
+    /// state (paused, failed or cancelled ones too). For a migration that needs the backfill
+    /// done, e.g. before dropping the column it read. A backfill never scheduled is run whole.
+    ///
+    /// Only in `transaction = false` migrations (it works through the pool).
+    pub fn finalize_backfill(&mut self, name: &str) -> Result<BackfillReport> {
+        let registered = named::find(name)?;
+        self.database()?;
+        let job = registered.build(self.config())?;
+        let tables = self.backfill_tables()?;
+        let upper_key = max_key(self, &job.backfill)?;
+        let migration = self.id();
+        store::schedule(
+            self.conn(),
+            &tables,
+            &NewBackfill {
+                name: registered.name(),
+                migration,
+                rows_total: 0,
+                batch_size: job.backfill.effective_batch_size(),
+                upper_key,
+            },
+        )?;
+        log::info!("Finalizing backfill {name}: what is left runs inline");
+        let report = self.run_inline(name, &job, &tables, None)?;
+        store::transition(
+            self.conn(),
+            &tables,
+            name,
+            &[
+                BackfillStatus::Active,
+                BackfillStatus::Paused,
+                BackfillStatus::Failed,
+                BackfillStatus::Cancelled,
+            ],
+            BackfillStatus::Finished,
+            None,
+        )?;
+        Ok(report)
+    }
+
+    fn backfill_tables(&mut self) -> Result<Tables> {
+        let db = self.database()?.clone();
+        let table = tracking::locate(&db, self.conn())?;
+        store::ensure(self.conn(), &table)
+    }
+
+    fn run_inline(
+        &mut self,
+        name: &str,
+        job: &super::Job,
+        tables: &Tables,
+        deadline: Option<Instant>,
+    ) -> Result<BackfillReport> {
+        let db = self.database()?.clone();
+        let mut backfill: Backfill = job.backfill.clone();
+        if let Some(rows) = self.config().batch_size() {
+            backfill.batch_size(rows);
+        }
+        if let Some(threads) = self.config().worker_threads() {
+            backfill.threads(threads);
+        }
+        backfill.sink = Some(Sink {
+            tables: tables.clone(),
+            name: name.to_owned(),
+            worker: None,
+        });
+        backfill.deadline = deadline;
+        backfill.run(&db, self.progress(), |inputs| (job.compute)(inputs))
+    }
+
+    fn scheduled(
+        &mut self,
+        name: &str,
+        tables: &Tables,
+        mode: BackfillMode,
+        rows_inline: u64,
+        handed_off: bool,
+    ) -> Result<Scheduled> {
+        let state = store::load_one(self.conn(), tables, name)?.ok_or_else(|| {
+            Error::BackgroundBackfill {
+                name: name.to_owned(),
+                reason: "its row vanished".into(),
+            }
+        })?;
+        Ok(Scheduled {
+            mode,
+            rows_inline,
+            handed_off,
+            state,
+        })
+    }
+}
+
+/// The largest key of the backfill's table now (`None` for an empty table).
+fn max_key(ctx: &mut Context<'_>, backfill: &Backfill) -> Result<Option<i64>> {
+    let found: MaxKey = diesel::sql_query(format!(
+        "SELECT CAST(MAX({}) AS BIGINT) AS k FROM {}",
+        backfill.key(),
+        backfill.table()
+    ))
+    .get_result(ctx.conn())
+    .map_err(Error::db(format!(
+        "cannot read the largest key of {}",
+        backfill.table()
+    )))?;
+    Ok(found.k)
+}
