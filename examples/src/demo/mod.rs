@@ -2,7 +2,9 @@
 //!
 //! Start-up order: read the settings, open the pool, start listening, run the migrations under
 //! the environment policy (while `/health` answers 503 `migrating`, so that probes neither kill
-//! the process nor route traffic to it), then serve normally. A failed migration leaves the
+//! the process nor route traffic to it), start the background backfill workers
+//! (`MIGRATION_BACKFILL_THREADS`), then serve normally. SIGTERM or Ctrl-C stops the server,
+//! then the workers (each finishes the batch in flight). A failed migration leaves the
 //! server up and `degraded` in development and staging; in production the process exits 1.
 //!
 //! | variable | default |

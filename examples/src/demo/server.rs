@@ -15,7 +15,7 @@ use super::health::{api_test, check_db, health, livez};
 use super::metrics::{self, metrics};
 use super::operator::{self, AdminToken};
 use super::passwords::{set_password, verify_password};
-use super::startup::{migrate, AppState, Phase, Shared};
+use super::startup::{migrate, stop_workers, AppState, Phase, Shared};
 use super::{error, DEMO_SQL};
 use crate::kroger;
 
@@ -98,6 +98,7 @@ pub(super) async fn serve(
         started,
         prometheus,
         admin_token,
+        workers: Mutex::new(None),
     });
     let exit = Arc::new(AtomicU8::new(0));
     let stop = Arc::new(tokio::sync::Notify::new());
@@ -115,10 +116,13 @@ pub(super) async fn serve(
             }
         }
     };
-    if let Err(e) = axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await
-    {
+        .await;
+    // The batch in flight of each worker commits or rolls back, never half.
+    let stopping = Arc::clone(&state);
+    let _ = tokio::task::spawn_blocking(move || stop_workers(&stopping)).await;
+    if let Err(e) = served {
         log::error!("Server error: {e}");
         return 1;
     }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use migrator::backfill::Workers;
 use migrator::password::Hasher;
 use migrator::{Config, Database, Error, Migrator, StartupOutcome};
 
@@ -53,6 +54,9 @@ pub(super) struct AppState {
     pub(super) prometheus: metrics_exporter_prometheus::PrometheusHandle,
     /// `MIGRATION_ADMIN_TOKEN` (its digest): the operator page's controls need it.
     pub(super) admin_token: Option<AdminToken>,
+    /// The background backfill workers, started after the start-up migrations and stopped
+    /// at shutdown.
+    pub(super) workers: Mutex<Option<Workers>>,
 }
 
 pub(super) type Shared = Arc<AppState>;
@@ -177,6 +181,9 @@ pub(super) fn migrate(state: &AppState, exit: &AtomicU8, stop: &tokio::sync::Not
             failed_phase(&e)
         }
     };
+    if exit.load(Ordering::SeqCst) == 0 {
+        start_workers(state);
+    }
     if let Ok(mut seconds) = state.startup_seconds.lock() {
         *seconds = Some(state.started.elapsed().as_secs_f64());
     }
@@ -187,6 +194,29 @@ pub(super) fn migrate(state: &AppState, exit: &AtomicU8, stop: &tokio::sync::Not
         "Start-up finished after {:.1}s",
         state.started.elapsed().as_secs_f64()
     );
+}
+
+/// Starts the background backfill workers (`MIGRATION_BACKFILL_THREADS`); a failure is logged
+/// and the server keeps serving.
+fn start_workers(state: &AppState) {
+    match Workers::start(state.db.clone(), &state.config) {
+        Ok(workers) => {
+            if let Ok(mut slot) = state.workers.lock() {
+                *slot = Some(workers);
+            }
+        }
+        Err(e) => log::error!("Cannot start the backfill workers: {e}"),
+    }
+}
+
+/// Stops the background backfill workers, if they run: each finishes (commits or rolls back)
+/// the batch in flight.
+pub(super) fn stop_workers(state: &AppState) {
+    let workers = state.workers.lock().ok().and_then(|mut slot| slot.take());
+    if let Some(workers) = workers {
+        log::info!("Stopping the backfill workers");
+        workers.stop();
+    }
 }
 
 fn failed_phase(e: &Error) -> Phase {

@@ -41,16 +41,33 @@ impl AdminToken {
     }
 }
 
-/// The token a request presents: `Authorization: Bearer TOKEN`, else `field` (the `token` of
-/// the query string or of the form).
-pub(super) fn presented<'a>(headers: &'a HeaderMap, field: Option<&'a str>) -> Option<&'a str> {
+/// The token of an `Authorization: Bearer TOKEN` header.
+pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .or(field)
-        .filter(|t| !t.is_empty())
+}
+
+/// The token a request presents: `Authorization: Bearer TOKEN`, else `field` (the `token` of
+/// the query string or of the form).
+pub(super) fn presented<'a>(headers: &'a HeaderMap, field: Option<&'a str>) -> Option<&'a str> {
+    bearer(headers).or(field).filter(|t| !t.is_empty())
+}
+
+/// `value` percent-encoded for a query string (every byte but `A-Z a-z 0-9 - _ . ~`).
+pub(super) fn query_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b));
+            }
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// Whether a request presenting `presented` may use the controls: only with a token configured

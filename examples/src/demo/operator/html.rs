@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use migrator::backfill::BackfillState;
 use migrator::{MigrationState, StatusReport};
 
 use crate::demo::startup::Phase;
@@ -14,6 +15,8 @@ pub(super) struct Page<'a> {
     pub(super) phase: &'a Phase,
     /// `None` when the status could not be read (the cause is in the server log).
     pub(super) status: Option<&'a StatusReport>,
+    /// The background backfills; `None` when they could not be read.
+    pub(super) backfills: Option<&'a [BackfillState]>,
     /// The admin token, only when the request presented the right one: the forms carry it.
     pub(super) token: Option<&'a str>,
 }
@@ -41,7 +44,7 @@ th{background:#f4f4f4}td.at{white-space:nowrap}.status{font-weight:600}\
 .s-success,.s-finished,.s-ok{color:#1a7f37}.s-failed,.s-degraded,.s-cancelled{color:#c62828}\
 .s-running,.s-active,.s-migrating{color:#1565c0}.s-pending,.s-paused,.s-skipped{color:#8a6d00}\
 .error{color:#c62828;font-family:monospace;white-space:pre-wrap}\
-progress{width:14em}form{display:inline}button{margin-right:.3em}\
+progress{width:8em;display:block}.time{font-size:.85em}.rate{white-space:nowrap}form{display:inline}button{margin-right:.3em}\
 .mode{padding:.2em .6em;border-radius:.3em;background:#eee}";
 
 /// The whole document.
@@ -62,6 +65,7 @@ pub(super) fn render(page: &Page<'_>) -> String {
              (details in the server log).</p>\n",
         ),
     }
+    super::backfills::render(&mut html, page.backfills, page.token);
     html.push_str("</body></html>\n");
     html
 }

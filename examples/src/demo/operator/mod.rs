@@ -8,6 +8,7 @@
 //! send no referrer (the token may be in the URL) and may not be framed.
 
 mod auth;
+mod backfills;
 mod html;
 
 use std::sync::Arc;
@@ -15,14 +16,16 @@ use std::sync::Arc;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Json, Response};
+use migrator::backfill::{self, Control};
+use migrator::Error;
 use serde::Deserialize;
 
 pub(super) use auth::AdminToken;
 pub use auth::MIGRATION_ADMIN_TOKEN;
 
-use super::error;
 use super::startup::{phase, Shared};
+use super::{error, DATABASE_UNAVAILABLE};
 
 /// The `token` of a query string or a form.
 #[derive(Default, Deserialize)]
@@ -58,28 +61,33 @@ pub(super) async fn page(
     let presented = auth::presented(&headers, query.token.as_deref());
     let token = presented.filter(|t| auth::authorized(state.admin_token.as_ref(), Some(t)));
     let read = Arc::clone(&state);
-    let status = tokio::task::spawn_blocking(move || read.migrator.status(&read.db)).await;
-    let status = match status {
-        Ok(Ok(status)) => Some(status),
-        Ok(Err(e)) => {
+    let (status, backfills) = tokio::task::spawn_blocking(move || {
+        let status = read.migrator.status(&read.db).map_err(|e| {
             log::error!("Operator page: cannot read the migration status: {e}");
-            None
-        }
-        Err(_) => None,
-    };
+        });
+        let backfills = backfill::list(&read.db).map_err(|e| {
+            log::error!("Operator page: cannot read the backfills: {e}");
+        });
+        (status.ok(), backfills.ok())
+    })
+    .await
+    .unwrap_or((None, None));
     let phase = phase(&state);
     let body = html::render(&html::Page {
         environment: state.config.environment().as_str(),
         backend: state.db.backend().to_string(),
         phase: &phase,
         status: status.as_ref(),
+        backfills: backfills.as_deref(),
         token,
     });
     guarded(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response())
 }
 
 /// `POST /migrations/backfills/{name}/{action}`: 403 unless the request presents the admin
-/// token (form field `token` or `Authorization: Bearer`).
+/// token (form field `token` or `Authorization: Bearer`). Then [`backfill::control`]; a form
+/// is redirected (303) back to the page, a request with the header gets the new state as JSON.
+/// 404 for an unknown backfill or action, 409 when the backfill's state does not allow it.
 pub(super) async fn control(
     State(state): State<Shared>,
     Path((name, action)): Path<(String, String)>,
@@ -100,14 +108,43 @@ pub(super) async fn control(
             "operator controls need the admin token",
         ));
     }
-    if !matches!(action.as_str(), "pause" | "resume" | "cancel") {
-        return guarded(error(
-            StatusCode::NOT_FOUND,
-            "no such action: expected pause, resume or cancel",
-        ));
-    }
-    guarded(error(
-        StatusCode::NOT_FOUND,
-        format!("no backfill named {name:?}"),
-    ))
+    let action = match action.as_str() {
+        "pause" => Control::Pause,
+        "resume" => Control::Resume,
+        "cancel" => Control::Cancel,
+        _ => {
+            return guarded(error(
+                StatusCode::NOT_FOUND,
+                "no such action: expected pause, resume or cancel",
+            ))
+        }
+    };
+    let db = state.db.clone();
+    let target = name.clone();
+    let result = tokio::task::spawn_blocking(move || match backfill::get(&db, &target)? {
+        Some(_) => backfill::control(&db, &target, action).map(Some),
+        None => Ok(None),
+    })
+    .await;
+    let response = match result {
+        Ok(Ok(Some(changed))) => match form.token {
+            Some(token) if auth::bearer(&headers).is_none() => (
+                StatusCode::SEE_OTHER,
+                [(
+                    header::LOCATION,
+                    format!("/migrations?token={}", auth::query_encode(&token)),
+                )],
+            )
+                .into_response(),
+            _ => Json(changed).into_response(),
+        },
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, format!("no backfill named {name:?}")),
+        Ok(Err(e @ Error::BackgroundBackfill { .. })) => error(StatusCode::CONFLICT, e.to_string()),
+        Ok(Err(e)) => {
+            log::error!("Operator page: cannot change backfill {name}: {e}");
+            error(StatusCode::SERVICE_UNAVAILABLE, DATABASE_UNAVAILABLE)
+        }
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the control failed"),
+    };
+    guarded(response)
 }
