@@ -15,7 +15,7 @@ use super::health::{api_test, check_db, health, livez};
 use super::metrics::{self, metrics};
 use super::operator::{self, AdminToken};
 use super::passwords::{set_password, verify_password};
-use super::startup::{migrate, stop_workers, AppState, Phase, Shared};
+use super::startup::{migrate, stop_workers, AppState, Phase, Shared, WorkerSlot};
 use super::{error, DEMO_SQL};
 use crate::kroger;
 
@@ -98,7 +98,7 @@ pub(super) async fn serve(
         started,
         prometheus,
         admin_token,
-        workers: Mutex::new(None),
+        workers: Mutex::new(WorkerSlot::NotStarted),
     });
     let exit = Arc::new(AtomicU8::new(0));
     let stop = Arc::new(tokio::sync::Notify::new());

@@ -56,10 +56,19 @@ pub(super) struct AppState {
     pub(super) admin_token: Option<AdminToken>,
     /// The background backfill workers, started after the start-up migrations and stopped
     /// at shutdown.
-    pub(super) workers: Mutex<Option<Workers>>,
+    pub(super) workers: Mutex<WorkerSlot>,
 }
 
 pub(super) type Shared = Arc<AppState>;
+
+/// Where the background workers are: a shutdown that comes first keeps them from starting.
+#[derive(Debug, Default)]
+pub(super) enum WorkerSlot {
+    #[default]
+    NotStarted,
+    Running(Workers),
+    Stopped,
+}
 
 /// Runs the demo server; returns the process exit code.
 pub fn main() -> ExitCode {
@@ -199,21 +208,26 @@ pub(super) fn migrate(state: &AppState, exit: &AtomicU8, stop: &tokio::sync::Not
 /// Starts the background backfill workers (`MIGRATION_BACKFILL_THREADS`); a failure is logged
 /// and the server keeps serving.
 fn start_workers(state: &AppState) {
+    let Ok(mut slot) = state.workers.lock() else {
+        return;
+    };
+    if !matches!(*slot, WorkerSlot::NotStarted) {
+        return;
+    }
     match Workers::start(state.db.clone(), &state.config) {
-        Ok(workers) => {
-            if let Ok(mut slot) = state.workers.lock() {
-                *slot = Some(workers);
-            }
-        }
+        Ok(workers) => *slot = WorkerSlot::Running(workers),
         Err(e) => log::error!("Cannot start the backfill workers: {e}"),
     }
 }
 
 /// Stops the background backfill workers, if they run: each finishes (commits or rolls back)
-/// the batch in flight.
+/// the batch in flight. Workers not started yet never will be.
 pub(super) fn stop_workers(state: &AppState) {
-    let workers = state.workers.lock().ok().and_then(|mut slot| slot.take());
-    if let Some(workers) = workers {
+    let previous = match state.workers.lock() {
+        Ok(mut slot) => std::mem::replace(&mut *slot, WorkerSlot::Stopped),
+        Err(_) => return,
+    };
+    if let WorkerSlot::Running(workers) = previous {
         log::info!("Stopping the backfill workers");
         workers.stop();
     }
