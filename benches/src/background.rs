@@ -199,14 +199,7 @@ pub fn startup_by_size() -> Vec<Row> {
 /// `bench-summary child-demo`: the demo server (`smart_meal_planner::demo::main`), configured
 /// by the environment its parent sets.
 pub fn child_demo() -> std::process::ExitCode {
-    // Until the demo starts its own workers after start-up: the same `Workers::start`, in the
-    // server's process.
-    let _workers = match (std::env::var("DATABASE_URL"), Config::from_env()) {
-        (Ok(url), Ok(config)) if config.backfill_threads() > 0 => Some(
-            Workers::start(Database::connect(&url).expect("connect"), &config).expect("workers"),
-        ),
-        _ => None,
-    };
+    // The demo starts its own background workers after start-up (MIGRATION_BACKFILL_THREADS).
     smart_meal_planner::demo::main()
 }
 

@@ -4,15 +4,25 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// A response: status code and body.
+/// A response: status code, headers and body.
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub content_type: String,
+    /// Every header, names in lowercase.
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
 impl Response {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
@@ -37,11 +47,43 @@ pub fn request(
     )
 }
 
+/// Like [`request`], with `headers` added (e.g. `Authorization`).
+pub fn request_with_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    content_type: Option<&str>,
+    body: &str,
+) -> Option<Response> {
+    send(
+        port,
+        method,
+        path,
+        headers,
+        content_type,
+        body,
+        Duration::from_secs(30),
+    )
+}
+
 /// Like [`request`], waiting at most `timeout` for each read.
 pub fn request_within(
     port: u16,
     method: &str,
     path: &str,
+    content_type: Option<&str>,
+    body: &str,
+    timeout: Duration,
+) -> Option<Response> {
+    send(port, method, path, &[], content_type, body, timeout)
+}
+
+fn send(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
     content_type: Option<&str>,
     body: &str,
     timeout: Duration,
@@ -56,6 +98,9 @@ pub fn request_within(
     if let Some(ct) = content_type {
         head.push_str(&format!("Content-Type: {ct}\r\n"));
     }
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).ok()?;
     stream.write_all(body.as_bytes()).ok()?;
@@ -64,13 +109,18 @@ pub fn request_within(
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let content_type = head
+    let headers: Vec<(String, String)> = head
         .lines()
-        .find_map(|l| {
+        .skip(1)
+        .filter_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-type")
-                .then(|| v.trim().to_owned())
+            Some((k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         })
+        .collect();
+    let content_type = headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.clone())
         .unwrap_or_default();
     let body = if head
         .to_ascii_lowercase()
@@ -83,6 +133,7 @@ pub fn request_within(
     Some(Response {
         status,
         content_type,
+        headers,
         body,
     })
 }

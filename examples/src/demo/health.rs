@@ -22,7 +22,8 @@ pub(super) async fn livez() -> Json<Value> {
 }
 
 /// `GET /health`: 503 `migrating` during start-up; then the library's status of every
-/// migration, with `ok` or `degraded`.
+/// migration, with `ok` or `degraded`, and the background backfills with their progress (which
+/// never make it `degraded`).
 pub(super) async fn health(State(state): State<Shared>) -> Response {
     let phase = phase(&state);
     if matches!(phase, Phase::Migrating) {
@@ -40,12 +41,13 @@ pub(super) async fn health(State(state): State<Shared>) -> Response {
     let result = tokio::task::spawn_blocking(move || {
         let start = Instant::now();
         let status = checked.migrator.status(&checked.db);
-        (status, start.elapsed())
+        let elapsed = start.elapsed();
+        (status, elapsed, migrator::backfill::list(&checked.db))
     })
     .await;
-    let (status, elapsed) = match result {
-        Ok((Ok(status), elapsed)) => (status, elapsed),
-        Ok((Err(e), _)) => {
+    let (status, elapsed, backfills) = match result {
+        Ok((Ok(status), elapsed, backfills)) => (status, elapsed, backfills),
+        Ok((Err(e), _, _)) => {
             log::error!("Health check: cannot read the migration status: {e}");
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -73,6 +75,28 @@ pub(super) async fn health(State(state): State<Shared>) -> Response {
         }
     };
     body["environment"] = json!(state.config.environment().as_str());
+    // Background backfills do not make the service unhealthy: listed with their progress.
+    body["backfills"] = match backfills {
+        Ok(backfills) => backfills
+            .iter()
+            .map(|b| {
+                json!({
+                    "name": b.name,
+                    "migration": b.migration,
+                    "status": b.status.as_str(),
+                    "rows_done": b.rows_done,
+                    "rows_total": b.rows_total,
+                    "rate_per_sec": b.rate_per_sec,
+                    "eta_secs": b.eta_secs,
+                    "workers": b.workers.len(),
+                })
+            })
+            .collect(),
+        Err(e) => {
+            log::warn!("Health check: cannot read the backfills: {e}");
+            Value::Null
+        }
+    };
     body["database"] = json!({
         "reachable": true,
         "backend": state.db.backend().to_string(),

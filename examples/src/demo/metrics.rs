@@ -1,6 +1,7 @@
 //! `/metrics`: the Prometheus exporter of the `metrics` facade. The library records its own
 //! metrics (`migrator_*`: migration outcomes and durations, attempts, pending migrations, lock
-//! wait, backfill progress); the demo adds its start-up timings and outcomes and its
+//! wait, backfill progress; background backfills' gauges are refreshed from
+//! `migrator::backfill::list` at each scrape); the demo adds its start-up timings and outcomes and its
 //! verification counters (`smart_meal_planner_*`), set from its state at each scrape.
 
 use std::sync::atomic::Ordering;
@@ -77,6 +78,11 @@ pub(super) async fn metrics(State(state): State<Shared>) -> Response {
     for (outcome, count) in OUTCOMES.iter().zip(&state.verifications) {
         counter!("smart_meal_planner_kroger_password_verifications_total", "outcome" => *outcome)
             .absolute(count.load(Ordering::Relaxed));
+    }
+    // Reading the backfills records the library's gauges of each (rows done and total, rate).
+    let db = state.db.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || migrator::backfill::list(&db)).await {
+        log::warn!("Metrics: cannot read the backfills: {e}");
     }
     state.prometheus.run_upkeep();
     (

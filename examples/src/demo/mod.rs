@@ -2,7 +2,9 @@
 //!
 //! Start-up order: read the settings, open the pool, start listening, run the migrations under
 //! the environment policy (while `/health` answers 503 `migrating`, so that probes neither kill
-//! the process nor route traffic to it), then serve normally. A failed migration leaves the
+//! the process nor route traffic to it), start the background backfill workers
+//! (`MIGRATION_BACKFILL_THREADS`), then serve normally. SIGTERM or Ctrl-C stops the server,
+//! then the workers (each finishes the batch in flight). A failed migration leaves the
 //! server up and `degraded` in development and staging; in production the process exits 1.
 //!
 //! | variable | default |
@@ -12,6 +14,7 @@
 //! | `HOST`, `PORT` | `127.0.0.1`, `8000` |
 //! | `LOG_FILE` | none (logs go to stderr, and to this file too when set) |
 //! | `MIGRATION_PROGRESS_INTERVAL_SECS` | 2 (the library's default is 10) |
+//! | `MIGRATION_ADMIN_TOKEN` | none (the operator page `/migrations` is read-only and every control is refused) |
 //! | `MIGRATION_DATABASE_URL` | none (start-up migrations use `DATABASE_URL`; set it to a direct URL when `DATABASE_URL` goes through a transaction-pooling PgBouncer) |
 //!
 //! On the default demo database outside production, a Diesel SQL migration creates
@@ -26,15 +29,19 @@
 //!
 //! Endpoints: `GET /livez` (200 while the process serves, for liveness probes), `GET /health`
 //! (readiness), `GET /check-db-connection`, `GET /api-test`, `GET /metrics`
-//! (Prometheus text), `PUT /users/{id}/kroger-password` and
+//! (Prometheus text), `GET /migrations` (the operator page, HTML),
+//! `POST /migrations/backfills/{name}/{pause|resume|cancel}` (with the admin token),
+//! `PUT /users/{id}/kroger-password` and
 //! `POST /users/{id}/kroger-password/verify` (JSON `{"password": "..."}`).
 //!
 //! Files by concern: `startup` (settings, state, the start-up migrations), `logging`,
-//! `server` (router, shutdown), `health`, `metrics`, `passwords` (the set and verify handlers).
+//! `server` (router, shutdown), `health`, `metrics`, `operator` (the operator page and its
+//! controls), `passwords` (the set and verify handlers).
 
 mod health;
 mod logging;
 mod metrics;
+mod operator;
 mod passwords;
 mod server;
 mod startup;

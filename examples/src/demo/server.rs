@@ -13,8 +13,9 @@ use migrator::{Config, Database, Migrator};
 
 use super::health::{api_test, check_db, health, livez};
 use super::metrics::{self, metrics};
+use super::operator::{self, AdminToken};
 use super::passwords::{set_password, verify_password};
-use super::startup::{migrate, AppState, Phase, Shared};
+use super::startup::{migrate, stop_workers, AppState, Phase, Shared, WorkerSlot};
 use super::{error, DEMO_SQL};
 use crate::kroger;
 
@@ -22,8 +23,8 @@ pub(super) async fn serve(
     url: String,
     demo_database: bool,
     config: Config,
-    host: String,
-    port: u16,
+    (host, port): (String, u16),
+    admin_token: Option<AdminToken>,
     started: Instant,
 ) -> u8 {
     // Before anything records: the library's metrics of the start-up run go to it too.
@@ -96,6 +97,8 @@ pub(super) async fn serve(
         verifications: Default::default(),
         started,
         prometheus,
+        admin_token,
+        workers: Mutex::new(WorkerSlot::NotStarted),
     });
     let exit = Arc::new(AtomicU8::new(0));
     let stop = Arc::new(tokio::sync::Notify::new());
@@ -113,10 +116,13 @@ pub(super) async fn serve(
             }
         }
     };
-    if let Err(e) = axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await
-    {
+        .await;
+    // The batch in flight of each worker commits or rolls back, never half.
+    let stopping = Arc::clone(&state);
+    let _ = tokio::task::spawn_blocking(move || stop_workers(&stopping)).await;
+    if let Err(e) = served {
         log::error!("Server error: {e}");
         return 1;
     }
@@ -151,6 +157,11 @@ fn router(state: Shared) -> Router {
         .route("/check-db-connection", get(check_db))
         .route("/api-test", get(api_test))
         .route("/metrics", get(metrics))
+        .route("/migrations", get(operator::page))
+        .route(
+            "/migrations/backfills/{name}/{action}",
+            post(operator::control),
+        )
         .route("/users/{id}/kroger-password", put(set_password))
         .route("/users/{id}/kroger-password/verify", post(verify_password))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })

@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use migrator::backfill::Workers;
 use migrator::password::Hasher;
 use migrator::{Config, Database, Error, Migrator, StartupOutcome};
 
 use super::logging::init_logging;
 use super::metrics::OUTCOMES;
+use super::operator::{AdminToken, MIGRATION_ADMIN_TOKEN};
 use super::server::serve;
 
 const DEFAULT_DATABASE_URL: &str = "sqlite://smart-meal-planner.db";
@@ -21,7 +23,7 @@ const LOG_FILE: &str = "LOG_FILE";
 
 /// The variables the demo server reads itself, beside the library's ([`migrator::vars::ALL`],
 /// with `DATABASE_URL`) and the Argon2 parameters ([`migrator::password::vars::ALL`]).
-pub const VARS: [&str; 3] = [HOST, PORT, LOG_FILE];
+pub const VARS: [&str; 4] = [HOST, PORT, LOG_FILE, MIGRATION_ADMIN_TOKEN];
 
 /// Where start-up is.
 #[derive(Clone, Debug)]
@@ -50,9 +52,23 @@ pub(super) struct AppState {
     pub(super) started: Instant,
     /// The Prometheus recorder of the `metrics` facade, rendered by `/metrics`.
     pub(super) prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    /// `MIGRATION_ADMIN_TOKEN` (its digest): the operator page's controls need it.
+    pub(super) admin_token: Option<AdminToken>,
+    /// The background backfill workers, started after the start-up migrations and stopped
+    /// at shutdown.
+    pub(super) workers: Mutex<WorkerSlot>,
 }
 
 pub(super) type Shared = Arc<AppState>;
+
+/// Where the background workers are: a shutdown that comes first keeps them from starting.
+#[derive(Debug, Default)]
+pub(super) enum WorkerSlot {
+    #[default]
+    NotStarted,
+    Running(Workers),
+    Stopped,
+}
 
 /// Runs the demo server; returns the process exit code.
 pub fn main() -> ExitCode {
@@ -110,6 +126,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let admin_token = AdminToken::new(env(MIGRATION_ADMIN_TOKEN));
+    if admin_token.is_none() {
+        log::info!("Operator page /migrations is read-only: {MIGRATION_ADMIN_TOKEN} is not set");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,7 +140,14 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(serve(url, url_default, config, host, port, started));
+    let code = runtime.block_on(serve(
+        url,
+        url_default,
+        config,
+        (host, port),
+        admin_token,
+        started,
+    ));
     // Do not wait for a start-up migration still running on a blocking thread: an interrupted
     // migration is resumed by the next start.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -163,6 +190,9 @@ pub(super) fn migrate(state: &AppState, exit: &AtomicU8, stop: &tokio::sync::Not
             failed_phase(&e)
         }
     };
+    if exit.load(Ordering::SeqCst) == 0 {
+        start_workers(state);
+    }
     if let Ok(mut seconds) = state.startup_seconds.lock() {
         *seconds = Some(state.started.elapsed().as_secs_f64());
     }
@@ -173,6 +203,34 @@ pub(super) fn migrate(state: &AppState, exit: &AtomicU8, stop: &tokio::sync::Not
         "Start-up finished after {:.1}s",
         state.started.elapsed().as_secs_f64()
     );
+}
+
+/// Starts the background backfill workers (`MIGRATION_BACKFILL_THREADS`); a failure is logged
+/// and the server keeps serving.
+fn start_workers(state: &AppState) {
+    let Ok(mut slot) = state.workers.lock() else {
+        return;
+    };
+    if !matches!(*slot, WorkerSlot::NotStarted) {
+        return;
+    }
+    match Workers::start(state.db.clone(), &state.config) {
+        Ok(workers) => *slot = WorkerSlot::Running(workers),
+        Err(e) => log::error!("Cannot start the backfill workers: {e}"),
+    }
+}
+
+/// Stops the background backfill workers, if they run: each finishes (commits or rolls back)
+/// the batch in flight. Workers not started yet never will be.
+pub(super) fn stop_workers(state: &AppState) {
+    let previous = match state.workers.lock() {
+        Ok(mut slot) => std::mem::replace(&mut *slot, WorkerSlot::Stopped),
+        Err(_) => return,
+    };
+    if let WorkerSlot::Running(workers) = previous {
+        log::info!("Stopping the backfill workers");
+        workers.stop();
+    }
 }
 
 fn failed_phase(e: &Error) -> Phase {
