@@ -9,6 +9,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::kroger_cli::{cli, hashed, run, scheduled};
 use common::users::{self, assert_all_hashed, assert_each_updated_once, assert_no_plaintext};
 use common::{count, TestDb};
 use migrator::password::{Params, Password};
@@ -16,38 +17,7 @@ use migrator::Backend;
 use serde_json::Value;
 use smart_meal_planner::kroger::{self, Verification};
 
-const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
 const NAME: &str = "hash_kroger_passwords";
-
-fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(CLI);
-    cmd.args(args)
-        .env("DATABASE_URL", url)
-        .env("ENVIRONMENT", "development")
-        .env("ARGON2_MEMORY_KIB", "256")
-        .env("ARGON2_ITERATIONS", "1")
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-fn run(cmd: &mut Command) -> (i32, String, String) {
-    let out = cmd.output().expect("run migrate_kroger_passwords");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn hashed(db: &migrator::Database) -> i64 {
-    count(
-        db,
-        "SELECT COUNT(kroger_password_hash) AS n FROM user_profiles",
-    )
-}
 
 /// The backfill's object in `backfills --json`.
 fn state(url: &str) -> Value {
@@ -216,15 +186,7 @@ fn auto_mode_sqlite() {
 
 fn pause_resume_cancel(backend: Backend) {
     const ROWS: i64 = 3_000;
-    let t = TestDb::new(backend);
-    let db = t.connect();
-    users::seed(&db, backend, ROWS);
-    let (code, _, err) = run(&mut cli(
-        &t.url,
-        &["up"],
-        &[("MIGRATION_BACKFILL", "background")],
-    ));
-    assert_eq!(code, 0, "{err}");
+    let (t, db) = scheduled(backend, ROWS);
     let slow = [
         ("ARGON2_MEMORY_KIB", "2048"),
         ("MIGRATION_BATCH_SIZE", "8"),
@@ -319,15 +281,7 @@ fn pause_resume_cancel_sqlite() {
 
 fn killed_worker(backend: Backend) {
     const ROWS: i64 = 3_000;
-    let t = TestDb::new(backend);
-    let db = t.connect();
-    users::seed(&db, backend, ROWS);
-    let (code, _, err) = run(&mut cli(
-        &t.url,
-        &["up"],
-        &[("MIGRATION_BACKFILL", "background")],
-    ));
-    assert_eq!(code, 0, "{err}");
+    let (t, db) = scheduled(backend, ROWS);
     let slow = [
         ("ARGON2_MEMORY_KIB", "2048"),
         ("MIGRATION_BATCH_SIZE", "16"),
@@ -465,15 +419,7 @@ fn twenty_thousand_rows_start_at_once_sqlite() {
 
 fn sigterm_stops_work_cleanly(backend: Backend) {
     const ROWS: i64 = 3_000;
-    let t = TestDb::new(backend);
-    let db = t.connect();
-    users::seed(&db, backend, ROWS);
-    let (code, _, err) = run(&mut cli(
-        &t.url,
-        &["up"],
-        &[("MIGRATION_BACKFILL", "background")],
-    ));
-    assert_eq!(code, 0, "{err}");
+    let (t, db) = scheduled(backend, ROWS);
     let slow = [
         ("ARGON2_MEMORY_KIB", "2048"),
         ("MIGRATION_BATCH_SIZE", "16"),

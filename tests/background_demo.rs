@@ -6,9 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::kroger_cli::hashed;
 use common::server::{start, Server};
 use common::users::{self, assert_all_hashed, assert_each_updated_once};
-use common::{count, TestDb};
+use common::TestDb;
 use migrator::Backend;
 
 const BACKFILL: &str = "hash_kroger_passwords";
@@ -23,13 +24,6 @@ fn app(dir: &std::path::Path, url: &str) -> Server {
             ("MIGRATION_BACKFILL_THREADS", "1"),
             ("ARGON2_MEMORY_KIB", "512"),
         ],
-    )
-}
-
-fn hashed(db: &migrator::Database) -> i64 {
-    count(
-        db,
-        "SELECT COUNT(kroger_password_hash) AS n FROM user_profiles",
     )
 }
 

@@ -10,12 +10,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::kroger_cli::{cli, hashed};
 use common::standby::Standby;
 use common::users::{self, assert_all_hashed, assert_no_plaintext};
 use common::{count, exec, logs, pg, TestDb};
@@ -138,29 +138,6 @@ fn a_standby_with_replay_paused_is_measured_and_holds_the_wait() {
     standby.wait_caught_up();
     let after = lag_of(&mut conn, &standby).expect("the standby in pg_stat_replication");
     assert_eq!(over_limit(&[after], &by_bytes), None);
-}
-
-const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
-
-fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = common::isolated(CLI);
-    cmd.args(args)
-        .env("DATABASE_URL", url)
-        .env("ENVIRONMENT", "development")
-        .env("ARGON2_MEMORY_KIB", "256")
-        .env("ARGON2_ITERATIONS", "1")
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-fn hashed(db: &Database) -> i64 {
-    count(
-        db,
-        "SELECT COUNT(kroger_password_hash) AS n FROM user_profiles",
-    )
 }
 
 #[test]

@@ -11,6 +11,7 @@
 pub mod browser;
 pub mod demo;
 pub mod http;
+pub mod kroger_cli;
 pub mod logs;
 pub mod matrix;
 pub mod pg;
