@@ -47,6 +47,7 @@ mod lag;
 mod named;
 mod run;
 mod schedule;
+mod state;
 mod store;
 mod worker;
 mod write;
@@ -56,7 +57,7 @@ use std::time::{Duration, Instant};
 pub use lag::{over_limit, replica_lag, wait_for_replicas, LagLimits, ReplicaLag};
 pub use named::{registered, valid_name, Job, Registered};
 pub use schedule::Scheduled;
-pub use store::{control, get, list, BackfillState, BackfillStatus, Control, WorkerState};
+pub use state::{control, get, list, BackfillState, BackfillStatus, Control, WorkerState};
 pub use worker::{WorkReport, Workers};
 
 use diesel::RunQueryDsl;

@@ -6,7 +6,8 @@ use std::time::Instant;
 use diesel::sql_types::{BigInt, Nullable};
 use diesel::{QueryableByName, RunQueryDsl};
 
-use super::store::{self, BackfillState, BackfillStatus, NewBackfill, Sink, Tables};
+use super::state::{self, BackfillState, BackfillStatus};
+use super::store::{self, NewBackfill, Sink, Tables};
 use super::{named, Backfill, BackfillReport};
 use crate::config::BackfillMode;
 use crate::context::Context;
@@ -192,7 +193,7 @@ impl Context<'_> {
         rows_inline: u64,
         handed_off: bool,
     ) -> Result<Scheduled> {
-        let state = store::load_one(self.conn(), tables, name)?.ok_or_else(|| {
+        let state = state::load_one(self.conn(), tables, name)?.ok_or_else(|| {
             Error::BackgroundBackfill {
                 name: name.to_owned(),
                 reason: "its row vanished".into(),

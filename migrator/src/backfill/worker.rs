@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use super::lag::{wait_for_replicas, LagLimits};
 use super::named::{self, Job};
-use super::store::{self, BackfillStatus, Sink, Tables};
+use super::state::{self, BackfillStatus};
+use super::store::{self, Sink, Tables};
 use crate::config::Config;
 use crate::connection::Database;
 use crate::error::{panic_message, Error, Result};
@@ -507,7 +508,7 @@ fn log_progress(shared: &Shared, name: &str, lane: &Lane) {
         return;
     }
     *last = Instant::now();
-    let Ok(Some(state)) = store::get(&shared.db, name) else {
+    let Ok(Some(state)) = state::get(&shared.db, name) else {
         return;
     };
     crate::metrics::background_backfill(&state);
