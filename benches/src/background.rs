@@ -259,9 +259,9 @@ fn start_demo(url: &str, threads: usize, log: &std::path::Path) -> (Demo, u16) {
 }
 
 /// p50/p99 of `/api-test` under `clients` concurrent clients (one request each every
-/// [`INTERVAL`]), with the demo's background
+/// `INTERVAL`), with the demo's background
 /// workers (`threads`, nice 10) hashing a backfill of `rows` rows at the default Argon2
-/// parameters, against the demo with no workers: [`ROUNDS`] interleaved rounds of each.
+/// parameters, against the demo with no workers: `ROUNDS` interleaved rounds of each.
 pub fn api_latency(rows: u64, clients: usize, threads: usize) -> Vec<Row> {
     let dir = std::env::temp_dir().join(format!("migrator-demo-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
