@@ -156,7 +156,12 @@ fn three_processes_share_the_backfill(backend: Backend) {
             by_workers += rows.trim().parse::<i64>().unwrap();
         }
     }
-    assert!(by_workers > 0, "the workers took part: {results:?}");
+    // PostgreSQL shares the rows (SKIP LOCKED); on SQLite one process at a time is the
+    // contract: a second one may compute rows the first writes first (its guarded writes skip
+    // them), so it can end with 0 rows written, never with a row written twice.
+    if backend == Backend::Postgres {
+        assert!(by_workers > 0, "the workers took part: {results:?}");
+    }
     assert_all_hashed(&db, ROWS);
     users::assert_each_updated_once(&db, ROWS);
 }
