@@ -301,24 +301,29 @@ fn step(
     recorded: &mut Option<Tables>,
 ) -> Result<Step> {
     let mut conn = shared.db.get()?;
-    let Some(tables) = store::find(&shared.db, &mut conn)? else {
-        return Ok(Step::Idle);
+    // The tables are looked up until they exist, then kept: not two catalog queries a batch.
+    let tables = match recorded {
+        Some(tables) => tables.clone(),
+        None => {
+            let Some(tables) = store::find(&shared.db, &mut conn)? else {
+                return Ok(Step::Idle);
+            };
+            store::heartbeat(&mut conn, &tables, id, index, None)?;
+            *recorded = Some(tables.clone());
+            tables
+        }
     };
     let active: Vec<(String, Option<i64>, Arc<Lane>)> = store::active(&mut conn, &tables)?
         .into_iter()
         .filter_map(|(name, upper)| lane(shared, &name).map(|lane| (name, upper, lane)))
         .collect();
-    if recorded.is_none() {
-        store::heartbeat(&mut conn, &tables, id, index, None)?;
-        *recorded = Some(tables.clone());
-    }
     if active.is_empty() {
         store::heartbeat(&mut conn, &tables, id, index, None)?;
         return Ok(Step::Idle);
     }
     *round = round.wrapping_add(1);
     let (name, upper_key, lane) = &active[*round % active.len()];
-    // throttle: replica lag
+    // Replica lag holds the batch (bounded by HOLD_SLICE, so statuses are re-read).
     let limits = LagLimits::from_config(&shared.config);
     let started = Instant::now();
     let held = wait_for_replicas(&mut conn, &limits, &|| {
