@@ -1,5 +1,5 @@
 //! Parsing of `#[migration("001_name", transaction = false, statement_timeout = "10m",
-//! crate = path)]`.
+//! lock_timeout = "30s", crate = path)]`.
 
 use proc_macro2::Span;
 use syn::parse::{Parse, ParseStream};
@@ -12,6 +12,8 @@ pub(crate) struct Args {
     pub transaction: bool,
     /// `statement_timeout`, in milliseconds (0: not given).
     pub statement_timeout_ms: u64,
+    /// `lock_timeout`, in milliseconds (0: not given).
+    pub lock_timeout_ms: u64,
     pub krate: Path,
 }
 
@@ -46,6 +48,9 @@ const ID_RULE: &str = "a migration ID is three or more digits, an underscore, th
 
 const DURATION_RULE: &str = "`statement_timeout` takes a duration greater than zero: a whole \
                              number and a unit, ms, s, m or h, e.g. \"500ms\", \"30s\", \"10m\", \"1h\"";
+
+const LOCK_DURATION_RULE: &str = "`lock_timeout` takes a duration greater than zero: a whole \
+                                  number and a unit, ms, s, m or h, e.g. \"500ms\", \"30s\"";
 
 /// `500ms`, `30s`, `10m`, `1h` in milliseconds; `None` for anything else, zero, or overflow.
 fn parse_duration_ms(value: &str) -> Option<u64> {
@@ -83,6 +88,7 @@ impl Args {
         let mut transaction = None;
         let mut krate = None;
         let mut statement_timeout = None;
+        let mut lock_timeout = None;
         for meta in metas {
             let Meta::NameValue(nv) = &meta else {
                 errors.push(syn::Error::new_spanned(
@@ -123,6 +129,21 @@ impl Args {
                     )),
                     None => errors.push(syn::Error::new_spanned(&nv.value, DURATION_RULE)),
                 }
+            } else if nv.path.is_ident("lock_timeout") {
+                let parsed = match &nv.value {
+                    Expr::Lit(ExprLit {
+                        lit: Lit::Str(s), ..
+                    }) => parse_duration_ms(&s.value()),
+                    _ => None,
+                };
+                match parsed {
+                    Some(ms) if lock_timeout.is_none() => lock_timeout = Some(ms),
+                    Some(_) => errors.push(syn::Error::new_spanned(
+                        &nv.path,
+                        "`lock_timeout` is given more than once",
+                    )),
+                    None => errors.push(syn::Error::new_spanned(&nv.value, LOCK_DURATION_RULE)),
+                }
             } else if nv.path.is_ident("crate") {
                 let path = match &nv.value {
                     Expr::Path(p) => Some(p.path.clone()),
@@ -145,7 +166,8 @@ impl Args {
             } else {
                 errors.push(syn::Error::new_spanned(
                     &nv.path,
-                    "unknown argument: expected `transaction`, `statement_timeout` or `crate`",
+                    "unknown argument: expected `transaction`, `statement_timeout`, \
+                     `lock_timeout` or `crate`",
                 ));
             }
         }
@@ -176,6 +198,7 @@ impl Args {
                 id,
                 transaction: transaction.unwrap_or(true),
                 statement_timeout_ms: statement_timeout.unwrap_or(0),
+                lock_timeout_ms: lock_timeout.unwrap_or(0),
                 krate: krate.unwrap_or_else(|| syn::parse_quote!(::migrator)),
             }),
             // An absent or invalid ID always records an error above.

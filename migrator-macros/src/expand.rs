@@ -105,6 +105,7 @@ fn register(args: &Args, function: &ItemFn) -> TokenStream {
         id,
         transaction,
         statement_timeout_ms,
+        lock_timeout_ms,
         krate,
     } = args;
     let ident = &function.sig.ident;
@@ -133,6 +134,7 @@ fn register(args: &Args, function: &ItemFn) -> TokenStream {
                     ::core::module_path!(),
                 )
                 .__with_statement_timeout_ms(#statement_timeout_ms)
+                .__with_lock_timeout_ms(#lock_timeout_ms)
             }
         };
     }

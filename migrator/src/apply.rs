@@ -188,7 +188,7 @@ impl<'a> Attempt<'_, 'a> {
             let blockers = ddl_lock::describe(&seen.ever);
             if retry >= config.ddl_lock_retries() {
                 return Err(Error::DdlLockTimeout {
-                    timeout: config.ddl_lock_timeout(),
+                    timeout: ddl_lock::lock_timeout(self.m, config),
                     attempts: retry.saturating_add(1),
                     blockers,
                     cause: Box::new(e),
@@ -200,7 +200,7 @@ impl<'a> Attempt<'_, 'a> {
                  (MIGRATION_DDL_LOCK_TIMEOUT_MS) on attempt {} of {}; {blockers}; \
                  retrying in {} ms",
                 self.m.id(),
-                config.ddl_lock_timeout().as_millis(),
+                ddl_lock::lock_timeout(self.m, config).as_millis(),
                 retry + 1,
                 config.ddl_lock_retries().saturating_add(1),
                 pause.as_millis()

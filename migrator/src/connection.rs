@@ -268,6 +268,24 @@ impl Database {
         }
     }
 
+    /// The same database (URL, resolved tracking schema) on a pool of its own of at most
+    /// `size` connections, opened on demand and closed after 30 s idle: for work that must
+    /// never take the connections of this pool's users (background-backfill workers beside an
+    /// application's request handlers).
+    pub fn with_own_pool(&self, size: u32) -> Database {
+        let pool = r2d2::Pool::builder()
+            .max_size(size.max(1))
+            .min_idle(Some(0))
+            .idle_timeout(Some(std::time::Duration::from_secs(30)))
+            .build_unchecked(self.manager.clone());
+        Database {
+            manager: self.manager.clone(),
+            pool,
+            tracking_schema: Arc::clone(&self.tracking_schema),
+            migration: self.migration.clone(),
+        }
+    }
+
     /// The pool.
     pub fn pool(&self) -> &Pool {
         &self.pool

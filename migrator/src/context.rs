@@ -63,9 +63,50 @@ impl<'a> Context<'a> {
 
     /// Runs one or more SQL statements (no bind parameters) on the migration's connection.
     /// Fails with [`Error::LockLost`] instead once the migration lock is lost.
+    ///
+    /// On PostgreSQL, statements that do not queue the application (`CREATE/DROP INDEX
+    /// CONCURRENTLY`, ...) run without the DDL `lock_timeout`: their waits for old snapshots
+    /// (a long report, a `pg_dump`) are harmless, and cancelling them would leave an invalid
+    /// index and a crash loop.
     pub fn batch_execute(&mut self, sql: &str) -> Result<()> {
         self.progress.ensure_lock_held()?;
-        self.conn.batch_execute(sql).map_err(Error::from)
+        self.without_lock_timeout_if_concurrently(sql, |conn| {
+            conn.batch_execute(sql).map_err(Error::from)
+        })
+    }
+
+    /// Runs `f` with `lock_timeout = 0` when `sql` is a `CONCURRENTLY` statement on
+    /// PostgreSQL outside a transaction, then restores the session's value.
+    fn without_lock_timeout_if_concurrently<T>(
+        &mut self,
+        sql: &str,
+        f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+    ) -> Result<T> {
+        if self.transactional
+            || !matches!(self.conn, AnyConnection::Postgres(_))
+            || !crate::ddl_lock::is_concurrently(sql)
+        {
+            return f(self.conn);
+        }
+        #[derive(diesel::QueryableByName)]
+        struct Setting {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            v: String,
+        }
+        use diesel::RunQueryDsl;
+        let before: Setting = diesel::sql_query("SELECT current_setting('lock_timeout') AS v")
+            .get_result(self.conn)?;
+        diesel::sql_query("SELECT set_config('lock_timeout', '0', false) AS v")
+            .get_result::<Setting>(self.conn)?;
+        let result = f(self.conn);
+        let restored = diesel::sql_query("SELECT set_config('lock_timeout', $1, false) AS v")
+            .bind::<diesel::sql_types::Text, _>(&before.v)
+            .get_result::<Setting>(self.conn);
+        match (result, restored) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(Error::from(e)),
+            (Ok(value), Ok(_)) => Ok(value),
+        }
     }
 
     /// Runs one SQL statement (no bind parameters) and counts the rows it affected as progress
@@ -74,7 +115,9 @@ impl<'a> Context<'a> {
     pub fn execute(&mut self, sql: &str) -> Result<usize> {
         use diesel::RunQueryDsl;
         self.progress.ensure_lock_held()?;
-        let rows = diesel::sql_query(sql).execute(self.conn)?;
+        let rows = self.without_lock_timeout_if_concurrently(sql, |conn| {
+            Ok(diesel::sql_query(sql).execute(conn)?)
+        })?;
         self.progress.add(rows as u64);
         Ok(rows)
     }

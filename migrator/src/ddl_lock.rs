@@ -76,9 +76,24 @@ pub(crate) fn configure(
     let set = if local { "SET LOCAL" } else { "SET" };
     conn.batch_execute(&format!(
         "{set} lock_timeout = {}; {set} statement_timeout = {statement_ms};",
-        config.ddl_lock_timeout().as_millis()
+        lock_timeout(m, config).as_millis()
     ))
     .map_err(Error::db(context()))
+}
+
+/// The DDL `lock_timeout` of migration `m`: its own (`#[migration(..., lock_timeout =
+/// "...")]`), else `MIGRATION_DDL_LOCK_TIMEOUT_MS`.
+pub(crate) fn lock_timeout(m: &Migration, config: &Config) -> Duration {
+    m.lock_timeout().unwrap_or_else(|| config.ddl_lock_timeout())
+}
+
+/// Whether `sql` runs a statement that does not queue the application behind a table lock
+/// (`CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`, `REINDEX ... CONCURRENTLY`,
+/// `DETACH PARTITION ... CONCURRENTLY`): its waits (for old snapshots, e.g. a long report)
+/// are harmless to the application, so the DDL lock timeout does not apply to it.
+pub(crate) fn is_concurrently(sql: &str) -> bool {
+    sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|word| word.eq_ignore_ascii_case("concurrently"))
 }
 
 /// Undoes [`configure`]'s session-level `SET`s, so that the connection goes back to the pool
@@ -107,9 +122,14 @@ pub(crate) fn is_lock_timeout(error: &Error, seen: &Seen) -> bool {
     match source {
         diesel::result::Error::DatabaseError(kind, info) => {
             let message = info.message();
+            // An operator's pg_cancel_backend ("canceling statement due to user request") or a
+            // statement timeout is not a lock timeout, even while blockers were seen.
             message.contains("lock timeout")
                 || (matches!(kind, DatabaseErrorKind::Unknown)
                     && !message.contains("statement timeout")
+                    && !message.contains("user request")
+                    && !message.contains("conflict with recovery")
+                    && !message.contains("terminating connection")
                     && !seen.latest.is_empty())
         }
         _ => false,

@@ -330,6 +330,73 @@ impl Error {
         matches!(self, Error::Refused { .. })
     }
 
+    /// The database error this error carries (directly or as the cause of a failed DDL
+    /// attempt), if any.
+    fn database_source(&self) -> Option<&diesel::result::Error> {
+        match self {
+            Error::Query(source) | Error::Database { source, .. } => Some(source),
+            Error::DdlLockTimeout { cause, .. } => cause.database_source(),
+            _ => None,
+        }
+    }
+
+    /// Whether a statement was cancelled by PostgreSQL's `statement_timeout` or
+    /// `lock_timeout` (SQLSTATE 57014 / 55P03; recognised by the server's message, which
+    /// Diesel passes on without the SQLSTATE).
+    pub fn is_timeout(&self) -> bool {
+        match self.database_source() {
+            Some(diesel::result::Error::DatabaseError(_, info)) => {
+                let message = info.message();
+                message.contains("statement timeout") || message.contains("lock timeout")
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the same work would fail the same way if retried: a constraint violation, a
+    /// missing permission, a type or syntax error, an undefined table or column, or a
+    /// backfill's computation that returns the wrong shape. Connection losses, timeouts,
+    /// cancellations, deadlocks and serialization failures are transient.
+    pub fn is_deterministic(&self) -> bool {
+        use diesel::result::DatabaseErrorKind as Kind;
+        if matches!(self, Error::Backfill { .. }) {
+            return true;
+        }
+        match self.database_source() {
+            Some(diesel::result::Error::DatabaseError(kind, info)) => match kind {
+                Kind::UniqueViolation
+                | Kind::ForeignKeyViolation
+                | Kind::NotNullViolation
+                | Kind::CheckViolation
+                | Kind::RestrictViolation
+                | Kind::ExclusionViolation => true,
+                Kind::Unknown => {
+                    let message = info.message();
+                    [
+                        "permission denied",
+                        "does not exist",
+                        "invalid input syntax",
+                        "syntax error",
+                        "value too long",
+                        "out of range",
+                        "violates",
+                        "cannot be cast",
+                        "must be owner",
+                        "no such column",
+                        "no such table",
+                        "datatype mismatch",
+                    ]
+                    .iter()
+                    .any(|needle| message.contains(needle))
+                }
+                _ => false,
+            },
+            Some(diesel::result::Error::DeserializationError(_))
+            | Some(diesel::result::Error::SerializationError(_)) => true,
+            _ => false,
+        }
+    }
+
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(diesel::result::Error) -> Error {
         let context = context.into();
         move |source| Error::Database { context, source }

@@ -14,6 +14,7 @@
 //! | `migrator_background_backfill_rows_total` | gauge | `backfill` |
 //! | `migrator_background_backfill_rate` | gauge | `backfill` (rows per second) |
 //! | `migrator_background_backfill_active` | gauge | `backfill` (1 while active, else 0) |
+//! | `migrator_backfill_replica_lag_held_seconds_total` | counter | (seconds workers held batches for replica lag) |
 
 use std::sync::Once;
 use std::time::Duration;
@@ -43,6 +44,9 @@ pub const BACKGROUND_ROWS_TOTAL: &str = "migrator_background_backfill_rows_total
 pub const BACKGROUND_RATE: &str = "migrator_background_backfill_rate";
 /// 1 while a background backfill is active, else 0.
 pub const BACKGROUND_ACTIVE: &str = "migrator_background_backfill_active";
+
+/// Seconds background-backfill workers held their batches for replica lag, in all.
+pub const REPLICA_LAG_HELD_SECONDS: &str = "migrator_backfill_replica_lag_held_seconds_total";
 
 /// Describes every metric to the installed recorder, once (later calls do nothing; a recorder
 /// installed after the first call misses the descriptions, not the values).
@@ -79,6 +83,11 @@ fn describe() {
         describe_gauge!(
             BACKGROUND_ACTIVE,
             "1 while a background backfill is active."
+        );
+        describe_counter!(
+            REPLICA_LAG_HELD_SECONDS,
+            ::metrics::Unit::Seconds,
+            "Seconds background-backfill workers held batches because a replica was behind."
         );
     });
 }
@@ -138,4 +147,11 @@ pub(crate) fn background_backfill(state: &crate::backfill::BackfillState) {
     gauge!(BACKGROUND_RATE, "backfill" => name.clone()).set(state.rate_per_sec);
     let active = state.status == crate::backfill::BackfillStatus::Active;
     gauge!(BACKGROUND_ACTIVE, "backfill" => name).set(if active { 1.0 } else { 0.0 });
+}
+
+/// Background-backfill workers held their batches `held` for replica lag.
+#[cfg(feature = "backfill")]
+pub(crate) fn replica_lag_held(held: std::time::Duration) {
+    describe();
+    ::metrics::counter!(REPLICA_LAG_HELD_SECONDS).increment(held.as_secs_f64().round() as u64);
 }

@@ -24,6 +24,8 @@ pub struct Migration {
     module_path: &'static str,
     /// `statement_timeout = "..."` in milliseconds; 0 when not given.
     statement_timeout_ms: u64,
+    /// `lock_timeout = "..."` in milliseconds; 0 when not given.
+    lock_timeout_ms: u64,
 }
 
 inventory::collect!(Migration);
@@ -52,7 +54,24 @@ impl Migration {
             line,
             module_path,
             statement_timeout_ms: 0,
+            lock_timeout_ms: 0,
         }
+    }
+
+    /// Not public API: sets `lock_timeout = "..."` (milliseconds, 0 for the default); the
+    /// macro calls it.
+    #[doc(hidden)]
+    pub const fn __with_lock_timeout_ms(self, ms: u64) -> Migration {
+        Migration {
+            lock_timeout_ms: ms,
+            ..self
+        }
+    }
+
+    /// The migration's own PostgreSQL DDL `lock_timeout` (`#[migration("...", lock_timeout =
+    /// "30s")]`), overriding `MIGRATION_DDL_LOCK_TIMEOUT_MS` for it; `None`: the default.
+    pub fn lock_timeout(&self) -> Option<Duration> {
+        (self.lock_timeout_ms > 0).then(|| Duration::from_millis(self.lock_timeout_ms))
     }
 
     /// Not public API: sets `statement_timeout = "..."` (milliseconds, 0 for none); the macro
@@ -136,6 +155,7 @@ impl fmt::Debug for Migration {
             .field("transactional", &self.transactional)
             .field("checksum", &self.checksum)
             .field("statement_timeout", &self.statement_timeout())
+            .field("lock_timeout", &self.lock_timeout())
             .field("location", &self.location())
             .finish()
     }

@@ -16,9 +16,12 @@ migrator::register_backfill!("hash_kroger_passwords", job);
 /// The registered job: [`backfill`] computed with the process's hasher (`ARGON2_*`).
 fn job(_config: &Config) -> Result<Job> {
     let hasher = hasher()?;
-    Ok(Job::new(backfill(), move |inputs| {
-        hash_row(&hasher, inputs)
-    }))
+    // The computation's version: bumped when it changes, so that workers of another version
+    // leave a backfill scheduled with this one alone during a rolling deploy. (The Argon2
+    // parameters are not part of it: every hash carries its own, and verifies whatever the
+    // process's current ones.)
+    Ok(Job::new(backfill(), move |inputs| hash_row(&hasher, inputs))
+        .parameters("argon2id phc+salt v1"))
 }
 
 /// A row's outputs: the hash and salt of its plaintext.

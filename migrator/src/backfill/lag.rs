@@ -101,6 +101,13 @@ struct Row {
     replay_secs: Option<f64>,
     #[diesel(sql_type = Nullable<Double>)]
     since_reply: Option<f64>,
+    /// A physical WAL sender (no database: not a logical/CDC consumer).
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    physical: bool,
+    /// It reports what it flushed but not what it replayed: `pg_receivewal` or another WAL
+    /// archiver that never replays.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    no_replay: bool,
 }
 
 /// On a server in recovery (itself a replica) `pg_current_wal_lsn()` fails: no rows there.
@@ -110,28 +117,56 @@ const LAG_SQL: &str = "SELECT COALESCE(NULLIF(application_name, ''), host(client
     CASE WHEN replay_lsn IS NOT NULL \
         THEN GREATEST(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint END AS bytes, \
     EXTRACT(EPOCH FROM replay_lag)::float8 AS replay_secs, \
-    GREATEST(EXTRACT(EPOCH FROM clock_timestamp() - reply_time), 0)::float8 AS since_reply \
-    FROM pg_stat_replication WHERE NOT pg_is_in_recovery() ORDER BY 1";
+    GREATEST(EXTRACT(EPOCH FROM clock_timestamp() - reply_time), 0)::float8 AS since_reply, \
+    NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid AND a.datid IS NOT NULL) \
+        AS physical, \
+    (replay_lsn IS NULL AND flush_lsn IS NOT NULL) AS no_replay \
+    FROM pg_stat_replication r WHERE NOT pg_is_in_recovery() ORDER BY 1";
 
 static WARNED_UNKNOWN: AtomicBool = AtomicBool::new(false);
 
 /// The lag of every replica streaming from this PostgreSQL server (see the module's
 /// documentation for how it is measured); empty on SQLite, on a server without replicas and on
 /// a server that is itself in recovery.
+///
+/// Only physical streaming standbys that replay count: logical/CDC consumers (their WAL
+/// sender is connected to a database) and WAL archivers that never replay (`pg_receivewal`)
+/// are left out. See [`replica_lag_for`] to include or exclude replicas by name.
 pub fn replica_lag(conn: &mut AnyConnection) -> Result<Vec<ReplicaLag>> {
+    replica_lag_for(conn, &[], &[])
+}
+
+/// [`replica_lag`], also counting the WAL receivers named in `include` (whatever their kind)
+/// and never those named in `exclude` (by `application_name`): `MIGRATION_REPLICA_LAG_INCLUDE`
+/// and `MIGRATION_REPLICA_LAG_EXCLUDE`. A delayed standby (`recovery_min_apply_delay`) looks
+/// from the primary like one whose replay is stuck: exclude it by name.
+pub fn replica_lag_for(
+    conn: &mut AnyConnection,
+    include: &[String],
+    exclude: &[String],
+) -> Result<Vec<ReplicaLag>> {
     match conn {
-        AnyConnection::Postgres(pg) => postgres_lag(pg),
+        AnyConnection::Postgres(pg) => postgres_lag(pg, include, exclude),
         AnyConnection::Sqlite(_) => Ok(Vec::new()),
     }
 }
 
-fn postgres_lag(conn: &mut PgConnection) -> Result<Vec<ReplicaLag>> {
+fn postgres_lag(
+    conn: &mut PgConnection,
+    include: &[String],
+    exclude: &[String],
+) -> Result<Vec<ReplicaLag>> {
     let rows: Vec<Row> = diesel::sql_query(LAG_SQL)
         .load(conn)
         .map_err(Error::db("measure replica lag (pg_stat_replication)"))?;
     let mut lags = Vec::with_capacity(rows.len());
     let mut unknown = Vec::new();
     for row in rows {
+        let named = |list: &[String]| list.contains(&row.name);
+        let counted = named(include) || (row.physical && !row.no_replay);
+        if !counted || named(exclude) {
+            continue;
+        }
         let Some(bytes) = row.bytes else {
             unknown.push(row.name);
             continue;
@@ -190,6 +225,51 @@ pub fn wait_for_replicas(
             return Ok(held);
         }
         let lags = replica_lag(conn)?;
+        let Some(worst) = over_limit(&lags, limits) else {
+            if held > Duration::ZERO {
+                log::info!(
+                    "Backfill resumed: every replica is within the limits again after {:.1} s",
+                    held.as_secs_f64()
+                );
+            }
+            return Ok(held);
+        };
+        if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
+            log::warn!("Backfill held: {}", describe(worst, limits));
+            logged = Some(Instant::now());
+        }
+        held_since.get_or_insert_with(Instant::now);
+        std::thread::sleep(POLL);
+    }
+}
+
+/// [`wait_for_replicas`] for background workers: a connection is taken from `db`'s pool
+/// for each measurement and given back before the pause between two, so that a worker held
+/// for minutes holds no connection.
+pub(crate) fn hold_for_replicas(
+    db: &crate::connection::Database,
+    config: &Config,
+    should_stop: &dyn Fn() -> bool,
+) -> Result<Duration> {
+    let limits = &LagLimits::from_config(config);
+    if db.backend() != crate::url::Backend::Postgres {
+        return Ok(Duration::ZERO);
+    }
+    let mut held_since: Option<Instant> = None;
+    let mut logged: Option<Instant> = None;
+    loop {
+        let held = held_since.map_or(Duration::ZERO, |since| since.elapsed());
+        if should_stop() {
+            return Ok(held);
+        }
+        let lags = {
+            let mut conn = db.get()?;
+            replica_lag_for(
+                &mut conn,
+                config.replica_lag_include(),
+                config.replica_lag_exclude(),
+            )?
+        };
         let Some(worst) = over_limit(&lags, limits) else {
             if held > Duration::ZERO {
                 log::info!(

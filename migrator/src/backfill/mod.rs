@@ -54,7 +54,9 @@ mod write;
 
 use std::time::{Duration, Instant};
 
-pub use lag::{over_limit, replica_lag, wait_for_replicas, LagLimits, ReplicaLag};
+pub use lag::{
+    over_limit, replica_lag, replica_lag_for, wait_for_replicas, LagLimits, ReplicaLag,
+};
 pub use named::{registered, valid_name, Job, Registered};
 pub use schedule::Scheduled;
 pub use state::{control, get, list, BackfillState, BackfillStatus, Control, WorkerState};
@@ -95,6 +97,8 @@ pub struct Backfill {
     /// The `migrator_backfills` row whose `rows_done` each batch advances in its own
     /// transaction.
     sink: Option<store::Sink>,
+    /// A named backfill's claims, recorded so that other processes' workers leave them be.
+    lease: Option<claim::Lease>,
     /// An inline run stops after the batch that passes this instant (`auto`).
     deadline: Option<Instant>,
 }
@@ -112,8 +116,11 @@ pub struct BackfillReport {
     pub batches: u64,
     /// How long it took.
     pub elapsed: Duration,
-    /// The run stopped at its deadline with rows left (they go to the background workers).
+    /// The run stopped with rows left: at its deadline (they go to the background workers),
+    /// or because an operator paused or cancelled the backfill ([`Self::stopped_by`]).
     pub unfinished: bool,
+    /// The status an operator set that stopped the run (`paused` or `cancelled`), if any.
+    pub stopped_by: Option<BackfillStatus>,
 }
 
 fn is_identifier(name: &str) -> bool {
@@ -138,6 +145,7 @@ impl Backfill {
             wait_for_locked: DEFAULT_WAIT_FOR_LOCKED_ROWS,
             upper_key: None,
             sink: None,
+            lease: None,
             deadline: None,
         }
     }
@@ -226,6 +234,90 @@ impl Backfill {
         }
         if self.pending.trim().is_empty() {
             return Err(bad("it needs a pending_when predicate".into()));
+        }
+        Ok(())
+    }
+
+    /// Checks that the key column is an integer, `NOT NULL` and unique (a primary key or a
+    /// single-column unique index without a predicate): claims walk the keys in order and
+    /// write rows back by key, so a nullable, duplicate or non-integer key would skip or
+    /// double rows. The error names the table and the column.
+    pub fn check_key(&self, conn: &mut crate::AnyConnection) -> Result<()> {
+        use diesel::sql_types::{Integer, Text};
+        #[derive(diesel::QueryableByName)]
+        struct KeyColumn {
+            #[diesel(sql_type = Text)]
+            ty: String,
+            #[diesel(sql_type = Integer)]
+            not_null: i32,
+            #[diesel(sql_type = Integer)]
+            uniq: i32,
+        }
+        self.check()?;
+        let sql = match conn.backend() {
+            crate::Backend::Postgres => {
+                "SELECT format_type(a.atttypid, a.atttypmod) AS ty, \
+                 CAST(a.attnotnull AS INTEGER) AS not_null, \
+                 CAST(EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid \
+                   AND i.indisunique AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum \
+                   AND i.indpred IS NULL) AS INTEGER) AS uniq \
+                 FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 \
+                 AND a.attnum > 0 AND NOT a.attisdropped"
+            }
+            crate::Backend::Sqlite => {
+                // An INTEGER PRIMARY KEY (the rowid) is never NULL, whatever `notnull` says.
+                "SELECT t.type AS ty, \
+                 CASE WHEN t.\"notnull\" = 1 OR (t.pk = 1 AND upper(t.type) = 'INTEGER' \
+                   AND (SELECT COUNT(*) FROM pragma_table_info($1) WHERE pk > 0) = 1) \
+                   THEN 1 ELSE 0 END AS not_null, \
+                 CASE WHEN (t.pk = 1 AND (SELECT COUNT(*) FROM pragma_table_info($1) \
+                   WHERE pk > 0) = 1) OR EXISTS (SELECT 1 FROM pragma_index_list($1) il \
+                   WHERE il.\"unique\" = 1 AND il.partial = 0 \
+                   AND (SELECT COUNT(*) FROM pragma_index_info(il.name)) = 1 \
+                   AND (SELECT name FROM pragma_index_info(il.name)) = $2) \
+                   THEN 1 ELSE 0 END AS uniq \
+                 FROM pragma_table_info($1) t WHERE t.name = $2"
+            }
+        };
+        let found: Vec<KeyColumn> = diesel::sql_query(sql)
+            .bind::<Text, _>(self.table)
+            .bind::<Text, _>(self.key)
+            .load(conn)
+            .map_err(Error::db(format!(
+                "cannot read the key column {} of {}",
+                self.key, self.table
+            )))?;
+        let bad = |reason: String| Error::Backfill {
+            table: self.table.to_owned(),
+            reason: format!("its key column {}: {reason}", self.key),
+        };
+        let Some(column) = found.into_iter().next() else {
+            return Err(bad("no such column (or no such table)".into()));
+        };
+        let ty = column.ty.to_ascii_lowercase();
+        let integer = matches!(
+            ty.as_str(),
+            "smallint" | "integer" | "bigint" | "int" | "int2" | "int4" | "int8"
+        );
+        if !integer {
+            return Err(bad(format!(
+                "it is of type {}; a backfill needs an integer key",
+                column.ty
+            )));
+        }
+        if column.not_null == 0 {
+            return Err(bad(
+                "it may be NULL; a backfill needs a NOT NULL key (rows with a NULL key would \
+                 never be claimed)"
+                    .into(),
+            ));
+        }
+        if column.uniq == 0 {
+            return Err(bad(
+                "it is not unique (no primary key or single-column unique index without a \
+                 predicate on it); a backfill writes rows back by key"
+                    .into(),
+            ));
         }
         Ok(())
     }

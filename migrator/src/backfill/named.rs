@@ -15,6 +15,8 @@ pub type Compute = dyn Fn(&[Option<&str>]) -> Result<Vec<Option<String>>> + Send
 pub struct Job {
     pub(super) backfill: Backfill,
     pub(super) compute: Box<Compute>,
+    /// What else defines the computation (its parameters, a version), as the job says.
+    parameters: String,
 }
 
 impl Job {
@@ -26,7 +28,41 @@ impl Job {
         Job {
             backfill,
             compute: Box::new(compute),
+            parameters: String::new(),
         }
+    }
+
+    /// Declares what else defines the computation beyond its table, key, columns and
+    /// predicate: its parameters (e.g. `"argon2id m=65536 t=3 p=4"`) or a version that the
+    /// code bumps when the computation changes. It goes into [`Job::checksum`], so that
+    /// during a rolling deploy the workers of one version never finish a backfill scheduled
+    /// with another's definition. Never put a secret here: the checksum is stored, and this
+    /// text is not, but it is hashed without a key.
+    pub fn parameters(mut self, parameters: impl Into<String>) -> Job {
+        self.parameters = parameters.into();
+        self
+    }
+
+    /// The checksum of the definition (table, key, input and output columns, the pending
+    /// predicate and [`Job::parameters`]), recorded on the backfill's row when scheduled; a
+    /// worker whose checksum differs leaves the backfill alone. 16 hex digits (FNV-1a, 64 bits).
+    pub fn checksum(&self) -> String {
+        let b = &self.backfill;
+        let definition = format!(
+            "table={}\nkey={}\ninputs={}\noutputs={}\npending={}\nparameters={}",
+            b.table,
+            b.key,
+            b.inputs.join(","),
+            b.outputs.join(","),
+            b.pending,
+            self.parameters
+        );
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in definition.bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{hash:016x}")
     }
 
     /// The rows and columns.

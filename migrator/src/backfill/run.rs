@@ -2,15 +2,26 @@
 
 use std::time::{Duration, Instant};
 
-use super::claim::Batch;
-use super::{Backfill, BackfillReport};
+use super::claim::{Batch, Sweep};
+use super::state::BackfillStatus;
+use super::{store, Backfill, BackfillReport};
 use crate::connection::Database;
 use crate::context::Progress;
 use crate::error::{panic_message, Error, Result};
 
+/// The first wait while every pending row is locked or leased by others; doubled each time.
+const LOCKED_WAIT_FIRST: Duration = Duration::from_millis(100);
+/// The longest such wait.
+const LOCKED_WAIT_MAX: Duration = Duration::from_secs(5);
+
 impl Backfill {
     /// Runs until no row is pending. `compute` gets a row's inputs (in the order of
     /// [`Backfill::input`]) and returns its outputs (in the order of [`Backfill::output`]).
+    ///
+    /// No transaction, lock or connection is held while a batch is computed: a batch is
+    /// claimed (read) in a short transaction, computed, then written in another, guarded so
+    /// that a row changed or done meanwhile is left as it is (see the module's
+    /// documentation).
     ///
     /// An in-memory SQLite database (`sqlite://:memory:`) is refused: its pool has one
     /// connection, and a backfill needs several.
@@ -28,6 +39,7 @@ impl Backfill {
                     .into(),
             });
         }
+        self.check_key(&mut *db.get()?)?;
         let start = Instant::now();
         let workers = rayon::ThreadPoolBuilder::new()
             .num_threads(self.threads)
@@ -37,76 +49,113 @@ impl Backfill {
                 table: self.table.to_owned(),
                 reason: format!("cannot start worker threads: {e}"),
             })?;
-        let mut pending = self.remaining(db)?;
-        progress.set_total(pending);
-        log::info!(
-            "Backfill of {}: {pending} rows pending, {} threads, batches of {}",
-            self.table,
-            self.threads,
-            self.effective_batch_size()
-        );
+        // For the progress line only: a count that a role's statement_timeout cancels on a
+        // huge table leaves the total unknown, and the backfill goes on.
+        match self.remaining_up_to(db, self.upper_key) {
+            Ok(pending) => {
+                progress.set_total(pending);
+                log::info!(
+                    "Backfill of {}: {pending} rows pending, {} threads, batches of {}",
+                    self.table,
+                    self.threads,
+                    self.effective_batch_size()
+                );
+            }
+            Err(error) => log::info!(
+                "Backfill of {}: pending rows not counted ({error}); {} threads, batches of {}",
+                self.table,
+                self.threads,
+                self.effective_batch_size()
+            ),
+        }
         let mut report = BackfillReport::default();
         let mut stalled_sweeps = 0;
         let mut waited = Duration::ZERO;
-        let mut previous_keys: Option<(i64, i64)> = None;
+        let mut locked_wait = LOCKED_WAIT_FIRST;
+        let mut previous: Option<(u64, Option<(i64, i64)>)> = None;
+        let mut sweep = Sweep::new();
         loop {
             progress.ensure_lock_held()?;
-            // One sweep: claim batches in key order until none is left after the cursor.
-            let claimed_before = report.rows_updated + report.rows_skipped;
-            let keys = self.sweep(db, progress, &workers, &compute, &mut report)?;
+            let written_before = report.rows_updated;
+            let keys = self.sweep(db, progress, &workers, &compute, &mut report, &mut sweep)?;
             if report.unfinished {
                 break;
             }
-            let claimed = report.rows_updated + report.rows_skipped - claimed_before;
-            let left = self.remaining(db)?;
-            if left == 0 {
-                break;
+            if sweep.claimed == 0 && sweep.skipped_from.is_none() {
+                if sweep.started_at_first_key() {
+                    // A whole sweep found nothing pending: done.
+                    break;
+                }
+                // Nothing from where the last sweep left rows behind: confirm from the start.
+                sweep = Sweep::new();
+                continue;
             }
-            if claimed == 0 {
-                // Everything left is locked by other transactions: other runners' batches
-                // (wait for them, or for their rollback if they die), or an application
-                // transaction left open (bounded by wait_for_locked_rows).
+            if sweep.claimed == 0 {
+                // Everything left is locked by other transactions or leased by other
+                // workers: their batches (wait for them, or for their leases to expire if
+                // they died), or an application transaction left open (bounded by
+                // wait_for_locked_rows). The waits grow, so that this costs little.
                 if waited >= self.wait_for_locked {
                     return Err(Error::Backfill {
                         table: self.table.to_owned(),
                         reason: format!(
-                            "{left} pending rows stayed locked by other transactions for {}s",
+                            "pending rows from key {} stayed locked by other transactions for \
+                             {}s",
+                            sweep.skipped_from.unwrap_or_default(),
                             waited.as_secs()
                         ),
                     });
                 }
-                if waited.as_secs().is_multiple_of(10) && waited.subsec_millis() < 250 {
+                if locked_wait >= LOCKED_WAIT_MAX || waited.is_zero() {
                     log::info!(
-                        "Backfill of {}: {left} pending rows are locked by other transactions \
-                         (other runners' batches?); waiting",
+                        "Backfill of {}: the pending rows left are locked by other \
+                         transactions or being computed by other workers; waiting",
                         self.table
                     );
                 }
-                std::thread::sleep(Duration::from_millis(250));
-                waited += Duration::from_millis(250);
-            } else if left >= pending
-                && matches!((keys, previous_keys), (Some((lo, hi)), Some((plo, phi))) if lo >= plo && hi <= phi)
-            {
-                // The same rows again, and none resolved: the predicate stays true once written.
-                // (Rows that other writers keep adding come with new keys, and do not count.)
-                stalled_sweeps += 1;
-                if stalled_sweeps >= 3 {
+                std::thread::sleep(locked_wait);
+                waited += locked_wait;
+                locked_wait = (locked_wait * 2).min(LOCKED_WAIT_MAX);
+            } else {
+                waited = Duration::ZERO;
+                locked_wait = LOCKED_WAIT_FIRST;
+            }
+            // The same rows written again from the start, none resolved: the predicate stays
+            // true once written. (Rows that other writers keep adding come with new keys, and
+            // do not count.)
+            let written = report.rows_updated - written_before;
+            if sweep.started_at_first_key() && written > 0 && written == sweep.claimed {
+                let same = matches!(
+                    (keys, previous),
+                    (Some((lo, hi)), Some((before, Some((plo, phi)))))
+                        if written >= before && lo >= plo && hi <= phi
+                );
+                stalled_sweeps = if same { stalled_sweeps + 1 } else { 0 };
+                if stalled_sweeps >= 2 {
                     return Err(Error::Backfill {
                         table: self.table.to_owned(),
                         reason: format!(
-                            "no progress: {left} rows still match the pending predicate after \
-                             being written; the predicate must become false once a row is done"
+                            "no progress: {written} rows still match the pending predicate \
+                             after being written; the predicate must become false once a row \
+                             is done"
                         ),
                     });
                 }
-            } else {
-                stalled_sweeps = 0;
+                previous = Some((written, keys));
             }
-            pending = left;
-            previous_keys = keys;
+            sweep = sweep.next();
         }
         report.elapsed = start.elapsed();
         progress.finish();
+        if let Some(status) = report.stopped_by {
+            log::info!(
+                "Backfill of {}: {status} by an operator after {} rows written inline in {:.1}s",
+                self.table,
+                report.rows_updated,
+                report.elapsed.as_secs_f64()
+            );
+            return Ok(report);
+        }
         if report.unfinished {
             log::info!(
                 "Backfill of {}: {} rows written inline in {:.1}s; the rest goes to the \
@@ -127,6 +176,19 @@ impl Backfill {
         Ok(report)
     }
 
+    /// Whether an operator paused or cancelled this (named) backfill: read between batches.
+    fn stopped_by_operator(&self, db: &Database) -> Result<Option<BackfillStatus>> {
+        let Some(sink) = &self.sink else {
+            return Ok(None);
+        };
+        let mut conn = db.get()?;
+        let status = store::status(&mut conn, &sink.tables, &sink.name)?;
+        Ok(status.filter(|s| matches!(s, BackfillStatus::Paused | BackfillStatus::Cancelled)))
+    }
+
+    /// One sweep: claims batches in key order from the sweep's cursor until none is left
+    /// after it, computing each on the worker threads while this thread writes the previous
+    /// one and claims the next. Returns the smallest and largest keys it claimed.
     pub(super) fn sweep<F>(
         &self,
         db: &Database,
@@ -134,35 +196,41 @@ impl Backfill {
         workers: &rayon::ThreadPool,
         compute: &F,
         report: &mut BackfillReport,
+        sweep: &mut Sweep,
     ) -> Result<Option<(i64, i64)>>
     where
         F: Fn(&[Option<&str>]) -> Result<Vec<Option<String>>> + Sync,
     {
-        // The smallest and largest keys this sweep claimed.
         let mut keys: Option<(i64, i64)> = None;
-        // The next key to consider; None once the largest key has been claimed.
-        let mut cursor = Some(i64::MIN);
-        let mut current = self.claim(db, &mut cursor)?;
+        let limit = self.effective_batch_size();
+        let mut current =
+            self.claim_next(db, sweep, limit, self.upper_key, self.lease.as_ref())?;
         // The batch computed in the previous round, written while the workers compute the
         // current one: the workers wait neither for claims nor for writes.
         let mut computed: Option<(Batch, Vec<Vec<Option<String>>>)> = None;
         while let Some(batch) = current.take() {
-            // Between batches: a run that lost its lock stops here (its batches roll back).
+            // Between batches: a run that lost its lock stops here; so does one that an
+            // operator paused or cancelled, and one out of inline time (`auto`). The batch
+            // claimed is given back (its rows stay pending).
             progress.ensure_lock_held()?;
-            if self
+            let stopped = self.stopped_by_operator(db)?;
+            let out_of_time = self
                 .deadline
-                .is_some_and(|deadline| Instant::now() >= deadline)
-            {
-                // `auto`: out of inline time; this batch rolls back, the rest is handed off.
-                drop(batch);
+                .is_some_and(|deadline| Instant::now() >= deadline);
+            if stopped.is_some() || out_of_time {
+                if let Some((done, outputs)) = computed.take() {
+                    self.write_batch(db, &done, outputs, progress, report, sweep)?;
+                }
+                let mut conn = db.get()?;
+                self.give_up(&mut conn, &batch);
                 report.unfinished = true;
-                break;
+                report.stopped_by = stopped;
+                return Ok(keys);
             }
-            if let (Some(first), Some(last)) = (batch.rows.first(), batch.rows.last()) {
-                keys = Some(keys.map_or((first.key, last.key), |(lo, hi)| {
-                    (lo.min(first.key), hi.max(last.key))
-                }));
+            if let Some((first, last)) = batch.keys() {
+                keys = Some(keys.map_or((first, last), |(lo, hi)| (lo.min(first), hi.max(last))));
             }
+            let mut next_sweep = sweep.clone();
             let (outputs, written, next) = std::thread::scope(|scope| {
                 let computing = scope.spawn(|| {
                     workers.install(|| {
@@ -181,23 +249,46 @@ impl Backfill {
                             .collect::<Result<Vec<_>>>()
                     })
                 });
-                let written = computed
-                    .take()
-                    .map(|(done, outputs)| self.write_batch(done, outputs, progress, report));
-                let next = self.claim(db, &mut cursor);
+                let mut written_sweep = sweep.clone();
+                let written = computed.take().map(|(done, outputs)| {
+                    self.write_batch(db, &done, outputs, progress, report, &mut written_sweep)
+                        .map(|()| written_sweep.skipped_from)
+                });
+                let next = self.claim_next(
+                    db,
+                    &mut next_sweep,
+                    limit,
+                    self.upper_key,
+                    self.lease.as_ref(),
+                );
                 (computing.join(), written, next)
             });
+            *sweep = next_sweep;
             if let Some(written) = written {
-                written?;
+                if let Some(key) = written? {
+                    sweep.skipped(key);
+                }
             }
-            let outputs = outputs.map_err(|panic| Error::Panic {
-                message: panic_message(&*panic),
-            })??;
+            let outputs = match outputs {
+                Ok(Ok(outputs)) => outputs,
+                Ok(Err(error)) => {
+                    let mut conn = db.get()?;
+                    self.give_up(&mut conn, &batch);
+                    return Err(error);
+                }
+                Err(panic) => {
+                    let mut conn = db.get()?;
+                    self.give_up(&mut conn, &batch);
+                    return Err(Error::Panic {
+                        message: panic_message(&*panic),
+                    });
+                }
+            };
             computed = Some((batch, outputs));
             current = next?;
         }
         if let Some((done, outputs)) = computed {
-            self.write_batch(done, outputs, progress, report)?;
+            self.write_batch(db, &done, outputs, progress, report, sweep)?;
         }
         Ok(keys)
     }

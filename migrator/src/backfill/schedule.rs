@@ -7,6 +7,7 @@ use diesel::sql_types::{BigInt, Nullable};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use super::state::{self, BackfillState, BackfillStatus};
+use super::claim::Lease;
 use super::store::{self, NewBackfill, Sink, Tables};
 use super::{named, Backfill, BackfillReport};
 use crate::config::BackfillMode;
@@ -52,6 +53,7 @@ impl Context<'_> {
         let job = registered.build(self.config())?;
         let tables = self.backfill_tables()?;
         let mode = self.config().backfill_mode();
+        job.backfill.check_key(self.conn())?;
         let upper_key = max_key(self, &job.backfill)?;
         let rows_total = job.backfill.remaining_up_to(&db, upper_key)?;
         let migration = self.id();
@@ -66,6 +68,7 @@ impl Context<'_> {
                 upper_key,
             },
         )?;
+        store::set_definition(self.conn(), &tables, registered.name(), &job.checksum())?;
         if state.status != BackfillStatus::Active {
             log::info!(
                 "Backfill {name} is {}: migration {} leaves it so",
@@ -94,6 +97,29 @@ impl Context<'_> {
             }
         };
         let report = self.run_inline(name, &job, &tables, deadline)?;
+        if let Some(status) = report.stopped_by {
+            // An operator paused or cancelled it meanwhile: the migration goes on without the
+            // rest (a paused backfill goes to the background workers once resumed; a
+            // cancelled one until a later migration finalizes it).
+            log::info!(
+                "Backfill {name} was {status} by an operator during migration {}: {} rows done \
+                 inline; {}",
+                self.id(),
+                report.rows_updated,
+                if status == BackfillStatus::Paused {
+                    "the rest goes to the background workers once it is resumed"
+                } else {
+                    "nobody works on the rest unless a later migration finalizes it"
+                }
+            );
+            return self.scheduled(
+                name,
+                &tables,
+                mode,
+                report.rows_updated,
+                status == BackfillStatus::Paused,
+            );
+        }
         if report.unfinished {
             log::info!(
                 "Backfill {name}: {} rows done inline within MIGRATION_INLINE_BACKFILL_SECS; \
@@ -137,8 +163,21 @@ impl Context<'_> {
                 upper_key,
             },
         )?;
+        store::set_definition(self.conn(), &tables, registered.name(), &job.checksum())?;
         log::info!("Finalizing backfill {name}: what is left runs inline");
         let report = self.run_inline(name, &job, &tables, None)?;
+        if let Some(status) = report.stopped_by {
+            return Err(Error::BackgroundBackfill {
+                name: name.to_owned(),
+                reason: format!(
+                    "an operator {status} it while migration {} finalized it ({} rows done \
+                     meanwhile); the migration needs it done: resume it and run the \
+                     migrations again",
+                    self.id(),
+                    report.rows_updated
+                ),
+            });
+        }
         store::transition(
             self.conn(),
             &tables,
@@ -176,13 +215,37 @@ impl Context<'_> {
         if let Some(threads) = self.config().worker_threads() {
             backfill.threads(threads);
         }
+        // The run is a worker too: its claims are leased like the background workers', so
+        // that workers of other processes (still running, e.g. of the previous version) step
+        // around them.
+        let holder = format!(
+            "{}:{}:inline",
+            gethostname::gethostname().to_string_lossy(),
+            std::process::id()
+        );
+        let leased = db.backend() == crate::url::Backend::Postgres;
+        if leased {
+            store::heartbeat(self.conn(), tables, &holder, 0, Some(name))?;
+            backfill.lease = Some(Lease {
+                tables: tables.clone(),
+                name: name.to_owned(),
+                holder: holder.clone(),
+                ttl: (self.config().batch_target() * 10).max(std::time::Duration::from_secs(30)),
+            });
+        }
         backfill.sink = Some(Sink {
             tables: tables.clone(),
             name: name.to_owned(),
-            worker: None,
+            worker: leased.then(|| holder.clone()),
         });
         backfill.deadline = deadline;
-        backfill.run(&db, self.progress(), |inputs| (job.compute)(inputs))
+        let report = backfill.run(&db, self.progress(), |inputs| (job.compute)(inputs));
+        if leased {
+            if let Err(e) = store::remove_worker(self.conn(), tables, &holder) {
+                log::warn!("Could not remove the inline worker row of backfill {name}: {e}");
+            }
+        }
+        report
     }
 
     fn scheduled(

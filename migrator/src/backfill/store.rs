@@ -49,11 +49,12 @@ fn columns(backend: Backend) -> (&'static str, &'static str) {
              batch_size INTEGER NOT NULL DEFAULT 0, upper_key BIGINT, last_error TEXT, \
              created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
              updated_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
-             finished_at TIMESTAMPTZ)",
+             finished_at TIMESTAMPTZ, definition TEXT)",
             "(id TEXT PRIMARY KEY, backfill TEXT, host TEXT NOT NULL, pid BIGINT NOT NULL, \
              thread INTEGER NOT NULL, rows_done BIGINT NOT NULL DEFAULT 0, \
              started_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
-             heartbeat TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+             heartbeat TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+             lease_lo BIGINT, lease_hi BIGINT, lease_until TIMESTAMPTZ)",
         ),
         Backend::Sqlite => (
             "(name TEXT PRIMARY KEY, migration TEXT NOT NULL, \
@@ -62,7 +63,8 @@ fn columns(backend: Backend) -> (&'static str, &'static str) {
              rows_done INTEGER NOT NULL DEFAULT 0, rows_total INTEGER NOT NULL DEFAULT 0, \
              batch_size INTEGER NOT NULL DEFAULT 0, upper_key INTEGER, last_error TEXT, \
              created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, \
-             updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, finished_at TEXT)",
+             updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, finished_at TEXT, \
+             definition TEXT)",
             "(id TEXT PRIMARY KEY, backfill TEXT, host TEXT NOT NULL, pid INTEGER NOT NULL, \
              thread INTEGER NOT NULL, rows_done INTEGER NOT NULL DEFAULT 0, \
              started_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, \
@@ -81,7 +83,66 @@ pub(crate) fn ensure(conn: &mut AnyConnection, table: &Table) -> Result<Tables> 
         tables.backfills, tables.workers
     ))
     .map_err(Error::db(format!("cannot create the {BACKFILLS} tables")))?;
+    upgrade(conn, &tables)?;
     Ok(tables)
+}
+
+/// Columns added since the tables were first made (tables of an earlier version gain them):
+/// `definition` (the backfill's checksum) and, on PostgreSQL, the workers' leases. Looked up
+/// first, so that nothing takes a lock on tables that are up to date.
+pub(crate) fn upgrade(conn: &mut AnyConnection, tables: &Tables) -> Result<()> {
+    let context = || format!("cannot add columns to the {BACKFILLS} tables");
+    let missing = |conn: &mut AnyConnection, table: &str, column: &str| -> Result<bool> {
+        Ok(!crate::schema::has_column(conn, table, column)?)
+    };
+    if missing(conn, &tables.backfills, "definition")? {
+        conn.batch_execute(&format!(
+            "ALTER TABLE {} ADD COLUMN definition TEXT",
+            tables.backfills
+        ))
+        .map_err(Error::db(context()))?;
+    }
+    if conn.backend() == Backend::Postgres && missing(conn, &tables.workers, "lease_until")? {
+        conn.batch_execute(&format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS lease_lo BIGINT, \
+             ADD COLUMN IF NOT EXISTS lease_hi BIGINT, \
+             ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ",
+            tables.workers
+        ))
+        .map_err(Error::db(context()))?;
+    }
+    Ok(())
+}
+
+/// The status of backfill `name` (`None`: no such row).
+pub(crate) fn status(
+    conn: &mut AnyConnection,
+    tables: &Tables,
+    name: &str,
+) -> Result<Option<BackfillStatus>> {
+    #[derive(QueryableByName)]
+    struct Status {
+        #[diesel(sql_type = Text)]
+        status: String,
+    }
+    let rows: Vec<Status> = diesel::sql_query(format!(
+        "SELECT status FROM {} WHERE name = $1",
+        tables.backfills
+    ))
+    .bind::<Text, _>(name)
+    .load(conn)
+    .map_err(Error::db(format!("cannot read the status of backfill {name}")))?;
+    rows.into_iter()
+        .next()
+        .map(|row| {
+            row.status
+                .parse::<BackfillStatus>()
+                .map_err(|reason| Error::BackgroundBackfill {
+                    name: name.to_owned(),
+                    reason,
+                })
+        })
+        .transpose()
 }
 
 /// Both tables of `db`, if they exist (read-only callers create nothing).
@@ -225,26 +286,104 @@ pub(crate) fn transition(
     Ok(changed > 0)
 }
 
-/// The names of the active backfills.
-pub(crate) fn active(
-    conn: &mut AnyConnection,
-    tables: &Tables,
-) -> Result<Vec<(String, Option<i64>)>> {
+/// An active backfill as workers see it.
+pub(crate) struct ActiveBackfill {
+    pub(crate) name: String,
+    pub(crate) upper_key: Option<i64>,
+    /// The checksum of the definition that scheduled it (`None`: scheduled by a version that
+    /// did not record it).
+    pub(crate) definition: Option<String>,
+}
+
+/// The active backfills, oldest first.
+pub(crate) fn active(conn: &mut AnyConnection, tables: &Tables) -> Result<Vec<ActiveBackfill>> {
     #[derive(QueryableByName)]
     struct Active {
         #[diesel(sql_type = Text)]
         name: String,
         #[diesel(sql_type = Nullable<BigInt>)]
         upper_key: Option<i64>,
+        #[diesel(sql_type = Nullable<Text>)]
+        definition: Option<String>,
     }
     let rows: Vec<Active> = diesel::sql_query(format!(
-        "SELECT name, CAST(upper_key AS BIGINT) AS upper_key FROM {} \
+        "SELECT name, CAST(upper_key AS BIGINT) AS upper_key, definition FROM {} \
          WHERE status = 'active' ORDER BY created_at, name",
         tables.backfills
     ))
     .load(conn)
     .map_err(Error::db(format!("cannot read {BACKFILLS}")))?;
-    Ok(rows.into_iter().map(|r| (r.name, r.upper_key)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| ActiveBackfill {
+            name: r.name,
+            upper_key: r.upper_key,
+            definition: r.definition,
+        })
+        .collect())
+}
+
+/// Records `definition` (the checksum of the backfill's code and parameters) on `name`'s row.
+pub(crate) fn set_definition(
+    conn: &mut AnyConnection,
+    tables: &Tables,
+    name: &str,
+    definition: &str,
+) -> Result<()> {
+    diesel::sql_query(format!(
+        "UPDATE {} SET definition = $1 WHERE name = $2",
+        tables.backfills
+    ))
+    .bind::<Text, _>(definition)
+    .bind::<Text, _>(name)
+    .execute(conn)
+    .map_err(Error::db(format!(
+        "cannot record the definition of backfill {name}"
+    )))?;
+    Ok(())
+}
+
+/// Sets `name`'s `last_error` to `message` without changing its status (something operators
+/// must see, e.g. workers that leave it alone).
+pub(crate) fn note(
+    conn: &mut AnyConnection,
+    tables: &Tables,
+    name: &str,
+    message: &str,
+) -> Result<()> {
+    diesel::sql_query(format!(
+        "UPDATE {} SET last_error = $1, updated_at = CURRENT_TIMESTAMP WHERE name = $2",
+        tables.backfills
+    ))
+    .bind::<Text, _>(message)
+    .bind::<Text, _>(name)
+    .execute(conn)
+    .map_err(Error::db(format!("cannot record a note on backfill {name}")))?;
+    Ok(())
+}
+
+/// Removes the rows of workers whose heartbeat is older than `age` (their process died
+/// without removing them).
+pub(crate) fn remove_dead_workers(
+    conn: &mut AnyConnection,
+    tables: &Tables,
+    age: std::time::Duration,
+) -> Result<()> {
+    let sql = match conn.backend() {
+        Backend::Postgres => format!(
+            "DELETE FROM {} WHERE heartbeat < CURRENT_TIMESTAMP - make_interval(secs => $1)",
+            tables.workers
+        ),
+        Backend::Sqlite => format!(
+            "DELETE FROM {} WHERE julianday(heartbeat) < julianday('now') - $1 / 86400.0",
+            tables.workers
+        ),
+    };
+    diesel::sql_query(sql)
+        .bind::<diesel::sql_types::Double, _>(age.as_secs_f64())
+        .execute(conn)
+        .map_err(Error::db(format!("cannot remove dead workers from {WORKERS}")))?;
+    Ok(())
 }
 
 /// Records (or refreshes) a worker thread's row.

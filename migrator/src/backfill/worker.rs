@@ -2,10 +2,19 @@
 //!
 //! Each worker thread loops: read which backfills are active (so a pause or a cancel reaches it
 //! within one batch), throttle (replica lag, `MIGRATION_BACKFILL_PAUSE_MS`), claim a batch of
-//! its keys (PostgreSQL: `FOR NO KEY UPDATE SKIP LOCKED`, shared with every other process),
-//! compute it on this thread, write it and advance `rows_done` in the batch's own transaction.
+//! keys in a short transaction (PostgreSQL: rows locked by others skipped, the claim recorded
+//! as this thread's lease so that other processes step around it), compute it with no
+//! connection held, then write it (guarded) and advance `rows_done` in one short transaction.
 //! The batch size adapts to `MIGRATION_BATCH_TARGET_MS`. Workers run at a lower CPU priority
-//! than the application's request handling (nice 10 on Linux).
+//! than the application's request handling (nice 10 on Linux), on a connection pool of their
+//! own (one connection per thread, plus one), never the application's; a thread holds no
+//! connection while it computes, waits for replica lag or idles.
+//!
+//! Failures are never only logged: a deterministic one (a constraint, a permission, a type, an
+//! undefined column) marks the backfill `failed` at once with its cause in `last_error`;
+//! others are retried with a growing backoff, and after [`MAX_BATCH_RETRIES`] failed batches
+//! in a row the backfill is `failed` too. A worker whose definition of a backfill (see
+//! [`Job::checksum`]) differs from the one that scheduled it leaves it alone and says so.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -14,10 +23,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::lag::{wait_for_replicas, LagLimits};
+use super::claim::{Batch, Lease, Sweep};
+use super::lag::hold_for_replicas;
 use super::named::{self, Job};
 use super::state::{self, BackfillStatus};
 use super::store::{self, Sink, Tables};
+use super::Backfill;
 use crate::config::Config;
 use crate::connection::Database;
 use crate::error::{panic_message, Error, Result};
@@ -25,8 +36,20 @@ use crate::error::{panic_message, Error, Result};
 /// Retries of a batch whose computation fails before the backfill is marked `failed`.
 pub const MAX_BATCH_RETRIES: u32 = 5;
 
-/// How often idle workers look for active backfills.
-const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How soon an idle worker first looks for active backfills again; doubled while it stays
+/// idle, up to [`IDLE_POLL_MAX`].
+const IDLE_POLL_FIRST: Duration = Duration::from_millis(500);
+/// The longest an idle worker waits between looks.
+const IDLE_POLL_MAX: Duration = Duration::from_secs(4);
+/// How often an idle worker records its heartbeat.
+const HEARTBEAT_IDLE: Duration = Duration::from_secs(10);
+/// Worker rows whose heartbeat is older than this are removed (their process died).
+const DEAD_WORKER: Duration = Duration::from_secs(300);
+/// The first wait while the only pending rows are locked or leased by others; doubled each
+/// sweep that claims nothing, up to [`LOCKED_WAIT_MAX`].
+const LOCKED_WAIT_FIRST: Duration = Duration::from_millis(100);
+/// The longest such wait.
+const LOCKED_WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// The longest a worker holds for replica lag at a time before it records its heartbeat and
 /// reads the backfills' statuses again (then holds again if the replica is still behind).
@@ -55,11 +78,18 @@ pub struct Workers {
 /// One backfill as this process works on it.
 struct Lane {
     job: Job,
-    /// The next key to claim from; `None` once this sweep reached the end.
-    cursor: Mutex<Option<i64>>,
+    /// The job's definition checksum (see [`Job::checksum`]).
+    checksum: String,
+    /// This process's sweep over the keys, shared by its threads.
+    sweep: Mutex<Sweep>,
+    /// The next wait while the only pending rows are locked or leased by others.
+    locked_wait: Mutex<Duration>,
     batch_size: AtomicUsize,
+    /// Failed batches in a row.
     failures: AtomicU32,
     last_log: Mutex<Instant>,
+    /// Whether a definition mismatch was reported already.
+    mismatch_logged: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -119,8 +149,11 @@ impl Workers {
     }
 
     fn spawn(db: Database, config: &Config, threads: usize, until_idle: bool) -> Result<Workers> {
+        // A pool of their own, never the application's: one connection per thread and one
+        // for the bookkeeping, opened on demand and closed when idle.
+        let pool_size = u32::try_from(threads.saturating_add(1)).unwrap_or(u32::MAX);
         let shared = Arc::new(Shared {
-            db,
+            db: db.with_own_pool(pool_size),
             config: config.clone(),
             stop: AtomicBool::new(false),
             until_idle,
@@ -215,24 +248,37 @@ fn worker(shared: &Shared, index: usize) {
         gethostname::gethostname().to_string_lossy(),
         std::process::id()
     );
-    let mut recorded: Option<Tables> = None;
-    let mut round = index;
+    let mut me = Me {
+        id,
+        index,
+        round: index,
+        tables: None,
+        idle: IDLE_POLL_FIRST,
+        last_heartbeat: None,
+    };
     let mut db_failures = 0u32;
     while !shared.stop.load(Ordering::Relaxed) {
-        match step(shared, &id, index, &mut round, &mut recorded) {
-            Ok(Step::Worked) => db_failures = 0,
+        match step(shared, &mut me) {
+            Ok(Step::Batch) => {
+                db_failures = 0;
+                me.idle = IDLE_POLL_FIRST;
+            }
+            Ok(Step::Again) => db_failures = 0,
             Ok(Step::Idle) => {
+                db_failures = 0;
                 if shared.until_idle {
                     break;
                 }
-                nap(shared, IDLE_POLL);
+                nap(shared, me.idle);
+                me.idle = (me.idle * 2).min(IDLE_POLL_MAX);
             }
             Ok(Step::Wait(duration)) => {
+                db_failures = 0;
                 nap(shared, duration);
             }
             Err(error) => {
                 db_failures += 1;
-                let backoff = Duration::from_millis(200 << db_failures.min(7));
+                let backoff = backoff(db_failures);
                 log::warn!(
                     "Backfill worker {index}: {error}; retrying in {} ms",
                     backoff.as_millis()
@@ -246,19 +292,50 @@ fn worker(shared: &Shared, index: usize) {
             }
         }
     }
-    if let Some(tables) = recorded {
+    if let Some(tables) = &me.tables {
         if let Ok(mut conn) = shared.db.get() {
-            let _ = store::remove_worker(&mut conn, &tables, &id);
+            let _ = store::remove_worker(&mut conn, tables, &me.id);
         }
     }
 }
 
+/// `200 ms × 2^(n-1)` up to 25.6 s, plus up to 25 % of jitter (so that the threads and
+/// processes that met one failure do not retry in step).
+fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_millis(200u64 << failures.saturating_sub(1).min(7));
+    let seed = u64::from(std::process::id())
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(u64::from(failures).wrapping_mul(1442695040888963407))
+        ^ Instant::now().elapsed().as_nanos() as u64;
+    base + base.mul_f64((seed % 1000) as f64 / 4000.0)
+}
+
+/// One worker thread's own state.
+struct Me {
+    /// Its row's id in `migrator_backfill_workers` (`host:pid:thread`).
+    id: String,
+    index: usize,
+    /// Which active backfill is next (round robin).
+    round: usize,
+    /// The tables, once found.
+    tables: Option<Tables>,
+    /// The current idle poll interval (grows while there is nothing to do).
+    idle: Duration,
+    /// When it last recorded its heartbeat while idle.
+    last_heartbeat: Option<Instant>,
+}
+
+/// What one step did.
 enum Step {
-    /// A batch was written (or found nothing and finished the backfill).
-    Worked,
-    /// No active backfill this binary knows.
+    /// A batch was claimed, computed and written (or given back after a failure it counted).
+    Batch,
+    /// Bookkeeping without a batch (a sweep ended, a replica hold ended, a backfill was
+    /// finished or failed): go on at once.
+    Again,
+    /// No active backfill this binary can work on.
     Idle,
-    /// Something to wait for (locked rows, a failing batch's backoff, replica lag).
+    /// Something to wait for (pending rows locked or leased by others, a failed batch's
+    /// backoff).
     Wait(Duration),
 }
 
@@ -277,11 +354,14 @@ fn lane(shared: &Shared, name: &str) -> Option<Arc<Lane>> {
                         .batch_size()
                         .unwrap_or_else(|| job.backfill.effective_batch_size());
                     Some(Arc::new(Lane {
+                        checksum: job.checksum(),
                         job,
-                        cursor: Mutex::new(Some(i64::MIN)),
+                        sweep: Mutex::new(Sweep::new()),
+                        locked_wait: Mutex::new(LOCKED_WAIT_FIRST),
                         batch_size: AtomicUsize::new(size.max(1)),
                         failures: AtomicU32::new(0),
                         last_log: Mutex::new(Instant::now()),
+                        mismatch_logged: AtomicBool::new(false),
                     }))
                 }
                 Err(error) => {
@@ -293,81 +373,128 @@ fn lane(shared: &Shared, name: &str) -> Option<Arc<Lane>> {
         .clone()
 }
 
-fn step(
-    shared: &Shared,
-    id: &str,
-    index: usize,
-    round: &mut usize,
-    recorded: &mut Option<Tables>,
-) -> Result<Step> {
+fn step(shared: &Shared, me: &mut Me) -> Result<Step> {
     let mut conn = shared.db.get()?;
     // The tables are looked up until they exist, then kept: not two catalog queries a batch.
-    let tables = match recorded {
+    let tables = match &me.tables {
         Some(tables) => tables.clone(),
         None => {
             let Some(tables) = store::find(&shared.db, &mut conn)? else {
                 return Ok(Step::Idle);
             };
-            store::heartbeat(&mut conn, &tables, id, index, None)?;
-            *recorded = Some(tables.clone());
+            store::upgrade(&mut conn, &tables)?;
+            store::heartbeat(&mut conn, &tables, &me.id, me.index, None)?;
+            me.tables = Some(tables.clone());
             tables
         }
     };
-    let active: Vec<(String, Option<i64>, Arc<Lane>)> = store::active(&mut conn, &tables)?
-        .into_iter()
-        .filter_map(|(name, upper)| lane(shared, &name).map(|lane| (name, upper, lane)))
-        .collect();
+    let mut active = Vec::new();
+    for backfill in store::active(&mut conn, &tables)? {
+        let Some(lane) = lane(shared, &backfill.name) else {
+            continue;
+        };
+        if backfill
+            .definition
+            .as_deref()
+            .is_some_and(|definition| definition != lane.checksum)
+        {
+            definition_differs(&mut conn, &tables, &backfill.name, &lane, me);
+            continue;
+        }
+        active.push((backfill, lane));
+    }
     if active.is_empty() {
-        store::heartbeat(&mut conn, &tables, id, index, None)?;
+        if me
+            .last_heartbeat
+            .is_none_or(|at| at.elapsed() >= HEARTBEAT_IDLE)
+        {
+            store::heartbeat(&mut conn, &tables, &me.id, me.index, None)?;
+            if me.index == 0 {
+                store::remove_dead_workers(&mut conn, &tables, DEAD_WORKER)?;
+            }
+            me.last_heartbeat = Some(Instant::now());
+        }
         return Ok(Step::Idle);
     }
-    *round = round.wrapping_add(1);
-    let (name, upper_key, lane) = &active[*round % active.len()];
-    // Replica lag holds the batch (bounded by HOLD_SLICE, so statuses are re-read).
-    let limits = LagLimits::from_config(&shared.config);
+    // The connection goes back to the pool: nothing is held while waiting or computing.
+    drop(conn);
+    me.round = me.round.wrapping_add(1);
+    let (backfill, lane) = &active[me.round % active.len()];
+    let name = backfill.name.as_str();
+    // Replica lag holds the batch (bounded by HOLD_SLICE, so statuses are re-read), with no
+    // connection held between measurements.
     let started = Instant::now();
-    let held = wait_for_replicas(&mut conn, &limits, &|| {
+    let held = hold_for_replicas(&shared.db, &shared.config, &|| {
         shared.stop.load(Ordering::Relaxed) || started.elapsed() >= HOLD_SLICE
     })?;
     if !held.is_zero() {
-        // Still here and listed; then read the statuses again (a pause or a cancel may have
-        // come meanwhile) and measure again.
-        store::heartbeat(&mut conn, &tables, id, index, Some(name))?;
-        return Ok(Step::Worked);
+        crate::metrics::replica_lag_held(held);
+        let mut conn = shared.db.get()?;
+        store::heartbeat(&mut conn, &tables, &me.id, me.index, Some(name))?;
+        return Ok(Step::Again);
     }
-    drop(conn);
     if !shared.config.backfill_pause().is_zero() && !nap(shared, shared.config.backfill_pause()) {
-        return Ok(Step::Worked);
+        return Ok(Step::Again);
     }
-    batch(shared, &tables, id, name, *upper_key, lane)
+    batch(shared, &tables, me, name, backfill.upper_key, lane)
+}
+
+/// A worker whose definition of `name` differs from the one that scheduled it leaves it alone
+/// and says why, once per process: in its log and in the backfill's `last_error`.
+fn definition_differs(
+    conn: &mut crate::connection::AnyConnection,
+    tables: &Tables,
+    name: &str,
+    lane: &Lane,
+    me: &Me,
+) {
+    if lane.mismatch_logged.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let message = format!(
+        "worker {} runs a different definition of this backfill (checksum {}) than the one \
+         that scheduled it: it leaves the backfill to the workers of that version",
+        me.id, lane.checksum
+    );
+    log::warn!("Backfill {name}: {message}");
+    if let Err(e) = store::note(conn, tables, name, &message) {
+        log::debug!("Could not record the definition mismatch of {name}: {e}");
+    }
 }
 
 /// Claims, computes and writes one batch of `name`.
 fn batch(
     shared: &Shared,
     tables: &Tables,
-    id: &str,
+    me: &Me,
     name: &str,
     upper_key: Option<i64>,
     lane: &Lane,
 ) -> Result<Step> {
-    let backfill = &lane.job.backfill;
+    let mut backfill = lane.job.backfill.clone();
+    backfill.lease = Some(Lease {
+        tables: tables.clone(),
+        name: name.to_owned(),
+        holder: me.id.clone(),
+        ttl: lease_ttl(shared),
+    });
     let size = lane.batch_size.load(Ordering::Relaxed);
     let started = Instant::now();
     let claimed = {
-        let mut cursor = lane.cursor.lock().unwrap_or_else(PoisonError::into_inner);
-        let from_start = *cursor == Some(i64::MIN);
-        let claimed = backfill.claim_up_to(&shared.db, &mut cursor, size, upper_key)?;
-        if claimed.is_none() {
-            // The end of a sweep: start over (rows others rolled back lie behind the cursor).
-            *cursor = Some(i64::MIN);
+        let mut sweep = lane.sweep.lock().unwrap_or_else(PoisonError::into_inner);
+        match backfill.claim_next(&shared.db, &mut sweep, size, upper_key, backfill.lease.as_ref())
+        {
+            Ok(Some(batch)) => Ok(batch),
+            Ok(None) => Err(end_of_sweep(shared, tables, name, lane, &mut sweep)),
+            Err(error) => {
+                drop(sweep);
+                return batch_failed(shared, tables, name, lane, &error);
+            }
         }
-        claimed.map(Ok).unwrap_or(Err(from_start))
     };
     let batch = match claimed {
         Ok(batch) => batch,
-        Err(false) => return Ok(Step::Worked),
-        Err(true) => return sweep_found_nothing(shared, tables, name, upper_key, lane),
+        Err(step) => return step,
     };
     let outputs = std::panic::catch_unwind(AssertUnwindSafe(|| {
         batch
@@ -391,49 +518,100 @@ fn batch(
     let outputs = match outputs {
         Ok(outputs) => outputs,
         Err(error) => {
-            drop(batch);
-            return compute_failed(shared, tables, name, lane, &error);
+            give_back(shared, &backfill, &batch);
+            return batch_failed(shared, tables, name, lane, &error);
         }
     };
     let sink = Sink {
         tables: tables.clone(),
         name: name.to_owned(),
-        worker: Some(id.to_owned()),
+        worker: Some(me.id.clone()),
     };
     let rows = batch.rows.len();
-    match backfill.write(batch, outputs, Some(&sink)) {
+    let mut skipped = Sweep::new();
+    let written = backfill.write(
+        &shared.db,
+        &batch,
+        outputs,
+        Some(&sink),
+        backfill.lease.as_ref(),
+        &mut skipped,
+    );
+    match written {
         Ok(written) => {
+            if let Some(key) = skipped.skipped_from {
+                lane.sweep
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .skipped(key);
+            }
             lane.failures.store(0, Ordering::Relaxed);
             shared.rows.fetch_add(written, Ordering::Relaxed);
             shared.batches.fetch_add(1, Ordering::Relaxed);
             adapt(shared, lane, size, rows, started.elapsed());
             log_progress(shared, name, lane);
-            Ok(Step::Worked)
+            Ok(Step::Batch)
         }
-        Err(error) if is_timeout(&error) => {
-            let halved = (size / 2).max(1);
-            lane.batch_size.store(halved, Ordering::Relaxed);
-            log::warn!(
-                "Backfill {name}: a batch of {size} rows timed out; batches of {halved} now"
-            );
-            Ok(Step::Wait(Duration::from_millis(100)))
+        Err(error) => {
+            give_back(shared, &backfill, &batch);
+            if let Some((first, _)) = batch.keys() {
+                lane.sweep
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .skipped(first);
+            }
+            if error.is_timeout() {
+                let halved = (size / 2).max(1);
+                lane.batch_size.store(halved, Ordering::Relaxed);
+                log::warn!(
+                    "Backfill {name}: a batch of {size} rows timed out; batches of {halved} now"
+                );
+            }
+            batch_failed(shared, tables, name, lane, &error)
         }
-        Err(error) => Err(error),
     }
 }
 
-/// A sweep from the first key claimed nothing: done, or the rest is locked by other workers.
-fn sweep_found_nothing(
+/// How long a claim holds its rows against other workers without being written: ten times
+/// the batch target, at least 30 s (a worker that dies loses its rows after this).
+fn lease_ttl(shared: &Shared) -> Duration {
+    (shared.config.batch_target() * 10).max(Duration::from_secs(30))
+}
+
+/// Gives a batch's keys back to the other workers at once (best effort: else its lease
+/// expires).
+fn give_back(shared: &Shared, backfill: &Backfill, batch: &Batch) {
+    if let Ok(mut conn) = shared.db.get() {
+        backfill.give_up(&mut conn, batch);
+    }
+}
+
+/// The end of this process's sweep over `name`: finished when a whole sweep from the first
+/// key found nothing pending; else the next sweep starts from the smallest key left behind,
+/// after a growing wait if nothing could be claimed (the rows left are locked or leased by
+/// others).
+fn end_of_sweep(
     shared: &Shared,
     tables: &Tables,
     name: &str,
-    upper_key: Option<i64>,
     lane: &Lane,
+    sweep: &mut Sweep,
 ) -> Result<Step> {
-    let left = lane.job.backfill.remaining_up_to(&shared.db, upper_key)?;
-    if left > 0 {
-        // Other workers' batches in flight (or rows an application transaction holds).
-        return Ok(Step::Wait(Duration::from_millis(200)));
+    let ended = std::mem::replace(sweep, Sweep::new());
+    *sweep = ended.next();
+    if ended.claimed > 0 {
+        *lane.locked_wait.lock().unwrap_or_else(PoisonError::into_inner) = LOCKED_WAIT_FIRST;
+        return Ok(Step::Again);
+    }
+    if ended.skipped_from.is_some() {
+        let mut wait = lane.locked_wait.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = *wait;
+        *wait = (now * 2).min(LOCKED_WAIT_MAX);
+        return Ok(Step::Wait(now));
+    }
+    if !ended.started_at_first_key() {
+        // Nothing left from where the last sweep left rows behind: confirm from the start.
+        return Ok(Step::Again);
     }
     let mut conn = shared.db.get()?;
     if store::transition(
@@ -446,10 +624,15 @@ fn sweep_found_nothing(
     )? {
         log::info!("Backfill {name} finished");
     }
-    Ok(Step::Worked)
+    Ok(Step::Again)
 }
 
-fn compute_failed(
+/// A batch failed (claim, compute or write): a deterministic error (a constraint, a
+/// permission, a type, an undefined column, a computation that returns the wrong shape) marks
+/// the backfill `failed` at once; others are retried with a growing backoff, up to
+/// [`MAX_BATCH_RETRIES`] in a row, then the backfill is `failed` with the error as its
+/// `last_error`. Either way the cause is recorded, never only logged.
+fn batch_failed(
     shared: &Shared,
     tables: &Tables,
     name: &str,
@@ -457,9 +640,14 @@ fn compute_failed(
     error: &Error,
 ) -> Result<Step> {
     let failures = lane.failures.fetch_add(1, Ordering::Relaxed) + 1;
-    if failures > MAX_BATCH_RETRIES {
+    let deterministic = error.is_deterministic();
+    if deterministic || failures > MAX_BATCH_RETRIES {
+        let message = if deterministic {
+            format!("a batch failed and would fail again: {error}")
+        } else {
+            format!("a batch failed {failures} times: {error}")
+        };
         let mut conn = shared.db.get()?;
-        let message = format!("a batch failed {failures} times: {error}");
         if store::transition(
             &mut conn,
             tables,
@@ -471,23 +659,15 @@ fn compute_failed(
             log::error!("Backfill {name} failed: {message}");
         }
         lane.failures.store(0, Ordering::Relaxed);
-        return Ok(Step::Worked);
+        return Ok(Step::Again);
     }
-    // Exponential backoff with jitter: 0.25 s, 0.5 s, 1 s, 2 s, 4 s, plus up to 25 %.
-    let base = Duration::from_millis(250 << (failures - 1).min(4));
-    let jitter = base.mul_f64(f64::from(std::process::id() % 100 + failures * 7 % 100) / 400.0);
+    let wait = backoff(failures);
     log::warn!(
         "Backfill {name}: a batch failed (attempt {failures} of {}): {error}; retrying in {} ms",
         MAX_BATCH_RETRIES + 1,
-        (base + jitter).as_millis()
+        wait.as_millis()
     );
-    Ok(Step::Wait(base + jitter))
-}
-
-/// Whether a write failed on PostgreSQL's `statement_timeout` or `lock_timeout`.
-fn is_timeout(error: &Error) -> bool {
-    let text = error.to_string();
-    text.contains("statement timeout") || text.contains("lock timeout")
+    Ok(Step::Wait(wait))
 }
 
 /// Moves the batch size toward `MIGRATION_BATCH_TARGET_MS`: at most doubled or halved per

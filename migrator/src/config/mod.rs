@@ -68,7 +68,20 @@ pub struct Config {
     ddl_lock: DdlLock,
     max_replica_lag_time: Duration,
     max_replica_lag_mb: u64,
+    replica_lag_include: Vec<String>,
+    replica_lag_exclude: Vec<String>,
     background: background::Background,
+}
+
+/// A comma-separated list of names, trimmed, empty items dropped.
+fn name_list(value: Option<String>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `MIGRATION_DDL_LOCK_TIMEOUT_MS` and `MIGRATION_DDL_LOCK_RETRIES`.
@@ -174,6 +187,8 @@ impl Config {
                 .map(|v| parse_mb(vars::MIGRATION_MAX_REPLICA_LAG_MB, &v))
                 .transpose()?
                 .unwrap_or(DEFAULT_MAX_REPLICA_LAG_MB),
+            replica_lag_include: name_list(lookup(vars::MIGRATION_REPLICA_LAG_INCLUDE)),
+            replica_lag_exclude: name_list(lookup(vars::MIGRATION_REPLICA_LAG_EXCLUDE)),
             background: background::Background::from_lookup(&lookup)?,
         })
     }
@@ -205,6 +220,8 @@ impl Config {
             ddl_lock: DdlLock::default(),
             max_replica_lag_time: DEFAULT_MAX_REPLICA_LAG_TIME,
             max_replica_lag_mb: DEFAULT_MAX_REPLICA_LAG_MB,
+            replica_lag_include: Vec::new(),
+            replica_lag_exclude: Vec::new(),
             background: background::Background::default(),
         }
     }
@@ -221,6 +238,17 @@ impl Config {
     pub fn set_max_replica_lag_mb(&mut self, mb: u64) -> &mut Config {
         self.max_replica_lag_mb = mb;
         self
+    }
+
+    /// The `application_name`s whose lag counts although they are not physical standbys that
+    /// replay (`MIGRATION_REPLICA_LAG_INCLUDE`).
+    pub fn replica_lag_include(&self) -> &[String] {
+        &self.replica_lag_include
+    }
+
+    /// The `application_name`s whose lag never counts (`MIGRATION_REPLICA_LAG_EXCLUDE`).
+    pub fn replica_lag_exclude(&self) -> &[String] {
+        &self.replica_lag_exclude
     }
 
     /// How far behind (in time) a replica may be before background backfills hold.

@@ -39,6 +39,12 @@ pub const MIGRATION_MAX_REPLICA_LAG_SECS: &str = "MIGRATION_MAX_REPLICA_LAG_SECS
 /// Background backfills are held while a PostgreSQL replica is more than this many MB (MiB) of
 /// WAL behind (default 256).
 pub const MIGRATION_MAX_REPLICA_LAG_MB: &str = "MIGRATION_MAX_REPLICA_LAG_MB";
+/// Comma-separated `application_name`s of WAL receivers whose lag counts although they are not
+/// physical streaming standbys that replay (logical/CDC consumers, `pg_receivewal`).
+pub const MIGRATION_REPLICA_LAG_INCLUDE: &str = "MIGRATION_REPLICA_LAG_INCLUDE";
+/// Comma-separated `application_name`s of standbys whose lag never holds background backfills
+/// (delayed standbys with `recovery_min_apply_delay`, which the primary cannot tell apart).
+pub const MIGRATION_REPLICA_LAG_EXCLUDE: &str = "MIGRATION_REPLICA_LAG_EXCLUDE";
 
 /// How a migration's backfill runs: `inline`, `background` or `auto` (default).
 pub const MIGRATION_BACKFILL: &str = "MIGRATION_BACKFILL";
@@ -54,7 +60,7 @@ pub const MIGRATION_BACKFILL_PAUSE_MS: &str = "MIGRATION_BACKFILL_PAUSE_MS";
 pub const MIGRATION_BATCH_TARGET_MS: &str = "MIGRATION_BATCH_TARGET_MS";
 
 /// Every variable above, and `DATABASE_URL`.
-pub const ALL: [&str; 23] = [
+pub const ALL: [&str; 25] = [
     ENVIRONMENT,
     AUTO_MIGRATE_ON_STARTUP,
     ENABLE_PROD_MIGRATIONS,
@@ -77,5 +83,7 @@ pub const ALL: [&str; 23] = [
     MIGRATION_BATCH_TARGET_MS,
     MIGRATION_MAX_REPLICA_LAG_SECS,
     MIGRATION_MAX_REPLICA_LAG_MB,
+    MIGRATION_REPLICA_LAG_INCLUDE,
+    MIGRATION_REPLICA_LAG_EXCLUDE,
     "DATABASE_URL",
 ];
