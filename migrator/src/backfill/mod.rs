@@ -99,6 +99,9 @@ pub struct Backfill {
     sink: Option<store::Sink>,
     /// A named backfill's claims, recorded so that other processes' workers leave them be.
     lease: Option<claim::Lease>,
+    /// An inline run of a named backfill stops when an operator pauses or cancels it
+    /// (`finalize` does not: it finishes the backfill whatever its state).
+    obey_operator: bool,
     /// An inline run stops after the batch that passes this instant (`auto`).
     deadline: Option<Instant>,
 }
@@ -146,6 +149,7 @@ impl Backfill {
             upper_key: None,
             sink: None,
             lease: None,
+            obey_operator: false,
             deadline: None,
         }
     }
@@ -265,9 +269,11 @@ impl Backfill {
                  AND a.attnum > 0 AND NOT a.attisdropped"
             }
             crate::Backend::Sqlite => {
-                // An INTEGER PRIMARY KEY (the rowid) is never NULL, whatever `notnull` says.
+                // A single-column primary key counts as NOT NULL: an INTEGER PRIMARY KEY is
+                // the rowid, never NULL; other types allow NULL only through a legacy quirk of
+                // SQLite that applications do not use.
                 "SELECT t.type AS ty, \
-                 CASE WHEN t.\"notnull\" = 1 OR (t.pk = 1 AND upper(t.type) = 'INTEGER' \
+                 CASE WHEN t.\"notnull\" = 1 OR (t.pk = 1 \
                    AND (SELECT COUNT(*) FROM pragma_table_info($1) WHERE pk > 0) = 1) \
                    THEN 1 ELSE 0 END AS not_null, \
                  CASE WHEN (t.pk = 1 AND (SELECT COUNT(*) FROM pragma_table_info($1) \

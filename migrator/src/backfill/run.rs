@@ -178,7 +178,7 @@ impl Backfill {
 
     /// Whether an operator paused or cancelled this (named) backfill: read between batches.
     fn stopped_by_operator(&self, db: &Database) -> Result<Option<BackfillStatus>> {
-        let Some(sink) = &self.sink else {
+        let Some(sink) = self.sink.as_ref().filter(|_| self.obey_operator) else {
             return Ok(None);
         };
         let mut conn = db.get()?;

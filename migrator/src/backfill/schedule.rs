@@ -96,7 +96,7 @@ impl Context<'_> {
                 Instant::now().checked_add(self.config().inline_backfill_budget())
             }
         };
-        let report = self.run_inline(name, &job, &tables, deadline)?;
+        let report = self.run_inline(name, &job, &tables, deadline, true)?;
         if let Some(status) = report.stopped_by {
             // An operator paused or cancelled it meanwhile: the migration goes on without the
             // rest (a paused backfill goes to the background workers once resumed; a
@@ -165,19 +165,7 @@ impl Context<'_> {
         )?;
         store::set_definition(self.conn(), &tables, registered.name(), &job.checksum())?;
         log::info!("Finalizing backfill {name}: what is left runs inline");
-        let report = self.run_inline(name, &job, &tables, None)?;
-        if let Some(status) = report.stopped_by {
-            return Err(Error::BackgroundBackfill {
-                name: name.to_owned(),
-                reason: format!(
-                    "an operator {status} it while migration {} finalized it ({} rows done \
-                     meanwhile); the migration needs it done: resume it and run the \
-                     migrations again",
-                    self.id(),
-                    report.rows_updated
-                ),
-            });
-        }
+        let report = self.run_inline(name, &job, &tables, None, false)?;
         store::transition(
             self.conn(),
             &tables,
@@ -206,6 +194,7 @@ impl Context<'_> {
         job: &super::Job,
         tables: &Tables,
         deadline: Option<Instant>,
+        obey_operator: bool,
     ) -> Result<BackfillReport> {
         let db = self.database()?.clone();
         let mut backfill: Backfill = job.backfill.clone();
@@ -239,6 +228,7 @@ impl Context<'_> {
             worker: leased.then(|| holder.clone()),
         });
         backfill.deadline = deadline;
+        backfill.obey_operator = obey_operator;
         let report = backfill.run(&db, self.progress(), |inputs| (job.compute)(inputs));
         if leased {
             if let Err(e) = store::remove_worker(self.conn(), tables, &holder) {

@@ -472,7 +472,9 @@ fn batch(
     lane: &Lane,
 ) -> Result<Step> {
     let mut backfill = lane.job.backfill.clone();
-    backfill.lease = Some(Lease {
+    // PostgreSQL: claims are leased, so that other processes' workers step around them.
+    // SQLite: one process at a time; this process's threads share one sweep.
+    backfill.lease = (shared.db.backend() == crate::url::Backend::Postgres).then(|| Lease {
         tables: tables.clone(),
         name: name.to_owned(),
         holder: me.id.clone(),
