@@ -335,15 +335,24 @@ impl Backfill {
 
     /// How many rows with a key up to `upper_key` (all, if `None`) are still pending.
     pub(crate) fn remaining_up_to(&self, db: &Database, upper_key: Option<i64>) -> Result<u64> {
+        self.remaining_on(&mut *db.get()?, upper_key)
+    }
+
+    /// [`Backfill::remaining_up_to`] on `conn` (a migration's own connection, which runs
+    /// without a role's `statement_timeout`).
+    pub(crate) fn remaining_on(
+        &self,
+        conn: &mut crate::AnyConnection,
+        upper_key: Option<i64>,
+    ) -> Result<u64> {
         self.check()?;
-        let mut conn = db.get()?;
         let sql = format!(
             "SELECT COUNT(*) AS n FROM {} WHERE ({}) AND {} <= $1",
             self.table, self.pending, self.key
         );
         let count: Count = diesel::sql_query(sql)
             .bind::<diesel::sql_types::BigInt, _>(upper_key.unwrap_or(i64::MAX))
-            .get_result(&mut *conn)
+            .get_result(conn)
             .map_err(Error::db(format!(
                 "cannot count pending rows of {}",
                 self.table

@@ -49,13 +49,14 @@ impl Context<'_> {
     /// Only in `transaction = false` migrations (it works through the pool).
     pub fn backfill(&mut self, name: &str) -> Result<Scheduled> {
         let registered = named::find(name)?;
-        let db = self.database()?.clone();
+        self.database()?;
         let job = registered.build(self.config())?;
         let tables = self.backfill_tables()?;
         let mode = self.config().backfill_mode();
         job.backfill.check_key(self.conn())?;
         let upper_key = max_key(self, &job.backfill)?;
-        let rows_total = job.backfill.remaining_up_to(&db, upper_key)?;
+        // On the migration's connection: it runs without a role's statement_timeout.
+        let rows_total = job.backfill.remaining_on(self.conn(), upper_key)?;
         let migration = self.id();
         let state = store::schedule(
             self.conn(),
