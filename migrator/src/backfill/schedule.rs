@@ -215,6 +215,8 @@ impl Context<'_> {
         );
         let leased = db.backend() == crate::url::Backend::Postgres;
         if leased {
+            // Under the migration lock: another inline run's lease is a dead one's.
+            store::remove_gone_workers(self.conn(), tables, &holder, true)?;
             store::heartbeat(self.conn(), tables, &holder, 0, Some(name))?;
             backfill.lease = Some(Lease {
                 tables: tables.clone(),

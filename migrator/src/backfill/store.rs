@@ -362,6 +362,46 @@ pub(crate) fn note(
     Ok(())
 }
 
+/// Removes the rows (and so the leases) of workers that cannot be alive: those of this host
+/// whose process is gone (a worker killed with its app), and, with `inline_too`, every
+/// inline run's row but `keep`'s (an inline run holds the migration lock: any other one died).
+pub(crate) fn remove_gone_workers(
+    conn: &mut AnyConnection,
+    tables: &Tables,
+    keep: &str,
+    inline_too: bool,
+) -> Result<()> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = BigInt)]
+        pid: i64,
+    }
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let rows: Vec<Row> = diesel::sql_query(format!(
+        "SELECT id, CAST(pid AS BIGINT) AS pid FROM {} WHERE host = $1",
+        tables.workers
+    ))
+    .bind::<Text, _>(&host)
+    .load(conn)
+    .map_err(Error::db(format!("cannot read {WORKERS}")))?;
+    let me = i64::from(std::process::id());
+    for row in rows {
+        let gone = row.pid != me && !process_alive(row.pid);
+        let other_inline = inline_too && row.id != keep && row.id.ends_with(":inline");
+        if gone || other_inline {
+            remove_worker(conn, tables, &row.id)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether process `pid` of this host exists.
+fn process_alive(pid: i64) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists() || !cfg!(target_os = "linux")
+}
+
 /// Removes the rows of workers whose heartbeat is older than `age` (their process died
 /// without removing them).
 pub(crate) fn remove_dead_workers(

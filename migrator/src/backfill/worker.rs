@@ -383,6 +383,7 @@ fn step(shared: &Shared, me: &mut Me) -> Result<Step> {
                 return Ok(Step::Idle);
             };
             store::upgrade(&mut conn, &tables)?;
+            store::remove_gone_workers(&mut conn, &tables, &me.id, false)?;
             store::heartbeat(&mut conn, &tables, &me.id, me.index, None)?;
             me.tables = Some(tables.clone());
             tables
@@ -606,6 +607,10 @@ fn end_of_sweep(
         return Ok(Step::Again);
     }
     if ended.skipped_from.is_some() {
+        // The rows left may be leased by a worker of this host that died: its lease goes.
+        let mut conn = shared.db.get()?;
+        store::remove_gone_workers(&mut conn, tables, "", false)?;
+        drop(conn);
         let mut wait = lane.locked_wait.lock().unwrap_or_else(PoisonError::into_inner);
         let now = *wait;
         *wait = (now * 2).min(LOCKED_WAIT_MAX);
