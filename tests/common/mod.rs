@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod cdp;
 pub mod demo;
 pub mod http;
 pub mod kroger_cli;
