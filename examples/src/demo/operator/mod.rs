@@ -133,7 +133,7 @@ fn back_to_page(cookie: Option<String>) -> Response {
 }
 
 /// `POST /migrations/login`: the form's `token`; the right one starts a session (cookie) and
-/// goes back to the page, a wrong one is 403 (logged, without the token).
+/// goes back to the page, a wrong one is 403 after half a second (logged, without the token).
 pub(super) async fn login(
     State(state): State<Shared>,
     form: Result<axum::Form<FormFields>, FormRejection>,
@@ -147,6 +147,8 @@ pub(super) async fn login(
     };
     if !auth::authorized(Some(token), form.token.as_deref()) {
         log::warn!("Operator page: a login with a wrong admin token was refused");
+        // Slows guessing down (per connection; the token's length is what makes it hopeless).
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         return guarded(error(StatusCode::FORBIDDEN, "wrong admin token"));
     }
     match state.sessions.start() {
