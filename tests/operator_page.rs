@@ -2,15 +2,18 @@
 //! Debian package `chromium` that scripts/setup installs): every migration in the rendered DOM
 //! with its status, duration and attempts; values from the database escaped; no database URL
 //! or secret; the background backfill with its progress, and pause/resume/cancel buttons only
-//! for a request presenting `MIGRATION_ADMIN_TOKEN`; a screenshot under target/. The controls
-//! (303 back to the page, 403 without the token, 404, 409) are driven over plain HTTP, and the
+//! for an admin who logged in with `MIGRATION_ADMIN_TOKEN` through the page's form (the browser
+//! clicks through login, pause and logout, and no URL, redirect, header or page holds the
+//! token); a screenshot under target/. The controls (303 back to the page, 403 without the
+//! token or without the session's CSRF token, 404, 409) are driven over plain HTTP, and the
 //! demo's workers finish the backfill and stop on SIGTERM.
 
 mod common;
 
 use std::path::PathBuf;
 
-use common::browser::{dump_dom, png_size, screenshot};
+use common::browser::{dump_dom, png_size};
+use common::cdp::Browser;
 use common::server::{start, Server};
 use common::{exec, http, pg, users, TestDb};
 use migrator::Backend;
@@ -74,7 +77,7 @@ fn post_form(server: &Server, path: &str, token: &str) -> http::Response {
 }
 
 #[test]
-fn the_rendered_page_shows_every_migration_and_buttons_only_with_the_token() {
+fn the_rendered_page_shows_every_migration_and_controls_only_to_a_logged_in_admin() {
     let t = TestDb::new(Backend::Postgres);
     let db = t.connect();
     users::seed(&db, Backend::Postgres, 40);
@@ -85,6 +88,7 @@ fn the_rendered_page_shows_every_migration_and_buttons_only_with_the_token() {
             ("DATABASE_URL", &t.url),
             ("ENVIRONMENT", "staging"),
             ("MIGRATION_ADMIN_TOKEN", TOKEN),
+            ("MIGRATION_ADMIN_TOKEN_LABEL", "on-call"),
             // 001 hands its hashing off, and no worker takes it: it stays active at 0 rows.
             ("MIGRATION_BACKFILL", "background"),
             ("MIGRATION_BACKFILL_THREADS", "0"),
@@ -146,10 +150,17 @@ fn the_rendered_page_shows_every_migration_and_buttons_only_with_the_token() {
         "{backfill}"
     );
     assert!(backfill.contains("rows/s"), "{backfill}");
-    // Read-only without the token; no database URL, password or token anywhere.
+    // Read-only without the token (a login form, no controls, no error texts); no database
+    // URL, password or token anywhere.
     assert!(dom.contains("read-only"), "{dom}");
-    assert!(!dom.contains("<form"), "{dom}");
-    assert!(!dom.contains("<button"), "{dom}");
+    assert!(dom.contains("id=\"login\""), "{dom}");
+    assert!(!dom.contains("/migrations/backfills/"), "{dom}");
+    assert!(!dom.contains("id=\"logout"), "{dom}");
+    assert!(
+        !dom.contains("boom"),
+        "an error text shown to an anonymous client:\n{dom}"
+    );
+    assert!(dom.contains("(shown to the admin)"), "{dom}");
     for secret in [
         t.url.as_str(),
         pg::PASSWORD,
@@ -159,14 +170,29 @@ fn the_rendered_page_shows_every_migration_and_buttons_only_with_the_token() {
     ] {
         assert!(!dom.contains(secret), "{secret} in the page:\n{dom}");
     }
+    // The token is never accepted in a URL.
+    let in_url = dump_dom(&url(
+        &server,
+        &format!("/migrations?token={}", encode(TOKEN)),
+    ));
+    assert!(in_url.contains("read-only"), "{in_url}");
+    assert!(!in_url.contains("/migrations/backfills/"), "{in_url}");
 
-    // A wrong token is read-only too; the right one enables the controls.
-    let wrong = dump_dom(&url(&server, "/migrations?token=op-T0ken"));
-    assert!(wrong.contains("read-only"), "{wrong}");
-    let with_token = format!("/migrations?token={}", encode(TOKEN));
-    let admin = dump_dom(&url(&server, &with_token));
-    assert!(admin.contains("controls enabled"), "{admin}");
+    // Through the page in a browser: log in, pause, log out.
+    let mut browser = Browser::start();
+    browser.navigate(&url(&server, "/migrations"));
+    browser.wait_until("document.getElementById('login-token')");
+    let token_js = serde_json::to_string(TOKEN).unwrap();
+    browser.eval(&format!(
+        "document.getElementById('login-token').value = {token_js}; \
+         document.getElementById('login-button').click(); true"
+    ));
+    browser.wait_until("document.getElementById('mode').textContent === 'controls enabled'");
+    let admin = browser.html();
     assert!(!admin.contains("read-only"), "{admin}");
+    // The admin sees error texts, escaped.
+    assert!(admin.contains("boom &lt;script&gt;"), "{admin}");
+    assert!(!admin.contains("<i id=\"err-injected\">"), "{admin}");
     row(&admin, "001_hash_kroger_passwords");
     let backfill = row_of(&admin, "data-name", BACKFILL);
     for button in ["pause", "cancel"] {
@@ -182,21 +208,30 @@ fn the_rendered_page_shows_every_migration_and_buttons_only_with_the_token() {
         );
     }
     assert!(!backfill.contains("id=\"resume-"), "{backfill}");
-    // The forms carry the token, escaped as an attribute value.
-    assert!(
-        backfill.contains("name=\"token\" value=\"op-T0ken&amp;&quot;"),
-        "{backfill}"
-    );
+    // The forms carry the session's CSRF token, never the admin token.
+    assert!(backfill.contains("name=\"csrf\" value=\""), "{backfill}");
+    assert!(!backfill.contains("name=\"token\""), "{backfill}");
+    let cookies = browser.cookies(&url(&server, "/migrations"));
+    let session = cookies
+        .iter()
+        .find(|c| c["name"] == "migrator_session")
+        .unwrap_or_else(|| panic!("no session cookie: {cookies:?}"));
+    assert_eq!(session["httpOnly"], true, "{session}");
+    assert_eq!(session["sameSite"], "Strict", "{session}");
+    assert_eq!(session["path"], "/migrations", "{session}");
+    assert_eq!(session["session"], false, "an expiry: {session}");
+    let session_value = session["value"].as_str().unwrap().to_owned();
 
-    // Pause as the page's form does: 303 back to the page (with the token), which now shows
-    // the backfill paused with a resume button.
-    let pause = format!("/migrations/backfills/{BACKFILL}/pause");
-    let r = post_form(&server, &pause, TOKEN);
-    assert_eq!(r.status, 303, "{r:?}");
-    assert_eq!(r.header("location"), Some(with_token.as_str()), "{r:?}");
-    let paused = dump_dom(&url(&server, &with_token));
+    // Pause by pressing the page's button: back to the page, which now shows the backfill
+    // paused with a resume button.
+    browser.eval(&format!(
+        "document.getElementById('pause-{BACKFILL}').click(); true"
+    ));
+    browser.wait_until(&format!(
+        "document.querySelector('tr[data-name=\"{BACKFILL}\"]').dataset.status === 'paused'"
+    ));
+    let paused = browser.html();
     let backfill = row_of(&paused, "data-name", BACKFILL);
-    assert!(backfill.contains("data-status=\"paused\""), "{backfill}");
     assert!(backfill.contains(">paused</td>"), "{backfill}");
     assert!(
         backfill.contains(&format!("id=\"resume-{BACKFILL}\"")),
@@ -208,10 +243,33 @@ fn the_rendered_page_shows_every_migration_and_buttons_only_with_the_token() {
     );
     let health = server.wait_for("ok").0.json();
     assert_eq!(health["backfills"][0]["status"], "paused", "{health}");
+    // Recorded with who and when.
+    let audit = migrator::audit::list(&db, 10).unwrap();
+    let pause = audit
+        .iter()
+        .find(|e| e.action == "backfill pause")
+        .unwrap_or_else(|| panic!("no audit row: {audit:?}"));
+    assert_eq!(
+        (
+            pause.actor.as_str(),
+            pause.target.as_str(),
+            pause.outcome.as_str()
+        ),
+        ("token:on-call", BACKFILL, "paused")
+    );
+    assert!(!pause.at.is_empty());
 
     let png = target_dir().join("operator-page.png");
-    screenshot(&url(&server, &with_token), &png, 1280, 900);
-    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+    browser.send(
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({ "width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": false }),
+    );
+    let shot = browser.send(
+        "Page.captureScreenshot",
+        serde_json::json!({ "format": "png" }),
+    );
+    let bytes = base64_decode(shot["data"].as_str().unwrap());
+    std::fs::write(&png, &bytes).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
     assert_eq!(png_size(&bytes), (1280, 900), "{}", png.display());
     assert!(
         bytes.len() > 10_000,
@@ -219,7 +277,78 @@ fn the_rendered_page_shows_every_migration_and_buttons_only_with_the_token() {
         bytes.len()
     );
 
+    // Log out: the session ends and its cookie is cleared; the old cookie controls nothing.
+    browser.eval("document.getElementById('logout-button').click(); true");
+    browser.wait_until("document.getElementById('mode').textContent === 'read-only'");
+    let cookies = browser.cookies(&url(&server, "/migrations"));
+    assert!(
+        !cookies.iter().any(|c| c["name"] == "migrator_session"),
+        "{cookies:?}"
+    );
+    let replayed = http::request_with_headers(
+        server.port,
+        "POST",
+        &format!("/migrations/backfills/{BACKFILL}/resume"),
+        &[("Cookie", &format!("migrator_session={session_value}"))],
+        Some("application/x-www-form-urlencoded"),
+        "",
+    )
+    .unwrap();
+    assert_eq!(replayed.status, 403, "{replayed:?}");
+
+    // No request URL, redirect, response header or page held the token; only the login
+    // form's body did.
+    let final_page = browser.html();
+    let encoded = encode(TOKEN);
+    for (what, text) in browser.traffic() {
+        if what == "body" && text.starts_with("token=") {
+            continue;
+        }
+        for form in [TOKEN, encoded.as_str(), "op-T0ken"] {
+            assert!(!text.contains(form), "the token in {what}: {text}");
+        }
+        if what == "url" || what.ends_with("location") {
+            assert!(!text.contains("token="), "{what}: {text}");
+        }
+    }
+    for page in [&admin, &paused, &final_page] {
+        assert!(!page.contains("op-T0ken"), "the token in a page:\n{page}");
+    }
+    assert!(
+        browser
+            .traffic()
+            .iter()
+            .any(|(what, text)| what == "url" && text.ends_with(&format!("{BACKFILL}/pause"))),
+        "the pause was not sent by the browser: {:?}",
+        browser.traffic()
+    );
+    assert!(!server.log().contains("op-T0ken"), "{}", server.log());
+
     assert_eq!(server.terminate(), 0);
+}
+
+/// Standard base64 (as Chromium sends screenshots) to bytes.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let digits: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
+    for chunk in digits.chunks(4) {
+        let mut n = 0u32;
+        for (i, d) in chunk.iter().enumerate() {
+            n |= u32::from(*d) << (18 - 6 * i);
+        }
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
 }
 
 /// A POST with `Authorization: Bearer token` (as from a script).
@@ -269,18 +398,90 @@ fn controls_are_403_without_the_admin_token() {
     }
     // With the token: unknown backfill and action 404; the JSON state for a Bearer request;
     // 409 where the state does not allow the action.
-    let r = post_form(
+    let r = bearer_post(
         &server,
         "/migrations/backfills/no_such_backfill/pause",
         TOKEN,
     );
     assert_eq!(r.status, 404, "{r:?}");
-    let r = post_form(
+    let r = bearer_post(
         &server,
         &format!("/migrations/backfills/{BACKFILL}/delete"),
         TOKEN,
     );
     assert_eq!(r.status, 404, "{r:?}");
+    // A login with a wrong token is refused; the right one sets the session cookie and goes
+    // back to the page, without the token.
+    let r = post_form(&server, "/migrations/login", "op-T0ken");
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(r.header("set-cookie").is_none(), "{r:?}");
+    let r = post_form(&server, "/migrations/login", TOKEN);
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(r.header("location"), Some("/migrations"), "{r:?}");
+    let cookie = r.header("set-cookie").unwrap_or_default().to_owned();
+    assert!(
+        cookie.starts_with("migrator_session=")
+            && cookie.ends_with("; Path=/migrations; Max-Age=3600; HttpOnly; SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("op-T0ken"), "{cookie}");
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let with_session = |path: &str, body: &str| {
+        http::request_with_headers(
+            server.port,
+            "POST",
+            path,
+            &[("Cookie", &session)],
+            form,
+            body,
+        )
+        .unwrap()
+    };
+    // The session alone is not enough: its CSRF token must come with each form.
+    let resume = format!("/migrations/backfills/{BACKFILL}/resume");
+    for body in [
+        String::new(),
+        "csrf=0123".to_owned(),
+        format!("token={}", encode(TOKEN)),
+    ] {
+        let r = with_session(&resume, &body);
+        assert_eq!(r.status, 403, "{body}: {r:?}");
+        assert!(r.body.contains("CSRF"), "{r:?}");
+    }
+    let page = http::request_with_headers(
+        server.port,
+        "GET",
+        "/migrations",
+        &[("Cookie", &session)],
+        None,
+        "",
+    )
+    .unwrap();
+    assert!(page.body.contains("controls enabled"), "{}", page.body);
+    let csrf = page
+        .body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF token in the page")
+        .to_owned();
+    let r = with_session(
+        &format!("/migrations/backfills/{BACKFILL}/pause"),
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(r.status, 303, "{r:?}");
+    assert_eq!(r.header("location"), Some("/migrations"), "{r:?}");
+    // Logging out ends the session.
+    let r = with_session("/migrations/logout", &format!("csrf={csrf}"));
+    assert_eq!(r.status, 303, "{r:?}");
+    assert!(
+        r.header("set-cookie")
+            .unwrap_or_default()
+            .contains("Max-Age=0"),
+        "{r:?}"
+    );
+    let r = with_session(&resume, &format!("csrf={csrf}"));
+    assert_eq!(r.status, 403, "{r:?}");
     let bearer = |action: &str| {
         let path = format!("/migrations/backfills/{BACKFILL}/{action}");
         bearer_post(&server, &path, TOKEN)
@@ -291,11 +492,11 @@ fn controls_are_403_without_the_admin_token() {
     let r = bearer("pause");
     assert_eq!(r.status, 409, "{r:?}");
     assert!(r.body.contains(BACKFILL), "{r:?}");
-    // The page without the token is read-only.
+    // The page without the token is read-only: a login form, no controls.
     let page = http::get(server.port, "/migrations").unwrap();
     assert_eq!(page.status, 200);
     assert!(page.content_type.starts_with("text/html"), "{page:?}");
-    assert!(page.body.contains("read-only") && !page.body.contains("<form"));
+    assert!(page.body.contains("read-only") && !page.body.contains("/migrations/backfills/"));
     drop(server);
 
     // With the variable unset, every control is refused, whatever is presented.

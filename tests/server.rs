@@ -319,16 +319,42 @@ fn a_failed_migration_degrades_development_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(
         dir.path(),
-        &[("DATABASE_URL", &t.url), ("ENVIRONMENT", "development")],
+        &[
+            ("DATABASE_URL", &t.url),
+            ("ENVIRONMENT", "development"),
+            ("MIGRATION_ADMIN_TOKEN", "health-admin-t0ken"),
+        ],
     );
     let (health, _) = server.wait_for("degraded");
     assert_eq!(health.status, 200);
     let body = health.json();
     assert_eq!(body["error"]["migration"], "001_hash_kroger_passwords");
-    let message = body["error"]["message"].as_str().unwrap();
+    // Anonymous callers learn which migration failed, not its error text.
+    assert!(body["error"].get("message").is_none(), "{body}");
+    assert!(
+        !health.body.contains("read-only during the audit"),
+        "{body}"
+    );
+    let admin = http::request_with_headers(
+        server.port,
+        "GET",
+        "/health",
+        &[("Authorization", "Bearer health-admin-t0ken")],
+        None,
+        "",
+    )
+    .unwrap()
+    .json();
+    let message = admin["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("user_profiles is read-only during the audit"),
         "{message}"
+    );
+    assert!(
+        admin["migrations"][0]["error_message"]
+            .as_str()
+            .is_some_and(|e| e.contains("read-only during the audit")),
+        "{admin}"
     );
     assert_eq!(body["migrations"][0]["status"], "failed");
     assert_eq!(http::get(server.port, "/api-test").unwrap().status, 200);

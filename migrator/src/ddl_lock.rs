@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::result::DatabaseErrorKind;
-use diesel::sql_types::{Integer, Text};
+use diesel::sql_types::{Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use crate::config::Config;
@@ -144,21 +144,33 @@ pub(crate) fn backoff(retry: u32) -> Duration {
     Duration::from_millis(full / 2 + random % (full / 2 + 1))
 }
 
-/// A session that blocked a migration's statement.
+/// A session that blocked a migration's statement: what an operator needs to find and end it,
+/// and nothing the session wrote (never `pg_stat_activity.query`: another session's statement
+/// can hold a password or a row's values).
 #[derive(Clone, Debug, PartialEq, Eq, QueryableByName)]
 pub(crate) struct Blocker {
     #[diesel(sql_type = Integer)]
     pid: i32,
     #[diesel(sql_type = Text)]
     state: String,
+    /// `wait_event_type:wait_event`, or empty when it waits on nothing.
     #[diesel(sql_type = Text)]
-    query: String,
+    wait_event: String,
+    /// Seconds since its transaction (else its current state) began.
+    #[diesel(sql_type = Nullable<Integer>)]
+    age_secs: Option<i32>,
+    #[diesel(sql_type = Text)]
+    application_name: String,
+    /// The modes it holds on the relation the migration waits for (else on any relation).
+    #[diesel(sql_type = Text)]
+    modes: String,
 }
 
-/// The longest part of a blocker's query that is logged.
-const QUERY_CHARS: usize = 200;
+/// The longest `application_name` shown (PostgreSQL keeps 63 bytes).
+const NAME_CHARS: usize = 63;
 
-/// `blocked by pid 123 (idle in transaction: LOCK TABLE ...)`, or that no blocker was seen.
+/// `blocked by pid 123 (idle in transaction, wait Client:ClientRead, open 42 s,
+/// application_name 'psql', holds RowExclusiveLock)`, or that no blocker was seen.
 pub(crate) fn describe(blockers: &[Blocker]) -> String {
     if blockers.is_empty() {
         return "no blocking session was seen (it may have ended meanwhile)".into();
@@ -166,11 +178,28 @@ pub(crate) fn describe(blockers: &[Blocker]) -> String {
     let each: Vec<String> = blockers
         .iter()
         .map(|b| {
-            let mut query: String = b.query.split_whitespace().collect::<Vec<_>>().join(" ");
-            if query.chars().count() > QUERY_CHARS {
-                query = query.chars().take(QUERY_CHARS).collect::<String>() + "...";
+            let name: String = b
+                .application_name
+                .chars()
+                .filter(|c| !c.is_control() && *c != '\'')
+                .take(NAME_CHARS)
+                .collect();
+            let mut parts = vec![if b.state.is_empty() {
+                "state unknown".to_owned()
+            } else {
+                b.state.clone()
+            }];
+            if !b.wait_event.is_empty() {
+                parts.push(format!("wait {}", b.wait_event));
             }
-            format!("pid {} ({}: {query})", b.pid, b.state)
+            if let Some(age) = b.age_secs {
+                parts.push(format!("open {age} s"));
+            }
+            parts.push(format!("application_name '{name}'"));
+            if !b.modes.is_empty() {
+                parts.push(format!("holds {}", b.modes));
+            }
+            format!("pid {} ({})", b.pid, parts.join(", "))
         })
         .collect();
     format!("blocked by {}", each.join(", "))
@@ -257,6 +286,19 @@ impl BlockerWatch {
     }
 }
 
+/// The sessions blocking pid `$1`: identities, states and lock modes only (no `query` column).
+const BLOCKERS: &str = "SELECT a.pid AS pid, COALESCE(a.state, '') AS state, \
+     COALESCE(a.wait_event_type || ':' || a.wait_event, '') AS wait_event, \
+     CAST(floor(EXTRACT(EPOCH FROM clock_timestamp() - COALESCE(a.xact_start, a.state_change))) \
+     AS INTEGER) AS age_secs, \
+     COALESCE(a.application_name, '') AS application_name, \
+     COALESCE((SELECT string_agg(DISTINCT h.mode, '+' ORDER BY h.mode) FROM pg_locks h \
+       WHERE h.pid = a.pid AND h.granted AND h.relation IS NOT NULL \
+       AND (h.relation IN (SELECT w.relation FROM pg_locks w WHERE w.pid = $1 AND NOT w.granted) \
+       OR NOT EXISTS (SELECT 1 FROM pg_locks w WHERE w.pid = $1 AND NOT w.granted \
+       AND w.relation IS NOT NULL))), '') AS modes \
+     FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids($1)) ORDER BY a.pid";
+
 /// The watch thread: no connection for attempts that end within the first interval; then a
 /// look every `interval`.
 fn watch(db: &Database, pid: i32, interval: Duration, shared: &Shared) {
@@ -271,12 +313,9 @@ fn watch(db: &Database, pid: i32, interval: Duration, shared: &Shared) {
         }
     };
     loop {
-        let found = diesel::sql_query(
-            "SELECT pid, COALESCE(state, '') AS state, COALESCE(query, '') AS query \
-             FROM pg_stat_activity WHERE pid = ANY(pg_blocking_pids($1)) ORDER BY pid",
-        )
-        .bind::<Integer, _>(pid)
-        .load::<Blocker>(&mut conn);
+        let found = diesel::sql_query(BLOCKERS)
+            .bind::<Integer, _>(pid)
+            .load::<Blocker>(&mut conn);
         match found {
             Ok(found) => {
                 if let Ok(mut seen) = shared.seen.lock() {
@@ -308,18 +347,25 @@ mod tests {
     }
 
     #[test]
-    fn blockers_are_described_and_long_queries_cut() {
-        let long = Blocker {
+    fn blockers_are_described_by_identity_and_state_only() {
+        let blocker = Blocker {
             pid: 7,
-            state: "active".into(),
-            query: "SELECT\n  ".to_owned() + &"x".repeat(500),
+            state: "idle in transaction".into(),
+            wait_event: "Client:ClientRead".into(),
+            age_secs: Some(42),
+            application_name: "psql'\n".to_owned() + &"x".repeat(100),
+            modes: "RowExclusiveLock".into(),
         };
-        let text = describe(&[long]);
+        let text = describe(&[blocker]);
         assert!(
-            text.starts_with("blocked by pid 7 (active: SELECT xxx"),
+            text.starts_with(
+                "blocked by pid 7 (idle in transaction, wait Client:ClientRead, open 42 s, \
+                 application_name 'psqlxxx"
+            ),
             "{text}"
         );
-        assert!(text.len() < 260, "{text}");
+        assert!(text.ends_with("', holds RowExclusiveLock)"), "{text}");
+        assert!(text.len() < 200, "{text}");
         assert!(describe(&[]).contains("no blocking session"));
     }
 }

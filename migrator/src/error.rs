@@ -12,7 +12,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Messages are lowercase, name the migration and the cause, and never contain a database
 /// password. [`Error::report`] gives what a run did before it stopped.
-#[derive(Debug, thiserror::Error)]
+///
+/// A database's error is shown with every value from a row or a statement redacted (a
+/// PostgreSQL `DETAIL`, a quoted literal, the statement near a SQLite syntax error), in
+/// `Display` and `Debug` alike: these texts reach `applied_migrations.error_message`, logs and
+/// pages. The driver's error is still the [`source`](std::error::Error::source), for matching.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An environment variable has a value migrator does not accept.
@@ -93,7 +98,7 @@ pub enum Error {
     Pool(#[from] r2d2::Error),
 
     /// A query of migrator's own failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", crate::redact::DatabaseError(.source))]
     Database {
         /// What migrator was doing.
         context: String,
@@ -103,7 +108,7 @@ pub enum Error {
     },
 
     /// A query in migration code failed (converted by `?`).
-    #[error(transparent)]
+    #[error("{}", crate::redact::DatabaseError(.0))]
     Query(#[from] diesel::result::Error),
 
     /// Diesel's SQL migrations failed.
@@ -232,7 +237,8 @@ pub enum Error {
         timeout: Duration,
         /// How many attempts were made.
         attempts: u32,
-        /// The sessions that blocked the last attempt (pid, state, query), as seen while it
+        /// The sessions that blocked the last attempt (pid, state, wait event, age, `application_name`,
+        /// lock mode; never their statements), as seen while it
         /// waited, or that none was seen.
         blockers: String,
         /// The database's error of the last attempt.
@@ -274,6 +280,31 @@ pub enum Error {
         /// The migration's ID.
         migration: String,
     },
+}
+
+impl std::fmt::Debug for Error {
+    /// Like `Display` (values redacted), with the variant's name for the database errors.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::redact::DatabaseError;
+        match self {
+            Error::Database { context, source } => f
+                .debug_struct("Database")
+                .field("context", context)
+                .field("source", &DatabaseError(source))
+                .finish(),
+            Error::Query(source) => f
+                .debug_tuple("Query")
+                .field(&DatabaseError(source))
+                .finish(),
+            Error::MigrationFailed { id, cause, report } => f
+                .debug_struct("MigrationFailed")
+                .field("id", id)
+                .field("cause", cause)
+                .field("report", report)
+                .finish(),
+            other => f.debug_tuple("Error").field(&other.to_string()).finish(),
+        }
+    }
 }
 
 impl Error {

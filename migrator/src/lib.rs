@@ -93,6 +93,7 @@
 extern crate self as migrator;
 
 mod apply;
+pub mod audit;
 #[cfg(feature = "backfill")]
 pub mod backfill;
 mod backup;
@@ -113,6 +114,7 @@ pub mod password;
 mod password_bounds;
 mod pg_url;
 mod plan;
+mod redact;
 mod registry;
 mod report;
 mod runner;

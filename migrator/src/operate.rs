@@ -6,6 +6,7 @@ use std::time::Instant;
 use diesel::Connection;
 
 use crate::apply::{call, settled, warn_anomalies};
+use crate::audit;
 use crate::backup::{self, Backup};
 use crate::config::Config;
 use crate::connection::Database;
@@ -101,8 +102,21 @@ pub(crate) fn dry_run(migrator: &Migrator, db: &Database, config: &Config) -> Re
     Ok(report)
 }
 
-/// [`Migrator::mark`].
+/// [`Migrator::mark`], recorded in `migrator_audit` as the OS user (refusals too).
 pub(crate) fn mark(
+    migrator: &Migrator,
+    db: &Database,
+    config: &Config,
+    id: &str,
+    to: MarkAs,
+) -> Result<()> {
+    let result = mark_unrecorded(migrator, db, config, id, to);
+    let outcome = audit::outcome(&result, &format!("marked {to}"));
+    let _ = audit::record(db, &audit::Actor::os_user(), "mark", id, &outcome);
+    result
+}
+
+fn mark_unrecorded(
     migrator: &Migrator,
     db: &Database,
     config: &Config,

@@ -18,7 +18,6 @@ use crate::error::{Error, Result};
 use crate::schema::Count;
 use crate::url::Backend;
 
-#[cfg(feature = "backfill")]
 pub(crate) use location::quote_ident;
 use location::Columns;
 pub(crate) use location::{exists, find, locate, remember, Table};

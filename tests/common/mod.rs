@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod cdp;
 pub mod demo;
 pub mod http;
 pub mod kroger_cli;
@@ -152,7 +153,15 @@ pub fn isolated(program: &str) -> std::process::Command {
     }
     // The demo's own variables by name: naming `smart_meal_planner::demo::VARS` here would
     // link the app's migrations into every test binary (inventory).
-    for var in ["LOG_FILE", "MIGRATION_ADMIN_TOKEN", "PGPASSWORD"] {
+    for var in [
+        "LOG_FILE",
+        "MIGRATION_ADMIN_TOKEN",
+        "MIGRATION_ADMIN_TOKEN_LABEL",
+        "MIGRATION_ADMIN_SESSION_SECS",
+        "MIGRATION_ADMIN_COOKIE_SECURE",
+        "HASHING_QUEUE_LIMIT",
+        "PGPASSWORD",
+    ] {
         cmd.env_remove(var);
     }
     cmd

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use migrator::Error;
@@ -24,7 +24,12 @@ pub(super) async fn livez() -> Json<Value> {
 /// `GET /health`: 503 `migrating` during start-up; then the library's status of every
 /// migration, with `ok` or `degraded`, and the background backfills with their progress (which
 /// never make it `degraded`).
-pub(super) async fn health(State(state): State<Shared>) -> Response {
+///
+/// Anonymous callers get states, names, counts and times; error texts (`error_message`, the
+/// start-up error, `last_error`) and worker identities (host, pid) only come with
+/// `Authorization: Bearer MIGRATION_ADMIN_TOKEN`.
+pub(super) async fn health(State(state): State<Shared>, headers: HeaderMap) -> Response {
+    let admin = super::operator::viewer(&state, &headers).is_admin();
     let phase = phase(&state);
     if matches!(phase, Phase::Migrating) {
         return (
@@ -74,13 +79,22 @@ pub(super) async fn health(State(state): State<Shared>) -> Response {
             return error(StatusCode::INTERNAL_SERVER_ERROR, "health check failed");
         }
     };
+    if !admin {
+        for list in ["migrations", "unknown_applied"] {
+            if let Some(rows) = body[list].as_array_mut() {
+                for row in rows.iter_mut().filter_map(Value::as_object_mut) {
+                    row.remove("error_message");
+                }
+            }
+        }
+    }
     body["environment"] = json!(state.config.environment().as_str());
     // Background backfills do not make the service unhealthy: listed with their progress.
     body["backfills"] = match backfills {
         Ok(backfills) => backfills
             .iter()
             .map(|b| {
-                json!({
+                let mut entry = json!({
                     "name": b.name,
                     "migration": b.migration,
                     "status": b.status.as_str(),
@@ -89,7 +103,16 @@ pub(super) async fn health(State(state): State<Shared>) -> Response {
                     "rate_per_sec": b.rate_per_sec,
                     "eta_secs": b.eta_secs,
                     "workers": b.workers.len(),
-                })
+                });
+                if admin {
+                    entry["last_error"] = json!(b.last_error);
+                    entry["worker_identities"] = b
+                        .workers
+                        .iter()
+                        .map(|w| json!({ "host": w.host, "pid": w.pid }))
+                        .collect();
+                }
+                entry
             })
             .collect(),
         Err(e) => {
@@ -104,7 +127,11 @@ pub(super) async fn health(State(state): State<Shared>) -> Response {
     });
     let overall = match &phase {
         Phase::Failed { migration, error } => {
-            body["error"] = json!({ "migration": migration, "message": error });
+            body["error"] = if admin {
+                json!({ "migration": migration, "message": error })
+            } else {
+                json!({ "migration": migration })
+            };
             "degraded"
         }
         Phase::Skipped(reason) if pending > 0 => {

@@ -15,12 +15,13 @@ use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandl
 use super::startup::{phase, Phase, Shared};
 
 /// Verification outcomes counted for `/metrics`.
-pub(super) const OUTCOMES: [&str; 5] = [
+pub(super) const OUTCOMES: [&str; 6] = [
     "verified",
     "mismatch",
     "no_password",
     "unknown_user",
     "error",
+    "busy",
 ];
 
 /// Histogram buckets (seconds) for the `_seconds` histograms: migrations and lock waits run

@@ -1,12 +1,13 @@
 //! The HTTP handlers of the Kroger password paths: `PUT /users/{id}/kroger-password` and
-//! `POST /users/{id}/kroger-password/verify`. Argon2 runs with no pooled connection held.
+//! `POST /users/{id}/kroger-password/verify`. The user is looked up first (an unknown user
+//! costs no hash); Argon2 runs on the server's [`HashPool`](super::hashing::HashPool) with no
+//! pooled connection held, and a full queue is answered 429 with `Retry-After`.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use migrator::password::Password;
@@ -71,13 +72,21 @@ pub(super) async fn set_password(
             "the password must not be empty",
         );
     }
-    let hasher = state.hasher.clone();
-    let result = match hashing(&state, move || hasher.hash(&password)).await {
-        Ok(hashed) => {
-            with_connection(&state, move |conn| {
-                kroger::store_kroger_password_hash(conn, id, &hashed)
-            })
-            .await
+    let known = with_connection(&state, move |conn| kroger::read_kroger_password(conn, id)).await;
+    let result = match known {
+        Ok(None) => Ok(false),
+        Ok(Some(_)) => {
+            let hasher = state.hasher.clone();
+            match hashing(&state, move || hasher.hash(&password)).await {
+                Err(Busy) => return busy(),
+                Ok(Ok(hashed)) => {
+                    with_connection(&state, move |conn| {
+                        kroger::store_kroger_password_hash(conn, id, &hashed)
+                    })
+                    .await
+                }
+                Ok(Err(e)) => Err(e),
+            }
         }
         Err(e) => Err(e),
     };
@@ -103,7 +112,13 @@ pub(super) async fn verify_password(
         Ok(parsed) => parsed,
         Err((status, message)) => return error(status, message),
     };
-    let result = verify(&state, id, password).await;
+    let result = match verify(&state, id, password).await {
+        Err(Busy) => {
+            state.verifications[busy_outcome()].fetch_add(1, Ordering::Relaxed);
+            return busy();
+        }
+        Ok(result) => result,
+    };
     let count = |outcome: &str| {
         if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
             state.verifications[i].fetch_add(1, Ordering::Relaxed);
@@ -141,44 +156,59 @@ pub(super) async fn verify_password(
     }
 }
 
+/// The hashing queue was full: the request was not served (429).
+struct Busy;
+
+/// The index of the `busy` outcome (429) in the verification counters.
+fn busy_outcome() -> usize {
+    OUTCOMES.len() - 1
+}
+
+/// 429 with `Retry-After: 1`: every hashing thread is busy and the queue is full.
+fn busy() -> Response {
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "the server is busy hashing passwords; retry shortly",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 /// A verification in three steps, holding a pooled connection only for the read and the
-/// guarded write, never while Argon2 runs.
-async fn verify(state: &Shared, id: i64, password: Password) -> Result<Verification> {
-    let Some(stored) =
-        with_connection(state, move |conn| kroger::read_kroger_password(conn, id)).await?
-    else {
-        return Ok(Verification::UnknownUser);
-    };
+/// guarded write, never while Argon2 runs; the user is read before any hash.
+async fn verify(state: &Shared, id: i64, password: Password) -> Result<Result<Verification>, Busy> {
+    let stored =
+        match with_connection(state, move |conn| kroger::read_kroger_password(conn, id)).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Ok(Ok(Verification::UnknownUser)),
+            Err(e) => return Ok(Err(e)),
+        };
     let hasher = state.hasher.clone();
-    let (checked, password) = hashing(state, move || {
+    let checked = hashing(state, move || {
         let checked = stored.check(&hasher, &password);
         checked.map(|checked| (checked, password))
     })
     .await?;
+    let (checked, password) = match checked {
+        Ok(checked) => checked,
+        Err(e) => return Ok(Err(e)),
+    };
     if let Some(outcome) = checked.outcome() {
-        return Ok(outcome);
+        return Ok(Ok(outcome));
     }
-    with_connection(state, move |conn| checked.finish(conn, id, &password)).await
+    Ok(with_connection(state, move |conn| checked.finish(conn, id, &password)).await)
 }
 
-/// Runs `work` (Argon2) on a blocking thread once a hashing permit is free. Waiting requests
-/// hold no thread and no connection; the permit goes with the work, so a client that hangs
-/// up does not free it early.
+/// Runs `work` (Argon2) on the server's hashing pool; `Busy` when its queue is full. Waiting
+/// requests hold no thread and no connection, and no Argon2 memory: only the pool's threads
+/// hash, each reusing its own block.
 async fn hashing<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let permit = Arc::clone(&state.hashing)
-        .acquire_owned()
-        .await
-        .map_err(|e| Error::msg(format!("cannot hash: {e}")))?;
-    tokio::task::spawn_blocking(move || {
-        let result = work();
-        drop(permit);
-        result
-    })
-    .await
-    .map_err(|e| Error::msg(format!("the hashing task failed: {e}")))?
+) -> Result<Result<T>, Busy> {
+    state.hashing.run(work).await.ok_or(Busy)
 }
 
 /// Runs `work` on a blocking thread with a pooled connection, returned to the pool at once.

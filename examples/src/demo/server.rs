@@ -11,9 +11,10 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use migrator::{Config, Database, Migrator};
 
+use super::hashing::HashPool;
 use super::health::{api_test, check_db, health, livez};
 use super::metrics::{self, metrics};
-use super::operator::{self, AdminToken};
+use super::operator::{self, AdminToken, Sessions};
 use super::passwords::{set_password, verify_password};
 use super::startup::{migrate, stop_workers, AppState, Phase, Shared, WorkerSlot};
 use super::{error, DEMO_SQL};
@@ -24,8 +25,8 @@ pub(super) async fn serve(
     demo_database: bool,
     config: Config,
     (host, port): (String, u16),
-    admin_token: Option<AdminToken>,
-    started: Instant,
+    (admin_token, sessions): (Option<AdminToken>, Sessions),
+    (hashing, started): (HashPool, Instant),
 ) -> u8 {
     // Before anything records: the library's metrics of the start-up run go to it too.
     let prometheus = match metrics::install() {
@@ -88,9 +89,7 @@ pub(super) async fn serve(
         migrator,
         config,
         hasher,
-        hashing: Arc::new(tokio::sync::Semaphore::new(
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-        )),
+        hashing,
         phase: Mutex::new(Phase::Migrating),
         migrations: Mutex::new(Vec::new()),
         startup_seconds: Mutex::new(None),
@@ -98,6 +97,7 @@ pub(super) async fn serve(
         started,
         prometheus,
         admin_token,
+        sessions,
         workers: Mutex::new(WorkerSlot::NotStarted),
     });
     let exit = Arc::new(AtomicU8::new(0));
@@ -158,6 +158,8 @@ fn router(state: Shared) -> Router {
         .route("/api-test", get(api_test))
         .route("/metrics", get(metrics))
         .route("/migrations", get(operator::page))
+        .route("/migrations/login", post(operator::login))
+        .route("/migrations/logout", post(operator::logout))
         .route(
             "/migrations/backfills/{name}/{action}",
             post(operator::control),

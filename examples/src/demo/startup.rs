@@ -9,9 +9,13 @@ use migrator::backfill::Workers;
 use migrator::password::Hasher;
 use migrator::{Config, Database, Error, Migrator, StartupOutcome};
 
+use super::hashing::{queue_limit, HashPool, HASHING_QUEUE_LIMIT};
 use super::logging::init_logging;
 use super::metrics::OUTCOMES;
-use super::operator::{AdminToken, MIGRATION_ADMIN_TOKEN};
+use super::operator::{
+    AdminToken, Sessions, DEFAULT_LIFETIME, MIGRATION_ADMIN_COOKIE_SECURE,
+    MIGRATION_ADMIN_SESSION_SECS, MIGRATION_ADMIN_TOKEN, MIGRATION_ADMIN_TOKEN_LABEL,
+};
 use super::server::serve;
 
 const DEFAULT_DATABASE_URL: &str = "sqlite://smart-meal-planner.db";
@@ -23,7 +27,16 @@ const LOG_FILE: &str = "LOG_FILE";
 
 /// The variables the demo server reads itself, beside the library's ([`migrator::vars::ALL`],
 /// with `DATABASE_URL`) and the Argon2 parameters ([`migrator::password::vars::ALL`]).
-pub const VARS: [&str; 4] = [HOST, PORT, LOG_FILE, MIGRATION_ADMIN_TOKEN];
+pub const VARS: [&str; 8] = [
+    HOST,
+    HASHING_QUEUE_LIMIT,
+    PORT,
+    LOG_FILE,
+    MIGRATION_ADMIN_TOKEN,
+    MIGRATION_ADMIN_TOKEN_LABEL,
+    MIGRATION_ADMIN_SESSION_SECS,
+    MIGRATION_ADMIN_COOKIE_SECURE,
+];
 
 /// Where start-up is.
 #[derive(Clone, Debug)]
@@ -42,8 +55,8 @@ pub(super) struct AppState {
     pub(super) migrator: Migrator,
     pub(super) config: Config,
     pub(super) hasher: Hasher,
-    /// One permit per core: Argon2 runs only while holding one.
-    pub(super) hashing: Arc<tokio::sync::Semaphore>,
+    /// Argon2 runs only here: one thread per core, a bounded queue.
+    pub(super) hashing: HashPool,
     pub(super) phase: Mutex<Phase>,
     /// (migration, outcome, seconds) of the start-up run.
     pub(super) migrations: Mutex<Vec<(String, &'static str, f64)>>,
@@ -54,6 +67,8 @@ pub(super) struct AppState {
     pub(super) prometheus: metrics_exporter_prometheus::PrometheusHandle,
     /// `MIGRATION_ADMIN_TOKEN` (its digest): the operator page's controls need it.
     pub(super) admin_token: Option<AdminToken>,
+    /// The operator page's admin sessions (after a login with the token).
+    pub(super) sessions: Sessions,
     /// The background backfill workers, started after the start-up migrations and stopped
     /// at shutdown.
     pub(super) workers: Mutex<WorkerSlot>,
@@ -126,10 +141,36 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let admin_token = AdminToken::new(env(MIGRATION_ADMIN_TOKEN));
+    let admin_token = AdminToken::new(env(MIGRATION_ADMIN_TOKEN), env(MIGRATION_ADMIN_TOKEN_LABEL));
+    let sessions = match session_settings(&env, &config) {
+        Ok((lifetime, secure)) => Sessions::new(lifetime, secure),
+        Err(e) => {
+            log::error!("Configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if admin_token.is_none() {
         log::info!("Operator page /migrations is read-only: {MIGRATION_ADMIN_TOKEN} is not set");
     }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hashing = match queue_limit(env(HASHING_QUEUE_LIMIT), cores) {
+        Ok(queue) => match HashPool::start(cores, queue) {
+            Ok(pool) => pool,
+            Err(e) => {
+                log::error!("Cannot start the hashing threads: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        Err(e) => {
+            log::error!("Configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    log::info!(
+        "Argon2 runs on {} thread(s) with a queue of {} (beyond it: 429)",
+        hashing.threads(),
+        queue_limit(env(HASHING_QUEUE_LIMIT), cores).unwrap_or_default()
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -145,13 +186,45 @@ pub fn main() -> ExitCode {
         url_default,
         config,
         (host, port),
-        admin_token,
-        started,
+        (admin_token, sessions),
+        (hashing, started),
     ));
     // Do not wait for a start-up migration still running on a blocking thread: an interrupted
     // migration is resumed by the next start.
     runtime.shutdown_timeout(Duration::from_secs(1));
     ExitCode::from(code)
+}
+
+/// `MIGRATION_ADMIN_SESSION_SECS` (1 to 86400, default 3600) and
+/// `MIGRATION_ADMIN_COOKIE_SECURE` (a boolean; default true in production, where the page is
+/// served over HTTPS, else false).
+fn session_settings(
+    env: &dyn Fn(&str) -> Option<String>,
+    config: &Config,
+) -> Result<(Duration, bool), String> {
+    let lifetime = match env(MIGRATION_ADMIN_SESSION_SECS) {
+        None => DEFAULT_LIFETIME,
+        Some(v) => match v.parse::<u64>() {
+            Ok(secs @ 1..=86_400) => Duration::from_secs(secs),
+            _ => {
+                return Err(format!(
+                    "invalid {MIGRATION_ADMIN_SESSION_SECS} value {v:?}: expected a whole \
+                     number of seconds from 1 to 86400"
+                ))
+            }
+        },
+    };
+    let secure = match env(MIGRATION_ADMIN_COOKIE_SECURE).map(|v| v.to_ascii_lowercase()) {
+        None => config.environment() == migrator::Environment::Production,
+        Some(v) if ["true", "1", "yes", "on"].contains(&v.as_str()) => true,
+        Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => false,
+        Some(v) => {
+            return Err(format!(
+                "invalid {MIGRATION_ADMIN_COOKIE_SECURE} value {v:?}: expected true or false"
+            ))
+        }
+    };
+    Ok((lifetime, secure))
 }
 
 /// Runs the start-up migrations and records the outcome for `/health` and `/metrics`.

@@ -56,9 +56,10 @@ fn line(b: &BackfillState) -> String {
     )
 }
 
-/// `backfill pause|resume|cancel NAME`.
+/// `backfill pause|resume|cancel NAME`, recorded in `migrator_audit` as the OS user.
 pub(super) fn control(db: &Database, action: Control, name: &str) -> Result<u8> {
-    let state = backfill::control(db.for_migrations(), name, action)?;
+    let actor = crate::audit::Actor::os_user();
+    let state = crate::audit::control_backfill(db.for_migrations(), &actor, name, action)?;
     println!("{name} is {}", state.status);
     Ok(EXIT_OK)
 }

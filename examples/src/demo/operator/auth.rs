@@ -1,4 +1,6 @@
-//! `MIGRATION_ADMIN_TOKEN`: who may pause, resume and cancel backfills from the operator page.
+//! `MIGRATION_ADMIN_TOKEN`: who may pause, resume and cancel backfills from the operator page,
+//! and see error texts, hosts and workers. It is presented once (the login form, or an
+//! `Authorization: Bearer` header on each request of a script), never in a URL.
 //!
 //! The server keeps only a BLAKE2b digest of the token and compares digests in constant time
 //! (`subtle`), so neither the comparison's timing nor its length gives the token away, and no
@@ -11,9 +13,13 @@ use subtle::ConstantTimeEq;
 /// The variable that enables the operator page's controls.
 pub const MIGRATION_ADMIN_TOKEN: &str = "MIGRATION_ADMIN_TOKEN";
 
-/// The configured admin token, as its digest.
+/// The variable naming the admin token in the audit trail (default `admin`).
+pub const MIGRATION_ADMIN_TOKEN_LABEL: &str = "MIGRATION_ADMIN_TOKEN_LABEL";
+
+/// The configured admin token, as its digest, and its label.
 pub(in crate::demo) struct AdminToken {
     digest: [u8; 64],
+    label: String,
 }
 
 impl std::fmt::Debug for AdminToken {
@@ -28,11 +34,20 @@ fn digest(token: &str) -> [u8; 64] {
 
 impl AdminToken {
     /// The token configured in `MIGRATION_ADMIN_TOKEN` (`None` when unset or empty: then every
-    /// control request is refused).
-    pub(in crate::demo) fn new(configured: Option<String>) -> Option<AdminToken> {
-        configured
-            .filter(|t| !t.is_empty())
-            .map(|t| AdminToken { digest: digest(&t) })
+    /// control request is refused), named `label` in the audit trail.
+    pub(in crate::demo) fn new(
+        configured: Option<String>,
+        label: Option<String>,
+    ) -> Option<AdminToken> {
+        configured.filter(|t| !t.is_empty()).map(|t| AdminToken {
+            digest: digest(&t),
+            label: label.unwrap_or_else(|| "admin".into()),
+        })
+    }
+
+    /// Who acts with this token, for `migrator_audit`.
+    pub(in crate::demo) fn actor(&self) -> migrator::audit::Actor {
+        migrator::audit::Actor::token(&self.label)
     }
 
     /// Whether `presented` is the configured token (in constant time).
@@ -48,30 +63,11 @@ pub(super) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
-/// The token a request presents: `Authorization: Bearer TOKEN`, else `field` (the `token` of
-/// the query string or of the form).
-pub(super) fn presented<'a>(headers: &'a HeaderMap, field: Option<&'a str>) -> Option<&'a str> {
-    bearer(headers).or(field).filter(|t| !t.is_empty())
-}
-
-/// `value` percent-encoded for a query string (every byte but `A-Z a-z 0-9 - _ . ~`).
-pub(super) fn query_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b));
-            }
-            b => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// Whether a request presenting `presented` may use the controls: only with a token configured
-/// and presented, and the two equal.
+/// Whether a request presenting `presented` is the admin: only with a token configured and
+/// presented, and the two equal.
 pub(super) fn authorized(configured: Option<&AdminToken>, presented: Option<&str>) -> bool {
     match (configured, presented) {
         (Some(token), Some(presented)) => token.accepts(presented),

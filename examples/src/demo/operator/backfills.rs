@@ -1,11 +1,13 @@
-//! The operator page's background backfills: a progress bar, rate, ETA and workers each, and
-//! (for a request presenting the admin token) pause, resume and cancel buttons.
+//! The operator page's background backfills: a progress bar, rate, ETA and workers each; for
+//! the admin, the workers' hosts and the last error; for an admin session, pause, resume and
+//! cancel buttons.
 
 use std::fmt::Write as _;
 
 use migrator::backfill::{BackfillState, BackfillStatus};
 
 use super::html::escape;
+use super::Viewer;
 
 /// The actions an operator can take on a backfill in `status`.
 fn actions(status: BackfillStatus) -> &'static [&'static str] {
@@ -26,7 +28,7 @@ fn eta(secs: u64) -> String {
 }
 
 /// The section; `None` when the backfills could not be read (the cause is in the server log).
-pub(super) fn render(html: &mut String, backfills: Option<&[BackfillState]>, token: Option<&str>) {
+pub(super) fn render(html: &mut String, backfills: Option<&[BackfillState]>, viewer: &Viewer) {
     html.push_str("<h2>Background backfills</h2>\n");
     let Some(backfills) = backfills else {
         html.push_str(
@@ -45,12 +47,13 @@ pub(super) fn render(html: &mut String, backfills: Option<&[BackfillState]>, tok
          <th>Error</th><th>Actions</th></tr></thead><tbody>\n",
     );
     for b in backfills {
-        row(html, b, token);
+        row(html, b, viewer);
     }
     html.push_str("</tbody></table>\n");
 }
 
-fn row(html: &mut String, b: &BackfillState, token: Option<&str>) {
+fn row(html: &mut String, b: &BackfillState, viewer: &Viewer) {
+    let admin = viewer.is_admin();
     let name = escape(&b.name);
     let status = b.status.as_str();
     let total = b.rows_total.max(b.rows_done);
@@ -59,11 +62,20 @@ fn row(html: &mut String, b: &BackfillState, token: Option<&str>) {
     } else {
         b.rows_done as f64 * 100.0 / total as f64
     };
-    let hosts: Vec<String> = b
-        .workers
-        .iter()
-        .map(|w| format!("{}:{}", w.host, w.pid))
-        .collect();
+    // Worker identities (host, pid) and error texts only for the admin.
+    let hosts: Vec<String> = if admin {
+        b.workers
+            .iter()
+            .map(|w| format!("{}:{}", w.host, w.pid))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let error = match (&b.last_error, admin) {
+        (Some(e), true) => escape(e),
+        (Some(_), false) => "(shown to the admin)".into(),
+        (None, _) => String::new(),
+    };
     let _ = write!(
         html,
         "<tr class=\"backfill\" data-name=\"{name}\" data-status=\"{status}\" \
@@ -80,16 +92,15 @@ fn row(html: &mut String, b: &BackfillState, token: Option<&str>) {
         hosts = escape(&hosts.join(", ")),
         workers = b.workers.len(),
         updated = escape(b.updated_at.as_deref().unwrap_or("")),
-        error = escape(b.last_error.as_deref().unwrap_or("")),
     );
-    if let Some(token) = token {
+    if let Viewer::Session(current) = viewer {
         for action in actions(b.status) {
             let _ = write!(
                 html,
                 "<form method=\"post\" action=\"/migrations/backfills/{name}/{action}\">\
-                 <input type=\"hidden\" name=\"token\" value=\"{token}\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
                  <button type=\"submit\" id=\"{action}-{name}\">{action}</button></form>",
-                token = escape(token),
+                csrf = escape(&current.csrf),
             );
         }
     }

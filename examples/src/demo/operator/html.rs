@@ -1,5 +1,7 @@
-//! The operator page's HTML: server-rendered, no script, a meta refresh every 5 s. Every value
-//! from the database or the code goes through [`escape`]; the database URL is never rendered.
+//! The operator page's HTML: server-rendered, no script, a meta refresh every 5 s (to the same
+//! URL, which never holds a secret). Every value from the database or the code goes through
+//! [`escape`]; the database URL and the admin token are never rendered, and error texts only
+//! for the admin.
 
 use std::fmt::Write as _;
 
@@ -17,8 +19,10 @@ pub(super) struct Page<'a> {
     pub(super) status: Option<&'a StatusReport>,
     /// The background backfills; `None` when they could not be read.
     pub(super) backfills: Option<&'a [BackfillState]>,
-    /// The admin token, only when the request presented the right one: the forms carry it.
-    pub(super) token: Option<&'a str>,
+    /// Who asks: error texts need the admin, forms a session (they carry its CSRF token).
+    pub(super) viewer: &'a super::Viewer,
+    /// Whether a login form is offered (`MIGRATION_ADMIN_TOKEN` is set).
+    pub(super) login: bool,
 }
 
 /// `value` with `& < > " '` escaped, for text and for quoted attribute values.
@@ -58,35 +62,39 @@ pub(super) fn render(page: &Page<'_>) -> String {
     html.push_str(STYLE);
     html.push_str("</style></head><body>\n<h1>Migrations</h1>\n");
     header(&mut html, page);
+    let admin = page.viewer.is_admin();
     match page.status {
-        Some(status) => migrations(&mut html, status),
+        Some(status) => migrations(&mut html, status, admin),
         None => html.push_str(
             "<p id=\"status-error\" class=\"error\">Cannot read the migration status \
              (details in the server log).</p>\n",
         ),
     }
-    super::backfills::render(&mut html, page.backfills, page.token);
+    super::backfills::render(&mut html, page.backfills, page.viewer);
     html.push_str("</body></html>\n");
     html
 }
 
 fn header(html: &mut String, page: &Page<'_>) {
+    let admin = page.viewer.is_admin();
     let (phase, detail) = match page.phase {
         Phase::Migrating => ("migrating", None),
         Phase::Done => ("ok", None),
         Phase::Skipped(reason) => ("skipped", Some(format!("skipped: {reason}"))),
         Phase::Failed { migration, error } => (
             "degraded",
-            Some(match migration {
-                Some(id) => format!("{id}: {error}"),
-                None => error.clone(),
+            Some(match (migration, admin) {
+                (Some(id), true) => format!("{id}: {error}"),
+                (None, true) => error.clone(),
+                (Some(id), false) => format!("{id} failed (the error is shown to the admin)"),
+                (None, false) => "start-up failed (the error is shown to the admin)".into(),
             }),
         ),
     };
-    let mode = if page.token.is_some() {
-        "controls enabled"
-    } else {
-        "read-only"
+    let mode = match page.viewer {
+        super::Viewer::Session(_) => "controls enabled",
+        super::Viewer::Bearer => "admin",
+        super::Viewer::Anonymous => "read-only",
     };
     let _ = writeln!(
         html,
@@ -103,6 +111,24 @@ fn header(html: &mut String, page: &Page<'_>) {
             escape(&detail)
         );
     }
+    match page.viewer {
+        super::Viewer::Session(current) => {
+            let _ = writeln!(
+                html,
+                "<form id=\"logout\" method=\"post\" action=\"/migrations/logout\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <button type=\"submit\" id=\"logout-button\">log out</button></form>",
+                escape(&current.csrf)
+            );
+        }
+        super::Viewer::Anonymous if page.login => html.push_str(
+            "<form id=\"login\" method=\"post\" action=\"/migrations/login\">\
+             <label>Admin token <input type=\"password\" name=\"token\" id=\"login-token\" \
+             autocomplete=\"off\" required></label> \
+             <button type=\"submit\" id=\"login-button\">log in</button></form>\n",
+        ),
+        _ => {}
+    }
 }
 
 /// `1.2 s`, `350 ms`, `2 min 5 s`.
@@ -114,7 +140,16 @@ fn duration(ms: i64) -> String {
     }
 }
 
-fn migrations(html: &mut String, status: &StatusReport) {
+/// The error text of a row for the admin; anonymous viewers see only that there is one.
+fn error_text(error: Option<&str>, admin: bool) -> String {
+    match (error, admin) {
+        (Some(e), true) => escape(e),
+        (Some(_), false) => "(shown to the admin)".into(),
+        (None, _) => String::new(),
+    }
+}
+
+fn migrations(html: &mut String, status: &StatusReport, admin: bool) {
     let _ = writeln!(
         html,
         "<h2>Migrations <small>({} pending)</small></h2>\n<table id=\"migrations\"><thead><tr>\
@@ -132,7 +167,7 @@ fn migrations(html: &mut String, status: &StatusReport) {
         );
     }
     for m in &status.migrations {
-        migration_row(html, m);
+        migration_row(html, m, admin);
     }
     for row in &status.unknown_applied {
         let _ = writeln!(
@@ -145,13 +180,13 @@ fn migrations(html: &mut String, status: &StatusReport) {
             dur = row.execution_time_ms.map(duration).unwrap_or_default(),
             att = row.attempts,
             at = escape(row.applied_at.as_deref().unwrap_or("")),
-            err = escape(row.error_message.as_deref().unwrap_or("")),
+            err = error_text(row.error_message.as_deref(), admin),
         );
     }
     html.push_str("</tbody></table>\n");
 }
 
-fn migration_row(html: &mut String, m: &MigrationState) {
+fn migration_row(html: &mut String, m: &MigrationState, admin: bool) {
     let row = m.row.as_ref();
     let label = m.status_label();
     let drift = if m.checksum_drift {
@@ -171,7 +206,7 @@ fn migration_row(html: &mut String, m: &MigrationState) {
             .unwrap_or_default(),
         att = row.map_or(0, |r| r.attempts),
         at = escape(row.and_then(|r| r.applied_at.as_deref()).unwrap_or("")),
-        err = escape(row.and_then(|r| r.error_message.as_deref()).unwrap_or("")),
+        err = error_text(row.and_then(|r| r.error_message.as_deref()), admin),
     );
 }
 
