@@ -90,7 +90,9 @@ fn seed(db: &Database, n: i64, prefix: &str) {
         db,
         "CREATE TABLE IF NOT EXISTS items (id BIGINT PRIMARY KEY, body TEXT, out TEXT)",
     );
-    let values: Vec<String> = (1..=n).map(|id| format!("({id}, '{prefix} {id}')")).collect();
+    let values: Vec<String> = (1..=n)
+        .map(|id| format!("({id}, '{prefix} {id}')"))
+        .collect();
     exec(
         db,
         &format!("INSERT INTO items (id, body) VALUES {}", values.join(", ")),
@@ -135,7 +137,11 @@ fn an_application_write_to_a_row_in_a_batch_does_not_wait_for_its_computation() 
     let running = {
         let db = db.clone();
         std::thread::spawn(move || {
-            engine_backfill().run(&db, &Progress::new("test", Duration::from_secs(60)), compute)
+            engine_backfill().run(
+                &db,
+                &Progress::new("test", Duration::from_secs(60)),
+                compute,
+            )
         })
     };
     // The first batch (keys 1-10, 1 s of computing) is claimed: the application updates a
@@ -232,7 +238,10 @@ fn pressed_during_an_inline_run(backend: Backend, action: Control, expected: Bac
     running.join().unwrap().expect("the migration succeeds");
     let stopped = state(&db);
     assert_eq!(stopped.status, expected, "{backend}");
-    assert!(stopped.rows_done < 100, "{backend}: stopped at once: {stopped:?}");
+    assert!(
+        stopped.rows_done < 100,
+        "{backend}: stopped at once: {stopped:?}"
+    );
     assert_eq!(stopped.rows_done as i64, done(&db), "{backend}");
     assert!(stopped.finished_at.is_none(), "{backend}");
     // Workers leave it alone until it is resumed; then it finishes.
@@ -293,8 +302,14 @@ fn a_deterministic_write_error_fails_the_backfill_at_once_with_its_cause() {
 fn the_key_must_be_an_integer_not_null_and_unique() {
     for backend in BACKENDS {
         for (table, why) in [
-            ("CREATE TABLE items (id TEXT PRIMARY KEY, body TEXT, out TEXT)", "type"),
-            ("CREATE TABLE items (id BIGINT, body TEXT, out TEXT)", "NULL"),
+            (
+                "CREATE TABLE items (id TEXT PRIMARY KEY, body TEXT, out TEXT)",
+                "type",
+            ),
+            (
+                "CREATE TABLE items (id BIGINT, body TEXT, out TEXT)",
+                "NULL",
+            ),
             (
                 "CREATE TABLE items (id BIGINT NOT NULL, body TEXT, out TEXT)",
                 "not unique",
@@ -304,7 +319,11 @@ fn the_key_must_be_an_integer_not_null_and_unique() {
             let db = t.connect();
             exec(&db, table);
             let error = engine_backfill()
-                .run(&db, &Progress::new("test", Duration::from_secs(60)), compute)
+                .run(
+                    &db,
+                    &Progress::new("test", Duration::from_secs(60)),
+                    compute,
+                )
                 .unwrap_err()
                 .to_string();
             assert!(error.contains("key column id"), "{backend}: {error}");
@@ -458,8 +477,7 @@ fn an_operators_cancel_is_not_a_lock_timeout_and_is_not_retried() {
         )
         .get_result::<N>(&mut operator)
         .unwrap()
-        .n
-            > 0
+        .n > 0
     });
     let error = running.join().unwrap().unwrap_err();
     holder.batch_execute("ROLLBACK").unwrap();

@@ -84,7 +84,8 @@ pub(crate) fn configure(
 /// The DDL `lock_timeout` of migration `m`: its own (`#[migration(..., lock_timeout =
 /// "...")]`), else `MIGRATION_DDL_LOCK_TIMEOUT_MS`.
 pub(crate) fn lock_timeout(m: &Migration, config: &Config) -> Duration {
-    m.lock_timeout().unwrap_or_else(|| config.ddl_lock_timeout())
+    m.lock_timeout()
+        .unwrap_or_else(|| config.ddl_lock_timeout())
 }
 
 /// Whether `sql` runs a statement that does not queue the application behind a table lock

@@ -20,8 +20,10 @@ fn job(_config: &Config) -> Result<Job> {
     // leave a backfill scheduled with this one alone during a rolling deploy. (The Argon2
     // parameters are not part of it: every hash carries its own, and verifies whatever the
     // process's current ones.)
-    Ok(Job::new(backfill(), move |inputs| hash_row(&hasher, inputs))
-        .parameters("argon2id phc+salt v1"))
+    Ok(
+        Job::new(backfill(), move |inputs| hash_row(&hasher, inputs))
+            .parameters("argon2id phc+salt v1"),
+    )
 }
 
 /// A row's outputs: the hash and salt of its plaintext.

@@ -287,7 +287,10 @@ impl Backfill {
                     .bind::<BigInt, _>(*hi)
                     .load(conn)
                     .map_err(Error::db(context()))?;
-                Ok(rows.into_iter().filter(|r| keys.binary_search(&r.k).is_ok()).collect())
+                Ok(rows
+                    .into_iter()
+                    .filter(|r| keys.binary_search(&r.k).is_ok())
+                    .collect())
             }
             Backend::Postgres => {
                 let leased = match lease {

@@ -54,9 +54,7 @@ mod write;
 
 use std::time::{Duration, Instant};
 
-pub use lag::{
-    over_limit, replica_lag, replica_lag_for, wait_for_replicas, LagLimits, ReplicaLag,
-};
+pub use lag::{over_limit, replica_lag, replica_lag_for, wait_for_replicas, LagLimits, ReplicaLag};
 pub use named::{registered, valid_name, Job, Registered};
 pub use schedule::Scheduled;
 pub use state::{control, get, list, BackfillState, BackfillStatus, Control, WorkerState};

@@ -203,8 +203,7 @@ impl Backfill {
     {
         let mut keys: Option<(i64, i64)> = None;
         let limit = self.effective_batch_size();
-        let mut current =
-            self.claim_next(db, sweep, limit, self.upper_key, self.lease.as_ref())?;
+        let mut current = self.claim_next(db, sweep, limit, self.upper_key, self.lease.as_ref())?;
         // The batch computed in the previous round, written while the workers compute the
         // current one: the workers wait neither for claims nor for writes.
         let mut computed: Option<(Batch, Vec<Vec<Option<String>>>)> = None;

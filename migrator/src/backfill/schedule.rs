@@ -6,8 +6,8 @@ use std::time::Instant;
 use diesel::sql_types::{BigInt, Nullable};
 use diesel::{QueryableByName, RunQueryDsl};
 
-use super::state::{self, BackfillState, BackfillStatus};
 use super::claim::Lease;
+use super::state::{self, BackfillState, BackfillStatus};
 use super::store::{self, NewBackfill, Sink, Tables};
 use super::{named, Backfill, BackfillReport};
 use crate::config::BackfillMode;

@@ -131,7 +131,9 @@ pub(crate) fn status(
     ))
     .bind::<Text, _>(name)
     .load(conn)
-    .map_err(Error::db(format!("cannot read the status of backfill {name}")))?;
+    .map_err(Error::db(format!(
+        "cannot read the status of backfill {name}"
+    )))?;
     rows.into_iter()
         .next()
         .map(|row| {
@@ -358,7 +360,9 @@ pub(crate) fn note(
     .bind::<Text, _>(message)
     .bind::<Text, _>(name)
     .execute(conn)
-    .map_err(Error::db(format!("cannot record a note on backfill {name}")))?;
+    .map_err(Error::db(format!(
+        "cannot record a note on backfill {name}"
+    )))?;
     Ok(())
 }
 
@@ -422,7 +426,9 @@ pub(crate) fn remove_dead_workers(
     diesel::sql_query(sql)
         .bind::<diesel::sql_types::Double, _>(age.as_secs_f64())
         .execute(conn)
-        .map_err(Error::db(format!("cannot remove dead workers from {WORKERS}")))?;
+        .map_err(Error::db(format!(
+            "cannot remove dead workers from {WORKERS}"
+        )))?;
     Ok(())
 }
 

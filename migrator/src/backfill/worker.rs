@@ -485,8 +485,13 @@ fn batch(
     let started = Instant::now();
     let claimed = {
         let mut sweep = lane.sweep.lock().unwrap_or_else(PoisonError::into_inner);
-        match backfill.claim_next(&shared.db, &mut sweep, size, upper_key, backfill.lease.as_ref())
-        {
+        match backfill.claim_next(
+            &shared.db,
+            &mut sweep,
+            size,
+            upper_key,
+            backfill.lease.as_ref(),
+        ) {
             Ok(Some(batch)) => Ok(batch),
             Ok(None) => Err(end_of_sweep(shared, tables, name, lane, &mut sweep)),
             Err(error) => {
@@ -603,7 +608,10 @@ fn end_of_sweep(
     let ended = std::mem::replace(sweep, Sweep::new());
     *sweep = ended.next();
     if ended.claimed > 0 {
-        *lane.locked_wait.lock().unwrap_or_else(PoisonError::into_inner) = LOCKED_WAIT_FIRST;
+        *lane
+            .locked_wait
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = LOCKED_WAIT_FIRST;
         return Ok(Step::Again);
     }
     if ended.skipped_from.is_some() {
@@ -611,7 +619,10 @@ fn end_of_sweep(
         let mut conn = shared.db.get()?;
         store::remove_gone_workers(&mut conn, tables, "", false)?;
         drop(conn);
-        let mut wait = lane.locked_wait.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut wait = lane
+            .locked_wait
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let now = *wait;
         *wait = (now * 2).min(LOCKED_WAIT_MAX);
         return Ok(Step::Wait(now));

@@ -37,7 +37,14 @@ impl Backfill {
         sweep: &mut Sweep,
     ) -> Result<()> {
         let claimed = batch.rows.len() as u64;
-        let written = self.write(db, batch, outputs, self.sink.as_ref(), self.lease.as_ref(), sweep)?;
+        let written = self.write(
+            db,
+            batch,
+            outputs,
+            self.sink.as_ref(),
+            self.lease.as_ref(),
+            sweep,
+        )?;
         report.rows_updated += written;
         report.rows_skipped += claimed - written.min(claimed);
         report.batches += 1;
