@@ -105,14 +105,16 @@ fn a_standby_with_replay_paused_is_measured_and_holds_the_wait() {
     }
     // A standby named in MIGRATION_REPLICA_LAG_EXCLUDE (e.g. a delayed one) never counts;
     // naming it in _INCLUDE changes nothing for a physical standby, which counts anyway.
-    let excluded = migrator::backfill::replica_lag_for(&mut conn, &[], &[standby.name.clone()])
-        .expect("replica_lag_for");
+    let excluded =
+        migrator::backfill::replica_lag_for(&mut conn, &[], std::slice::from_ref(&standby.name))
+            .expect("replica_lag_for");
     assert!(
         excluded.iter().all(|lag| lag.name != standby.name),
         "{excluded:?}"
     );
-    let included = migrator::backfill::replica_lag_for(&mut conn, &[standby.name.clone()], &[])
-        .expect("replica_lag_for");
+    let included =
+        migrator::backfill::replica_lag_for(&mut conn, std::slice::from_ref(&standby.name), &[])
+            .expect("replica_lag_for");
     assert!(
         included.iter().any(|lag| lag.name == standby.name),
         "{included:?}"

@@ -68,6 +68,33 @@ fn parse_duration_ms(value: &str) -> Option<u64> {
     (ms > 0 && ms <= i32::MAX as u64).then_some(ms)
 }
 
+/// Parses `name = "10m"` into `slot` (milliseconds): an error if the value is not a duration
+/// (`rule` says what is) or the argument is given twice.
+fn duration_arg(
+    nv: &syn::MetaNameValue,
+    name: &str,
+    rule: &str,
+    slot: &mut Option<u64>,
+) -> syn::Result<()> {
+    let parsed = match &nv.value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => parse_duration_ms(&s.value()),
+        _ => None,
+    };
+    match parsed {
+        Some(ms) if slot.is_none() => {
+            *slot = Some(ms);
+            Ok(())
+        }
+        Some(_) => Err(syn::Error::new_spanned(
+            &nv.path,
+            format!("`{name}` is given more than once"),
+        )),
+        None => Err(syn::Error::new_spanned(&nv.value, rule)),
+    }
+}
+
 /// Whether `id` matches `^[0-9]{3,}_[a-z0-9_]+$`.
 fn valid_id(id: &str) -> bool {
     let digits = id.bytes().take_while(u8::is_ascii_digit).count();
@@ -115,35 +142,16 @@ impl Args {
                     )),
                 }
             } else if nv.path.is_ident("statement_timeout") {
-                let parsed = match &nv.value {
-                    Expr::Lit(ExprLit {
-                        lit: Lit::Str(s), ..
-                    }) => parse_duration_ms(&s.value()),
-                    _ => None,
-                };
-                match parsed {
-                    Some(ms) if statement_timeout.is_none() => statement_timeout = Some(ms),
-                    Some(_) => errors.push(syn::Error::new_spanned(
-                        &nv.path,
-                        "`statement_timeout` is given more than once",
-                    )),
-                    None => errors.push(syn::Error::new_spanned(&nv.value, DURATION_RULE)),
-                }
+                duration_arg(
+                    nv,
+                    "statement_timeout",
+                    DURATION_RULE,
+                    &mut statement_timeout,
+                )
+                .unwrap_or_else(|e| errors.push(e));
             } else if nv.path.is_ident("lock_timeout") {
-                let parsed = match &nv.value {
-                    Expr::Lit(ExprLit {
-                        lit: Lit::Str(s), ..
-                    }) => parse_duration_ms(&s.value()),
-                    _ => None,
-                };
-                match parsed {
-                    Some(ms) if lock_timeout.is_none() => lock_timeout = Some(ms),
-                    Some(_) => errors.push(syn::Error::new_spanned(
-                        &nv.path,
-                        "`lock_timeout` is given more than once",
-                    )),
-                    None => errors.push(syn::Error::new_spanned(&nv.value, LOCK_DURATION_RULE)),
-                }
+                duration_arg(nv, "lock_timeout", LOCK_DURATION_RULE, &mut lock_timeout)
+                    .unwrap_or_else(|e| errors.push(e));
             } else if nv.path.is_ident("crate") {
                 let path = match &nv.value {
                     Expr::Path(p) => Some(p.path.clone()),

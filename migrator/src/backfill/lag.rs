@@ -217,44 +217,38 @@ pub fn wait_for_replicas(
     limits: &LagLimits,
     should_stop: &dyn Fn() -> bool,
 ) -> Result<Duration> {
-    let mut held_since: Option<Instant> = None;
-    let mut logged: Option<Instant> = None;
-    loop {
-        let held = held_since.map_or(Duration::ZERO, |since| since.elapsed());
-        if should_stop() {
-            return Ok(held);
-        }
-        let lags = replica_lag(conn)?;
-        let Some(worst) = over_limit(&lags, limits) else {
-            if held > Duration::ZERO {
-                log::info!(
-                    "Backfill resumed: every replica is within the limits again after {:.1} s",
-                    held.as_secs_f64()
-                );
-            }
-            return Ok(held);
-        };
-        if logged.is_none_or(|at| at.elapsed() >= LOG_EVERY) {
-            log::warn!("Backfill held: {}", describe(worst, limits));
-            logged = Some(Instant::now());
-        }
-        held_since.get_or_insert_with(Instant::now);
-        std::thread::sleep(POLL);
-    }
+    hold_while_behind(&mut || replica_lag(conn), limits, should_stop)
 }
 
 /// [`wait_for_replicas`] for background workers: a connection is taken from `db`'s pool
 /// for each measurement and given back before the pause between two, so that a worker held
-/// for minutes holds no connection.
+/// for minutes holds no connection; replicas are chosen by `MIGRATION_REPLICA_LAG_INCLUDE`
+/// and `_EXCLUDE`.
 pub(crate) fn hold_for_replicas(
     db: &crate::connection::Database,
     config: &Config,
     should_stop: &dyn Fn() -> bool,
 ) -> Result<Duration> {
-    let limits = &LagLimits::from_config(config);
     if db.backend() != crate::url::Backend::Postgres {
         return Ok(Duration::ZERO);
     }
+    let mut measure = || {
+        let mut conn = db.get()?;
+        replica_lag_for(
+            &mut conn,
+            config.replica_lag_include(),
+            config.replica_lag_exclude(),
+        )
+    };
+    hold_while_behind(&mut measure, &LagLimits::from_config(config), should_stop)
+}
+
+/// The wait of [`wait_for_replicas`], measuring with `measure`.
+fn hold_while_behind(
+    measure: &mut dyn FnMut() -> Result<Vec<ReplicaLag>>,
+    limits: &LagLimits,
+    should_stop: &dyn Fn() -> bool,
+) -> Result<Duration> {
     let mut held_since: Option<Instant> = None;
     let mut logged: Option<Instant> = None;
     loop {
@@ -262,14 +256,7 @@ pub(crate) fn hold_for_replicas(
         if should_stop() {
             return Ok(held);
         }
-        let lags = {
-            let mut conn = db.get()?;
-            replica_lag_for(
-                &mut conn,
-                config.replica_lag_include(),
-                config.replica_lag_exclude(),
-            )?
-        };
+        let lags = measure()?;
         let Some(worst) = over_limit(&lags, limits) else {
             if held > Duration::ZERO {
                 log::info!(
