@@ -30,6 +30,14 @@ pub fn diesel_noop(db: &Database) {
 #[path = "../../tests/common/pg.rs"]
 pub mod pg;
 
+/// The test suite's streaming standby of [`pg::cluster`] (`pg_basebackup`), for `soak`.
+#[path = "../../tests/common/standby.rs"]
+pub mod standby;
+
+/// The test suite's minimal loopback HTTP client, for `soak`.
+#[path = "../../tests/common/http.rs"]
+pub mod http;
+
 /// The Argon2 parameters `001_hash_kroger_passwords` uses by default.
 pub fn default_params() -> Params {
     Params::default()
