@@ -41,6 +41,11 @@ struct BackfillRow {
     last_error: String,
 }
 
+/// The backfill's status, rows done and rows total.
+pub fn progress(env: &Env) -> Result<(String, i64, i64), String> {
+    backfill_row(env).map(|r| (r.status, r.rows_done, r.rows_total))
+}
+
 fn backfill_row(env: &Env) -> Result<BackfillRow, String> {
     let mut conn = setup::connect(&env.admin_url)?;
     let rows: Vec<BackfillRow> = diesel::sql_query(format!(
@@ -143,20 +148,21 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 /// Verifies `rows` (id, PHC hash, password) with argon2-cffi (the reference C):
 /// (verified, failed, first failed ids).
 fn argon2_cffi(rows: &[(i32, String, String)]) -> Result<(u64, u64, String), String> {
-    const SCRIPT: &str = "import sys\n\
-from argon2.low_level import verify_secret, Type\n\
-ok = bad = 0\n\
-first = []\n\
-for line in sys.stdin.buffer:\n\
-    i, h, p = line.rstrip(b'\\n').split(b'\\t')\n\
-    try:\n\
-        verify_secret(h, bytes.fromhex(p.decode()), Type.ID)\n\
-        ok += 1\n\
-    except Exception:\n\
-        bad += 1\n\
-        if len(first) < 5:\n\
-            first.append(i.decode())\n\
-print(ok, bad, ','.join(first) or '-')\n";
+    const SCRIPT: &str = r"import sys
+from argon2.low_level import verify_secret, Type
+ok = bad = 0
+first = []
+for line in sys.stdin.buffer:
+    i, h, p = line.rstrip(b'\n').split(b'\t')
+    try:
+        verify_secret(h, bytes.fromhex(p.decode()), Type.ID)
+        ok += 1
+    except Exception:
+        bad += 1
+        if len(first) < 5:
+            first.append(i.decode())
+print(ok, bad, ','.join(first) or '-')
+";
     let mut child = Command::new("python3")
         .args(["-c", SCRIPT])
         .stdin(Stdio::piped())

@@ -145,7 +145,8 @@ impl Fleet {
         Ok(Demo { name, port, child })
     }
 
-    /// Polls `/health` until 200 `ok` (120 s at most).
+    /// Polls `/health` until 200 `ok` (120 s at most); an error at once if it is `degraded`
+    /// by a failed start-up migration (it would never be ready).
     fn wait_ready(demo: &mut Demo) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -155,8 +156,16 @@ impl Fleet {
             if let Some(r) =
                 http::request_within(demo.port, "GET", "/health", None, "", Duration::from_secs(5))
             {
-                if r.status == 200 {
+                let body: serde_json::Value =
+                    serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null);
+                if r.status == 200 && body["status"] == "ok" {
                     return Ok(());
+                }
+                if body["status"] == "degraded" && !body["error"].is_null() {
+                    return Err(format!(
+                        "demo {} is degraded: {}",
+                        demo.name, body["error"]
+                    ));
                 }
             }
             if Instant::now() > deadline {
@@ -172,18 +181,27 @@ impl Fleet {
         slots[slot].ready = true;
     }
 
-    /// Starts the three processes with `threads` workers each and waits until all serve.
-    pub fn start_all(&self, threads: usize) -> Result<(), String> {
+    /// Starts the three processes with `threads` workers each and waits until all serve. A
+    /// process left `degraded` by its start-up migration is restarted once, as an orchestrator
+    /// would on a failing readiness probe: what happened is returned.
+    pub fn start_all(&self, threads: usize) -> Result<Vec<String>, String> {
         self.threads.store(threads, Ordering::SeqCst);
         let mut started = Vec::new();
         for slot in 0..3 {
             started.push(self.spawn(slot, 0)?);
         }
+        let mut restarted = Vec::new();
         for (slot, mut demo) in started.into_iter().enumerate() {
-            Self::wait_ready(&mut demo)?;
+            if let Err(why) = Self::wait_ready(&mut demo) {
+                restarted.push(format!("{why}; restarted"));
+                lock(&self.slots)[slot].generation += 1;
+                self.terminate(demo);
+                demo = self.spawn(slot, self.next_generation(slot))?;
+                Self::wait_ready(&mut demo)?;
+            }
             self.install(slot, demo);
         }
-        Ok(())
+        Ok(restarted)
     }
 
     /// Takes `slot` out of the load and waits (5 s at most) for its requests in flight.

@@ -77,9 +77,9 @@ struct Id {
 }
 
 /// Runs every fault at its moment; returns when all are over.
-pub fn run(plan: &Plan, env: &Env, fleet: &Fleet, start: Instant) -> Report {
+pub fn run(plan: &Plan, window: Duration, env: &Env, fleet: &Fleet, start: Instant) -> Report {
     let mut rng = Rng::new(plan.seed ^ 0xfa17);
-    let window = plan.window.as_millis() as u64;
+    let window = window.as_millis() as u64;
     let mut at = |within: u64| Duration::from_millis(rng.below(within.max(1)));
     let mut schedule = Vec::new();
     for _ in 0..plan.kills {
@@ -90,19 +90,11 @@ pub fn run(plan: &Plan, env: &Env, fleet: &Fleet, start: Instant) -> Report {
         schedule.push((at(window), Fault::Terminate));
     }
     schedule.push((at(window.saturating_sub(plan.report.as_millis() as u64)), Fault::Report));
-    schedule.push((
-        at(window.saturating_sub(plan.operator_hold.as_millis() as u64)),
-        Fault::OperatorTransaction,
-    ));
+    // These need rows left to do: in the first half.
+    schedule.push((at(window / 2), Fault::OperatorTransaction));
     schedule.push((at(window * 4 / 10), Fault::IdleInTransactionTimeout));
-    schedule.push((
-        at(window.saturating_sub(plan.paused.as_millis() as u64)),
-        Fault::PauseResume,
-    ));
-    schedule.push((
-        at(window.saturating_sub(plan.replay_pause.as_millis() as u64)),
-        Fault::ReplayPause,
-    ));
+    schedule.push((at(window / 2), Fault::PauseResume));
+    schedule.push((at(window / 2), Fault::ReplayPause));
     schedule.sort_by_key(|(at, _)| *at);
     for (at, fault) in &schedule {
         note(
@@ -186,7 +178,7 @@ fn apply(
             .map_err(|e| format!("lock a pending row: {e}"))?;
             let Some(row) = rows.first() else {
                 let _ = conn.batch_execute("ROLLBACK");
-                return Ok("no pending row was left to lock".into());
+                return Err("no pending row was left to lock: the fault came too late".into());
             };
             std::thread::sleep(plan.operator_hold);
             conn.batch_execute("ROLLBACK")
@@ -218,6 +210,42 @@ fn apply(
             ))
         }
     }
+}
+
+/// Watches (30 s at most) for the migration lock's session (application_name `migrator
+/// HOST:PID`) and terminates it once: (seconds until then, what happened).
+pub fn terminate_lock_at_startup(
+    admin_url: String,
+) -> std::thread::JoinHandle<(f64, Result<String, String>)> {
+    std::thread::spawn(move || {
+        let began = Instant::now();
+        let mut conn = match setup::connect(&admin_url) {
+            Ok(conn) => conn,
+            Err(e) => return (0.0, Err(e)),
+        };
+        while began.elapsed() < Duration::from_secs(30) {
+            let sessions: Result<Vec<Id>, _> = diesel::sql_query(format!(
+                "SELECT pid AS id FROM pg_stat_activity WHERE datname = '{DB}' \
+                 AND application_name LIKE 'migrator %' AND pg_terminate_backend(pid)"
+            ))
+            .load(&mut conn);
+            match sessions {
+                Ok(killed) if !killed.is_empty() => {
+                    let pids: Vec<String> = killed.iter().map(|k| k.id.to_string()).collect();
+                    return (
+                        began.elapsed().as_secs_f64(),
+                        Ok(format!(
+                            "lock sessions terminated (holder and waiters): pids {}",
+                            pids.join(", ")
+                        )),
+                    );
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) => return (began.elapsed().as_secs_f64(), Err(format!("{e}"))),
+            }
+        }
+        (30.0, Err("no migration lock session was seen within 30 s".into()))
+    })
 }
 
 fn terminate(env: &Env, rng: &mut Rng, report: &Mutex<Report>) -> Result<String, String> {
@@ -307,7 +335,7 @@ fn control(fleet: &Fleet, rng: &mut Rng, action: &str) -> Result<(u16, String), 
 fn pause_resume(plan: &Plan, fleet: &Fleet, rng: &mut Rng) -> Result<String, String> {
     let (status, body) = control(fleet, rng, "pause")?;
     if status == 409 {
-        return Ok(format!("pause refused (409: {body}); nothing to resume"));
+        return Err(format!("pause refused (409: {body}): the fault came too late"));
     }
     std::thread::sleep(plan.paused);
     let (status, resumed) = control(fleet, rng, "resume")?;

@@ -62,18 +62,18 @@ impl Plan {
             Plan {
                 short,
                 seed,
-                rows: 20_000,
-                argon2_kib: 1024,
-                baseline: s(12),
-                quiet: s(12),
-                window: s(50),
+                rows: 40_000,
+                argon2_kib: 2048,
+                baseline: s(10),
+                quiet: s(8),
+                window: s(45),
                 replay_pause: s(8),
                 report: s(15),
                 operator_hold: s(5),
                 paused: s(5),
                 kills: 1,
                 terminations: 3,
-                finish_within: s(45),
+                finish_within: s(60),
                 clients: 4,
                 interval: Duration::from_millis(40),
                 load_users: 400,
@@ -194,7 +194,22 @@ fn run(plan: &Plan) -> Result<usize, String> {
     // 1. Baseline: three processes without workers (001 schedules the backfill; no one works
     //    on it), a paced load.
     note(start, "starting three demo processes without workers (baseline)");
-    fleet.start_all(0)?;
+    // The migration lock exists only while 001 runs at the first start-up: its session is
+    // terminated then (the `lock` kind of pg_terminate_backend).
+    let watcher = faults::terminate_lock_at_startup(env.admin_url.clone());
+    let restarted = fleet.start_all(0)?;
+    let startup_lock = watcher
+        .join()
+        .unwrap_or_else(|_| (0.0, Err("the lock watcher panicked".into())));
+    let startup_lock = (
+        "pg_terminate_backend of the migration lock's session (time from the first start-up)".to_string(),
+        startup_lock.0,
+        match (startup_lock.1, restarted.is_empty()) {
+            (Ok(what), true) => Ok(what),
+            (Ok(what), false) => Err(format!("{what}; then {}", restarted.join("; "))),
+            (Err(why), _) => Err(why),
+        },
+    );
     let load = load::Load::start(plan, &env, Arc::clone(&fleet), start);
     std::thread::sleep(plan.baseline);
 
@@ -204,12 +219,26 @@ fn run(plan: &Plan) -> Result<usize, String> {
     fleet.rolling_restart(1)?;
     load.set_phase(Phase::Workers);
     note(start, "workers running, no faults yet");
+    let before = checks::progress(&env)?;
     std::thread::sleep(plan.quiet);
+    let after = checks::progress(&env)?;
 
-    // 3. Faults at seeded random moments.
+    // 3. Faults at seeded random moments of a window that ends before the backfill would
+    //    (from its rate so far): a fault after the last row proves nothing.
+    let rate = (after.1 - before.1).max(1) as f64 / plan.quiet.as_secs_f64();
+    let expected = (after.2 - after.1).max(0) as f64 / rate;
+    let window = Duration::from_secs_f64((expected * 0.75).clamp(16.0, plan.window.as_secs_f64()));
+    println!(
+        "fault window: {:.0} s (the backfill did {rate:.0} rows/s without faults: {}/{} rows, \
+         about {expected:.0} s to go)",
+        window.as_secs_f64(),
+        after.1,
+        after.2
+    );
     load.set_phase(Phase::Faults);
     note(start, "fault window opens");
-    let report = faults::run(plan, &env, &fleet, start);
+    let mut report = faults::run(plan, window, &env, &fleet, start);
+    report.faults.push(startup_lock);
 
     // 4. The backfill must finish; the load goes on meanwhile.
     load.set_phase(Phase::Tail);
