@@ -56,6 +56,9 @@ pub struct Report {
     pub faults: Vec<(String, f64, Result<String, String>)>,
     /// Sessions terminated, by kind.
     pub terminated: BTreeMap<&'static str, u64>,
+    /// The migration lock's sessions terminated during the first start-up: (seconds after
+    /// the start, what happened; an error if a process was not ready without a restart).
+    pub startup_lock: Option<(f64, Result<String, String>)>,
 }
 
 #[derive(QueryableByName)]

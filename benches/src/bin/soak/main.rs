@@ -202,7 +202,6 @@ fn run(plan: &Plan) -> Result<usize, String> {
         .join()
         .unwrap_or_else(|_| (0.0, Err("the lock watcher panicked".into())));
     let startup_lock = (
-        "pg_terminate_backend of the migration lock's session (time from the first start-up)".to_string(),
         startup_lock.0,
         match (startup_lock.1, restarted.is_empty()) {
             (Ok(what), true) => Ok(what),
@@ -238,7 +237,7 @@ fn run(plan: &Plan) -> Result<usize, String> {
     load.set_phase(Phase::Faults);
     note(start, "fault window opens");
     let mut report = faults::run(plan, window, &env, &fleet, start);
-    report.faults.push(startup_lock);
+    report.startup_lock = Some(startup_lock);
 
     // 4. The backfill must finish; the load goes on meanwhile.
     load.set_phase(Phase::Tail);
