@@ -151,21 +151,26 @@ impl Fleet {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(Some(exit)) = demo.child.try_wait() {
-                return Err(format!("demo {} exited during start-up ({exit})", demo.name));
+                return Err(format!(
+                    "demo {} exited during start-up ({exit})",
+                    demo.name
+                ));
             }
-            if let Some(r) =
-                http::request_within(demo.port, "GET", "/health", None, "", Duration::from_secs(5))
-            {
+            if let Some(r) = http::request_within(
+                demo.port,
+                "GET",
+                "/health",
+                None,
+                "",
+                Duration::from_secs(5),
+            ) {
                 let body: serde_json::Value =
                     serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null);
                 if r.status == 200 && body["status"] == "ok" {
                     return Ok(());
                 }
                 if body["status"] == "degraded" && !body["error"].is_null() {
-                    return Err(format!(
-                        "demo {} is degraded: {}",
-                        demo.name, body["error"]
-                    ));
+                    return Err(format!("demo {} is degraded: {}", demo.name, body["error"]));
                 }
             }
             if Instant::now() > deadline {

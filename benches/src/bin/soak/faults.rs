@@ -92,7 +92,10 @@ pub fn run(plan: &Plan, window: Duration, env: &Env, fleet: &Fleet, start: Insta
     for _ in 0..plan.terminations {
         schedule.push((at(window), Fault::Terminate));
     }
-    schedule.push((at(window.saturating_sub(plan.report.as_millis() as u64)), Fault::Report));
+    schedule.push((
+        at(window.saturating_sub(plan.report.as_millis() as u64)),
+        Fault::Report,
+    ));
     // These need rows left to do: in the first half.
     schedule.push((at(window / 2), Fault::OperatorTransaction));
     schedule.push((at(window * 4 / 10), Fault::IdleInTransactionTimeout));
@@ -247,7 +250,10 @@ pub fn terminate_lock_at_startup(
                 Err(e) => return (began.elapsed().as_secs_f64(), Err(format!("{e}"))),
             }
         }
-        (30.0, Err("no migration lock session was seen within 30 s".into()))
+        (
+            30.0,
+            Err("no migration lock session was seen within 30 s".into()),
+        )
     })
 }
 
@@ -327,7 +333,13 @@ fn control(fleet: &Fleet, rng: &mut Rng, action: &str) -> Result<(u16, String), 
         inflight.fetch_sub(1, Ordering::SeqCst);
         match answer {
             Some(r) if r.status == 200 || r.status == 409 => return Ok((r.status, r.body)),
-            Some(r) => last = format!("{} {}", r.status, r.body.chars().take(200).collect::<String>()),
+            Some(r) => {
+                last = format!(
+                    "{} {}",
+                    r.status,
+                    r.body.chars().take(200).collect::<String>()
+                )
+            }
             None => last = "no answer".into(),
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -338,7 +350,9 @@ fn control(fleet: &Fleet, rng: &mut Rng, action: &str) -> Result<(u16, String), 
 fn pause_resume(plan: &Plan, fleet: &Fleet, rng: &mut Rng) -> Result<String, String> {
     let (status, body) = control(fleet, rng, "pause")?;
     if status == 409 {
-        return Err(format!("pause refused (409: {body}): the fault came too late"));
+        return Err(format!(
+            "pause refused (409: {body}): the fault came too late"
+        ));
     }
     std::thread::sleep(plan.paused);
     let (status, resumed) = control(fleet, rng, "resume")?;

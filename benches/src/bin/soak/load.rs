@@ -210,7 +210,8 @@ impl Load {
                     marker: env.secret_marker.clone(),
                     interval: plan.interval,
                 };
-                let (phase, stop, fleet) = (Arc::clone(&phase), Arc::clone(&stop), Arc::clone(&fleet));
+                let (phase, stop, fleet) =
+                    (Arc::clone(&phase), Arc::clone(&stop), Arc::clone(&fleet));
                 std::thread::spawn(move || client.run(&phase, &stop, &fleet))
             })
             .collect();
@@ -324,9 +325,9 @@ impl Client {
             return;
         };
         if r.body.contains(&self.marker) || r.body.contains(migrator_benches::pg::PASSWORD) {
-            stats
-                .leaks
-                .push(format!("{method} {path} answered a body with a secret in it"));
+            stats.leaks.push(format!(
+                "{method} {path} answered a body with a secret in it"
+            ));
         }
         stats
             .latencies

@@ -62,10 +62,10 @@ impl Plan {
             Plan {
                 short,
                 seed,
-                rows: 40_000,
+                rows: 50_000,
                 argon2_kib: 2048,
-                baseline: s(10),
-                quiet: s(8),
+                baseline: s(15),
+                quiet: s(10),
                 window: s(45),
                 replay_pause: s(8),
                 report: s(15),
@@ -193,7 +193,10 @@ fn run(plan: &Plan) -> Result<usize, String> {
 
     // 1. Baseline: three processes without workers (001 schedules the backfill; no one works
     //    on it), a paced load.
-    note(start, "starting three demo processes without workers (baseline)");
+    note(
+        start,
+        "starting three demo processes without workers (baseline)",
+    );
     // The migration lock exists only while 001 runs at the first start-up: its session is
     // terminated then (the `lock` kind of pg_terminate_backend).
     let watcher = faults::terminate_lock_at_startup(env.admin_url.clone());

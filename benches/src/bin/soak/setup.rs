@@ -49,14 +49,20 @@ pub fn connect(url: &str) -> Result<PgConnection, String> {
 
 /// Runs `sql` on `url`.
 pub fn exec(url: &str, sql: &str) -> Result<(), String> {
-    connect(url)?
-        .batch_execute(sql)
-        .map_err(|e| format!("{}: {e}", sql.split_whitespace().take(6).collect::<Vec<_>>().join(" ")))
+    connect(url)?.batch_execute(sql).map_err(|e| {
+        format!(
+            "{}: {e}",
+            sql.split_whitespace().take(6).collect::<Vec<_>>().join(" ")
+        )
+    })
 }
 
 impl Env {
     pub fn start(plan: &Plan, start: Instant) -> Result<Env, String> {
-        note(start, "starting a throwaway PostgreSQL and a streaming standby");
+        note(
+            start,
+            "starting a throwaway PostgreSQL and a streaming standby",
+        );
         let cluster = guarded("the throwaway PostgreSQL cluster", pg::cluster)?;
         let standby = guarded("the streaming standby", Standby::start)?;
         let app_url = format!(
@@ -87,7 +93,10 @@ impl Env {
             app_url,
             admin_url,
             dir,
-            secret_marker: format!("kp{:x}z", plan.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 24),
+            secret_marker: format!(
+                "kp{:x}z",
+                plan.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 24
+            ),
         };
         note(start, &format!("seeding {} users", plan.rows));
         env.seed(plan)?;
