@@ -30,11 +30,11 @@ pub fn diesel_noop(db: &Database) {
 #[path = "../../tests/common/pg.rs"]
 pub mod pg;
 
-/// The test suite's streaming standby of [`pg::cluster`] (`pg_basebackup`), for `soak`.
+// The test suite's streaming standby (`pg_basebackup`) and loopback HTTP client, for `soak`
+// (their own module docs say more).
 #[path = "../../tests/common/standby.rs"]
 pub mod standby;
 
-/// The test suite's minimal loopback HTTP client, for `soak`.
 #[path = "../../tests/common/http.rs"]
 pub mod http;
 
