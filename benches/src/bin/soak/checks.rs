@@ -10,7 +10,7 @@ use diesel::sql_types::{BigInt, Bool, Integer, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use crate::demo::Gone;
-use crate::faults::Report;
+use crate::faults::{IdleSamples, Report};
 use crate::load::{Endpoint, Phase, Stats};
 use crate::setup::{self, Env};
 use crate::{note, Plan};
@@ -257,6 +257,7 @@ pub fn run(
     finished: &Finished,
     pages: &[(String, u16, String)],
     processes: &[Gone],
+    idle: IdleSamples,
     start: Instant,
 ) -> usize {
     let mut c = Checks {
@@ -408,6 +409,15 @@ pub fn run(
 
     latency_check(&mut c, stats);
     figures(plan, env, stats, processes);
+    println!(
+        "sessions of {} idle in a transaction holding a lock on user_profiles (issue 17 item 1): \
+         seen in {} of {} samples (every 250 ms from the workers' start), at most {} at once",
+        crate::setup::ROLE,
+        idle.seen,
+        idle.samples,
+        idle.most
+    );
+    println!();
     println!(
         "soak: {} checks, {} failed ({} mode, seed {}, {:.0} s)",
         c.total,

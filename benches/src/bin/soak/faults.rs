@@ -372,3 +372,43 @@ fn pause_resume(plan: &Plan, fleet: &Fleet, rng: &mut Rng) -> Result<String, Str
         state(&resumed)
     ))
 }
+
+/// How often sessions of the app's role sat idle in a transaction that holds a lock on
+/// `user_profiles` (issue 17 item 1: nothing held across a compute).
+#[derive(Default, Clone, Copy)]
+pub struct IdleSamples {
+    pub samples: u64,
+    pub seen: u64,
+    pub most: i64,
+}
+
+/// Samples `pg_stat_activity` every 250 ms until `stop` is set.
+pub fn sample_idle_in_transaction(
+    admin_url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<IdleSamples> {
+    std::thread::spawn(move || {
+        let mut found = IdleSamples::default();
+        let Ok(mut conn) = setup::connect(&admin_url) else {
+            return found;
+        };
+        while !stop.load(Ordering::SeqCst) {
+            let rows: Result<Vec<Id>, _> = diesel::sql_query(format!(
+                "SELECT CAST(count(DISTINCT a.pid) AS INTEGER) AS id \
+                 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid \
+                 WHERE a.datname = '{DB}' AND a.usename = '{ROLE}' \
+                 AND a.state = 'idle in transaction' \
+                 AND l.relation = 'user_profiles'::regclass"
+            ))
+            .load(&mut conn);
+            if let Ok(rows) = rows {
+                let n = rows.first().map_or(0, |r| i64::from(r.id));
+                found.samples += 1;
+                found.seen += u64::from(n > 0);
+                found.most = found.most.max(n);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        found
+    })
+}

@@ -221,6 +221,8 @@ fn run(plan: &Plan) -> Result<usize, String> {
     fleet.rolling_restart(1)?;
     load.set_phase(Phase::Workers);
     note(start, "workers running, no faults yet");
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = faults::sample_idle_in_transaction(env.admin_url.clone(), Arc::clone(&sampling));
     let before = checks::progress(&env)?;
     std::thread::sleep(plan.quiet);
     let after = checks::progress(&env)?;
@@ -246,12 +248,14 @@ fn run(plan: &Plan) -> Result<usize, String> {
     load.set_phase(Phase::Tail);
     let finished = checks::wait_finished(&env, plan.finish_within, start);
     let stats = load.stop();
+    sampling.store(true, Ordering::SeqCst);
+    let idle = sampler.join().unwrap_or_default();
     fleet.ready_flag().store(false, Ordering::SeqCst);
     let pages = fleet.scrape_pages();
     let processes = fleet.stop_all();
     note(start, "checks");
     let failed = checks::run(
-        plan, &env, &stats, &report, &finished, &pages, &processes, start,
+        plan, &env, &stats, &report, &finished, &pages, &processes, idle, start,
     );
     Ok(failed)
 }
