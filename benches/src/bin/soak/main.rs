@@ -67,7 +67,7 @@ impl Plan {
                 baseline: s(15),
                 quiet: s(10),
                 window: s(45),
-                replay_pause: s(8),
+                replay_pause: s(12),
                 report: s(15),
                 operator_hold: s(5),
                 paused: s(5),
