@@ -745,9 +745,11 @@ fn figures(plan: &Plan, env: &Env, stats: &Stats, processes: &[Gone]) {
         .collect();
     let count = |needle: &str| logs.lines().filter(|l| l.contains(needle)).count();
     println!(
-        "demo log lines: {} 'Backfill held', {} 'Backfill resumed', {} ERROR, {} WARN",
+        "demo log lines: {} 'Backfill held', {} 'Backfill resumed', {} batch writes cut by the \
+         idle-in-transaction timeout, {} ERROR, {} WARN",
         count("Backfill held"),
         count("Backfill resumed"),
+        count("idle-in-transaction timeout"),
         count("ERROR"),
         count("WARN")
     );
