@@ -30,6 +30,14 @@ pub fn diesel_noop(db: &Database) {
 #[path = "../../tests/common/pg.rs"]
 pub mod pg;
 
+// The test suite's streaming standby (`pg_basebackup`) and loopback HTTP client, for `soak`
+// (their own module docs say more).
+#[path = "../../tests/common/standby.rs"]
+pub mod standby;
+
+#[path = "../../tests/common/http.rs"]
+pub mod http;
+
 /// The Argon2 parameters `001_hash_kroger_passwords` uses by default.
 pub fn default_params() -> Params {
     Params::default()
