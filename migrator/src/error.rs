@@ -384,6 +384,38 @@ impl Error {
         }
     }
 
+    /// Whether the error is a lost connection or a lost migration lock (a session terminated
+    /// by an operator, a failover, a network cut): running again on a fresh connection may
+    /// succeed, e.g. an application's start-up migrations. A failed migration counts when its
+    /// cause does.
+    pub fn is_connection_lost(&self) -> bool {
+        use diesel::result::DatabaseErrorKind as Kind;
+        match self {
+            Error::LockLost { .. } | Error::Connect { .. } | Error::Pool(_) => true,
+            Error::MigrationFailed { cause, .. } => cause.is_connection_lost(),
+            Error::Tracking { .. } => {
+                let text = self.to_string();
+                text.contains("closed the connection") || text.contains("terminating connection")
+            }
+            _ => match self.database_source() {
+                Some(diesel::result::Error::DatabaseError(kind, info)) => {
+                    matches!(kind, Kind::ClosedConnection)
+                        || [
+                            "terminating connection",
+                            "server closed the connection",
+                            "no connection to the server",
+                            "connection to server",
+                            "could not receive data from server",
+                        ]
+                        .iter()
+                        .any(|needle| info.message().contains(needle))
+                }
+                Some(diesel::result::Error::BrokenTransactionManager) => true,
+                _ => false,
+            },
+        }
+    }
+
     /// Whether the same work would fail the same way if retried: a constraint violation, a
     /// missing permission, a type or syntax error, an undefined table or column, or a
     /// backfill's computation that returns the wrong shape. Connection losses, timeouts,

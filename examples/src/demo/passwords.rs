@@ -72,7 +72,7 @@ pub(super) async fn set_password(
             "the password must not be empty",
         );
     }
-    let known = with_connection(&state, move |conn| kroger::read_kroger_password(conn, id)).await;
+    let known = reading(&state, move |conn| kroger::read_kroger_password(conn, id)).await;
     let result = match known {
         Ok(None) => Ok(false),
         Ok(Some(_)) => {
@@ -179,12 +179,11 @@ fn busy() -> Response {
 /// A verification in three steps, holding a pooled connection only for the read and the
 /// guarded write, never while Argon2 runs; the user is read before any hash.
 async fn verify(state: &Shared, id: i64, password: Password) -> Result<Result<Verification>, Busy> {
-    let stored =
-        match with_connection(state, move |conn| kroger::read_kroger_password(conn, id)).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return Ok(Ok(Verification::UnknownUser)),
-            Err(e) => return Ok(Err(e)),
-        };
+    let stored = match reading(state, move |conn| kroger::read_kroger_password(conn, id)).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return Ok(Ok(Verification::UnknownUser)),
+        Err(e) => return Ok(Err(e)),
+    };
     let hasher = state.hasher.clone();
     let checked = hashing(state, move || {
         let checked = stored.check(&hasher, &password);
@@ -209,6 +208,31 @@ async fn hashing<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<Result<T>, Busy> {
     state.hashing.run(work).await.ok_or(Busy)
+}
+
+/// Runs a read-only `work` like [`with_connection`], once more on a fresh connection if its
+/// connection was lost meanwhile (a session terminated by an operator, a failover): a read
+/// repeated changes nothing, and the user gets an answer instead of a 500.
+async fn reading<T: Send + 'static>(
+    state: &AppState,
+    work: impl Fn(&mut AnyConnection) -> Result<T> + Send + Sync + 'static,
+) -> Result<T> {
+    let db = state.db.clone();
+    tokio::task::spawn_blocking(move || {
+        let first = db
+            .get()
+            .map_err(Error::from)
+            .and_then(|mut conn| work(&mut conn));
+        match first {
+            Err(e) if e.is_connection_lost() => {
+                log::warn!("A read lost its database connection ({e}); trying once more");
+                work(&mut *db.get()?)
+            }
+            other => other,
+        }
+    })
+    .await
+    .map_err(|e| Error::msg(format!("the database task failed: {e}")))?
 }
 
 /// Runs `work` on a blocking thread with a pooled connection, returned to the pool at once.

@@ -227,9 +227,35 @@ fn session_settings(
     Ok((lifetime, secure))
 }
 
+/// How many times start-up migrations that lost their connection are run again.
+const STARTUP_RETRIES: u32 = 3;
+
 /// Runs the start-up migrations and records the outcome for `/health` and `/metrics`.
 pub(super) fn migrate(state: &AppState, exit: &AtomicU8, stop: &tokio::sync::Notify) {
-    let outcome = state.migrator.run_on_startup(&state.db, &state.config);
+    // A session terminated under the run (an operator's pg_terminate_backend, a failover) is
+    // not a failed migration: run again on fresh connections, a few times, before saying so.
+    let mut outcome = state.migrator.run_on_startup(&state.db, &state.config);
+    for attempt in 1..=STARTUP_RETRIES {
+        let lost = match &outcome {
+            Ok(StartupOutcome::Failed(e)) | Err(e) => e.is_connection_lost(),
+            _ => false,
+        };
+        if !lost {
+            break;
+        }
+        let pause = Duration::from_secs(1 << (attempt - 1));
+        if let Ok(StartupOutcome::Failed(e)) | Err(e) = &outcome {
+            log::warn!(
+                "Start-up migrations lost their database connection ({e}); running them again \
+                 in {} s (attempt {} of {})",
+                pause.as_secs(),
+                attempt + 1,
+                STARTUP_RETRIES + 1
+            );
+        }
+        std::thread::sleep(pause);
+        outcome = state.migrator.run_on_startup(&state.db, &state.config);
+    }
     let record = |report: Option<&migrator::Report>| {
         let rows = report.map_or_else(Vec::new, |r| {
             r.migrations
