@@ -43,10 +43,35 @@ pub fn plain_rate(threads: usize, duration: Duration, hash: impl Fn(usize) + Syn
     done as f64 / start.elapsed().as_secs_f64()
 }
 
-/// One measured variant: its label and how to measure its rate once.
+/// CPU time of this thread so far (`/proc/thread-self/schedstat`, nanoseconds on a CPU), which
+/// other load on the machine disturbs much less than wall-clock time.
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// Hashes per second of `hash` on this thread, and per CPU-second of this thread if known.
+fn one_rate(duration: Duration, hash: impl Fn(usize) + Sync) -> (f64, Option<f64>) {
+    let before = thread_cpu();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < duration {
+        hash(0);
+        n += 1;
+    }
+    let wall = n as f64 / start.elapsed().as_secs_f64();
+    let cpu = before
+        .zip(thread_cpu())
+        .map(|(before, after)| n as f64 / (after - before).as_secs_f64());
+    (wall, cpu)
+}
+
+/// One measured variant: its label and how to measure its rate once (per second, and per
+/// CPU-second of the calling thread where that is meaningful).
 struct Variant<'a> {
     label: &'static str,
-    measure: Box<dyn Fn() -> Option<f64> + 'a>,
+    measure: Box<dyn Fn() -> Option<(f64, Option<f64>)> + 'a>,
 }
 
 /// The figures of both items, `rounds` interleaved rounds of `duration` per variant.
@@ -67,17 +92,17 @@ pub fn lanes_and_wipe(cores: usize, rounds: usize, duration: Duration) -> Vec<Ro
             .hash(&Password::new(format!("lanes-{t}")))
             .expect("hashing");
     };
-    let one = |hasher: &'static str, h: Hasher| Variant {
-        label: hasher,
-        measure: Box::new(move || Some(plain_rate(1, duration, |t| hash(&h, t)))),
+    let one = |label: &'static str, h: Hasher| Variant {
+        label,
+        measure: Box::new(move || Some(one_rate(duration, |t| hash(&h, t)))),
     };
     let plain = |label: &'static str, h: Hasher| Variant {
         label,
-        measure: Box::new(move || Some(plain_rate(cores, duration, |t| hash(&h, t)))),
+        measure: Box::new(move || Some((plain_rate(cores, duration, |t| hash(&h, t)), None))),
     };
     let pool = |label: &'static str, h: Hasher| Variant {
         label,
-        measure: Box::new(move || Some(rate(cores, duration, |t| hash(&h, t)))),
+        measure: Box::new(move || Some((rate(cores, duration, |t| hash(&h, t)), None))),
     };
     let cffi_error = RefCell::new(None);
     let variants = vec![
@@ -86,7 +111,7 @@ pub fn lanes_and_wipe(cores: usize, rounds: usize, duration: Duration) -> Vec<Ro
         Variant {
             label: "p4 latency, argon2-cffi",
             measure: Box::new(|| match argon2_cffi_rate(strong, 1, duration) {
-                Ok(rate) => Some(rate),
+                Ok(rate) => Some((rate, None)),
                 Err(e) => {
                     *cffi_error.borrow_mut() = Some(e);
                     None
@@ -104,6 +129,7 @@ pub fn lanes_and_wipe(cores: usize, rounds: usize, duration: Duration) -> Vec<Ro
         pool("p1 all cores, no wipe", light_unwiped),
     ];
     let mut sums = vec![0.0f64; variants.len()];
+    let mut cpu_sums = vec![0.0f64; variants.len()];
     let mut counts = vec![0usize; variants.len()];
     for round in 0..rounds {
         let order: Vec<usize> = if round % 2 == 0 {
@@ -112,9 +138,14 @@ pub fn lanes_and_wipe(cores: usize, rounds: usize, duration: Duration) -> Vec<Ro
             (0..variants.len()).rev().collect()
         };
         for i in order {
-            if let Some(rate) = (variants[i].measure)() {
-                eprintln!("round {round}: {}: {rate:.2}/s", variants[i].label);
+            if let Some((rate, cpu)) = (variants[i].measure)() {
+                eprintln!(
+                    "round {round}: {}: {rate:.2}/s ({:.2} per CPU-second)",
+                    variants[i].label,
+                    cpu.unwrap_or(f64::NAN)
+                );
                 sums[i] += rate;
+                cpu_sums[i] += cpu.unwrap_or(f64::NAN);
                 counts[i] += 1;
             }
         }
@@ -125,6 +156,13 @@ pub fn lanes_and_wipe(cores: usize, rounds: usize, duration: Duration) -> Vec<Ro
             .position(|v| v.label == label)
             .expect("a variant");
         (counts[i] > 0).then(|| sums[i] / counts[i] as f64)
+    };
+    let cpu_mean = |label: &str| {
+        let i = variants
+            .iter()
+            .position(|v| v.label == label)
+            .expect("a variant");
+        cpu_sums[i] / counts[i].max(1) as f64
     };
     let ms = |rate: f64| 1e3 / rate;
     let get = |label: &str| mean(label).unwrap_or(f64::NAN);
@@ -182,29 +220,42 @@ pub fn lanes_and_wipe(cores: usize, rounds: usize, duration: Duration) -> Vec<Ro
             p / i
         ),
     ));
-    for (what, wiped, unwiped) in [
+    // CPU time only where one thread does all the work (not with helpers).
+    for (what, wiped, unwiped, with_cpu) in [
         (
             "latency, m=65536,t=3,p=4, lanes in parallel".to_owned(),
             "p4 latency, lanes in parallel",
             "p4 latency, lanes in parallel, no wipe",
+            false,
         ),
         (
             "hashes/s, m=19456,t=2,p=1, 1 thread".to_owned(),
             "p1 1 thread, wipe",
             "p1 1 thread, no wipe",
+            true,
         ),
         (
             format!("hashes/s, m=19456,t=2,p=1, {cores} threads"),
             "p1 all cores, wipe",
             "p1 all cores, no wipe",
+            false,
         ),
     ] {
         let (w, u) = pair(wiped, unwiped);
+        let (cw, cu) = (cpu_mean(wiped), cpu_mean(unwiped));
+        let cpu = if !with_cpu || cw.is_nan() || cu.is_nan() {
+            String::new()
+        } else {
+            format!(
+                "; per CPU-second of the thread: **{:.3}x** ({cw:.2} against {cu:.2})",
+                cw / cu
+            )
+        };
         rows.push((
             format!("{what}, memory wiped after each hash"),
             format!("{w:.2}/s ({:.1} ms)", ms(w)),
             format!(
-                "**{:.3}x the speed without the wipe** ({u:.2}/s, {:.1} ms)",
+                "**{:.3}x the speed without the wipe** ({u:.2}/s, {:.1} ms){cpu}",
                 w / u,
                 ms(u)
             ),

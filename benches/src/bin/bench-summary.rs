@@ -63,9 +63,9 @@ fn background_rows(cores: usize, only: Option<&str>) -> Vec<(String, String, Str
 }
 
 /// Lanes in parallel and the wipe of the working memory (issue 21 item 1, issue 18 item 5):
-/// three interleaved rounds of 3 s per variant (about 2 minutes).
+/// five interleaved rounds of 2 s per variant (about 2.5 minutes).
 fn lanes_rows(cores: usize) -> Vec<(String, String, String)> {
-    lanes::lanes_and_wipe(cores, 3, Duration::from_secs(3))
+    lanes::lanes_and_wipe(cores, 5, Duration::from_secs(2))
 }
 
 /// Runs the Kroger backfill on an existing table and prints rows, seconds and peak RSS.
