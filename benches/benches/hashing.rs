@@ -1,8 +1,10 @@
 //! Argon2id hash rate of `migrator::password`: the default parameters and m=65536,t=3,p=4, on
-//! one thread and on all cores, for every block-compression kernel this CPU has (reused memory,
-//! as the backfill does), with a fresh allocation per hash (the naive way), and beside the
-//! argon2 crate with reused memory (the hasher before the kernels). argon2-cffi is compared in
-//! `scripts/bench-summary`.
+//! one calling thread (whose lanes run in parallel on the idle cores when p > 1) and on all
+//! cores (rayon workers, as the backfill: lanes on each worker's own thread), for every
+//! block-compression kernel this CPU has (reused memory, as the backfill does), with the lanes
+//! inline (before issue 21), without the wipe of the memory (before issue 18), with a fresh
+//! allocation per hash (the naive way), and beside the argon2 crate with reused memory (the
+//! hasher before the kernels). argon2-cffi is compared in `scripts/bench-summary`.
 
 use std::cell::RefCell;
 use std::hint::black_box;
@@ -40,6 +42,8 @@ fn argon2_crate(argon2: &argon2::Argon2<'_>, password: &[u8]) -> [u8; 32] {
 #[derive(Clone, Copy)]
 enum Way {
     Ours(Kernel),
+    Inline,
+    Unwiped,
     Fresh,
     Crate,
 }
@@ -60,6 +64,8 @@ fn hashing(c: &mut Criterion) {
         .into_iter()
         .map(|k| (format!("{k} kernel, reused memory"), Way::Ours(k)))
         .collect();
+    ways.push(("lanes inline".into(), Way::Inline));
+    ways.push(("no wipe".into(), Way::Unwiped));
     ways.push(("fresh allocation".into(), Way::Fresh));
     ways.push(("argon2 crate, reused memory".into(), Way::Crate));
     for (name, params) in [
@@ -90,10 +96,14 @@ fn hashing(c: &mut Criterion) {
         for (label, way) in &ways {
             let hasher = match way {
                 Way::Ours(kernel) => hasher.clone().with_kernel(*kernel).expect("supported"),
+                Way::Inline => hasher.clone().with_lanes_inline(),
+                Way::Unwiped => hasher.clone().without_wipe(),
                 _ => hasher.clone(),
             };
             let hash = || match way {
-                Way::Ours(_) => drop(black_box(hasher.hash(&password).expect("hash"))),
+                Way::Ours(_) | Way::Inline | Way::Unwiped => {
+                    drop(black_box(hasher.hash(&password).expect("hash")))
+                }
                 Way::Fresh => drop(black_box(
                     hasher.hash_without_memory_reuse(&password).expect("hash"),
                 )),
@@ -103,7 +113,7 @@ fn hashing(c: &mut Criterion) {
                 ))),
             };
             group.throughput(Throughput::Elements(1));
-            group.bench_function(format!("1 thread, {label}"), |b| b.iter(hash));
+            group.bench_function(format!("1 caller, {label}"), |b| b.iter(hash));
             let per_iteration = cores as u64 * 2;
             group.throughput(Throughput::Elements(per_iteration));
             group.bench_function(format!("{cores} threads, {label}"), |b| {

@@ -83,6 +83,7 @@ mod baselines;
 pub use baselines::{argon2_cffi_rate, argon2_crate_rate, cpu};
 
 pub mod background;
+pub mod lanes;
 pub mod load;
 
 /// The single BIGINT `n` that `sql` selects.

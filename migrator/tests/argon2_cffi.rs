@@ -1,21 +1,31 @@
 //! Hashes made by every kernel this CPU has verify with the reference C implementation, through
 //! argon2-cffi (Python) and Debian's `argon2` command, whichever are installed (scripts/setup
 //! installs both). Neither installed is a failure that says how to install them, never a skip.
+//!
+//! They cover 1 to 8 lanes. The hashes are made on the test's thread (lanes in parallel on the
+//! spare cores) and again by several threads at once (each then mostly fills its lanes itself):
+//! the same PHC strings.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use migrator::password::{Hasher, Kernel, Params, Password};
 
-/// (m, t, p): the defaults, a strong setting, and small odd ones (powers of two for the
-/// `argon2` command, whose -m is log2 of the KiB).
-const CASES: [(u32, u32, u32); 6] = [
+/// (m, t, p): the defaults, a strong setting, and small odd ones, with every lane count from 1
+/// to 8 (powers of two for the `argon2` command, whose -m is log2 of the KiB; lanes of a length
+/// not a power of two where m is not a multiple of 4p).
+const CASES: [(u32, u32, u32); 11] = [
     (16_384, 2, 1),
     (65_536, 3, 4),
     (1_024, 1, 1),
     (4_096, 4, 2),
     (256, 2, 3),
     (32, 1, 4),
+    (2_048, 2, 5),
+    (512, 1, 6),
+    (8_192, 2, 7),
+    (1_024, 3, 8),
+    (64, 2, 8),
 ];
 
 // Not empty: the `argon2` command refuses an empty password (the unit tests cover it).
@@ -68,10 +78,19 @@ fn cases() -> Vec<Case> {
             let password = PASSWORDS[i % PASSWORDS.len()];
             // Printable salts, so that the `argon2` command can take them as an argument.
             let salt = format!("salt-{kernel}-{i}-{memory_kib}").into_bytes();
-            let phc = hasher
-                .hash_with_salt(&Password::new(password), &salt)
-                .unwrap()
-                .phc;
+            let hash = || {
+                hasher
+                    .hash_with_salt(&Password::new(password), &salt)
+                    .unwrap()
+                    .phc
+            };
+            let phc = hash();
+            std::thread::scope(|scope| {
+                let others: Vec<_> = (0..3).map(|_| scope.spawn(hash)).collect();
+                for other in others {
+                    assert_eq!(other.join().unwrap(), phc, "{kernel}, {params:?}");
+                }
+            });
             out.push(Case {
                 password,
                 salt,

@@ -1,7 +1,8 @@
 //! Quick versions of the benchmarks, summed up as one Markdown table (`scripts/bench-summary`).
 //!
 //! Every figure comes from this one run, so ratios compare like with like on a shared, noisy
-//! machine. `bench-summary hashing` measures the hash rates only; `bench-summary background
+//! machine. `bench-summary hashing` measures the hash rates only (with the lanes and wipe
+//! figures); `bench-summary lanes` the lanes in parallel and the wipe only; `bench-summary background
 //! [modes|startup|latency]` the background-backfill figures only. `bench-summary child-backfill URL THREADS MEMORY_KIB
 //! ITERATIONS` is the child process it starts for peak-RSS and scale-out measurements;
 //! `child-backfill-mode` and `child-demo` those of the background-backfill figures (see
@@ -15,7 +16,7 @@ use migrator::password::{Hasher, Kernel, Params};
 use migrator::{Backend, Config, Database, Environment, Migrator, Progress};
 use migrator_benches::{
     argon2_cffi_rate, argon2_crate_rate, background, cores, count, cpu, diesel_noop, diesel_run,
-    fresh, hash_rate, pg, seed,
+    fresh, hash_rate, lanes, pg, seed,
 };
 use smart_meal_planner::kroger::{self, BackfillOptions};
 
@@ -28,6 +29,7 @@ fn main() -> std::process::ExitCode {
         Some("background") => {
             print_table(background_rows(cores(), args.get(2).map(String::as_str)))
         }
+        Some("lanes") => print_table(lanes_rows(cores())),
         what => summary(what == Some("hashing")),
     }
     std::process::ExitCode::SUCCESS
@@ -58,6 +60,12 @@ fn background_rows(cores: usize, only: Option<&str>) -> Vec<(String, String, Str
         }
     }
     rows
+}
+
+/// Lanes in parallel and the wipe of the working memory (issue 21 item 1, issue 18 item 5):
+/// five interleaved rounds of 2 s per variant (about 2.5 minutes).
+fn lanes_rows(cores: usize) -> Vec<(String, String, String)> {
+    lanes::lanes_and_wipe(cores, 5, Duration::from_secs(2))
 }
 
 /// Runs the Kroger backfill on an existing table and prints rows, seconds and peak RSS.
@@ -233,6 +241,9 @@ fn summary(hashing_only: bool) {
         );
     }
     let all = ours[0][1];
+    for (what, value, note) in lanes_rows(cores) {
+        push(&what, value, note);
+    }
     if hashing_only {
         print_table(rows);
         let _ = std::fs::remove_dir_all(&dir);

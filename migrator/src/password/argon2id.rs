@@ -2,9 +2,11 @@
 //! H0, the variable-length hash H', the memory fill (data-independent addressing for the first
 //! half of pass 0, data-dependent after), lanes and slices, and the final XOR and H'.
 //!
-//! Lanes are filled one after another (a hash of several lanes gives the same bytes as a
-//! parallel fill); concurrency comes from hashing several passwords at once, one per thread.
-//! The working memory is reused per thread. The argon2 crate is the oracle of the tests.
+//! The segments of one slice are filled on up to `p` threads (`lanes.rs`: the caller and
+//! helpers lent from a small pool, on spare cores only); the working memory is the caller's,
+//! reused per thread. After each hash every block of it is wiped, and so are the blocks and
+//! buffers derived from the password on the way (H0, the final block, the temporaries of the
+//! fill) and the stacks that computed them. The argon2 crate is the oracle of the tests.
 
 use std::cell::RefCell;
 
@@ -12,8 +14,15 @@ use blake2::digest::{Digest, Update, VariableOutput};
 use blake2::{Blake2b512, Blake2bVar};
 use zeroize::{Zeroize, Zeroizing};
 
-use super::compress::{Block, FillBlock, Kernel, BLOCK_WORDS};
+use super::compress::{Block, FillBlock, Kernel};
 use crate::error::{Error, Result};
+
+mod lanes;
+mod segment;
+
+pub(crate) use lanes::LaneThreads;
+use lanes::{Crew, STACK_WIPE};
+use segment::{fill_segment, split};
 
 /// Slices per pass (synchronisation points).
 const SYNC_POINTS: usize = 4;
@@ -57,8 +66,52 @@ impl Costs {
     }
 }
 
+/// The shape of the memory for some [`Costs`], in blocks.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    lanes: usize,
+    lane_length: usize,
+    segment_length: usize,
+    blocks: usize,
+    iterations: usize,
+}
+
+impl Geometry {
+    fn of(costs: Costs) -> Geometry {
+        let lane_length = costs.lane_length();
+        Geometry {
+            lanes: costs.lanes as usize,
+            lane_length,
+            segment_length: lane_length / SYNC_POINTS,
+            blocks: costs.block_count(),
+            iterations: costs.iterations as usize,
+        }
+    }
+}
+
+/// How a hash runs (the result is the same).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// This thread's reused memory, else a fresh allocation (wiped too before it is freed).
+    pub(crate) reuse: bool,
+    /// The threads that may fill the lanes.
+    pub(crate) threads: LaneThreads,
+    /// Wipe what the hash leaves behind (false only to measure what the wipe costs).
+    pub(crate) wipe: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            reuse: true,
+            threads: LaneThreads::Auto,
+            wipe: true,
+        }
+    }
+}
+
 thread_local! {
-    /// This thread's working memory, reused across hashes.
+    /// This thread's working memory, reused across hashes (all zero between them).
     static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -66,14 +119,13 @@ fn failed(reason: String) -> Error {
     Error::Hashing { reason }
 }
 
-/// Argon2id of `inputs` into `out`, with this thread's reused memory (`reuse`) or a fresh
-/// allocation, computing block compressions with `kernel`.
+/// Argon2id of `inputs` into `out`, computing block compressions with `kernel`.
 pub(crate) fn hash(
     kernel: Kernel,
     costs: Costs,
     inputs: &Inputs<'_>,
     out: &mut [u8],
-    reuse: bool,
+    options: Options,
 ) -> Result<()> {
     let fill = kernel.fill_block().ok_or_else(|| {
         failed(format!(
@@ -81,19 +133,57 @@ pub(crate) fn hash(
         ))
     })?;
     check(costs, inputs, out)?;
-    let needed = costs.block_count();
-    if !reuse {
-        let mut memory = vec![Block::ZERO; needed];
-        return hash_into(fill, costs, inputs, out, &mut memory);
+    let result = hash_with_memory(fill, costs, inputs, out, options);
+    if options.wipe {
+        // The frames of the fill, the kernels and BLAKE2b were below this one.
+        zeroize::zeroize_stack::<STACK_WIPE>();
+    }
+    result
+}
+
+/// [`hash`] after its checks, in this thread's reused memory or a fresh allocation. Not
+/// inlined, so that the caller's wipe of the stack reaches every frame of the hash.
+#[inline(never)]
+fn hash_with_memory(
+    fill: FillBlock,
+    costs: Costs,
+    inputs: &Inputs<'_>,
+    out: &mut [u8],
+    options: Options,
+) -> Result<()> {
+    let geometry = Geometry::of(costs);
+    let crew = Crew::hire(geometry.lanes, options.threads);
+    if !options.reuse {
+        let mut memory = vec![Block::ZERO; geometry.blocks];
+        return hash_into(
+            fill,
+            costs,
+            &geometry,
+            inputs,
+            out,
+            &mut memory,
+            &crew,
+            options.wipe,
+        );
     }
     MEMORY.with(|memory| {
         let mut memory = memory
             .try_borrow_mut()
             .map_err(|_| failed("Argon2 memory already in use on this thread".into()))?;
-        if memory.len() < needed {
-            memory.resize(needed, Block::ZERO);
+        if memory.len() < geometry.blocks {
+            memory.resize(geometry.blocks, Block::ZERO);
         }
-        hash_into(fill, costs, inputs, out, &mut memory[..needed])
+        let memory = &mut memory[..geometry.blocks];
+        hash_into(
+            fill,
+            costs,
+            &geometry,
+            inputs,
+            out,
+            memory,
+            &crew,
+            options.wipe,
+        )
     })
 }
 
@@ -200,18 +290,59 @@ fn variable_hash(inputs: &[&[u8]], out: &mut [u8]) -> Result<()> {
         .map_err(|e| broken(&e))
 }
 
-/// The whole hash in `memory` (exactly the block count).
+/// Wipes the memory of a hash when dropped, whatever happened (an error, a panic), unless
+/// [`Wipe::now`] already did.
+struct Wipe<'a> {
+    memory: &'a mut [Block],
+    armed: bool,
+}
+
+impl Wipe<'_> {
+    /// Wipes the memory now, each lane by whichever thread of `crew` takes it.
+    fn now(mut self, geometry: &Geometry, crew: &Crew) {
+        if self.armed {
+            self.armed = false;
+            let lanes: Vec<&mut [Block]> = self.memory.chunks_mut(geometry.lane_length).collect();
+            crew.each(lanes, wipe_blocks);
+        }
+    }
+}
+
+impl Drop for Wipe<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            wipe_blocks(self.memory);
+        }
+    }
+}
+
+/// Zeroes `blocks` (zeroize: writes the compiler cannot drop).
+fn wipe_blocks(blocks: &mut [Block]) {
+    for block in blocks {
+        block.zeroize();
+    }
+}
+
+/// The whole hash in `memory` (exactly the block count), wiped afterwards if `wipe`.
+#[allow(clippy::too_many_arguments)]
 fn hash_into(
     fill: FillBlock,
     costs: Costs,
+    geometry: &Geometry,
     inputs: &Inputs<'_>,
     out: &mut [u8],
     memory: &mut [Block],
+    crew: &Crew,
+    wipe: bool,
 ) -> Result<()> {
-    let h0 = initial_hash(costs, inputs, out.len());
-    let lane_length = costs.lane_length();
+    let memory = Wipe {
+        memory,
+        armed: wipe,
+    };
+    let lane_length = geometry.lane_length;
     let mut bytes = Zeroizing::new([0u8; 1024]);
-    for (lane, blocks) in memory.chunks_exact_mut(lane_length).enumerate() {
+    let h0 = initial_hash(costs, inputs, out.len());
+    for (lane, blocks) in memory.memory.chunks_exact_mut(lane_length).enumerate() {
         for (i, block) in blocks[..2].iter_mut().enumerate() {
             variable_hash(&[&h0[..], &le32(i), &le32(lane)], &mut bytes[..])?;
             for (word, chunk) in block.0.iter_mut().zip(bytes.chunks_exact(8)) {
@@ -221,134 +352,43 @@ fn hash_into(
             }
         }
     }
-    for pass in 0..costs.iterations as usize {
+    drop(h0);
+    for pass in 0..geometry.iterations {
         for slice in 0..SYNC_POINTS {
-            for lane in 0..costs.lanes as usize {
-                fill_segment(fill, costs, memory, pass, slice, lane);
-            }
+            let (segments, rest) = split(&mut *memory.memory, geometry, slice);
+            crew.each(segments, |segment| {
+                fill_segment(fill, geometry, pass, slice, segment, &rest)
+            });
         }
     }
-    let mut last = memory[lane_length - 1].clone();
-    for lane in 1..costs.lanes as usize {
+    let mut last = Zeroizing::new(memory.memory[lane_length - 1].clone());
+    for lane in 1..geometry.lanes {
         for (w, x) in last
             .0
             .iter_mut()
-            .zip(memory[lane * lane_length + lane_length - 1].0)
+            .zip(&memory.memory[lane * lane_length + lane_length - 1].0)
         {
             *w ^= x;
         }
     }
-    for (chunk, word) in bytes.chunks_exact_mut(8).zip(last.0) {
+    memory.now(geometry, crew);
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip(&last.0) {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
-    last.0.zeroize();
     variable_hash(&[&bytes[..]], out)
 }
 
-/// `memory[reference]` and `memory[next]` (which differ) at once.
-fn pair(memory: &mut [Block], reference: usize, next: usize) -> (&Block, &mut Block) {
-    if reference < next {
-        let (low, high) = memory.split_at_mut(next);
-        (&low[reference], &mut high[0])
-    } else {
-        let (low, high) = memory.split_at_mut(reference);
-        (&high[0], &mut low[next])
-    }
+/// This thread's reused memory: its length in blocks, and whether every block is zero.
+#[cfg(test)]
+pub(crate) fn reused_memory() -> (usize, bool) {
+    MEMORY.with(|memory| {
+        let memory = memory.borrow();
+        let zero = memory.iter().all(|block| *block == Block::ZERO);
+        (memory.len(), zero)
+    })
 }
 
-/// The next 128 pseudo-random references of a data-independent segment:
-/// `address = G(0, G(0, input))` after incrementing the counter in `input`.
-fn next_addresses(fill: FillBlock, input: &mut Block, address: &mut Block) {
-    input.0[6] += 1;
-    let mut state = Block::ZERO;
-    let mut once = Block::ZERO;
-    fill(&mut state, input, &mut once, false);
-    let mut state = Block::ZERO;
-    fill(&mut state, &once, address, false);
-}
-
-/// Fills one segment (a quarter of a lane in one pass), RFC 9106 section 3.4.
-fn fill_segment(
-    fill: FillBlock,
-    costs: Costs,
-    memory: &mut [Block],
-    pass: usize,
-    slice: usize,
-    lane: usize,
-) {
-    let lanes = costs.lanes as usize;
-    let lane_length = costs.lane_length();
-    let segment_length = lane_length / SYNC_POINTS;
-    let data_independent = pass == 0 && slice < SYNC_POINTS / 2;
-    let mut input = Block::ZERO;
-    let mut address = Block::ZERO;
-    if data_independent {
-        input.0[..6].copy_from_slice(&[
-            pass as u64,
-            lane as u64,
-            slice as u64,
-            memory.len() as u64,
-            u64::from(costs.iterations),
-            u64::from(ARGON2ID),
-        ]);
-    }
-    let first = if pass == 0 && slice == 0 {
-        if data_independent {
-            next_addresses(fill, &mut input, &mut address);
-        }
-        2
-    } else {
-        0
-    };
-    let segment_start = lane * lane_length + slice * segment_length;
-    let previous = if slice == 0 && first == 0 {
-        segment_start + lane_length - 1
-    } else {
-        segment_start + first - 1
-    };
-    let mut state = memory[previous].clone();
-    for index in first..segment_length {
-        let random = if data_independent {
-            if index % BLOCK_WORDS == 0 {
-                next_addresses(fill, &mut input, &mut address);
-            }
-            address.0[index % BLOCK_WORDS]
-        } else {
-            state.0[0]
-        };
-        let reference_lane = if pass == 0 && slice == 0 {
-            lane
-        } else {
-            (random >> 32) as usize % lanes
-        };
-        // The blocks this one may reference: finished segments (of its own lane also the
-        // blocks before it in this segment), never the block just before it.
-        let area = if pass == 0 {
-            if slice == 0 {
-                index - 1
-            } else if reference_lane == lane {
-                slice * segment_length + index - 1
-            } else {
-                slice * segment_length - usize::from(index == 0)
-            }
-        } else if reference_lane == lane {
-            lane_length - segment_length + index - 1
-        } else {
-            lane_length - segment_length - usize::from(index == 0)
-        };
-        let low = random & 0xffff_ffff;
-        let x = (low * low) >> 32;
-        let relative = area - 1 - ((area as u64 * x) >> 32) as usize;
-        let start = if pass != 0 && slice != SYNC_POINTS - 1 {
-            (slice + 1) * segment_length
-        } else {
-            0
-        };
-        let reference = reference_lane * lane_length + (start + relative) % lane_length;
-        let (reference, next) = pair(memory, reference, segment_start + index);
-        fill(&mut state, reference, next, pass != 0);
-    }
-}
-
+#[cfg(test)]
+mod lane_tests;
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,13 @@
 //! module's own implementation, whose block compression uses AVX-512F or AVX2 when the CPU has
 //! them ([`Kernel`]); other variants and versions, met only when verifying foreign hashes, go
 //! to the argon2 crate.
+//!
+//! With several lanes (`p > 1`), one hash fills its lanes on up to `p` threads: the calling
+//! thread and helpers from a small pool started on first use, lent only to cores that no other
+//! hash is using (many hashes at once, as in a backfill, each stay on their own thread). A
+//! caller that is a rayon worker fills its lanes itself. After every hash, verification
+//! included, the Argon2 memory (the reused memory too) and the blocks derived from the password
+//! are zeroed.
 
 use std::cell::RefCell;
 use std::fmt;
@@ -28,7 +35,7 @@ use blake2::{Blake2b512, Digest};
 use password_hash::rand_core::{OsRng, RngCore};
 use password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::parse_u32;
 use crate::error::{Error, Result};
@@ -177,6 +184,7 @@ pub struct Hasher {
     params: Params,
     argon2_params: argon2::Params,
     kernel: Kernel,
+    options: argon2id::Options,
 }
 
 thread_local! {
@@ -191,17 +199,21 @@ fn hashing_error(what: &str) -> impl FnOnce(argon2::Error) -> Error + '_ {
     }
 }
 
-/// Runs the argon2 crate with this thread's reused memory.
+/// Runs the argon2 crate with this thread's reused memory, and wipes that memory after.
 fn compute(argon2: &Argon2<'_>, password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<()> {
     MEMORY.with(|memory| {
-        let mut memory = memory.borrow_mut();
+        let mut memory = memory.try_borrow_mut().map_err(|_| Error::Hashing {
+            reason: "Argon2 memory already in use on this thread".into(),
+        })?;
         let needed = argon2.params().block_count();
         if memory.len() < needed {
             memory.resize(needed, Block::new());
         }
-        argon2
+        let result = argon2
             .hash_password_into_with_memory(password, salt, out, &mut memory[..needed])
-            .map_err(hashing_error("Argon2 failed"))
+            .map_err(hashing_error("Argon2 failed"));
+        memory[..needed].iter_mut().for_each(Zeroize::zeroize);
+        result
     })
 }
 
@@ -212,6 +224,7 @@ impl Hasher {
             argon2_params: params.argon2_params()?,
             params,
             kernel: Kernel::detected(),
+            options: argon2id::Options::default(),
         })
     }
 
@@ -230,6 +243,24 @@ impl Hasher {
     /// The block-compression kernel this hasher uses.
     pub fn kernel(&self) -> Kernel {
         self.kernel
+    }
+
+    /// This hasher filling the lanes of a hash one after another on the calling thread, as it
+    /// did before lanes ran in parallel: the baseline the benchmarks compare against. Not
+    /// public API: only with the `bench-internals` feature, which the benchmarks enable.
+    #[cfg(any(test, feature = "bench-internals"))]
+    pub fn with_lanes_inline(mut self) -> Hasher {
+        self.options.threads = argon2id::LaneThreads::Inline;
+        self
+    }
+
+    /// This hasher leaving its working memory as the hash left it, as it did before the wipe:
+    /// the baseline that measures what the wipe costs. Never for real passwords. Not public
+    /// API: only with the `bench-internals` feature, which the benchmarks enable.
+    #[cfg(any(test, feature = "bench-internals"))]
+    pub fn without_wipe(mut self) -> Hasher {
+        self.options.wipe = false;
+        self
     }
 
     /// Runs Argon2id version 0x13 on this module's implementation.
@@ -252,7 +283,11 @@ impl Hasher {
             secret: &[],
             associated_data: &[],
         };
-        argon2id::hash(self.kernel, costs, &inputs, out, reuse)
+        let options = argon2id::Options {
+            reuse,
+            ..self.options
+        };
+        argon2id::hash(self.kernel, costs, &inputs, out, options)
     }
 
     /// The parameters new hashes use.

@@ -1,7 +1,7 @@
 //! Unit tests of the password API: parameters, hashing, verification, rehash decisions.
 
 use super::*;
-use argon2::PasswordVerifier;
+use argon2::{PasswordHasher, PasswordVerifier};
 
 fn fast() -> Hasher {
     Hasher::new(Params {
@@ -117,4 +117,38 @@ fn parameters_from_the_environment_are_strict() {
         err.to_string(),
         "invalid ARGON2_MEMORY_KIB value 1: expected a whole number from 8 to 1048576"
     );
+}
+
+#[test]
+fn hashing_and_verifying_leave_the_reused_memory_zero() {
+    for parallelism in [1, 4] {
+        let hasher = Hasher::new(Params {
+            memory_kib: 256,
+            iterations: 2,
+            parallelism,
+        })
+        .unwrap();
+        let password = Password::new("pw");
+        let hashed = hasher.hash(&password).unwrap();
+        assert_eq!(argon2id::reused_memory(), (256, true), "p={parallelism}");
+        assert!(hasher.verify(&password, &hashed.phc).unwrap());
+        assert_eq!(argon2id::reused_memory(), (256, true), "p={parallelism}");
+    }
+    // A foreign hash (Argon2i) verifies through the argon2 crate, whose memory is wiped too.
+    let phc = Argon2::new(
+        Algorithm::Argon2i,
+        Version::V0x13,
+        argon2::Params::new(128, 1, 2, None).unwrap(),
+    )
+    .hash_password(b"pw", &SaltString::encode_b64(b"saltsalt").unwrap())
+    .unwrap()
+    .to_string();
+    assert!(fast().verify(&Password::new("pw"), &phc).unwrap());
+    MEMORY.with(|memory| {
+        let memory = memory.borrow();
+        assert_eq!(memory.len(), 128);
+        assert!(memory
+            .iter()
+            .all(|block| block.as_ref().iter().all(|w| *w == 0)));
+    });
 }

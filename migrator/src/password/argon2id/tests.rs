@@ -1,5 +1,6 @@
 //! Known answers (RFC 9106, the reference C's test.c) and differential tests against the argon2
-//! crate, for every kernel this CPU has (the portable one always among them).
+//! crate, for every kernel this CPU has (the portable one always among them), with the lanes
+//! filled one after another and on 2 to `p` threads.
 
 use super::*;
 use argon2::{Algorithm, Argon2, AssociatedData, ParamsBuilder, Version};
@@ -8,13 +9,28 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn ours(kernel: Kernel, costs: Costs, inputs: &Inputs<'_>, len: usize, reuse: bool) -> Vec<u8> {
+/// Options with the lanes on exactly `threads` threads (as many as there are lanes at most).
+pub(super) fn on(threads: usize, reuse: bool) -> Options {
+    Options {
+        reuse,
+        threads: LaneThreads::Exactly(threads),
+        wipe: true,
+    }
+}
+
+pub(super) fn ours(
+    kernel: Kernel,
+    costs: Costs,
+    inputs: &Inputs<'_>,
+    len: usize,
+    options: Options,
+) -> Vec<u8> {
     let mut out = vec![0u8; len];
-    hash(kernel, costs, inputs, &mut out, reuse).unwrap();
+    hash(kernel, costs, inputs, &mut out, options).unwrap();
     out
 }
 
-fn oracle(costs: Costs, inputs: &Inputs<'_>, len: usize) -> Vec<u8> {
+pub(super) fn oracle(costs: Costs, inputs: &Inputs<'_>, len: usize) -> Vec<u8> {
     let params = ParamsBuilder::new()
         .m_cost(costs.memory_kib)
         .t_cost(costs.iterations)
@@ -51,11 +67,13 @@ fn the_rfc_9106_argon2id_test_vector_on_every_kernel() {
     let tag = "0d640df58d78766c08c037a34a8b53c9d01ef0452d75b65eb52520e96b01e659";
     for kernel in Kernel::supported() {
         for reuse in [true, false] {
-            assert_eq!(
-                hex(&ours(kernel, costs, &inputs, 32, reuse)),
-                tag,
-                "{kernel}"
-            );
+            for threads in 1..=4 {
+                assert_eq!(
+                    hex(&ours(kernel, costs, &inputs, 32, on(threads, reuse))),
+                    tag,
+                    "{kernel}, {threads} threads"
+                );
+            }
         }
     }
 }
@@ -142,7 +160,7 @@ fn the_reference_implementations_known_answers_on_every_kernel() {
                 iterations: t,
                 lanes: p,
             };
-            let got = hex(&ours(kernel, costs, &inputs, 32, true));
+            let got = hex(&ours(kernel, costs, &inputs, 32, on(p as usize, true)));
             assert_eq!(
                 got, tag,
                 "{kernel} t={t} m=2^{log_m} p={p} {password} {salt}"
@@ -152,10 +170,10 @@ fn the_reference_implementations_known_answers_on_every_kernel() {
 }
 
 /// splitmix64: a small deterministic generator, so that a failure names a reproducible seed.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -164,29 +182,30 @@ impl Rng {
     }
 
     /// Uniform in `low..=high`.
-    fn range(&mut self, low: u64, high: u64) -> u64 {
+    pub(super) fn range(&mut self, low: u64, high: u64) -> u64 {
         low + self.next() % (high - low + 1)
     }
 
-    fn bytes(&mut self, low: usize, high: usize) -> Vec<u8> {
+    pub(super) fn bytes(&mut self, low: usize, high: usize) -> Vec<u8> {
         let len = self.range(low as u64, high as u64) as usize;
         (0..len).map(|_| self.next() as u8).collect()
     }
 
     /// Memory between `8 * lanes` and `2^max_log` KiB, spread evenly over the powers of two.
-    fn memory(&mut self, lanes: u32, max_log: u64) -> u32 {
+    pub(super) fn memory(&mut self, lanes: u32, max_log: u64) -> u32 {
         let log = self.range(3, max_log);
         let m = self.range(1 << (log - 1), 1 << log) as u32;
         m.max(8 * lanes)
     }
 }
 
-/// `cases` random inputs with memory up to `2^max_log` KiB, on every kernel, against the crate.
+/// `cases` random inputs with memory up to `2^max_log` KiB and 1 to 8 lanes, on every kernel,
+/// with the lanes on 1 to `p` threads (or as many as the cores spare), against the crate.
 fn differential(seed: u64, cases: usize, max_log: u64) {
     let mut rng = Rng(seed);
     let kernels = Kernel::supported();
     for case in 0..cases {
-        let lanes = rng.range(1, 4) as u32;
+        let lanes = rng.range(1, 8) as u32;
         let costs = Costs {
             memory_kib: rng.memory(lanes, max_log),
             iterations: rng.range(1, 4) as u32,
@@ -209,12 +228,21 @@ fn differential(seed: u64, cases: usize, max_log: u64) {
         let expected = oracle(costs, &inputs, len);
         for &kernel in &kernels {
             let reuse = rng.range(0, 3) != 0;
-            let got = ours(kernel, costs, &inputs, len, reuse);
+            let threads = match rng.range(0, u64::from(lanes)) {
+                0 => LaneThreads::Auto,
+                n => LaneThreads::Exactly(n as usize),
+            };
+            let options = Options {
+                reuse,
+                threads,
+                wipe: true,
+            };
+            let got = ours(kernel, costs, &inputs, len, options);
             assert!(
                 got == expected,
                 "{kernel} differs from the argon2 crate: seed {seed:#x}, case {case}, {costs:?}, \
                  output {len} bytes, password {} bytes, salt {} bytes, secret {} bytes, data {} \
-                 bytes, reuse {reuse}",
+                 bytes, {options:?}",
                 password.len(),
                 salt.len(),
                 secret.len(),
@@ -256,7 +284,7 @@ fn phc_strings_are_byte_identical_to_the_argon2_crates() {
     use password_hash::{PasswordHasher, SaltString};
     let mut rng = Rng(seed(0x5eed_0003));
     for case in 0..40 {
-        let lanes = rng.range(1, 4) as u32;
+        let lanes = rng.range(1, 8) as u32;
         let params = Params {
             memory_kib: rng.memory(lanes, 12),
             iterations: rng.range(1, 4) as u32,
@@ -309,7 +337,7 @@ fn a_kernel_this_cpu_lacks_is_refused_with_its_name() {
             secret: &[],
             associated_data: &[],
         };
-        let result = hash(kernel, costs, &inputs, &mut [0u8; 32], true);
+        let result = hash(kernel, costs, &inputs, &mut [0u8; 32], Options::default());
         match result {
             Ok(()) => assert!(kernel.is_supported()),
             Err(e) => {
@@ -341,7 +369,14 @@ fn inputs_outside_rfc_9106_are_errors_not_panics() {
         (costs(15, 1, 2), &b"saltsalt"[..], 32),
     ] {
         let mut out = vec![0u8; len];
-        let err = hash(Kernel::Portable, costs, &inputs(salt), &mut out, true).unwrap_err();
+        let err = hash(
+            Kernel::Portable,
+            costs,
+            &inputs(salt),
+            &mut out,
+            Options::default(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("invalid Argon2id inputs"), "{err}");
     }
 }

@@ -9,6 +9,8 @@
 use std::fmt;
 use std::sync::OnceLock;
 
+use zeroize::Zeroize;
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -26,6 +28,13 @@ pub(crate) struct Block(pub(crate) [u64; BLOCK_WORDS]);
 impl Block {
     /// The all-zero block.
     pub(crate) const ZERO: Block = Block([0; BLOCK_WORDS]);
+}
+
+impl Zeroize for Block {
+    fn zeroize(&mut self) {
+        // The slice, not the array: one bulk fill, not 128 single volatile writes.
+        self.0[..].zeroize();
+    }
 }
 
 /// `next = G(state, reference)` (XORed over the old `next` when `with_xor`), and `state` becomes
