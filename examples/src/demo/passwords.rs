@@ -219,10 +219,7 @@ async fn reading<T: Send + 'static>(
 ) -> Result<T> {
     let db = state.db.clone();
     tokio::task::spawn_blocking(move || {
-        let first = db
-            .get()
-            .map_err(Error::from)
-            .and_then(|mut conn| work(&mut conn));
+        let first = db.get().and_then(|mut conn| work(&mut conn));
         match first {
             Err(e) if e.is_connection_lost() => {
                 log::warn!("A read lost its database connection ({e}); trying once more");
