@@ -161,7 +161,20 @@ impl Backfill {
             // The window's last key (inclusive).
             let window = sweep.window.clamp(MIN_WINDOW, MAX_WINDOW);
             let end = from.saturating_add(window - 1).min(upper);
-            let candidates = self.candidates(&mut conn, from, end, limit)?;
+            let candidates = match self.candidates(&mut conn, from, end, limit) {
+                // A role's statement_timeout shorter than this window's walk: smaller windows.
+                Err(error) if error.is_timeout() && window > MIN_WINDOW => {
+                    sweep.window = (window / 8).max(MIN_WINDOW);
+                    log::info!(
+                        "Backfill of {}: a look for pending rows hit a statement timeout; \
+                         windows of {} keys now",
+                        self.table,
+                        sweep.window
+                    );
+                    continue;
+                }
+                other => other?,
+            };
             let Some(&last) = candidates.last() else {
                 // Nothing pending in this window: on to the next key that exists (an index
                 // probe, so gaps in the keys cost nothing), with a larger window.
