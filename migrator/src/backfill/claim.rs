@@ -33,6 +33,10 @@ use crate::url::Backend;
 pub(super) struct Claimed {
     pub(super) key: i64,
     pub(super) inputs: Vec<Option<Zeroizing<String>>>,
+    /// PostgreSQL: the row's version when read (`xmin`), which the write's guard compares
+    /// instead of sending the inputs (e.g. plaintext passwords) back as bind parameters, where
+    /// a server logging its statements would record them.
+    pub(super) version: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -47,6 +51,8 @@ struct RawRow {
     i2: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     i3: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    x: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -215,6 +221,7 @@ impl Backfill {
                         .take(inputs)
                         .map(|v| v.map(Zeroizing::new))
                         .collect(),
+                    version: r.x,
                 })
                 .collect();
             return Ok(Some(Batch { rows }));
@@ -288,8 +295,9 @@ impl Backfill {
                     return Ok(Vec::new());
                 };
                 let sql = format!(
-                    "SELECT CAST({key} AS BIGINT) AS k, {columns} FROM {table} \
-                     WHERE {key} >= $1 AND {key} <= $2 AND ({pending}) ORDER BY {key}",
+                    "SELECT CAST({key} AS BIGINT) AS k, {columns}, CAST(NULL AS TEXT) AS x \
+                     FROM {table} WHERE {key} >= $1 AND {key} <= $2 AND ({pending}) \
+                     ORDER BY {key}",
                     key = self.key,
                     columns = columns.join(", "),
                     table = self.table,
@@ -318,7 +326,8 @@ impl Backfill {
                     None => String::new(),
                 };
                 let sql = format!(
-                    "SELECT CAST({key} AS BIGINT) AS k, {columns} FROM {table} \
+                    "SELECT CAST({key} AS BIGINT) AS k, {columns}, \
+                     CAST({table}.xmin AS TEXT) AS x FROM {table} \
                      WHERE {key} = ANY($1) AND ({pending}){leased} \
                      ORDER BY {key} FOR NO KEY UPDATE OF {table} SKIP LOCKED",
                     key = self.key,

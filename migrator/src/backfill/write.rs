@@ -1,9 +1,11 @@
 //! Writing a computed batch back: one guarded `UPDATE ... FROM (VALUES ...)` statement, with
 //! the backfill's progress, in one short transaction.
 //!
-//! The guard: a row is written only if it is still pending and its inputs are what was read
-//! when it was claimed (an application write meanwhile wins; the row is claimed again later if
-//! it is still pending). On PostgreSQL rows that another transaction holds locked are skipped
+//! The guard: a row is written only if it is still pending and unchanged since it was claimed
+//! (an application write meanwhile wins; the row is claimed again later if it is still
+//! pending). On PostgreSQL "unchanged" is the row's version (`xmin`) as read, so that the
+//! inputs (e.g. plaintext passwords) never travel back to the server as bind parameters, which
+//! a server logging its statements would record; on SQLite (no server log) it is the inputs. On PostgreSQL rows that another transaction holds locked are skipped
 //! (`FOR NO KEY UPDATE SKIP LOCKED`), never waited for: they stay pending for a later sweep.
 
 use diesel::connection::SimpleConnection;
@@ -95,8 +97,15 @@ impl Backfill {
             for value in out {
                 query = query.bind::<Nullable<Text>, _>(value);
             }
-            for value in &row.inputs {
-                query = query.bind::<Nullable<Text>, _>(value.as_deref().cloned());
+            match backend {
+                Backend::Postgres => {
+                    query = query.bind::<Nullable<Text>, _>(row.version.clone());
+                }
+                Backend::Sqlite => {
+                    for value in &row.inputs {
+                        query = query.bind::<Nullable<Text>, _>(value.as_deref().cloned());
+                    }
+                }
             }
         }
         // The write and its progress in one transaction (SQLite: taking the write lock at
@@ -150,7 +159,13 @@ impl Backfill {
     /// outputs and the inputs that were read, as bind parameters in that order. It returns the
     /// keys it wrote.
     pub(super) fn update_sql(&self, rows: usize, backend: Backend) -> String {
-        let per_row = 1 + self.outputs.len() + self.inputs.len();
+        // Per row: its key, its outputs, then its guard (PostgreSQL: its version; SQLite: its
+        // inputs).
+        let guards = match backend {
+            Backend::Postgres => 1,
+            Backend::Sqlite => self.inputs.len(),
+        };
+        let per_row = 1 + self.outputs.len() + guards;
         let mut placeholder = 0;
         let tuples: Vec<String> = (0..rows)
             .map(|_| {
@@ -165,7 +180,7 @@ impl Backfill {
             .collect();
         let mut names = vec!["__k".to_owned()];
         names.extend((0..self.outputs.len()).map(|i| format!("__o{i}")));
-        names.extend((0..self.inputs.len()).map(|i| format!("__i{i}")));
+        names.extend((0..guards).map(|i| format!("__i{i}")));
         let set: Vec<String> = self
             .outputs
             .iter()
@@ -178,12 +193,7 @@ impl Backfill {
         ];
         match backend {
             Backend::Postgres => {
-                conditions.extend(self.inputs.iter().enumerate().map(|(i, col)| {
-                    format!(
-                        "CAST({}.{col} AS TEXT) IS NOT DISTINCT FROM v.__i{i}",
-                        self.table
-                    )
-                }));
+                conditions.push(format!("CAST({}.xmin AS TEXT) = v.__i0", self.table));
                 // Rows another transaction holds are skipped, never waited for.
                 format!(
                     "WITH v ({names}) AS (VALUES {tuples}), \
