@@ -151,6 +151,18 @@ impl DatabaseUrl {
         }
     }
 
+    /// The same PostgreSQL server and credentials, naming database `dbname` (`None` for
+    /// SQLite).
+    #[cfg(feature = "testing")]
+    pub(crate) fn with_database(&self, dbname: &str) -> Option<DatabaseUrl> {
+        let (scheme, rest) = self.raw.split_once("://")?;
+        let parts = PgUrl::parse(scheme, rest).ok()?;
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        DatabaseUrl::parse(&parts.with_database(dbname)).ok()
+    }
+
     /// `text` with every secret of this URL replaced by `***` (for driver error messages).
     pub(crate) fn scrub(&self, text: &str) -> String {
         let mut out = text.replace(&self.raw, &self.redacted);
