@@ -1,5 +1,6 @@
 //! Parsing of `#[migrator::test(postgres, sqlite, migrations = "up_to = 003_x",
-//! fixtures("users.sql"), backfills = "inline", sql_migrations = PATH, crate = path)]`.
+//! fixtures("users.sql"), backfills = "inline", sql_migrations = PATH, setup = PATH,
+//! crate = path)]`.
 
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
@@ -23,12 +24,14 @@ pub(crate) struct TestArgs {
     /// `auto`, `inline` or `background`.
     pub backfills: Option<String>,
     pub sql_migrations: Option<Path>,
+    /// A `fn()` called before the database is made.
+    pub setup: Option<Path>,
     pub krate: Path,
 }
 
 const OPTIONS: &str = "expected `postgres`, `sqlite`, `migrations = \"all\" | \"none\" | \
                        \"up_to = ID\"`, `fixtures(\"file.sql\", ...)`, `backfills = \"inline\" | \
-                       \"background\" | \"auto\"`, `sql_migrations = PATH` or `crate = path`";
+                       \"background\" | \"auto\"`, `sql_migrations = PATH`, `setup = PATH` or `crate = path`";
 
 fn string(expr: &Expr) -> Option<&LitStr> {
     match expr {
@@ -50,6 +53,7 @@ impl TestArgs {
             fixtures: Vec::new(),
             backfills: None,
             sql_migrations: None,
+            setup: None,
             krate: syn::parse_quote!(::migrator),
         };
         let mut seen: Vec<String> = Vec::new();
@@ -103,6 +107,20 @@ impl TestArgs {
                             "`sql_migrations` takes the path of a constant made by \
                              `diesel_migrations::embed_migrations!`, e.g. \
                              `sql_migrations = crate::MIGRATIONS`",
+                        )),
+                    }
+                }
+                (Meta::NameValue(nv), "setup") => {
+                    let path = match &nv.value {
+                        Expr::Path(p) => Some(p.path.clone()),
+                        other => string(other).and_then(|s| s.parse::<Path>().ok()),
+                    };
+                    match path {
+                        Some(p) => args.setup = Some(p),
+                        None => errors.push(syn::Error::new_spanned(
+                            &nv.value,
+                            "`setup` takes the path of a `fn()` run before the test's database \
+                             is made, e.g. `setup = cheap_hashing`",
                         )),
                     }
                 }

@@ -177,9 +177,18 @@ fn spec(args: &TestArgs) -> TokenStream {
         };
         out.extend(quote! { __spec.backfills(#krate::testing::Backfills::#variant); });
     }
+    if let Some(path) = &args.setup {
+        // Before the database is made (its template may depend on it): a type error points at
+        // the path.
+        let setup = quote_spanned! {path.span()=> let __setup: fn() = #path; __setup(); };
+        out.extend(quote! {
+            #setup
+            __spec.label(::core::concat!("setup ", ::core::stringify!(#path)));
+        });
+    }
     if let Some(path) = &args.sql_migrations {
         let sql = quote_spanned! {path.span()=>
-            const __MIGRATOR_SQL: &'static #krate::__private::EmbeddedMigrations = &#path;
+            const __MIGRATOR_SQL: &#krate::__private::EmbeddedMigrations = &#path;
         };
         out.extend(quote! {
             #sql

@@ -224,6 +224,9 @@ pub use migrator_macros::migration;
 /// - `backfills = "inline"` finishes every backfill the migrations schedule before the test
 ///   body; `"background"` only schedules them; `"auto"` (the default) is the start-up policy.
 /// - `sql_migrations = PATH`: Diesel SQL migrations (`embed_migrations!`) applied first.
+/// - `setup = PATH`: a `fn()` called before the database is made (every time: make it
+///   idempotent), for process-wide set-up the migrations depend on, e.g. cheaper password
+///   hashing; its path is part of the template's key.
 /// - `crate = path` names the `migrator` crate when it is re-exported under another path.
 ///
 /// Each distinct state (migrations, fixtures, backfill mode) is migrated once per test binary

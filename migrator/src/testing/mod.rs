@@ -117,6 +117,7 @@ pub struct Spec {
     sql: Option<&'static diesel_migrations::EmbeddedMigrations>,
     fixtures: Vec<Fixture>,
     backfills: Backfills,
+    labels: Vec<String>,
     no_templates: bool,
 }
 
@@ -127,6 +128,7 @@ impl std::fmt::Debug for Spec {
             .field("sql_migrations", &self.sql.is_some())
             .field("fixtures", &self.fixtures)
             .field("backfills", &self.backfills)
+            .field("labels", &self.labels)
             .field("templates", &!self.no_templates)
             .finish()
     }
@@ -174,6 +176,14 @@ impl Spec {
     /// What to do with the backfills the migrations schedule (default: [`Backfills::Auto`]).
     pub fn backfills(&mut self, backfills: Backfills) -> &mut Spec {
         self.backfills = backfills;
+        self
+    }
+
+    /// Distinguishes states that migrations and fixtures alone do not tell apart (say, the
+    /// process-wide set-up a test made before its database was built: `#[migrator::test(setup
+    /// = path)]` adds the function's path); part of the template's key.
+    pub fn label(&mut self, label: impl Into<String>) -> &mut Spec {
+        self.labels.push(label.into());
         self
     }
 

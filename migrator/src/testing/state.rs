@@ -23,6 +23,7 @@ pub(crate) struct State {
     sql: Option<&'static diesel_migrations::EmbeddedMigrations>,
     fixtures: Vec<Fixture>,
     backfills: Backfills,
+    labels: Vec<String>,
     key: String,
 }
 
@@ -55,6 +56,7 @@ impl State {
             sql: spec.sql,
             fixtures: spec.fixtures.clone(),
             backfills: spec.backfills,
+            labels: spec.labels.clone(),
             key: String::new(),
         };
         state.key = state.compute_key();
@@ -62,8 +64,8 @@ impl State {
     }
 
     /// The template's key: 16 hex digits of FNV-1a over the migrations' IDs and checksums, the
-    /// SQL migrations' names (and then the binary's identity), the fixtures and the backfill
-    /// mode.
+    /// SQL migrations' names (and then the binary's identity), the labels, the fixtures and the
+    /// backfill mode.
     fn compute_key(&self) -> String {
         let mut text = format!("{KEY_FORMAT}\nbackfills {}\n", self.backfills.as_str());
         for m in &self.migrations {
@@ -76,6 +78,9 @@ impl State {
             // Diesel does not expose a SQL migration's text: the binary that embeds it stands
             // for it.
             text.push_str(&format!("binary {}\n", binary_identity()));
+        }
+        for label in &self.labels {
+            text.push_str(&format!("label {label}\n"));
         }
         for fixture in &self.fixtures {
             text.push_str(&format!(
