@@ -2,7 +2,8 @@
 //! cluster; templates copied with `CREATE DATABASE ... TEMPLATE`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -21,6 +22,11 @@ struct Postgres {
     admin: DatabaseUrl,
     /// Whether it is the user's server (templates are kept there between runs).
     external: bool,
+    /// The session that creates the tests' databases, kept between tests.
+    session: Mutex<Option<AnyConnection>>,
+    /// On the throwaway cluster, tests' databases are dropped by a thread of their own, so that
+    /// no test waits for it (the cluster goes at exit anyway).
+    dropper: Mutex<Option<Sender<String>>>,
 }
 
 static SERVER: OnceLock<std::result::Result<Postgres, String>> = OnceLock::new();
@@ -50,6 +56,8 @@ fn start() -> std::result::Result<Postgres, String> {
             let server = Postgres {
                 admin,
                 external: true,
+                session: Mutex::new(None),
+                dropper: Mutex::new(None),
             };
             server.connect_admin().map_err(|e| {
                 format!(
@@ -70,6 +78,8 @@ fn start() -> std::result::Result<Postgres, String> {
             Ok(Postgres {
                 admin,
                 external: false,
+                session: Mutex::new(None),
+                dropper: Mutex::new(None),
             })
         }
     }
@@ -106,6 +116,26 @@ impl Drop for KeyLock<'_> {
 impl Postgres {
     fn connect_admin(&self) -> Result<AnyConnection> {
         ConnectionManager::new(self.admin.clone()).establish()
+    }
+
+    /// Runs `sql` on the kept session, connecting (once more, if it broke) as needed.
+    fn execute(&self, sql: &str) -> std::result::Result<(), diesel::result::Error> {
+        let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(conn) = session.as_mut() {
+            match conn.batch_execute(sql) {
+                Err(diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ClosedConnection,
+                    _,
+                )) => {}
+                other => return other,
+            }
+        }
+        let mut conn = self.connect_admin().map_err(|e| {
+            diesel::result::Error::QueryBuilderError(Box::new(std::io::Error::other(e.to_string())))
+        })?;
+        let result = conn.batch_execute(sql);
+        *session = Some(conn);
+        result
     }
 
     fn url_of(&self, name: &str) -> Result<DatabaseUrl> {
@@ -151,6 +181,21 @@ fn fresh_name() -> String {
         DATABASES.fetch_add(1, Ordering::Relaxed),
         nanos & 0xf_ffff
     )
+}
+
+fn drop_sql(name: &str) -> String {
+    format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")
+}
+
+impl Postgres {
+    fn drop_now(&self, name: &str) {
+        let dropped = self
+            .execute(&drop_sql(name))
+            .map_err(Error::db(format!("cannot drop test database {name}")));
+        if let Err(e) = dropped {
+            super::tell(&format!("migrator::testing: {e}"));
+        }
+    }
 }
 
 impl Server for Postgres {
@@ -209,12 +254,11 @@ impl Server for Postgres {
             Some(template) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""),
             None => format!("CREATE DATABASE \"{name}\""),
         };
-        let mut admin = self.connect_admin()?;
         // A template being copied must have no session: a copy that meets one (a pool of a
         // build that is still closing) is tried again for a while.
         let mut attempt = 0;
         loop {
-            match admin.batch_execute(&sql) {
+            match self.execute(&sql) {
                 Ok(()) => break,
                 Err(e) if attempt < 50 && e.to_string().contains("being accessed by other") => {
                     attempt += 1;
@@ -235,13 +279,32 @@ impl Server for Postgres {
     }
 
     fn remove(&self, name: &str) {
-        let dropped = self.connect_admin().and_then(|mut admin| {
-            admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                .map_err(Error::db(format!("cannot drop test database {name}")))
-        });
-        if let Err(e) = dropped {
-            super::tell(&format!("migrator::testing: {e}"));
+        if !self.external {
+            let mut dropper = self.dropper.lock().unwrap_or_else(PoisonError::into_inner);
+            let sender = dropper.get_or_insert_with(|| {
+                let (sender, names) = mpsc::channel::<String>();
+                let _ = std::thread::Builder::new()
+                    .name("migrator-test-dropper".into())
+                    .spawn(move || {
+                        // A session of its own: creating the next database does not wait.
+                        let Some(Ok(server)) = SERVER.get() else {
+                            return;
+                        };
+                        let mut conn = server.connect_admin().ok();
+                        for name in names {
+                            let sql = drop_sql(&name);
+                            match conn.as_mut().map(|c| c.batch_execute(&sql)) {
+                                Some(Ok(())) => {}
+                                _ => server.drop_now(&name),
+                            }
+                        }
+                    });
+                sender
+            });
+            if sender.send(name.to_owned()).is_ok() {
+                return;
+            }
         }
+        self.drop_now(name);
     }
 }

@@ -202,11 +202,56 @@ pub(crate) fn template(backend: Backend, server: &dyn Server, state: &State) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::fnv1a_hex;
+    use super::{fnv1a_hex, Backfills, Fixture, State};
+    use crate::context::Context;
+    use crate::registry::Migration;
+
+    fn noop(_: &mut Context<'_>) -> crate::Result<()> {
+        Ok(())
+    }
+
+    static A: Migration = Migration::__new("001_a", noop, true, "v2:1", "", "a.rs", 1, "m");
+    static A_CHANGED: Migration = Migration::__new("001_a", noop, true, "v2:2", "", "a.rs", 1, "m");
+    static B: Migration = Migration::__new("002_b", noop, true, "v2:3", "", "b.rs", 1, "m");
+
+    fn key(migrations: Vec<&'static Migration>, fixtures: &[&str], backfills: Backfills) -> String {
+        State {
+            migrations,
+            sql: None,
+            fixtures: fixtures
+                .iter()
+                .map(|sql| Fixture {
+                    name: "f.sql".into(),
+                    sql: (*sql).into(),
+                })
+                .collect(),
+            backfills,
+            labels: Vec::new(),
+            key: String::new(),
+        }
+        .compute_key()
+    }
 
     #[test]
     fn fnv_vectors() {
         assert_eq!(fnv1a_hex(""), "cbf29ce484222325");
         assert_eq!(fnv1a_hex("foobar"), "85944171f73967e8");
+    }
+
+    /// A template is rebuilt when anything it was built from changes, and only then.
+    #[test]
+    fn the_key_follows_checksums_fixtures_and_options() {
+        let base = key(vec![&A, &B], &["INSERT 1"], Backfills::Auto);
+        assert_eq!(base, key(vec![&A, &B], &["INSERT 1"], Backfills::Auto));
+        assert_eq!(base.len(), 16);
+        for other in [
+            key(vec![&A_CHANGED, &B], &["INSERT 1"], Backfills::Auto),
+            key(vec![&A], &["INSERT 1"], Backfills::Auto),
+            key(vec![&A, &B], &["INSERT 2"], Backfills::Auto),
+            key(vec![&A, &B], &[], Backfills::Auto),
+            key(vec![&A, &B], &["INSERT 1"], Backfills::Inline),
+        ] {
+            assert_ne!(base, other);
+        }
     }
 }
