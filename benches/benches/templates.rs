@@ -6,8 +6,10 @@
 //! migrations").
 //!
 //! `cargo bench -p migrator-benches --bench templates` (`TEMPLATE_BENCH_TESTS=N` for another
-//! count). Argon2 runs with cheap parameters (256 KiB, 1 iteration), as the test suites do: with
-//! the defaults, migrating each database costs seconds more and the ratio is far larger.
+//! count). Argon2 runs with cheap parameters (256 KiB, 1 iteration), as the test suites do
+//! (`setup = ...`). `TEMPLATE_BENCH_ARGON2=default` keeps the demo's own parameters (m=19456,
+//! t=2: seconds of hashing per migrated database); `TEMPLATE_BENCH_BASELINE_TESTS=N` then times
+//! the slow way on N tests only (its cost per test is steady) and compares per-test times.
 
 use std::time::{Duration, Instant};
 
@@ -52,24 +54,40 @@ fn main() {
     } else {
         1
     };
-    smart_meal_planner::kroger::set_hash_params(migrator::password::Params {
-        memory_kib: 256,
-        iterations: 1,
-        parallelism: 1,
-    });
-    println!("{tests} tests, each on a fresh database with all of the demo's migrations");
+    let default_argon2 = std::env::var("TEMPLATE_BENCH_ARGON2").is_ok_and(|v| v == "default");
+    if !default_argon2 {
+        smart_meal_planner::kroger::set_hash_params(migrator::password::Params {
+            memory_kib: 256,
+            iterations: 1,
+            parallelism: 1,
+        });
+    }
+    let baseline_tests: u32 = std::env::var("TEMPLATE_BENCH_BASELINE_TESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(tests)
+        .clamp(1, tests.max(1));
+    println!(
+        "{tests} tests, each on a fresh database with all of the demo's migrations (Argon2 {})",
+        if default_argon2 {
+            "m=19456,t=2,p=1: the demo's"
+        } else {
+            "m=256,t=1,p=1: test parameters"
+        }
+    );
     for backend in [Backend::Postgres, Backend::Sqlite] {
-        let migrating = run(&spec(false), backend, tests);
+        let migrating = run(&spec(false), backend, baseline_tests);
         let templates = run(&spec(true), backend, tests);
-        let per = |d: Duration| d.as_secs_f64() * 1000.0 / f64::from(tests);
+        let per = |d: Duration, n: u32| d.as_secs_f64() * 1000.0 / f64::from(n);
         println!(
-            "{backend}: migrating each database {:.1} ms/test ({:.2} s), templates {:.1} ms/test \
-             ({:.2} s, the template's build included): {:.1}x faster",
-            per(migrating),
+            "{backend}: migrating each database {:.1} ms/test ({:.2} s for {baseline_tests}), \
+             templates {:.1} ms/test ({:.2} s for {tests}, the template's build included): \
+             {:.1}x faster",
+            per(migrating, baseline_tests),
             migrating.as_secs_f64(),
-            per(templates),
+            per(templates, tests),
             templates.as_secs_f64(),
-            migrating.as_secs_f64() / templates.as_secs_f64()
+            per(migrating, baseline_tests) / per(templates, tests)
         );
     }
 }

@@ -260,6 +260,8 @@ impl Server for Postgres {
         loop {
             match self.execute(&sql) {
                 Ok(()) => break,
+                // SQLSTATE 55006 (object_in_use); Diesel does not expose the code, so it is
+                // recognised by the server's message, as ddl_lock.rs does.
                 Err(e) if attempt < 50 && e.to_string().contains("being accessed by other") => {
                     attempt += 1;
                     std::thread::sleep(Duration::from_millis(20 * attempt.min(10)));
