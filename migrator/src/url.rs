@@ -327,4 +327,27 @@ mod tests {
             );
         }
     }
+
+    /// The test harness names its databases on the server of `MIGRATOR_TEST_DATABASE_URL`:
+    /// credentials and parameters are kept, the password is still hidden.
+    #[cfg(feature = "testing")]
+    #[test]
+    fn with_database_keeps_credentials_and_parameters() {
+        let url = DatabaseUrl::parse("postgres://app:s3cret@db:5433/app?sslmode=require").unwrap();
+        let other = url.with_database("migrator_test_1").unwrap();
+        assert_eq!(
+            other.expose(),
+            "postgres://app:s3cret@db:5433/migrator_test_1?sslmode=require"
+        );
+        assert!(!other.redacted().contains("s3cret"), "{}", other.redacted());
+        let bare = DatabaseUrl::parse("postgresql://db").unwrap();
+        assert_eq!(
+            bare.with_database("x").unwrap().expose(),
+            "postgresql://db/x"
+        );
+        assert!(DatabaseUrl::parse("sqlite://a.db")
+            .unwrap()
+            .with_database("x")
+            .is_none());
+    }
 }
