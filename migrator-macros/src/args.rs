@@ -43,7 +43,8 @@ impl Parse for Raw {
     }
 }
 
-const ID_RULE: &str = "a migration ID is three or more digits, an underscore, then lowercase \
+pub(crate) const ID_RULE: &str =
+    "a migration ID is three or more digits, an underscore, then lowercase \
                        letters, digits and underscores, e.g. \"001_create_users\"";
 
 const DURATION_RULE: &str = "`statement_timeout` takes a duration greater than zero: a whole \
@@ -96,7 +97,7 @@ fn duration_arg(
 }
 
 /// Whether `id` matches `^[0-9]{3,}_[a-z0-9_]+$`.
-fn valid_id(id: &str) -> bool {
+pub(crate) fn valid_id(id: &str) -> bool {
     let digits = id.bytes().take_while(u8::is_ascii_digit).count();
     let rest = &id.as_bytes()[digits..];
     digits >= 3

@@ -59,6 +59,29 @@
 //! fn wrong(name: &str) -> migrator::Result<()> { Ok(()) }
 //! ```
 //!
+//! # Testing your migrations
+//! With feature `testing`, [`#[migrator::test]`](crate::test) gives each test a fresh database
+//! (PostgreSQL on a throwaway cluster or `MIGRATOR_TEST_DATABASE_URL`, or SQLite) with the
+//! registered migrations applied, copied from a template migrated once per binary:
+//!
+//! ```no_run
+//! # #[cfg(feature = "testing")] mod t {
+//! use migrator::{migration, Context, Database, Result};
+//!
+//! #[migration("001_create_users")]
+//! fn create_users(ctx: &mut Context<'_>) -> Result<()> {
+//!     ctx.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+//! }
+//!
+//! #[migrator::test(postgres, sqlite, migrations = "up_to = 001_create_users")]
+//! fn users_take_names(db: Database) -> Result<()> {
+//!     use diesel::connection::SimpleConnection;
+//!     db.get()?.batch_execute("INSERT INTO users (name) VALUES ('ada')")?;
+//!     Ok(())
+//! }
+//! # }
+//! ```
+//!
 //! # Transactions
 //! By default a migration runs in one transaction together with the row that records its
 //! success: it is applied entirely or not at all. `#[migration("002_x", transaction = false)]`
@@ -86,6 +109,10 @@
 //! - `cli`: [`cli`], the command-line front end (clap, indicatif, env_logger, serde_json);
 //! - `password`: [`password`], Argon2id hashing (argon2, zeroize, subtle);
 //! - `backfill`: [`backfill`], the batched parallel backfill engine (rayon).
+//!
+//! Off by default:
+//! - `testing`: [`testing`] and [`#[migrator::test]`](crate::test), a fresh migrated database
+//!   for each test, cloned from a template (see "Testing your migrations" below).
 
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -121,6 +148,8 @@ mod runner;
 pub mod schema;
 mod sql;
 mod startup;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tracking;
 mod url;
 mod wait;
@@ -156,6 +185,60 @@ mod wait;
 #[doc(inline)]
 pub use migrator_macros::migration;
 
+/// A test on a fresh database with the registered migrations applied (feature `testing`).
+///
+/// ```no_run
+/// use migrator::{migration, Context, Database, PooledConnection, Result};
+///
+/// #[migration("001_create_users")]
+/// fn create_users(ctx: &mut Context<'_>) -> Result<()> {
+///     ctx.batch_execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+/// }
+///
+/// #[migrator::test(postgres, sqlite)] // one test per backend: `starts_empty::postgres`, ...
+/// fn starts_empty(db: Database) -> Result<()> {
+///     use diesel::RunQueryDsl;
+///     let rows: migrator::schema::Count =
+///         diesel::sql_query("SELECT COUNT(*) AS n FROM users").get_result(&mut *db.get()?)?;
+///     assert_eq!(rows.n, 0);
+///     Ok(())
+/// }
+///
+/// #[migrator::test(sqlite, migrations = "none")]
+/// #[should_panic = "no such table"] // other test attributes compose
+/// fn before_any_migration(_db: Database, conn: &mut PooledConnection) {
+///     use diesel::connection::SimpleConnection;
+///     conn.batch_execute("SELECT * FROM users").unwrap();
+/// }
+/// ```
+///
+/// - **Arguments**: a [`Database`] (or `&Database`), and optionally a connection of its pool
+///   (`&mut PooledConnection`, `PooledConnection` or `&mut AnyConnection`) and a
+///   `&mut Context<'_>` (as a `transaction = false` migration gets: call a migration's helpers
+///   directly). It returns `()` or a `Result` whose `Err` fails the test.
+/// - **Backends**: `postgres` (the default), `sqlite`, or both (`postgres, sqlite`: a module of
+///   that name with one test per backend, which sees the parent module's items through
+///   `use super::*`).
+/// - `migrations = "all"` (the default: every registered migration), `"none"` or
+///   `"up_to = 003_add_index"` (that one and those before it).
+/// - `fixtures("tests/fixtures/users.sql", ...)`: SQL files, relative to the crate's directory
+///   (`CARGO_MANIFEST_DIR`), read at compile time and run after the migrations.
+/// - `backfills = "inline"` finishes every backfill the migrations schedule before the test
+///   body; `"background"` only schedules them; `"auto"` (the default) is the start-up policy.
+/// - `sql_migrations = PATH`: Diesel SQL migrations (`embed_migrations!`) applied first.
+/// - `setup = PATH`: a `fn()` called before the database is made (every time: make it
+///   idempotent), for process-wide set-up the migrations depend on, e.g. cheaper password
+///   hashing; its path is part of the template's key.
+/// - `crate = path` names the `migrator` crate when it is re-exported under another path.
+///
+/// Each distinct state (migrations, fixtures, backfill mode) is migrated once per test binary
+/// into a template database that every test copies; see [`testing`] for where the databases
+/// come from (`MIGRATOR_TEST_DATABASE_URL`, a throwaway cluster), `KEEP_TEST_DB=1`, and what a
+/// failure prints.
+#[cfg(feature = "testing")]
+#[doc(inline)]
+pub use migrator_macros::test;
+
 pub use backup::Backup;
 pub use config::{
     vars, BackfillMode, Config, Environment, Setting, Source, DEFAULT_BATCH_TARGET,
@@ -180,5 +263,9 @@ pub use url::{Backend, DatabaseUrl};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::registry::{Migration, MigrationFn};
+    #[cfg(feature = "testing")]
+    pub use crate::testing::run::{run_test, Harness, TestResult};
+    #[cfg(feature = "testing")]
+    pub use diesel_migrations::EmbeddedMigrations;
     pub use inventory;
 }

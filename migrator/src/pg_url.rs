@@ -195,6 +195,29 @@ impl<'a> PgUrl<'a> {
         out
     }
 
+    /// The same URL naming database `dbname` instead (for the test harness's databases).
+    #[cfg(feature = "testing")]
+    pub(crate) fn with_database(&self, dbname: &str) -> String {
+        let mut out = format!("{}://", self.scheme);
+        if let Some(user) = self.user {
+            out.push_str(user);
+            if let Some(password) = self.password {
+                out.push(':');
+                out.push_str(password);
+            }
+            out.push('@');
+        }
+        out.push_str(self.hosts);
+        out.push('/');
+        out.push_str(dbname);
+        if let Some(query) = &self.query {
+            let pairs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push('?');
+            out.push_str(&pairs.join("&"));
+        }
+        out
+    }
+
     /// Every secret (raw and percent-decoded), longest first, to scrub from driver messages.
     pub(crate) fn secrets(&self) -> Vec<String> {
         let query_secrets = self

@@ -151,6 +151,18 @@ impl DatabaseUrl {
         }
     }
 
+    /// The same PostgreSQL server and credentials, naming database `dbname` (`None` for
+    /// SQLite).
+    #[cfg(feature = "testing")]
+    pub(crate) fn with_database(&self, dbname: &str) -> Option<DatabaseUrl> {
+        let (scheme, rest) = self.raw.split_once("://")?;
+        let parts = PgUrl::parse(scheme, rest).ok()?;
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        DatabaseUrl::parse(&parts.with_database(dbname)).ok()
+    }
+
     /// `text` with every secret of this URL replaced by `***` (for driver error messages).
     pub(crate) fn scrub(&self, text: &str) -> String {
         let mut out = text.replace(&self.raw, &self.redacted);
@@ -314,5 +326,28 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    /// The test harness names its databases on the server of `MIGRATOR_TEST_DATABASE_URL`:
+    /// credentials and parameters are kept, the password is still hidden.
+    #[cfg(feature = "testing")]
+    #[test]
+    fn with_database_keeps_credentials_and_parameters() {
+        let url = DatabaseUrl::parse("postgres://app:s3cret@db:5433/app?sslmode=require").unwrap();
+        let other = url.with_database("migrator_test_1").unwrap();
+        assert_eq!(
+            other.expose(),
+            "postgres://app:s3cret@db:5433/migrator_test_1?sslmode=require"
+        );
+        assert!(!other.redacted().contains("s3cret"), "{}", other.redacted());
+        let bare = DatabaseUrl::parse("postgresql://db").unwrap();
+        assert_eq!(
+            bare.with_database("x").unwrap().expose(),
+            "postgresql://db/x"
+        );
+        assert!(DatabaseUrl::parse("sqlite://a.db")
+            .unwrap()
+            .with_database("x")
+            .is_none());
     }
 }

@@ -1,0 +1,7 @@
+use migrator::Database;
+
+#[migrator::test(sqlite)]
+#[test]
+fn twice(_db: Database) {}
+
+fn main() {}
