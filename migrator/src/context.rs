@@ -278,7 +278,7 @@ impl Progress {
 
     fn notify(&self) {
         let s = self.snapshot();
-        crate::metrics::backfill_progress(self.inner.id, s.done, s.total);
+        crate::metrics::migration_progress(self.inner.id, s.done, s.total);
         if let Some(observer) = &self.inner.observer {
             observer(self.inner.id, s);
         }

@@ -8,13 +8,21 @@
 //! | `migrator_migration_attempts` | gauge | `migration` (the tracking row's `attempts`) |
 //! | `migrator_pending_migrations` | gauge | (SQL and code migrations pending at the last status or plan) |
 //! | `migrator_lock_wait_seconds` | histogram | (time to take the migration lock) |
-//! | `migrator_backfill_rows_done` | gauge | `migration` |
-//! | `migrator_backfill_rows_total` | gauge | `migration` |
+//! | `migrator_migration_rows_done` | gauge | `migration` (a migration reporting progress) |
+//! | `migrator_migration_rows_expected` | gauge | `migration` (the total it reported) |
 //! | `migrator_background_backfill_rows_done` | gauge | `backfill` (all hosts, from `migrator_backfills`) |
-//! | `migrator_background_backfill_rows_total` | gauge | `backfill` |
-//! | `migrator_background_backfill_rate` | gauge | `backfill` (rows per second) |
+//! | `migrator_background_backfill_rows_expected` | gauge | `backfill` (estimated when scheduled) |
+//! | `migrator_background_backfill_rows_per_second` | gauge | `backfill` (since it was scheduled) |
 //! | `migrator_background_backfill_active` | gauge | `backfill` (1 while active, else 0) |
 //! | `migrator_backfill_replica_lag_held_seconds_total` | counter | (seconds workers held batches for replica lag) |
+//!
+//! The names follow Prometheus's conventions and pass `promtool check metrics`: only counters
+//! end in `_total`, units are in the name. Earlier versions used four other names:
+//! `migrator_backfill_rows_done` and `migrator_backfill_rows_total` are now
+//! `migrator_migration_rows_done` and `migrator_migration_rows_expected` (any migration
+//! reporting progress, not only backfills); `migrator_background_backfill_rows_total` is now
+//! `migrator_background_backfill_rows_expected` and `migrator_background_backfill_rate`
+//! `migrator_background_backfill_rows_per_second`.
 
 use std::sync::Once;
 use std::time::Duration;
@@ -32,16 +40,16 @@ pub const PENDING_MIGRATIONS: &str = "migrator_pending_migrations";
 /// Seconds spent waiting for the migration lock.
 pub const LOCK_WAIT_SECONDS: &str = "migrator_lock_wait_seconds";
 /// Rows done by a migration reporting progress.
-pub const BACKFILL_ROWS_DONE: &str = "migrator_backfill_rows_done";
-/// Rows in all of a migration reporting progress.
-pub const BACKFILL_ROWS_TOTAL: &str = "migrator_backfill_rows_total";
+pub const MIGRATION_ROWS_DONE: &str = "migrator_migration_rows_done";
+/// Rows in all of a migration reporting progress (the total it reported).
+pub const MIGRATION_ROWS_EXPECTED: &str = "migrator_migration_rows_expected";
 
 /// Rows done by a background backfill, on every host.
 pub const BACKGROUND_ROWS_DONE: &str = "migrator_background_backfill_rows_done";
 /// Rows a background backfill covers (estimated when scheduled).
-pub const BACKGROUND_ROWS_TOTAL: &str = "migrator_background_backfill_rows_total";
+pub const BACKGROUND_ROWS_EXPECTED: &str = "migrator_background_backfill_rows_expected";
 /// Rows per second of a background backfill since it was scheduled.
-pub const BACKGROUND_RATE: &str = "migrator_background_backfill_rate";
+pub const BACKGROUND_ROWS_PER_SECOND: &str = "migrator_background_backfill_rows_per_second";
 /// 1 while a background backfill is active, else 0.
 pub const BACKGROUND_ACTIVE: &str = "migrator_background_backfill_active";
 
@@ -75,11 +83,23 @@ fn describe() {
             ::metrics::Unit::Seconds,
             "Time to acquire the migration lock."
         );
-        describe_gauge!(BACKFILL_ROWS_DONE, "Rows done by a long migration.");
-        describe_gauge!(BACKFILL_ROWS_TOTAL, "Rows in all of a long migration.");
+        describe_gauge!(
+            MIGRATION_ROWS_DONE,
+            "Rows done by a migration reporting progress."
+        );
+        describe_gauge!(
+            MIGRATION_ROWS_EXPECTED,
+            "Rows in all of a migration reporting progress."
+        );
         describe_gauge!(BACKGROUND_ROWS_DONE, "Rows done by a background backfill.");
-        describe_gauge!(BACKGROUND_ROWS_TOTAL, "Rows a background backfill covers.");
-        describe_gauge!(BACKGROUND_RATE, "Rows per second of a background backfill.");
+        describe_gauge!(
+            BACKGROUND_ROWS_EXPECTED,
+            "Rows a background backfill covers (estimated when scheduled)."
+        );
+        describe_gauge!(
+            BACKGROUND_ROWS_PER_SECOND,
+            "Rows per second of a background backfill since it was scheduled."
+        );
         describe_gauge!(
             BACKGROUND_ACTIVE,
             "1 while a background backfill is active."
@@ -130,10 +150,10 @@ pub(crate) fn lock_acquired(waited: Duration) {
 }
 
 /// A migration reported progress: `done` rows out of `total`.
-pub(crate) fn backfill_progress(id: &str, done: u64, total: u64) {
+pub(crate) fn migration_progress(id: &str, done: u64, total: u64) {
     describe();
-    gauge!(BACKFILL_ROWS_DONE, "migration" => id.to_owned()).set(done as f64);
-    gauge!(BACKFILL_ROWS_TOTAL, "migration" => id.to_owned()).set(total as f64);
+    gauge!(MIGRATION_ROWS_DONE, "migration" => id.to_owned()).set(done as f64);
+    gauge!(MIGRATION_ROWS_EXPECTED, "migration" => id.to_owned()).set(total as f64);
 }
 
 /// The state of a background backfill as read from `migrator_backfills` (by the workers'
@@ -143,8 +163,8 @@ pub(crate) fn background_backfill(state: &crate::backfill::BackfillState) {
     describe();
     let name = state.name.clone();
     gauge!(BACKGROUND_ROWS_DONE, "backfill" => name.clone()).set(state.rows_done as f64);
-    gauge!(BACKGROUND_ROWS_TOTAL, "backfill" => name.clone()).set(state.rows_total as f64);
-    gauge!(BACKGROUND_RATE, "backfill" => name.clone()).set(state.rate_per_sec);
+    gauge!(BACKGROUND_ROWS_EXPECTED, "backfill" => name.clone()).set(state.rows_total as f64);
+    gauge!(BACKGROUND_ROWS_PER_SECOND, "backfill" => name.clone()).set(state.rate_per_sec);
     let active = state.status == crate::backfill::BackfillStatus::Active;
     gauge!(BACKGROUND_ACTIVE, "backfill" => name).set(if active { 1.0 } else { 0.0 });
 }
