@@ -23,6 +23,8 @@ use load::Phase;
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub short: bool,
+    /// Worker threads per demo process (`--threads`, default [`WORKER_THREADS`]).
+    pub threads: usize,
     pub seed: u64,
     pub rows: i64,
     /// Argon2 memory (KiB) of the demo processes (t=1, p=1): it paces the backfill so that
@@ -61,6 +63,7 @@ impl Plan {
         if short {
             Plan {
                 short,
+                threads: WORKER_THREADS,
                 seed,
                 rows: 50_000,
                 argon2_kib: 2048,
@@ -81,6 +84,7 @@ impl Plan {
         } else {
             Plan {
                 short,
+                threads: WORKER_THREADS,
                 seed,
                 rows: 200_000,
                 argon2_kib: 4096,
@@ -103,12 +107,12 @@ impl Plan {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: soak [--short] [--seed N] [--rows N] [--argon2-kib N]");
+    eprintln!("usage: soak [--short] [--seed N] [--rows N] [--argon2-kib N] [--threads N]");
     ExitCode::from(2)
 }
 
-/// Worker threads per demo process once the workers start: 3 × 4 = 12 beside the app, as
-/// issue 17 asks (item 2).
+/// Worker threads per demo process once the workers start (`--threads`): 3 × 4 = 12 beside
+/// the app, as issue 17 asks (item 2).
 const WORKER_THREADS: usize = 4;
 
 fn main() -> ExitCode {
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
     let mut seed = None;
     let mut rows = None;
     let mut kib = None;
+    let mut threads = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut number = |what: &str| -> Option<u64> {
@@ -143,6 +148,10 @@ fn main() -> ExitCode {
                 Some(v) if (8..=1_048_576).contains(&v) => kib = Some(v as u32),
                 _ => return usage(),
             },
+            "--threads" => match number("--threads") {
+                Some(v) if (1..=64).contains(&v) => threads = Some(v as usize),
+                _ => return usage(),
+            },
             "-h" | "--help" => {
                 usage();
                 return ExitCode::SUCCESS;
@@ -164,6 +173,9 @@ fn main() -> ExitCode {
     }
     if let Some(kib) = kib {
         plan.argon2_kib = kib;
+    }
+    if let Some(threads) = threads {
+        plan.threads = threads;
     }
     match run(&plan) {
         Ok(0) => ExitCode::SUCCESS,
@@ -223,10 +235,13 @@ fn run(plan: &Plan) -> Result<usize, String> {
     //    host's default gives one process); the load goes on (to the others).
     note(
         start,
-        &format!("rolling restart with MIGRATION_BACKFILL_THREADS={WORKER_THREADS}"),
+        &format!(
+            "rolling restart with MIGRATION_BACKFILL_THREADS={}",
+            plan.threads
+        ),
     );
     load.set_phase(Phase::Restart);
-    fleet.rolling_restart(WORKER_THREADS)?;
+    fleet.rolling_restart(plan.threads)?;
     load.set_phase(Phase::Workers);
     note(start, "workers running, no faults yet");
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(false));
