@@ -214,19 +214,31 @@ impl Drop for Workers {
     }
 }
 
-/// Lowers this thread's CPU priority (Linux: `setpriority` on the thread id).
-fn lower_priority() {
+/// Lowers this thread's CPU priority (Linux). An application's workers (`idle`) run under
+/// `SCHED_IDLE`: only on a core that nothing else wants, so request handling never waits for
+/// their hashing, however many there are. The CLI's `work`, which has the machine to itself,
+/// and any thread where `SCHED_IDLE` is refused, run at nice 10.
+fn lower_priority(idle: bool) {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid and setpriority take no pointers; failure only leaves the priority.
+        // SAFETY: gettid takes nothing; sched_setscheduler reads the sched_param it is given,
+        // which lives on this stack for the call; setpriority takes no pointers. Failure only
+        // leaves the priority as it was.
         let result = unsafe {
             let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, WORKER_NICE)
+            let param = libc::sched_param { sched_priority: 0 };
+            if idle && libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) == 0 {
+                0
+            } else {
+                libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, WORKER_NICE)
+            }
         };
         if result != 0 {
             log::debug!("Could not lower the priority of a backfill worker thread");
         }
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = idle;
 }
 
 /// Sleeps `duration`, waking early once the workers stop; returns false if they did.
@@ -242,7 +254,7 @@ fn nap(shared: &Shared, duration: Duration) -> bool {
 }
 
 fn worker(shared: &Shared, index: usize) {
-    lower_priority();
+    lower_priority(!shared.until_idle);
     let id = format!(
         "{}:{}:{index}",
         gethostname::gethostname().to_string_lossy(),
