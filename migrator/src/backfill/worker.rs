@@ -5,8 +5,9 @@
 //! keys in a short transaction (PostgreSQL: rows locked by others skipped, the claim recorded
 //! as this thread's lease so that other processes step around it), compute it with no
 //! connection held, then write it (guarded) and advance `rows_done` in one short transaction.
-//! The batch size adapts to `MIGRATION_BATCH_TARGET_MS`. Workers run at a lower CPU priority
-//! than the application's request handling (nice 10 on Linux), on a connection pool of their
+//! The batch size adapts to `MIGRATION_BATCH_TARGET_MS`. An application's workers run under
+//! `SCHED_IDLE` on Linux (only on a core nothing else wants; nice 10 where that is refused, and
+//! for the CLI's `work`), on a connection pool of their
 //! own (one connection per thread, plus one), never the application's; a thread holds no
 //! connection while it computes, waits for replica lag or idles.
 //!
