@@ -60,7 +60,7 @@
 //! ```
 //!
 //! # Testing your migrations
-//! With feature `testing`, [`#[migrator::test]`](crate::test) gives each test a fresh database
+//! With feature `testing`, `#[migrator::test]` gives each test a fresh database
 //! (PostgreSQL on a throwaway cluster or `MIGRATOR_TEST_DATABASE_URL`, or SQLite) with the
 //! registered migrations applied, copied from a template migrated once per binary:
 //!
@@ -111,7 +111,7 @@
 //! - `backfill`: [`backfill`], the batched parallel backfill engine (rayon).
 //!
 //! Off by default:
-//! - `testing`: [`testing`] and [`#[migrator::test]`](crate::test), a fresh migrated database
+//! - `testing`: `migrator::testing` and `#[migrator::test]`, a fresh migrated database
 //!   for each test, cloned from a template (see "Testing your migrations" below).
 
 #![warn(missing_docs)]
