@@ -164,21 +164,7 @@ pub fn record(
 pub fn list(db: &Database, limit: i64) -> Result<Vec<AuditEntry>> {
     let mut conn = db.get()?;
     let table = tracking::locate(db, &mut conn)?;
-    let exists = match table.schema() {
-        None => tracking::table_exists(&mut conn, AUDIT)?,
-        Some(_) => {
-            #[derive(QueryableByName)]
-            struct Found {
-                #[diesel(sql_type = Nullable<Text>)]
-                name: Option<String>,
-            }
-            let found: Found = diesel::sql_query("SELECT CAST(to_regclass($1) AS TEXT) AS name")
-                .bind::<Text, _>(sql_name(&table))
-                .get_result(&mut *conn)
-                .map_err(Error::db(format!("cannot look for the {AUDIT} table")))?;
-            found.name.is_some()
-        }
-    };
+    let exists = tracking::exists_beside(&mut conn, &table, AUDIT)?;
     if !exists {
         return Ok(Vec::new());
     }

@@ -20,7 +20,7 @@ use crate::url::Backend;
 
 pub(crate) use location::quote_ident;
 use location::Columns;
-pub(crate) use location::{exists, find, locate, remember, Table};
+pub(crate) use location::{exists, exists_beside, find, locate, remember, Table};
 
 /// The tracking table's name.
 pub const TABLE: &str = "applied_migrations";

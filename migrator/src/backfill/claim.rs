@@ -86,6 +86,14 @@ pub(crate) struct Lease {
     pub(crate) ttl: std::time::Duration,
 }
 
+impl Lease {
+    /// How long a claim holds its rows against other workers without being written: ten
+    /// times the batch target, at least 30 s (a worker that dies loses its rows after this).
+    pub(crate) fn ttl_for(config: &crate::config::Config) -> std::time::Duration {
+        (config.batch_target() * 10).max(std::time::Duration::from_secs(30))
+    }
+}
+
 /// Where a sweep over the keys is: its cursor, the window of keys a candidates query looks
 /// at, and the smallest key it had to leave behind.
 #[derive(Clone, Debug)]

@@ -222,7 +222,7 @@ impl Context<'_> {
                 tables: tables.clone(),
                 name: name.to_owned(),
                 holder: holder.clone(),
-                ttl: (self.config().batch_target() * 10).max(std::time::Duration::from_secs(30)),
+                ttl: Lease::ttl_for(self.config()),
             });
         }
         backfill.sink = Some(Sink {

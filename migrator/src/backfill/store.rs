@@ -153,21 +153,7 @@ pub(crate) fn find(db: &Database, conn: &mut AnyConnection) -> Result<Option<Tab
         return Ok(None);
     };
     let tables = Tables::beside(&table);
-    let exists = match table.schema() {
-        None => tracking::table_exists(conn, BACKFILLS)?,
-        Some(_) => {
-            #[derive(QueryableByName)]
-            struct Found {
-                #[diesel(sql_type = Nullable<Text>)]
-                name: Option<String>,
-            }
-            let found: Found = diesel::sql_query("SELECT CAST(to_regclass($1) AS TEXT) AS name")
-                .bind::<Text, _>(&tables.backfills)
-                .get_result(conn)
-                .map_err(Error::db(format!("cannot look for the {BACKFILLS} table")))?;
-            found.name.is_some()
-        }
-    };
+    let exists = tracking::exists_beside(conn, &table, BACKFILLS)?;
     Ok(exists.then_some(tables))
 }
 

@@ -492,7 +492,7 @@ fn batch(
         tables: tables.clone(),
         name: name.to_owned(),
         holder: me.id.clone(),
-        ttl: lease_ttl(shared),
+        ttl: Lease::ttl_for(&shared.config),
     });
     let size = lane.batch_size.load(Ordering::Relaxed);
     let started = Instant::now();
@@ -591,12 +591,6 @@ fn batch(
             batch_failed(shared, tables, name, lane, &error)
         }
     }
-}
-
-/// How long a claim holds its rows against other workers without being written: ten times
-/// the batch target, at least 30 s (a worker that dies loses its rows after this).
-fn lease_ttl(shared: &Shared) -> Duration {
-    (shared.config.batch_target() * 10).max(Duration::from_secs(30))
 }
 
 /// Gives a batch's keys back to the other workers at once (best effort: else its lease

@@ -114,13 +114,19 @@ pub(crate) fn remember(db: &Database, table: &Table) -> Table {
 
 /// Whether `table` exists (read-only callers must not create it).
 pub(crate) fn exists(conn: &mut AnyConnection, table: &Table) -> Result<bool> {
-    if table.schema().is_none() {
-        return super::table_exists(conn, TABLE);
-    }
+    exists_beside(conn, table, TABLE)
+}
+
+/// Whether the table `name` exists beside `table` (in its schema, or the current one):
+/// `applied_migrations` itself, or one of the tables migrator keeps next to it.
+pub(crate) fn exists_beside(conn: &mut AnyConnection, table: &Table, name: &str) -> Result<bool> {
+    let Some(schema) = table.schema() else {
+        return super::table_exists(conn, name);
+    };
     let found: Name = diesel::sql_query("SELECT CAST(to_regclass($1) AS TEXT) AS name")
-        .bind::<Text, _>(table.sql_name())
+        .bind::<Text, _>(format!("{}.{name}", quote_ident(schema)))
         .get_result(conn)
-        .map_err(Error::db("cannot look for the applied_migrations table"))?;
+        .map_err(Error::db(format!("cannot look for the {name} table")))?;
     Ok(found.name.is_some())
 }
 
