@@ -57,7 +57,7 @@ pub struct BackfillOptions {
 }
 
 impl BackfillOptions {
-    /// From `MIGRATION_WORKER_THREADS` and `MIGRATION_BATCH_SIZE` as read into `config`.
+    /// From `MIGRATION_INLINE_BACKFILL_THREADS` and `MIGRATION_BATCH_SIZE` as read into `config`.
     pub fn from_config(config: &Config) -> BackfillOptions {
         BackfillOptions {
             threads: config.worker_threads(),

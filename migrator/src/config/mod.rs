@@ -84,6 +84,31 @@ fn name_list(value: Option<String>) -> Vec<String> {
         .collect()
 }
 
+/// `MIGRATION_INLINE_BACKFILL_THREADS`, else its old name `MIGRATION_WORKER_THREADS` with a
+/// deprecation warning (once per process).
+fn inline_threads(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<u32>> {
+    static DEPRECATED: std::sync::Once = std::sync::Once::new();
+    let (name, value) = match lookup(vars::MIGRATION_INLINE_BACKFILL_THREADS) {
+        Some(value) => (vars::MIGRATION_INLINE_BACKFILL_THREADS, value),
+        None => match lookup(vars::MIGRATION_WORKER_THREADS) {
+            Some(value) => {
+                DEPRECATED.call_once(|| {
+                    log::warn!(
+                        "{} is deprecated: set {} instead (threads computing an inline backfill; \
+                         the background workers' count is {})",
+                        vars::MIGRATION_WORKER_THREADS,
+                        vars::MIGRATION_INLINE_BACKFILL_THREADS,
+                        vars::MIGRATION_BACKFILL_THREADS
+                    );
+                });
+                (vars::MIGRATION_WORKER_THREADS, value)
+            }
+            None => return Ok(None),
+        },
+    };
+    parse_u32(name, &value).map(Some)
+}
+
 /// `MIGRATION_DDL_LOCK_TIMEOUT_MS` and `MIGRATION_DDL_LOCK_RETRIES`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct DdlLock {
@@ -131,6 +156,9 @@ impl DdlLock {
 /// Default of `MIGRATION_BACKUP_DIR`.
 pub const DEFAULT_BACKUP_DIR: &str = "backups";
 
+/// Default of `MIGRATION_PG_DUMP`: `pg_dump` found on `PATH`.
+pub const DEFAULT_PG_DUMP: &str = "pg_dump";
+
 impl Config {
     /// Reads the policy from the process environment (see [`vars`]).
     pub fn from_env() -> Result<Config> {
@@ -168,13 +196,13 @@ impl Config {
                 DEFAULT_PROGRESS_INTERVAL,
             )?,
             batch_size: count(vars::MIGRATION_BATCH_SIZE)?,
-            worker_threads: count(vars::MIGRATION_WORKER_THREADS)?,
+            worker_threads: inline_threads(&lookup)?,
             backup_dir: lookup(vars::MIGRATION_BACKUP_DIR)
                 .filter(|v| !v.is_empty())
                 .map_or_else(|| PathBuf::from(DEFAULT_BACKUP_DIR), PathBuf::from),
             pg_dump: lookup(vars::MIGRATION_PG_DUMP)
                 .filter(|v| !v.is_empty())
-                .map_or_else(|| PathBuf::from("pg_dump"), PathBuf::from),
+                .map_or_else(|| PathBuf::from(DEFAULT_PG_DUMP), PathBuf::from),
             confirm: lookup(vars::MIGRATION_CONFIRM),
             assume_yes: false,
             interactive: None,
@@ -213,7 +241,7 @@ impl Config {
             batch_size: None,
             worker_threads: None,
             backup_dir: PathBuf::from(DEFAULT_BACKUP_DIR),
-            pg_dump: PathBuf::from("pg_dump"),
+            pg_dump: PathBuf::from(DEFAULT_PG_DUMP),
             confirm: None,
             assume_yes: false,
             interactive: None,
@@ -416,7 +444,7 @@ impl Config {
         self
     }
 
-    /// Sets the backfill worker threads (`MIGRATION_WORKER_THREADS`).
+    /// Sets the threads computing an inline backfill (`MIGRATION_INLINE_BACKFILL_THREADS`).
     pub fn set_worker_threads(&mut self, threads: u32) -> &mut Config {
         self.worker_threads = Some(threads.max(1));
         self
@@ -427,7 +455,8 @@ impl Config {
         self.batch_size.map(|n| n as usize)
     }
 
-    /// Backfill worker threads, if set (else all cores).
+    /// Threads computing an inline backfill (`MIGRATION_INLINE_BACKFILL_THREADS`), if set (else
+    /// all cores).
     pub fn worker_threads(&self) -> Option<usize> {
         self.worker_threads.map(|n| n as usize)
     }
