@@ -51,10 +51,8 @@ fn thread_cpu() -> Option<Duration> {
     Some(Duration::from_nanos(nanos))
 }
 
-/// Hashes per second of `hash` on this thread, and per CPU-second of this thread if known,
-/// after one hash not counted (which makes this thread's reused memory for it).
-pub(crate) fn one_rate(duration: Duration, hash: impl Fn(usize) + Sync) -> (f64, Option<f64>) {
-    hash(0);
+/// Hashes per second of `hash` on this thread, and per CPU-second of this thread if known.
+fn one_rate(duration: Duration, hash: impl Fn(usize) + Sync) -> (f64, Option<f64>) {
     let before = thread_cpu();
     let start = Instant::now();
     let mut n = 0u64;

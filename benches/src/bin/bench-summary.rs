@@ -72,10 +72,11 @@ fn lanes_rows(cores: usize) -> Vec<(String, String, String)> {
     rows
 }
 
-/// The wipe of the working memory and huge pages (issue 18 item 5): five interleaved rounds of
-/// 2 s per variant (about 2 minutes).
+/// The wipe of the working memory and huge pages (issue 18 item 5): ten interleaved rounds of
+/// 1 s per variant (about 2 minutes; short rounds, so that the load of a shared machine drifts
+/// less within one).
 fn wipe_rows(cores: usize) -> Vec<(String, String, String)> {
-    wipe::wipe(cores, 5, Duration::from_secs(2))
+    wipe::wipe(cores, 10, Duration::from_secs(1))
 }
 
 /// Runs the Kroger backfill on an existing table and prints rows, seconds and peak RSS.
