@@ -177,7 +177,8 @@ fn hash_with_memory(
             .try_borrow_mut()
             .map_err(|_| failed("Argon2 memory already in use on this thread".into()))?;
         if memory.blocks().len() < geometry.blocks || memory.huge_pages() != options.huge_pages {
-            // The memory it replaces is all zero, as after every hash.
+            // The memory it replaces is all zero, as after every hash (bar a benchmark's
+            // unwiped ones).
             *memory = Memory::new(geometry.blocks, options.huge_pages);
         }
         let memory = &mut memory.blocks_mut()[..geometry.blocks];
