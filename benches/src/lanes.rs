@@ -1,9 +1,9 @@
-//! Lanes in parallel (issue 21, item 1) and the wipe of the working memory (issue 18, item 5):
-//! the latency of one hash at m=65536,t=3,p=4 against argon2-cffi and against the lanes filled
-//! one after another; the throughput of many hashes at once with and without lanes in
-//! parallel; the hasher with and without the wipe. Every figure is the mean of interleaved
-//! rounds of one run (each round measures every variant once, in alternating order), so that
-//! the ratios compare like with like on a shared machine.
+//! Lanes in parallel (issue 21, item 1): the latency of one hash at m=65536,t=3,p=4 against
+//! argon2-cffi and against the lanes filled one after another; the throughput of many hashes
+//! at once with and without lanes in parallel. Every figure is the mean of interleaved rounds
+//! of one run (each round measures every variant once, in alternating order), so that the
+//! ratios compare like with like on a shared machine; [`interleave`] does that, for the wipe's
+//! figures too (`wipe.rs`).
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -69,24 +69,85 @@ fn one_rate(duration: Duration, hash: impl Fn(usize) + Sync) -> (f64, Option<f64
 
 /// One measured variant: its label and how to measure its rate once (per second, and per
 /// CPU-second of the calling thread where that is meaningful).
-struct Variant<'a> {
-    label: &'static str,
-    measure: Box<dyn Fn() -> Option<(f64, Option<f64>)> + 'a>,
+pub(crate) struct Variant<'a> {
+    pub(crate) label: &'static str,
+    pub(crate) measure: Box<dyn Fn() -> Option<(f64, Option<f64>)> + 'a>,
 }
 
-/// The figures of both items, `rounds` interleaved rounds of `duration` per variant.
-pub fn lanes_and_wipe(cores: usize, rounds: usize, duration: Duration) -> Vec<Row> {
+/// The mean rates of [`interleave`]d variants.
+pub(crate) struct Means {
+    labels: Vec<&'static str>,
+    sums: Vec<f64>,
+    cpu_sums: Vec<f64>,
+    counts: Vec<usize>,
+}
+
+impl Means {
+    fn index(&self, label: &str) -> usize {
+        self.labels
+            .iter()
+            .position(|l| *l == label)
+            .expect("a variant")
+    }
+
+    /// The mean rate of `label`, if it was measured.
+    pub(crate) fn mean(&self, label: &str) -> Option<f64> {
+        let i = self.index(label);
+        (self.counts[i] > 0).then(|| self.sums[i] / self.counts[i] as f64)
+    }
+
+    /// The mean rate of `label`, NaN if it was not measured.
+    pub(crate) fn get(&self, label: &str) -> f64 {
+        self.mean(label).unwrap_or(f64::NAN)
+    }
+
+    /// The mean rate per CPU-second of `label`, NaN if unknown.
+    pub(crate) fn cpu(&self, label: &str) -> f64 {
+        let i = self.index(label);
+        self.cpu_sums[i] / self.counts[i].max(1) as f64
+    }
+}
+
+/// Measures every variant once per round for `rounds` rounds, in alternating order (forward,
+/// then backward), so that drift of a shared machine weighs alike on all of them.
+pub(crate) fn interleave(variants: &[Variant<'_>], rounds: usize) -> Means {
+    let mut means = Means {
+        labels: variants.iter().map(|v| v.label).collect(),
+        sums: vec![0.0; variants.len()],
+        cpu_sums: vec![0.0; variants.len()],
+        counts: vec![0; variants.len()],
+    };
+    for round in 0..rounds {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..variants.len()).collect()
+        } else {
+            (0..variants.len()).rev().collect()
+        };
+        for i in order {
+            if let Some((rate, cpu)) = (variants[i].measure)() {
+                eprintln!(
+                    "round {round}: {}: {rate:.2}/s ({:.2} per CPU-second)",
+                    variants[i].label,
+                    cpu.unwrap_or(f64::NAN)
+                );
+                means.sums[i] += rate;
+                means.cpu_sums[i] += cpu.unwrap_or(f64::NAN);
+                means.counts[i] += 1;
+            }
+        }
+    }
+    means
+}
+
+/// The figures of lanes in parallel, `rounds` interleaved rounds of `duration` per variant.
+pub fn lanes(cores: usize, rounds: usize, duration: Duration) -> Vec<Row> {
     let strong = Params {
         memory_kib: 65_536,
         iterations: 3,
         parallelism: 4,
     };
-    let default = Params::default();
     let parallel = Hasher::new(strong).expect("valid parameters");
     let inline = parallel.clone().with_lanes_inline();
-    let parallel_unwiped = parallel.clone().without_wipe();
-    let light = Hasher::new(default).expect("valid parameters");
-    let light_unwiped = light.clone().without_wipe();
     let hash = |hasher: &Hasher, t: usize| {
         hasher
             .hash(&Password::new(format!("lanes-{t}")))
@@ -118,59 +179,19 @@ pub fn lanes_and_wipe(cores: usize, rounds: usize, duration: Duration) -> Vec<Ro
                 }
             }),
         },
-        one("p4 latency, lanes in parallel, no wipe", parallel_unwiped),
         plain("p4 plain threads, lanes in parallel", parallel.clone()),
         plain("p4 plain threads, lanes inline", inline.clone()),
         pool("p4 rayon workers, lanes in parallel", parallel),
         pool("p4 rayon workers, lanes inline", inline),
-        one("p1 1 thread, wipe", light.clone()),
-        one("p1 1 thread, no wipe", light_unwiped.clone()),
-        pool("p1 all cores, wipe", light),
-        pool("p1 all cores, no wipe", light_unwiped),
     ];
-    let mut sums = vec![0.0f64; variants.len()];
-    let mut cpu_sums = vec![0.0f64; variants.len()];
-    let mut counts = vec![0usize; variants.len()];
-    for round in 0..rounds {
-        let order: Vec<usize> = if round % 2 == 0 {
-            (0..variants.len()).collect()
-        } else {
-            (0..variants.len()).rev().collect()
-        };
-        for i in order {
-            if let Some((rate, cpu)) = (variants[i].measure)() {
-                eprintln!(
-                    "round {round}: {}: {rate:.2}/s ({:.2} per CPU-second)",
-                    variants[i].label,
-                    cpu.unwrap_or(f64::NAN)
-                );
-                sums[i] += rate;
-                cpu_sums[i] += cpu.unwrap_or(f64::NAN);
-                counts[i] += 1;
-            }
-        }
-    }
-    let mean = |label: &str| {
-        let i = variants
-            .iter()
-            .position(|v| v.label == label)
-            .expect("a variant");
-        (counts[i] > 0).then(|| sums[i] / counts[i] as f64)
-    };
-    let cpu_mean = |label: &str| {
-        let i = variants
-            .iter()
-            .position(|v| v.label == label)
-            .expect("a variant");
-        cpu_sums[i] / counts[i].max(1) as f64
-    };
+    let means = interleave(&variants, rounds);
+    let get = |label: &str| means.get(label);
     let ms = |rate: f64| 1e3 / rate;
-    let get = |label: &str| mean(label).unwrap_or(f64::NAN);
     let (par, inl) = (
         get("p4 latency, lanes in parallel"),
         get("p4 latency, lanes inline"),
     );
-    let cffi = match (mean("p4 latency, argon2-cffi"), cffi_error.take()) {
+    let cffi = match (means.mean("p4 latency, argon2-cffi"), cffi_error.take()) {
         (Some(rate), _) => Ok(rate),
         (None, e) => Err(e.unwrap_or_default()),
     };
@@ -220,46 +241,5 @@ pub fn lanes_and_wipe(cores: usize, rounds: usize, duration: Duration) -> Vec<Ro
             p / i
         ),
     ));
-    // CPU time only where one thread does all the work (not with helpers).
-    for (what, wiped, unwiped, with_cpu) in [
-        (
-            "latency, m=65536,t=3,p=4, lanes in parallel".to_owned(),
-            "p4 latency, lanes in parallel",
-            "p4 latency, lanes in parallel, no wipe",
-            false,
-        ),
-        (
-            "hashes/s, m=19456,t=2,p=1, 1 thread".to_owned(),
-            "p1 1 thread, wipe",
-            "p1 1 thread, no wipe",
-            true,
-        ),
-        (
-            format!("hashes/s, m=19456,t=2,p=1, {cores} threads"),
-            "p1 all cores, wipe",
-            "p1 all cores, no wipe",
-            false,
-        ),
-    ] {
-        let (w, u) = pair(wiped, unwiped);
-        let (cw, cu) = (cpu_mean(wiped), cpu_mean(unwiped));
-        let cpu = if !with_cpu || cw.is_nan() || cu.is_nan() {
-            String::new()
-        } else {
-            format!(
-                "; per CPU-second of the thread: **{:.3}x** ({cw:.2} against {cu:.2})",
-                cw / cu
-            )
-        };
-        rows.push((
-            format!("{what}, memory wiped after each hash"),
-            format!("{w:.2}/s ({:.1} ms)", ms(w)),
-            format!(
-                "**{:.3}x the speed without the wipe** ({u:.2}/s, {:.1} ms){cpu}",
-                w / u,
-                ms(u)
-            ),
-        ));
-    }
     rows
 }

@@ -85,6 +85,7 @@ pub use baselines::{argon2_cffi_rate, argon2_crate_rate, cpu};
 pub mod background;
 pub mod lanes;
 pub mod load;
+pub mod wipe;
 
 /// The single BIGINT `n` that `sql` selects.
 pub fn count(db: &Database, sql: &str) -> i64 {

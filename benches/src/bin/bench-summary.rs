@@ -2,7 +2,8 @@
 //!
 //! Every figure comes from this one run, so ratios compare like with like on a shared, noisy
 //! machine. `bench-summary hashing` measures the hash rates only (with the lanes and wipe
-//! figures); `bench-summary lanes` the lanes in parallel and the wipe only; `bench-summary background
+//! figures); `bench-summary lanes` the lanes in parallel and the wipe only; `bench-summary wipe`
+//! the wipe only (about 2 minutes); `bench-summary background
 //! [modes|startup|latency]` the background-backfill figures only. `bench-summary child-backfill URL THREADS MEMORY_KIB
 //! ITERATIONS` is the child process it starts for peak-RSS and scale-out measurements;
 //! `child-backfill-mode` and `child-demo` those of the background-backfill figures (see
@@ -16,7 +17,7 @@ use migrator::password::{Hasher, Kernel, Params};
 use migrator::{Backend, Config, Database, Environment, Migrator, Progress};
 use migrator_benches::{
     argon2_cffi_rate, argon2_crate_rate, background, cores, count, cpu, diesel_noop, diesel_run,
-    fresh, hash_rate, lanes, pg, seed,
+    fresh, hash_rate, lanes, pg, seed, wipe,
 };
 use smart_meal_planner::kroger::{self, BackfillOptions};
 
@@ -30,6 +31,7 @@ fn main() -> std::process::ExitCode {
             print_table(background_rows(cores(), args.get(2).map(String::as_str)))
         }
         Some("lanes") => print_table(lanes_rows(cores())),
+        Some("wipe") => print_table(wipe_rows(cores())),
         what => summary(what == Some("hashing")),
     }
     std::process::ExitCode::SUCCESS
@@ -63,9 +65,18 @@ fn background_rows(cores: usize, only: Option<&str>) -> Vec<(String, String, Str
 }
 
 /// Lanes in parallel and the wipe of the working memory (issue 21 item 1, issue 18 item 5):
-/// five interleaved rounds of 2 s per variant (about 2.5 minutes).
+/// five interleaved rounds of 2 s per variant (about 3.5 minutes).
 fn lanes_rows(cores: usize) -> Vec<(String, String, String)> {
-    lanes::lanes_and_wipe(cores, 5, Duration::from_secs(2))
+    let mut rows = lanes::lanes(cores, 5, Duration::from_secs(2));
+    rows.extend(wipe_rows(cores));
+    rows
+}
+
+/// The wipe of the working memory and huge pages (issue 18 item 5): ten interleaved rounds of
+/// 1 s per variant (about 2 minutes; short rounds, so that the load of a shared machine drifts
+/// less within one).
+fn wipe_rows(cores: usize) -> Vec<(String, String, String)> {
+    wipe::wipe(cores, 10, Duration::from_secs(1))
 }
 
 /// Runs the Kroger backfill on an existing table and prints rows, seconds and peak RSS.

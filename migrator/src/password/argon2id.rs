@@ -4,24 +4,27 @@
 //!
 //! The segments of one slice are filled on up to `p` threads (`lanes.rs`: the caller and
 //! helpers lent from a small pool, on spare cores only); the working memory is the caller's,
-//! reused per thread. After each hash every block of it is wiped, and so are the blocks and
-//! buffers derived from the password on the way (H0, the final block, the temporaries of the
-//! fill) and the stacks that computed them. The argon2 crate is the oracle of the tests.
+//! reused per thread, on huge pages where the kernel offers them (`memory.rs`). After each hash
+//! every block of it is wiped, and so are the blocks and buffers derived from the password on
+//! the way (H0, the final block, the temporaries of the fill) and the stacks that computed
+//! them. The argon2 crate is the oracle of the tests.
 
 use std::cell::RefCell;
 
 use blake2::digest::{Digest, Update, VariableOutput};
 use blake2::{Blake2b512, Blake2bVar};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::compress::{Block, FillBlock, Kernel};
 use crate::error::{Error, Result};
 
 mod lanes;
+mod memory;
 mod segment;
 
 pub(crate) use lanes::LaneThreads;
 use lanes::{Crew, STACK_WIPE};
+use memory::{wipe, Memory};
 use segment::{fill_segment, split};
 
 /// Slices per pass (synchronisation points).
@@ -98,6 +101,8 @@ pub(crate) struct Options {
     pub(crate) threads: LaneThreads,
     /// Wipe what the hash leaves behind (false only to measure what the wipe costs).
     pub(crate) wipe: bool,
+    /// The reused memory advised for huge pages (false only to measure what they gain).
+    pub(crate) huge_pages: bool,
 }
 
 impl Default for Options {
@@ -106,13 +111,14 @@ impl Default for Options {
             reuse: true,
             threads: LaneThreads::Auto,
             wipe: true,
+            huge_pages: true,
         }
     }
 }
 
 thread_local! {
     /// This thread's working memory, reused across hashes (all zero between them).
-    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+    static MEMORY: RefCell<Memory> = const { RefCell::new(Memory::EMPTY) };
 }
 
 fn failed(reason: String) -> Error {
@@ -170,10 +176,12 @@ fn hash_with_memory(
         let mut memory = memory
             .try_borrow_mut()
             .map_err(|_| failed("Argon2 memory already in use on this thread".into()))?;
-        if memory.len() < geometry.blocks {
-            memory.resize(geometry.blocks, Block::ZERO);
+        if memory.blocks().len() < geometry.blocks || memory.huge_pages() != options.huge_pages {
+            // The memory it replaces is all zero, as after every hash (bar a benchmark's
+            // unwiped ones).
+            *memory = Memory::new(geometry.blocks, options.huge_pages);
         }
-        let memory = &mut memory[..geometry.blocks];
+        let memory = &mut memory.blocks_mut()[..geometry.blocks];
         hash_into(
             fill,
             costs,
@@ -303,7 +311,7 @@ impl Wipe<'_> {
         if self.armed {
             self.armed = false;
             let lanes: Vec<&mut [Block]> = self.memory.chunks_mut(geometry.lane_length).collect();
-            crew.each(lanes, wipe_blocks);
+            crew.each(lanes, wipe);
         }
     }
 }
@@ -311,15 +319,8 @@ impl Wipe<'_> {
 impl Drop for Wipe<'_> {
     fn drop(&mut self) {
         if self.armed {
-            wipe_blocks(self.memory);
+            wipe(self.memory);
         }
-    }
-}
-
-/// Zeroes `blocks` (zeroize: writes the compiler cannot drop).
-fn wipe_blocks(blocks: &mut [Block]) {
-    for block in blocks {
-        block.zeroize();
     }
 }
 
@@ -383,12 +384,15 @@ fn hash_into(
 pub(crate) fn reused_memory() -> (usize, bool) {
     MEMORY.with(|memory| {
         let memory = memory.borrow();
-        let zero = memory.iter().all(|block| *block == Block::ZERO);
-        (memory.len(), zero)
+        let blocks = memory.blocks();
+        let zero = blocks.iter().all(|block| *block == Block::ZERO);
+        (blocks.len(), zero)
     })
 }
 
 #[cfg(test)]
 mod lane_tests;
+#[cfg(test)]
+mod memory_tests;
 #[cfg(test)]
 mod tests;

@@ -263,6 +263,15 @@ impl Hasher {
         self
     }
 
+    /// This hasher keeping its reused memory on ordinary 4 KiB pages, as it did before the
+    /// wipe: with [`Hasher::without_wipe`], the hasher as it was before issue 18. Not public
+    /// API: only with the `bench-internals` feature, which the benchmarks enable.
+    #[cfg(any(test, feature = "bench-internals"))]
+    pub fn without_huge_pages(mut self) -> Hasher {
+        self.options.huge_pages = false;
+        self
+    }
+
     /// Runs Argon2id version 0x13 on this module's implementation.
     fn argon2id(
         &self,
