@@ -5,6 +5,7 @@
 //!   writes (each worker a process of its own, driven a half-step at a time through
 //!   [`migrator::testing::SteppedWorker`], which runs the worker threads' own code), crashes
 //!   (a batch dropped unwritten, its lease left behind) and the clean-up of dead workers,
+//!   computations that fail (the batch given back; `failed` after six in a row),
 //!   application writes between a claim and its write (new inputs, the application's own output,
 //!   cleared outputs, NULL inputs, deletes, inserts beyond `upper_key`, and on PostgreSQL a
 //!   transaction left open on a row), and an operator's pause, resume and cancel. The model
@@ -12,8 +13,11 @@
 //!   table, `status` and `rows_done` must equal the model's; claims must take only pending rows
 //!   up to `upper_key`, never a row another live worker leased (PostgreSQL) or an open
 //!   transaction holds; `finished` only when nothing is pending. At the end every batch in
-//!   flight is written, the dead are cleaned up, a paused backfill resumed, and workers must
-//!   finish it: every row computed from its current inputs.
+//!   flight is written, the dead are cleaned up, inputs the computation fails on are fixed, a
+//!   paused or failed backfill is resumed, and a worker must finish it: every row computed from
+//!   its current inputs. Each property also checks that its runs reached the states that
+//!   matter (batches left by the guard, crashes with a batch in flight, leases stepped around,
+//!   failed computations, finished and cancelled backfills), so that it cannot pass vacuously.
 //! - **The plan's decisions.** The policy table of DESIGN.md as a pure function of the
 //!   variables (random values and spellings), confirmation (`--yes`, a terminal, a pinned plan
 //!   that matches or not) and the tracking table's rows (none, `success`, `failed`, `skipped`,
@@ -21,7 +25,7 @@
 //!   says: apply everything pending when it allows it, change nothing when it refuses.
 //!
 //! Cases per property and backend: `PROPTEST_CASES`, else 32 runs of the protocol and 64 plans
-//! (about 20 s in all on 2 cores). A failure prints the minimal sequence of steps, and its seed
+//! (35 to 50 s in all on 2 cores busy with other builds, about 10 s of CPU). A failure prints the minimal sequence of steps, and its seed
 //! is kept in `tests/proptest-regressions/protocol_props.txt` (tried first on the next run).
 
 #[path = "protocol_props/claim_write.rs"]

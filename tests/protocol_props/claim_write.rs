@@ -14,7 +14,8 @@ use migrator::{
 use proptest::prelude::*;
 
 use crate::model::{
-    coverage, hashed, op, seed, Coverage, Model, Op, Row, Seed, Slot, Snapshot, WORKERS,
+    coverage, hashed, op, poisoned, seed, Coverage, Model, Op, Row, Seed, Slot, Snapshot,
+    FAILED_AFTER, POISON, WORKERS,
 };
 use crate::{cases, check_property, exec, fresh, only, PROTOCOL_CASES};
 
@@ -22,6 +23,9 @@ const NAME: &str = "prop_rows";
 
 /// The computation: a function of the input that no application value looks like.
 fn compute(inputs: &[Option<&str>]) -> Result<Vec<Option<String>>> {
+    if poisoned(inputs[0]) {
+        return Err(migrator::Error::msg("the computation fails on this input"));
+    }
     Ok(vec![inputs[0].map(hashed)])
 }
 
@@ -116,6 +120,11 @@ impl Run {
                     Seed::Done => Row {
                         body: Some(format!("b{key}.{counter}")),
                         out: Some(format!("app{key}.{counter}")),
+                        version: 0,
+                    },
+                    Seed::Poisoned => Row {
+                        body: Some(format!("{POISON}{key}.{counter}")),
+                        out: None,
                         version: 0,
                     },
                 };
@@ -259,7 +268,12 @@ impl Run {
                 self.model.dead_leases.clear();
                 self.log.push("the dead workers are cleaned up".into());
             }
-            Op::Edit(i) | Op::Own(i) | Op::Clear(i) | Op::Nullify(i) | Op::Delete(i) => {
+            Op::Edit(i)
+            | Op::Poison(i)
+            | Op::Own(i)
+            | Op::Clear(i)
+            | Op::Nullify(i)
+            | Op::Delete(i) => {
                 let Some(key) = self.model.key_at(i).filter(|k| Some(*k) != held_key) else {
                     return;
                 };
@@ -417,6 +431,32 @@ impl Run {
             Err(e) => self.fail(format!("worker {slot} cannot write: {e}")),
         };
         let batch = self.model.slots[slot].batch.take().expect("in flight");
+        let covered = coverage(self.model.backend);
+        if batch.iter().any(|s| poisoned(s.body.as_deref())) {
+            // The computation fails: nothing is written, the keys are given back, and the
+            // worker's count of failed batches in a row decides whether the backfill fails.
+            self.log.push(format!(
+                "worker {slot} fails to compute {:?}: {written} rows",
+                batch.iter().map(|s| s.key).collect::<Vec<_>>()
+            ));
+            if written != 0 {
+                self.fail(format!(
+                    "worker {slot} wrote {written} rows of a failed batch"
+                ));
+            }
+            Coverage::add(&covered.failed_batches, 1);
+            let failures = &mut self.model.slots[slot].failures;
+            *failures += 1;
+            if *failures >= FAILED_AFTER {
+                *failures = 0;
+                if self.model.status == BackfillStatus::Active {
+                    self.model.status = BackfillStatus::Failed;
+                    Coverage::add(&covered.failed, 1);
+                }
+            }
+            return;
+        }
+        self.model.slots[slot].failures = 0;
         let pg = self.model.backend == Backend::Postgres;
         let held = self.model.held.as_ref().map(|(k, _)| *k);
         let mut expected = Vec::new();
@@ -449,7 +489,6 @@ impl Run {
             ));
         }
         self.model.rows_done += written;
-        let covered = coverage(self.model.backend);
         Coverage::add(&covered.rows_written, written);
         Coverage::add(&covered.guarded, batch.len() as u64 - written);
     }
@@ -457,19 +496,8 @@ impl Run {
     fn app_write(&mut self, op: &Op, key: i64) {
         let mut conn = self.sys.app();
         match op {
-            Op::Edit(_) => {
-                let body = self.model.fresh_value("b", key);
-                exec(
-                    &mut conn,
-                    "UPDATE prop_items SET body = $1, out = NULL WHERE id = $2",
-                    &[Some(&body)],
-                    key,
-                );
-                self.log.push(format!(
-                    "the application sets row {key}'s input to {body:?}"
-                ));
-                self.model.app_write(key, Some(Some(body)), None);
-            }
+            Op::Edit(_) => self.edit(key, "b"),
+            Op::Poison(_) => self.edit(key, POISON),
             Op::Own(_) => {
                 let out = self.model.fresh_value("app", key);
                 exec(
@@ -512,6 +540,21 @@ impl Run {
             }
             _ => unreachable!("not an application write: {op:?}"),
         }
+    }
+
+    /// The application sets row `key`'s input to a new value starting with `prefix`.
+    fn edit(&mut self, key: i64, prefix: &str) {
+        let body = self.model.fresh_value(prefix, key);
+        exec(
+            &mut self.sys.app(),
+            "UPDATE prop_items SET body = $1, out = NULL WHERE id = $2",
+            &[Some(&body)],
+            key,
+        );
+        self.log.push(format!(
+            "the application sets row {key}'s input to {body:?}"
+        ));
+        self.model.app_write(key, Some(Some(body)), None);
     }
 
     fn release(&mut self) {
@@ -568,6 +611,18 @@ impl Run {
             }
         }
         self.apply(&Op::Reap);
+        // The application's data is fixed, as an operator would before resuming.
+        let poisoned: Vec<i64> = self
+            .model
+            .rows
+            .iter()
+            .filter(|(_, r)| poisoned(r.body.as_deref()))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in poisoned {
+            self.edit(key, "b");
+            self.check();
+        }
         if matches!(
             self.model.status,
             BackfillStatus::Paused | BackfillStatus::Failed

@@ -20,6 +20,18 @@ pub(crate) fn hashed(body: &str) -> String {
     format!("h({body})")
 }
 
+/// Inputs that start so make the computation fail.
+pub(crate) const POISON: &str = "boom";
+
+/// Whether the computation fails on `body`.
+pub(crate) fn poisoned(body: Option<&str>) -> bool {
+    body.is_some_and(|b| b.starts_with(POISON))
+}
+
+/// Failed batches in a row after which a worker marks the backfill `failed` (the engine's
+/// `MAX_BATCH_RETRIES`, 5 retries, then this one).
+pub(crate) const FAILED_AFTER: u32 = 6;
+
 /// A row as the table holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Row {
@@ -47,6 +59,8 @@ pub(crate) struct Snapshot {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Slot {
     pub(crate) batch: Option<Vec<Snapshot>>,
+    /// Batches in a row whose computation failed (the worker's count; a crash resets it).
+    pub(crate) failures: u32,
 }
 
 impl Slot {
@@ -145,6 +159,8 @@ pub(crate) enum Op {
     Reap,
     /// The application changes a row's input (its output must be computed again).
     Edit(Index),
+    /// The application gives a row an input the computation fails on.
+    Poison(Index),
     /// The application writes a row's output itself.
     Own(Index),
     /// The application clears a row's output (same input: pending again).
@@ -173,6 +189,7 @@ pub(crate) fn op() -> impl Strategy<Value = Op> {
         10 => slot.prop_map(Op::Crash),
         3 => Just(Op::Reap),
         8 => any::<Index>().prop_map(Op::Edit),
+        3 => any::<Index>().prop_map(Op::Poison),
         3 => any::<Index>().prop_map(Op::Own),
         4 => any::<Index>().prop_map(Op::Clear),
         3 => any::<Index>().prop_map(Op::Nullify),
@@ -186,16 +203,24 @@ pub(crate) fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// A row as the run starts: pending, with a NULL input, or with the application's output.
+/// A row as the run starts: pending, with a NULL input, with the application's output, or
+/// with an input the computation fails on.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Seed {
     Pending,
     NoInput,
     Done,
+    /// Pending, with an input the computation fails on.
+    Poisoned,
 }
 
 pub(crate) fn seed() -> impl Strategy<Value = Seed> {
-    prop_oneof![6 => Just(Seed::Pending), 1 => Just(Seed::NoInput), 1 => Just(Seed::Done)]
+    prop_oneof![
+        12 => Just(Seed::Pending),
+        2 => Just(Seed::NoInput),
+        2 => Just(Seed::Done),
+        1 => Just(Seed::Poisoned),
+    ]
 }
 
 /// What the runs of one property did, across its cases: a property whose runs never reach the
@@ -212,6 +237,10 @@ pub(crate) struct Coverage {
     pub(crate) beside_leases: AtomicU64,
     pub(crate) finished: AtomicU64,
     pub(crate) crashes_with_batch: AtomicU64,
+    /// Batches whose computation failed (given back unwritten).
+    pub(crate) failed_batches: AtomicU64,
+    /// Backfills marked `failed` after too many failed batches in a row.
+    pub(crate) failed: AtomicU64,
     pub(crate) cancelled: AtomicU64,
 }
 
@@ -225,6 +254,8 @@ impl Coverage {
             beside_leases: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             crashes_with_batch: AtomicU64::new(0),
+            failed_batches: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
         }
     }
@@ -249,6 +280,10 @@ impl Coverage {
             (
                 "crashes with a batch in flight",
                 count(&self.crashes_with_batch),
+            ),
+            (
+                "batches whose computation failed",
+                count(&self.failed_batches),
             ),
             ("cancelled backfills", count(&self.cancelled)),
         ];
