@@ -247,6 +247,23 @@ impl Run {
         match op {
             Op::Claim(slot) if self.model.slots[*slot].batch.is_none() => self.claim(*slot),
             Op::Write(slot) if self.model.slots[*slot].batch.is_some() => self.write(*slot),
+            Op::Burst(slot) => {
+                // A sweep's end takes a round of its own, so a row the computation fails on
+                // comes back every other round at least.
+                for _ in 0..3 * FAILED_AFTER {
+                    if self.model.slots[*slot].batch.is_none() {
+                        if self.model.status != BackfillStatus::Active {
+                            break;
+                        }
+                        self.claim(*slot);
+                        self.check();
+                    }
+                    if self.model.slots[*slot].batch.is_some() {
+                        self.write(*slot);
+                        self.check();
+                    }
+                }
+            }
             Op::Crash(slot) => {
                 let fresh = self.sys.worker(*slot);
                 let mut dead = std::mem::replace(&mut self.sys.workers[*slot], fresh);

@@ -152,6 +152,9 @@ pub(crate) enum Op {
     Claim(usize),
     /// Worker `n` computes and writes its batch in flight.
     Write(usize),
+    /// Worker `n` works alone for a while: rounds of claim and write while the backfill is
+    /// active (enough to fail it on a row the computation fails on).
+    Burst(usize),
     /// Worker `n`'s process dies: its batch is dropped unwritten, its lease stays; a new
     /// process takes the slot.
     Crash(usize),
@@ -186,6 +189,7 @@ pub(crate) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         20 => slot.clone().prop_map(Op::Claim),
         20 => slot.clone().prop_map(Op::Write),
+        3 => slot.clone().prop_map(Op::Burst),
         10 => slot.prop_map(Op::Crash),
         3 => Just(Op::Reap),
         8 => any::<Index>().prop_map(Op::Edit),
