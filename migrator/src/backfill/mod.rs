@@ -50,6 +50,8 @@ mod schedule;
 mod state;
 mod store;
 mod worker;
+#[cfg(feature = "testing")]
+pub(crate) use worker::stepped;
 mod write;
 
 use std::time::{Duration, Instant};

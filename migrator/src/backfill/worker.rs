@@ -34,6 +34,9 @@ use crate::config::Config;
 use crate::connection::Database;
 use crate::error::{panic_message, Error, Result};
 
+#[cfg(feature = "testing")]
+pub(crate) mod stepped;
+
 /// Retries of a batch whose computation fails before the backfill is marked `failed`.
 pub const MAX_BATCH_RETRIES: u32 = 5;
 
@@ -386,14 +389,41 @@ fn lane(shared: &Shared, name: &str) -> Option<Arc<Lane>> {
         .clone()
 }
 
+/// A batch claimed and not yet written: what a worker holds (no connection, no transaction,
+/// no lock) between the two halves of a step.
+struct InFlight {
+    lane: Arc<Lane>,
+    tables: Tables,
+    name: String,
+    backfill: Backfill,
+    batch: Batch,
+    size: usize,
+    started: Instant,
+}
+
+/// The first half of a step: a batch claimed, or a step that ends without one.
+enum Begun {
+    /// Boxed: a batch is large beside a step, and one allocation a batch costs nothing.
+    Claimed(Box<InFlight>),
+    Done(Step),
+}
+
 fn step(shared: &Shared, me: &mut Me) -> Result<Step> {
+    match begin(shared, me)? {
+        Begun::Claimed(flight) => complete(shared, me, *flight),
+        Begun::Done(step) => Ok(step),
+    }
+}
+
+/// Reads which backfills are active, throttles, and claims a batch of one of them.
+fn begin(shared: &Shared, me: &mut Me) -> Result<Begun> {
     let mut conn = shared.db.get()?;
     // The tables are looked up until they exist, then kept: not two catalog queries a batch.
     let tables = match &me.tables {
         Some(tables) => tables.clone(),
         None => {
             let Some(tables) = store::find(&shared.db, &mut conn)? else {
-                return Ok(Step::Idle);
+                return Ok(Begun::Done(Step::Idle));
             };
             store::upgrade(&mut conn, &tables)?;
             store::remove_gone_workers(&mut conn, &tables, &me.id, false)?;
@@ -428,7 +458,7 @@ fn step(shared: &Shared, me: &mut Me) -> Result<Step> {
             }
             me.last_heartbeat = Some(Instant::now());
         }
-        return Ok(Step::Idle);
+        return Ok(Begun::Done(Step::Idle));
     }
     // The connection goes back to the pool: nothing is held while waiting or computing.
     drop(conn);
@@ -445,12 +475,19 @@ fn step(shared: &Shared, me: &mut Me) -> Result<Step> {
         crate::metrics::replica_lag_held(held);
         let mut conn = shared.db.get()?;
         store::heartbeat(&mut conn, &tables, &me.id, me.index, Some(name))?;
-        return Ok(Step::Again);
+        return Ok(Begun::Done(Step::Again));
     }
     if !shared.config.backfill_pause().is_zero() && !nap(shared, shared.config.backfill_pause()) {
-        return Ok(Step::Again);
+        return Ok(Begun::Done(Step::Again));
     }
-    batch(shared, &tables, me, name, backfill.upper_key, lane)
+    claim(
+        shared,
+        &tables,
+        me,
+        name,
+        backfill.upper_key,
+        Arc::clone(lane),
+    )
 }
 
 /// A worker whose definition of `name` differs from the one that scheduled it leaves it alone
@@ -476,15 +513,15 @@ fn definition_differs(
     }
 }
 
-/// Claims, computes and writes one batch of `name`.
-fn batch(
+/// Claims a batch of `name` (ending the sweep if none is left).
+fn claim(
     shared: &Shared,
     tables: &Tables,
     me: &Me,
     name: &str,
     upper_key: Option<i64>,
-    lane: &Lane,
-) -> Result<Step> {
+    lane: Arc<Lane>,
+) -> Result<Begun> {
     let mut backfill = lane.job.backfill.clone();
     // PostgreSQL: claims are leased, so that other processes' workers step around them.
     // SQLite: one process at a time; this process's threads share one sweep.
@@ -506,17 +543,41 @@ fn batch(
             backfill.lease.as_ref(),
         ) {
             Ok(Some(batch)) => Ok(batch),
-            Ok(None) => Err(end_of_sweep(shared, tables, name, lane, &mut sweep)),
+            Ok(None) => Err(end_of_sweep(shared, tables, name, &lane, &mut sweep)),
             Err(error) => {
                 drop(sweep);
-                return batch_failed(shared, tables, name, lane, &error);
+                return batch_failed(shared, tables, name, &lane, &error).map(Begun::Done);
             }
         }
     };
     let batch = match claimed {
         Ok(batch) => batch,
-        Err(step) => return step,
+        Err(step) => return step.map(Begun::Done),
     };
+    Ok(Begun::Claimed(Box::new(InFlight {
+        lane,
+        tables: tables.clone(),
+        name: name.to_owned(),
+        backfill,
+        batch,
+        size,
+        started,
+    })))
+}
+
+/// The second half of a step: computes the batch with nothing held, then writes it (guarded)
+/// with its progress, and releases its lease.
+fn complete(shared: &Shared, me: &Me, flight: InFlight) -> Result<Step> {
+    let InFlight {
+        lane,
+        tables,
+        name,
+        backfill,
+        batch,
+        size,
+        started,
+    } = flight;
+    let (lane, tables, name) = (&*lane, &tables, name.as_str());
     let outputs = std::panic::catch_unwind(AssertUnwindSafe(|| {
         batch
             .rows

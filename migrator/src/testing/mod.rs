@@ -57,6 +57,13 @@ use crate::connection::Database;
 use crate::error::{Error, Result};
 use crate::url::Backend;
 
+/// Not public API: a background worker driven a half-step at a time (claim, then compute and
+/// write), for property tests of the backfill's claim/write protocol (feature `backfill` too).
+/// May change at any time.
+#[cfg(feature = "backfill")]
+#[doc(hidden)]
+pub use crate::backfill::stepped::{Claim, SteppedWorker};
+
 /// The variable that names an existing PostgreSQL server for the tests.
 pub const TEST_DATABASE_URL: &str = "MIGRATOR_TEST_DATABASE_URL";
 
