@@ -239,7 +239,6 @@ pub use migrator_macros::migration;
 #[doc(inline)]
 pub use migrator_macros::test;
 
-pub use backup::Backup;
 pub use config::{
     vars, BackfillMode, Config, Environment, Setting, Source, DEFAULT_BATCH_TARGET,
     DEFAULT_DDL_LOCK_RETRIES, DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_INLINE_BACKFILL,
@@ -253,10 +252,13 @@ pub use lock::LockGuard;
 pub use operate::MarkAs;
 pub use plan::{BackupTarget, Confirmation, Decision, Kind, Plan, PlannedMigration};
 pub use registry::{registered, Migration};
-pub use report::{ChecksumDrift, MigrationReport, MigrationState, Outcome, Report, StatusReport};
+pub use report::{
+    AppliedMigration, Backup, ChecksumDrift, MigrationReport, MigrationState, Outcome, Report,
+    Status, StatusReport,
+};
 pub use runner::Migrator;
 pub use startup::StartupOutcome;
-pub use tracking::{AppliedMigration, Status, TABLE};
+pub use tracking::TABLE;
 pub use url::{Backend, DatabaseUrl};
 
 /// Not public API. Used by generated code.

@@ -721,7 +721,7 @@ fn log_progress(shared: &Shared, name: &str, lane: &Lane) {
     let Ok(Some(state)) = state::get(&shared.db, name) else {
         return;
     };
-    crate::metrics::background_backfill(&state);
+    state::record_metrics(&state);
     let percent = if state.rows_total > 0 {
         state.rows_done as f64 * 100.0 / state.rows_total as f64
     } else {
