@@ -84,7 +84,7 @@ impl<'a> Context<'a> {
     ) -> Result<T> {
         if self.transactional
             || !matches!(self.conn, AnyConnection::Postgres(_))
-            || !crate::ddl_lock::is_concurrently(sql)
+            || !is_concurrently(sql)
         {
             return f(self.conn);
         }
@@ -374,6 +374,15 @@ impl Progress {
             );
         }
     }
+}
+
+/// Whether `sql` runs a statement that does not queue the application behind a table lock
+/// (`CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`, `REINDEX ... CONCURRENTLY`,
+/// `DETACH PARTITION ... CONCURRENTLY`): its waits (for old snapshots, e.g. a long report)
+/// are harmless to the application, so the DDL lock timeout does not apply to it.
+fn is_concurrently(sql: &str) -> bool {
+    sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|word| word.eq_ignore_ascii_case("concurrently"))
 }
 
 #[cfg(test)]

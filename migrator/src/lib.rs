@@ -134,6 +134,7 @@ mod ddl_lock;
 mod error;
 mod lock;
 pub mod metrics;
+mod migrations;
 mod operate;
 #[cfg(feature = "password")]
 pub mod password;
@@ -249,6 +250,7 @@ pub use connection::{AnyConnection, Database, Pool, PooledConnection, DEFAULT_PO
 pub use context::{Context, Progress, ProgressObserver, ProgressSnapshot};
 pub use error::{Error, Result};
 pub use lock::LockGuard;
+pub use migrations::Migrator;
 pub use operate::MarkAs;
 pub use plan::{BackupTarget, Confirmation, Decision, Kind, Plan, PlannedMigration};
 pub use registry::{registered, Migration};
@@ -256,7 +258,6 @@ pub use report::{
     AppliedMigration, Backup, ChecksumDrift, MigrationReport, MigrationState, Outcome, Report,
     Status, StatusReport,
 };
-pub use runner::Migrator;
 pub use startup::StartupOutcome;
 pub use tracking::TABLE;
 pub use url::{Backend, DatabaseUrl};

@@ -67,8 +67,8 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, Environment};
 use crate::connection::Database;
 use crate::error::{Error, Result};
+use crate::migrations::Migrator;
 use crate::operate::MarkAs;
-use crate::runner::Migrator;
 
 /// Exit code: done.
 pub const EXIT_OK: u8 = 0;
