@@ -138,8 +138,6 @@ mod migrations;
 mod operate;
 #[cfg(feature = "password")]
 pub mod password;
-#[cfg(feature = "password")]
-mod password_bounds;
 mod pg_url;
 mod plan;
 mod redact;
