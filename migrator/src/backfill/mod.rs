@@ -21,7 +21,7 @@
 //! - **Stopping.** Between batches the backfill asks its [`Progress`](crate::Progress)
 //!   whether the run still holds the migration lock
 //!   ([`Progress::ensure_lock_held`](crate::Progress::ensure_lock_held)); once it is lost, the
-//!   backfill stops with [`Error::LockLost`], its claimed batches rolled back.
+//!   backfill stops with [`Error::LockLost`](crate::Error::LockLost), its claimed batches rolled back.
 //!
 //! Table and column names come from code and are checked to be plain identifiers; values are
 //! always bound.

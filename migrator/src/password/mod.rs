@@ -108,9 +108,8 @@ impl Params {
     /// and at least [`Params::MIN_MEMORY_KIB_PER_LANE`] per lane.
     ///
     /// These bounds are the one definition of what is accepted: when parameters are read
-    /// ([`Params::from_env`]), when a [`Hasher`](crate::password::Hasher) is made, and when a
-    /// stored hash is verified ([`Hasher::verify`](crate::password::Hasher::verify), whose
-    /// parameters come from stored data). Parameters that hash
+    /// ([`Params::from_env`]), when a [`Hasher`] is made, and when a stored hash is verified
+    /// ([`Hasher::verify`], whose parameters come from stored data). Parameters that hash
     /// therefore always verify.
     pub const MEMORY_KIB: std::ops::RangeInclusive<u32> = bounds::MEMORY_KIB;
     /// The iterations this crate hashes and verifies with (see [`Params::MEMORY_KIB`]).
@@ -119,9 +118,7 @@ impl Params {
     pub const PARALLELISM: std::ops::RangeInclusive<u32> = bounds::PARALLELISM;
     /// Argon2's own rule: at least 8 KiB (blocks) of memory per lane.
     pub const MIN_MEMORY_KIB_PER_LANE: u32 = bounds::MIN_MEMORY_KIB_PER_LANE;
-}
 
-impl Params {
     /// The defaults overridden by `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`,
     /// `ARGON2_PARALLELISM`; a value that is not a number, or outside the bounds
     /// ([`Params::MEMORY_KIB`], [`Params::ITERATIONS`], [`Params::PARALLELISM`]), is a
