@@ -28,7 +28,7 @@ use crate::connection::Database;
 use crate::error::{Error, Result};
 use crate::url::Backend;
 
-pub use crate::report::Backup;
+pub(crate) use crate::report::Backup;
 
 #[derive(QueryableByName)]
 struct Name {

@@ -35,6 +35,17 @@ pub struct Context<'a> {
     progress: Progress,
 }
 
+/// The migration and how it runs; not the connection, the pool or the configuration.
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("migration", &self.id)
+            .field("transactional", &self.transactional)
+            .field("backend", &self.db.backend())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> Context<'a> {
     pub(crate) fn new(
         conn: &'a mut AnyConnection,

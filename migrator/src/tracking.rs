@@ -14,7 +14,7 @@ use crate::connection::AnyConnection;
 use crate::error::{Error, Result};
 use crate::url::Backend;
 
-pub use crate::report::{AppliedMigration, Status};
+pub(crate) use crate::report::{AppliedMigration, Status};
 pub(crate) use location::quote_ident;
 use location::Columns;
 pub use location::TABLE;

@@ -35,7 +35,7 @@ use crate::connection::Database;
 use crate::error::{panic_message, Error, Result};
 
 /// Retries of a batch whose computation fails before the backfill is marked `failed`.
-pub const MAX_BATCH_RETRIES: u32 = 5;
+pub(crate) const MAX_BATCH_RETRIES: u32 = 5;
 
 /// How soon an idle worker first looks for active backfills again; doubled while it stays
 /// idle, up to [`IDLE_POLL_MAX`].
@@ -219,6 +219,10 @@ impl Drop for Workers {
 /// `SCHED_IDLE`: only on a core that nothing else wants, so request handling never waits for
 /// their hashing, however many there are. The CLI's `work`, which has the machine to itself,
 /// and any thread where `SCHED_IDLE` is refused, run at nice 10.
+#[allow(
+    unsafe_code,
+    reason = "libc calls that set this thread's scheduling policy"
+)]
 fn lower_priority(idle: bool) {
     #[cfg(target_os = "linux")]
     {

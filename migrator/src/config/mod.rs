@@ -129,7 +129,7 @@ impl DdlLock {
 }
 
 /// Default of `MIGRATION_BACKUP_DIR`.
-pub const DEFAULT_BACKUP_DIR: &str = "backups";
+pub(crate) const DEFAULT_BACKUP_DIR: &str = "backups";
 
 impl Config {
     /// Reads the policy from the process environment (see [`vars`]).

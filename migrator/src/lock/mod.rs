@@ -14,11 +14,11 @@
 
 mod guard;
 mod poll;
-pub mod postgres;
-pub mod sqlite;
+pub(crate) mod postgres;
+pub(crate) mod sqlite;
 mod watch;
 
 pub use guard::LockGuard;
 pub(crate) use poll::{format_utc, wait_for};
 pub(crate) use watch::LockWatch;
-pub use watch::CHECK_INTERVAL;
+pub(crate) use watch::CHECK_INTERVAL;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 
 /// How often a waiting runner logs who holds the lock.
-pub const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Polls `try_take` until it succeeds or `timeout` passes, logging the holder meanwhile.
 pub(crate) fn wait_for<T>(

@@ -9,9 +9,18 @@
 use std::fmt;
 use std::sync::OnceLock;
 
+// The only `unsafe` of the hasher: `std::arch` intrinsics, behind run-time feature checks.
 #[cfg(target_arch = "x86_64")]
+#[allow(
+    unsafe_code,
+    reason = "AVX2 intrinsics, called after a run-time CPU feature check"
+)]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+#[allow(
+    unsafe_code,
+    reason = "AVX-512 intrinsics, called after a run-time CPU feature check"
+)]
 mod avx512;
 mod block;
 mod portable;
