@@ -273,7 +273,7 @@ pub use config::{
 };
 pub use connection::{AnyConnection, Database, Pool, PooledConnection, DEFAULT_POOL_SIZE};
 pub use context::{Context, Progress, ProgressObserver, ProgressSnapshot};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use lock::LockGuard;
 pub use migrations::Migrator;
 pub use operate::MarkAs;
