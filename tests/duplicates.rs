@@ -6,7 +6,7 @@ mod first {
     use super::*;
 
     #[migration("001_same_id")]
-    pub fn one(_: &mut Context<'_>) -> Result<()> {
+    pub(crate) fn one(_: &mut Context<'_>) -> Result<()> {
         Ok(())
     }
 }
@@ -15,7 +15,7 @@ mod second {
     use super::*;
 
     #[migration("001_same_id")]
-    pub fn other(_: &mut Context<'_>) -> Result<()> {
+    pub(crate) fn other(_: &mut Context<'_>) -> Result<()> {
         Ok(())
     }
 }

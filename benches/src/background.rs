@@ -41,6 +41,7 @@ fn config(mode: BackfillMode, threads: u32) -> Config {
 /// the seeded table at `URL` inline, or in background mode followed by `Workers::run_until_idle`
 /// on as many threads, at nice 10; prints `secs=`, `startup_secs=` and `batch_size=` (the
 /// backfill's last batch size).
+#[allow(unsafe_code, reason = "setpriority(2) on this process")]
 pub fn child_backfill_mode(args: &[String]) {
     let [mode, url, threads, memory_kib, iterations] = args else {
         eprintln!("usage: bench-summary child-backfill-mode inline|background URL THREADS M T");

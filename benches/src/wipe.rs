@@ -31,6 +31,7 @@ fn ways(hasher: &Hasher) -> [Hasher; 4] {
 }
 
 /// CPU time of this process so far, all its threads (`CLOCK_PROCESS_CPUTIME_ID`).
+#[allow(unsafe_code, reason = "clock_gettime(2) into a local timespec")]
 fn process_cpu() -> Option<Duration> {
     let mut now = libc::timespec {
         tv_sec: 0,

@@ -14,9 +14,9 @@ use crate::ddl_lock::{self, BlockerWatch};
 use crate::error::{Error, Result};
 use crate::lock::LockWatch;
 use crate::metrics;
+use crate::migrations::Migrator;
 use crate::registry::Migration;
 use crate::report::{ChecksumDrift, MigrationState, Outcome, Report, StatusReport};
-use crate::runner::Migrator;
 use crate::tracking::{self, Record, Status, Table};
 
 /// The outcome of a migration this run does not attempt.

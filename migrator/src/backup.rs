@@ -28,15 +28,7 @@ use crate::connection::Database;
 use crate::error::{Error, Result};
 use crate::url::Backend;
 
-/// A backup that was taken.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Backup {
-    /// Where it is.
-    pub path: PathBuf,
-    /// Its size in bytes.
-    pub bytes: u64,
-}
+pub(crate) use crate::report::Backup;
 
 #[derive(QueryableByName)]
 struct Name {

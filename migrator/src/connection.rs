@@ -19,6 +19,16 @@ pub enum AnyConnection {
     Sqlite(SqliteConnection),
 }
 
+/// The backend only: a connection has nothing else worth printing (and never its URL).
+impl std::fmt::Debug for AnyConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AnyConnection::Postgres(_) => f.write_str("AnyConnection::Postgres(..)"),
+            AnyConnection::Sqlite(_) => f.write_str("AnyConnection::Sqlite(..)"),
+        }
+    }
+}
+
 impl AnyConnection {
     /// Which backend this connection talks to.
     pub fn backend(&self) -> Backend {

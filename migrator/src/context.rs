@@ -35,6 +35,17 @@ pub struct Context<'a> {
     progress: Progress,
 }
 
+/// The migration and how it runs; not the connection, the pool or the configuration.
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("migration", &self.id)
+            .field("transactional", &self.transactional)
+            .field("backend", &self.db.backend())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'a> Context<'a> {
     pub(crate) fn new(
         conn: &'a mut AnyConnection,
@@ -84,7 +95,7 @@ impl<'a> Context<'a> {
     ) -> Result<T> {
         if self.transactional
             || !matches!(self.conn, AnyConnection::Postgres(_))
-            || !crate::ddl_lock::is_concurrently(sql)
+            || !is_concurrently(sql)
         {
             return f(self.conn);
         }
@@ -374,6 +385,15 @@ impl Progress {
             );
         }
     }
+}
+
+/// Whether `sql` runs a statement that does not queue the application behind a table lock
+/// (`CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`, `REINDEX ... CONCURRENTLY`,
+/// `DETACH PARTITION ... CONCURRENTLY`): its waits (for old snapshots, e.g. a long report)
+/// are harmless to the application, so the DDL lock timeout does not apply to it.
+fn is_concurrently(sql: &str) -> bool {
+    sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|word| word.eq_ignore_ascii_case("concurrently"))
 }
 
 #[cfg(test)]

@@ -88,15 +88,6 @@ pub(crate) fn lock_timeout(m: &Migration, config: &Config) -> Duration {
         .unwrap_or_else(|| config.ddl_lock_timeout())
 }
 
-/// Whether `sql` runs a statement that does not queue the application behind a table lock
-/// (`CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`, `REINDEX ... CONCURRENTLY`,
-/// `DETACH PARTITION ... CONCURRENTLY`): its waits (for old snapshots, e.g. a long report)
-/// are harmless to the application, so the DDL lock timeout does not apply to it.
-pub(crate) fn is_concurrently(sql: &str) -> bool {
-    sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .any(|word| word.eq_ignore_ascii_case("concurrently"))
-}
-
 /// Undoes [`configure`]'s session-level `SET`s, so that the connection goes back to the pool
 /// with the role's settings. The caller has rolled back any open transaction first.
 pub(crate) fn reset(conn: &mut AnyConnection, m: &Migration) {

@@ -8,6 +8,33 @@ use crate::report::Report;
 /// A `Result` whose error defaults to [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What kind of failure an [`enum@Error`] is, to match on ([`Error::kind`]); the error itself
+/// carries the details and, through [`source`](std::error::Error::source), the cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A variable, URL, migration ID or backfill definition is wrong (exit code 2).
+    Configuration,
+    /// The environment policy refused to run (exit code 3).
+    Refused,
+    /// A migration failed (the error's message names the cause).
+    MigrationFailed,
+    /// Migration code returned its own error ([`Error::custom`]).
+    Custom,
+    /// Migration code panicked.
+    Panic,
+    /// The migration lock, or a table lock a migration's DDL needed, was not taken in time.
+    LockTimeout,
+    /// The connection or the migration lock was lost: a fresh attempt may succeed.
+    ConnectionLost,
+    /// PostgreSQL cancelled a statement at its `statement_timeout` or `lock_timeout`.
+    Timeout,
+    /// Any other error of the database.
+    Database,
+    /// Anything else (backups, backfills, hashing, the tracking table's contents).
+    Other,
+}
+
 /// Everything that can go wrong in migrator.
 ///
 /// Messages are lowercase, name the migration and the cause, and never contain a database
@@ -308,6 +335,28 @@ impl std::fmt::Debug for Error {
 }
 
 impl Error {
+    /// What kind of failure this is. A failed migration is [`ErrorKind::MigrationFailed`]
+    /// whatever its cause.
+    ///
+    /// ```
+    /// let e = migrator::Error::msg("my migration's own check failed");
+    /// assert_eq!(e.kind(), migrator::ErrorKind::Custom);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Refused { .. } => ErrorKind::Refused,
+            Error::MigrationFailed { .. } => ErrorKind::MigrationFailed,
+            Error::Custom(_) => ErrorKind::Custom,
+            Error::Panic { .. } => ErrorKind::Panic,
+            Error::LockTimeout { .. } | Error::DdlLockTimeout { .. } => ErrorKind::LockTimeout,
+            _ if self.is_configuration() => ErrorKind::Configuration,
+            _ if self.is_connection_lost() => ErrorKind::ConnectionLost,
+            _ if self.is_timeout() => ErrorKind::Timeout,
+            _ if self.database_source().is_some() => ErrorKind::Database,
+            _ => ErrorKind::Other,
+        }
+    }
+
     /// An error from migration code, for causes that are not database errors.
     ///
     /// ```
@@ -488,5 +537,24 @@ mod tests {
         assert_eq!(panic_message(&*formatted), "row 7");
         let other = std::panic::catch_unwind(|| std::panic::panic_any(42_u8)).unwrap_err();
         assert_eq!(panic_message(&*other), "a non-string panic payload");
+    }
+
+    #[test]
+    fn kinds() {
+        use super::{Error, ErrorKind, Report};
+        let timeout = Error::LockTimeout {
+            waited: std::time::Duration::from_secs(1),
+            holder: None,
+        };
+        assert_eq!(timeout.kind(), ErrorKind::LockTimeout);
+        assert_eq!(Error::msg("no").kind(), ErrorKind::Custom);
+        let closed = Error::Query(diesel::result::Error::BrokenTransactionManager);
+        assert_eq!(closed.kind(), ErrorKind::ConnectionLost);
+        let failed = Error::MigrationFailed {
+            id: "001_x".into(),
+            cause: Box::new(closed),
+            report: Box::new(Report::default()),
+        };
+        assert_eq!(failed.kind(), ErrorKind::MigrationFailed);
     }
 }

@@ -119,40 +119,67 @@
 
 extern crate self as migrator;
 
-mod apply;
-pub mod audit;
-#[cfg(feature = "backfill")]
-pub mod backfill;
-mod backup;
-#[cfg(feature = "cli")]
-pub mod cli;
+// The layers, lowest first. A file imports only from its own layer and the ones above it in
+// this list, and no two files import each other (`tests/import_cycles.rs` checks both, with
+// this map as its table):
+// - foundation: the values every layer uses (errors, reports, metric names, configuration);
+// - hasher: password hashing, no database code;
+// - database access: URLs, connections, the catalog, Diesel SQL migrations;
+// - records: the tables the library keeps (`applied_migrations`, the audit log, the
+//   backfill tables), the lock that guards them, backups;
+// - policy: what a run may do (the plan, confirmation);
+// - running: migrations, their context and the runner, start-up, waiting, operator actions,
+//   the backfill engine;
+// - front ends: the command line and the test harness (metrics are recorded from every layer
+//   through the `metrics` facade; exporting them is the application's).
+
+// Foundation.
 mod config;
-mod confirm;
-mod connection;
-mod context;
-mod ddl_lock;
 mod error;
-mod lock;
 pub mod metrics;
-mod operate;
+mod redact;
+mod report;
+
+// Hasher.
 #[cfg(feature = "password")]
 pub mod password;
-#[cfg(feature = "password")]
-mod password_bounds;
+
+// Database access.
+mod connection;
 mod pg_url;
-mod plan;
-mod redact;
-mod registry;
-mod report;
-mod runner;
 pub mod schema;
 mod sql;
+mod url;
+
+// Records.
+pub mod audit;
+mod backup;
+mod lock;
+mod tracking;
+
+// Policy.
+mod confirm;
+mod plan;
+
+// Running.
+mod apply;
+#[cfg(feature = "backfill")]
+pub mod backfill;
+mod context;
+mod ddl_lock;
+mod migrations;
+mod operate;
+mod registry;
+mod runner;
 mod startup;
+mod wait;
+
+// Front ends.
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod tracking;
-mod url;
-mod wait;
+pub mod variables;
 
 /// Registers a function as a code migration.
 ///
@@ -239,7 +266,6 @@ pub use migrator_macros::migration;
 #[doc(inline)]
 pub use migrator_macros::test;
 
-pub use backup::Backup;
 pub use config::{
     vars, BackfillMode, Config, Environment, Setting, Source, DEFAULT_BATCH_TARGET,
     DEFAULT_DDL_LOCK_RETRIES, DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_INLINE_BACKFILL,
@@ -248,15 +274,18 @@ pub use config::{
 };
 pub use connection::{AnyConnection, Database, Pool, PooledConnection, DEFAULT_POOL_SIZE};
 pub use context::{Context, Progress, ProgressObserver, ProgressSnapshot};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use lock::LockGuard;
+pub use migrations::Migrator;
 pub use operate::MarkAs;
 pub use plan::{BackupTarget, Confirmation, Decision, Kind, Plan, PlannedMigration};
 pub use registry::{registered, Migration};
-pub use report::{ChecksumDrift, MigrationReport, MigrationState, Outcome, Report, StatusReport};
-pub use runner::Migrator;
+pub use report::{
+    AppliedMigration, Backup, ChecksumDrift, MigrationReport, MigrationState, Outcome, Report,
+    Status, StatusReport,
+};
 pub use startup::StartupOutcome;
-pub use tracking::{AppliedMigration, Status, TABLE};
+pub use tracking::TABLE;
 pub use url::{Backend, DatabaseUrl};
 
 /// Not public API. Used by generated code.

@@ -58,7 +58,7 @@ pub const REPLICA_LAG_HELD_SECONDS: &str = "migrator_backfill_replica_lag_held_s
 
 /// Describes every metric to the installed recorder, once (later calls do nothing; a recorder
 /// installed after the first call misses the descriptions, not the values).
-fn describe() {
+pub(crate) fn describe() {
     static DESCRIBED: Once = Once::new();
     DESCRIBED.call_once(|| {
         describe_counter!(
@@ -154,19 +154,6 @@ pub(crate) fn migration_progress(id: &str, done: u64, total: u64) {
     describe();
     gauge!(MIGRATION_ROWS_DONE, "migration" => id.to_owned()).set(done as f64);
     gauge!(MIGRATION_ROWS_EXPECTED, "migration" => id.to_owned()).set(total as f64);
-}
-
-/// The state of a background backfill as read from `migrator_backfills` (by the workers'
-/// progress ticks, and by [`crate::backfill::list`]).
-#[cfg(feature = "backfill")]
-pub(crate) fn background_backfill(state: &crate::backfill::BackfillState) {
-    describe();
-    let name = state.name.clone();
-    gauge!(BACKGROUND_ROWS_DONE, "backfill" => name.clone()).set(state.rows_done as f64);
-    gauge!(BACKGROUND_ROWS_EXPECTED, "backfill" => name.clone()).set(state.rows_total as f64);
-    gauge!(BACKGROUND_ROWS_PER_SECOND, "backfill" => name.clone()).set(state.rate_per_sec);
-    let active = state.status == crate::backfill::BackfillStatus::Active;
-    gauge!(BACKGROUND_ACTIVE, "backfill" => name).set(if active { 1.0 } else { 0.0 });
 }
 
 /// Background-backfill workers held their batches `held` for replica lag.

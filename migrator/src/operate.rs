@@ -13,8 +13,8 @@ use crate::connection::Database;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::lock::LockGuard;
+use crate::migrations::Migrator;
 use crate::report::{MigrationReport, Outcome, Report};
-use crate::runner::Migrator;
 use crate::tracking::{self, Record, Status};
 
 /// What [`Migrator::mark`] writes (the CLI's `mark NAME STATUS` parses it directly).
@@ -157,4 +157,30 @@ fn mark_unrecorded(
     )?;
     log::info!("Migration {id} marked {status}");
     Ok(())
+}
+
+impl Migrator {
+    /// Backs the database up now, under the migration lock, into `MIGRATION_BACKUP_DIR` (the
+    /// CLI's `backup`): `pg_dump` custom format on PostgreSQL, `VACUUM INTO` on SQLite.
+    pub fn backup(&self, db: &Database, config: &Config) -> Result<crate::backup::Backup> {
+        crate::operate::backup(db.for_migrations(), config)
+    }
+
+    /// Rehearses the pending migrations without changing anything (the CLI's `up --dry-run`):
+    /// under the lock, every pending transactional migration runs, in order, inside one
+    /// transaction that is then rolled back, and the report says what each did
+    /// ([`Outcome::Rehearsed`], with the rows it reported through its progress). A
+    /// non-transactional migration cannot be rehearsed; it and the ones after it (which may
+    /// depend on it) are [`Outcome::NotRehearsable`]. Pending SQL migrations are listed in
+    /// `sql_migrations` and not rehearsed. No row of `applied_migrations` is written, no backup
+    /// is taken, and no confirmation is asked.
+    pub fn dry_run(&self, db: &Database, config: &Config) -> Result<Report> {
+        crate::operate::dry_run(self, db.for_migrations(), config)
+    }
+
+    /// Sets the status of migration `id` by hand, under the lock (what the deployment guide does
+    /// with `UPDATE applied_migrations ...`). Unknown IDs are refused.
+    pub fn mark(&self, db: &Database, config: &Config, id: &str, to: MarkAs) -> Result<()> {
+        crate::operate::mark(self, db.for_migrations(), config, id, to)
+    }
 }

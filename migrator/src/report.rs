@@ -1,11 +1,11 @@
 //! What a run did, and what the tracking table says.
 
 use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
-
-use crate::tracking::AppliedMigration;
 
 /// What happened to one migration in a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +111,7 @@ pub struct Report {
     /// Applied migrations whose code changed since they ran.
     pub checksum_drift: Vec<ChecksumDrift>,
     /// The backup taken before migrating, if any.
-    pub backup: Option<crate::backup::Backup>,
+    pub backup: Option<Backup>,
 }
 
 impl Report {
@@ -234,4 +234,84 @@ impl Serialize for StatusReport {
         map.serialize_entry("pending", &self.pending_count())?;
         map.end()
     }
+}
+
+/// The `status` of a row of `applied_migrations`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Status {
+    /// A non-transactional migration started and has not finished (or was interrupted).
+    Running,
+    /// Applied; never run again.
+    Success,
+    /// The latest attempt failed; the next run retries it.
+    Failed,
+    /// An operator chose not to run it; never run.
+    Skipped,
+}
+
+impl Status {
+    /// The value stored in the `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Success => "success",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+
+    fn from_str(value: &str) -> std::result::Result<Status, String> {
+        match value {
+            "running" => Ok(Status::Running),
+            "success" => Ok(Status::Success),
+            "failed" => Ok(Status::Failed),
+            "skipped" => Ok(Status::Skipped),
+            other => Err(format!(
+                "unknown status {other:?}: expected running, success, failed or skipped"
+            )),
+        }
+    }
+}
+
+/// One row of `applied_migrations`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AppliedMigration {
+    /// The migration ID.
+    pub id: String,
+    /// Its status.
+    pub status: Status,
+    /// When the latest attempt ended (started, while running), UTC, as the database prints it.
+    pub applied_at: Option<String>,
+    /// Duration of the latest attempt.
+    pub execution_time_ms: Option<i64>,
+    /// Why the latest attempt failed.
+    pub error_message: Option<String>,
+    /// Checksum of the code when it last ran (NULL for rows written by hand or older tools).
+    pub checksum: Option<String>,
+    /// How many times it was attempted.
+    pub attempts: i64,
+    /// Host and process id of the runner.
+    pub applied_by: Option<String>,
+}
+
+/// A backup that was taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Backup {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub bytes: u64,
 }

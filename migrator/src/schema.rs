@@ -73,3 +73,21 @@ pub(crate) fn columns(conn: &mut AnyConnection, table: &str) -> Result<Vec<Colum
 pub fn has_column(conn: &mut AnyConnection, table: &str, column: &str) -> Result<bool> {
     Ok(columns(conn, table)?.iter().any(|c| c.name == column))
 }
+
+/// Whether `table` exists in the current schema (read-only callers must not create it).
+pub(crate) fn table_exists(conn: &mut AnyConnection, table: &str) -> Result<bool> {
+    let query = match conn.backend() {
+        Backend::Postgres => {
+            "SELECT COUNT(*) AS n FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = $1"
+        }
+        Backend::Sqlite => {
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1"
+        }
+    };
+    let count: Count = diesel::sql_query(query)
+        .bind::<Text, _>(table)
+        .get_result(conn)
+        .map_err(Error::db(format!("cannot look for the {table} table")))?;
+    Ok(count.n > 0)
+}

@@ -46,7 +46,7 @@ impl SqlMigrations {
     /// Like [`SqlMigrations::pending`], but never creates Diesel's table (for read-only
     /// callers): without the table, every SQL migration is pending.
     pub(crate) fn pending_read_only(self, conn: &mut AnyConnection) -> Result<Vec<String>> {
-        if crate::tracking::table_exists(conn, "__diesel_schema_migrations")? {
+        if crate::schema::table_exists(conn, "__diesel_schema_migrations")? {
             return self.pending(conn);
         }
         let all: Vec<Box<dyn Migration<diesel::sqlite::Sqlite>>> =

@@ -3,8 +3,8 @@
 use crate::config::Config;
 use crate::connection::Database;
 use crate::error::{Error, Result};
+use crate::migrations::Migrator;
 use crate::report::Report;
-use crate::runner::Migrator;
 
 /// How start-up migration ended, when the application may go on.
 #[derive(Debug)]
@@ -60,5 +60,26 @@ pub(crate) fn run_on_startup(
             );
             Ok(StartupOutcome::Failed(e))
         }
+    }
+}
+
+impl Migrator {
+    /// Start-up: runs the pending migrations as the policy says start-up should.
+    ///
+    /// - skips (with the log line operators grep for) when `AUTO_MIGRATE_ON_STARTUP` is false
+    ///   or production is not enabled;
+    /// - in development and staging, a failure is logged and returned as
+    ///   [`StartupOutcome::Failed`], so the application can start;
+    /// - in production, a failure is returned as `Err`, so the application stops.
+    ///
+    /// ```no_run
+    /// # fn main() -> migrator::Result<()> {
+    /// let db = migrator::Database::from_env()?;
+    /// let config = migrator::Config::from_env()?;
+    /// migrator::Migrator::from_registry()?.run_on_startup(&db, &config)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn run_on_startup(&self, db: &Database, config: &Config) -> Result<StartupOutcome> {
+        crate::startup::run_on_startup(self, db, config)
     }
 }

@@ -6,94 +6,19 @@
 
 mod location;
 
-use std::fmt;
-use std::str::FromStr;
-
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use crate::connection::AnyConnection;
 use crate::error::{Error, Result};
-use crate::schema::Count;
 use crate::url::Backend;
 
+pub(crate) use crate::report::{AppliedMigration, Status};
 pub(crate) use location::quote_ident;
 use location::Columns;
+pub use location::TABLE;
 pub(crate) use location::{exists, exists_beside, find, locate, remember, Table};
-
-/// The tracking table's name.
-pub const TABLE: &str = "applied_migrations";
-
-/// The `status` of a row of `applied_migrations`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Status {
-    /// A non-transactional migration started and has not finished (or was interrupted).
-    Running,
-    /// Applied; never run again.
-    Success,
-    /// The latest attempt failed; the next run retries it.
-    Failed,
-    /// An operator chose not to run it; never run.
-    Skipped,
-}
-
-impl Status {
-    /// The value stored in the `status` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Running => "running",
-            Status::Success => "success",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-        }
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Status {
-    type Err = String;
-
-    fn from_str(value: &str) -> std::result::Result<Status, String> {
-        match value {
-            "running" => Ok(Status::Running),
-            "success" => Ok(Status::Success),
-            "failed" => Ok(Status::Failed),
-            "skipped" => Ok(Status::Skipped),
-            other => Err(format!(
-                "unknown status {other:?}: expected running, success, failed or skipped"
-            )),
-        }
-    }
-}
-
-/// One row of `applied_migrations`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AppliedMigration {
-    /// The migration ID.
-    pub id: String,
-    /// Its status.
-    pub status: Status,
-    /// When the latest attempt ended (started, while running), UTC, as the database prints it.
-    pub applied_at: Option<String>,
-    /// Duration of the latest attempt.
-    pub execution_time_ms: Option<i64>,
-    /// Why the latest attempt failed.
-    pub error_message: Option<String>,
-    /// Checksum of the code when it last ran (NULL for rows written by hand or older tools).
-    pub checksum: Option<String>,
-    /// How many times it was attempted.
-    pub attempts: i64,
-    /// Host and process id of the runner.
-    pub applied_by: Option<String>,
-}
 
 #[derive(QueryableByName)]
 struct Row {
@@ -164,24 +89,6 @@ pub(crate) fn ensure_table(conn: &mut AnyConnection, table: &Table) -> Result<()
         }
     }
     Ok(())
-}
-
-/// Whether `table` exists in the current schema (read-only callers must not create it).
-pub(crate) fn table_exists(conn: &mut AnyConnection, table: &str) -> Result<bool> {
-    let query = match conn.backend() {
-        Backend::Postgres => {
-            "SELECT COUNT(*) AS n FROM information_schema.tables \
-             WHERE table_schema = current_schema() AND table_name = $1"
-        }
-        Backend::Sqlite => {
-            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1"
-        }
-    };
-    let count: Count = diesel::sql_query(query)
-        .bind::<Text, _>(table)
-        .get_result(conn)
-        .map_err(Error::db(format!("cannot look for the {table} table")))?;
-    Ok(count.n > 0)
 }
 
 /// How `applied_at` reads as UTC text (`YYYY-MM-DDTHH:MM:SS.mmmZ` on PostgreSQL).

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::connection::Database;
 use crate::error::Result;
-use crate::runner::Migrator;
+use crate::migrations::Migrator;
 
 /// How often a waiter logs that it is still waiting.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -58,5 +58,22 @@ pub(crate) fn until_applied(
         }
         let left = deadline.map_or(poll, |d| d.saturating_duration_since(now));
         sleep(poll.min(left));
+    }
+}
+
+impl Migrator {
+    /// Blocks until nothing is pending (every SQL and code migration applied by someone else: a
+    /// Job, another replica), polling the tracking table every `poll`, for at most `timeout`
+    /// (the CLI's `wait`, for init containers, with `MIGRATION_LOCK_TIMEOUT_SECS`). Returns
+    /// whether it became ready. Takes no lock and changes nothing; a database that cannot be
+    /// reached yet is waited for too.
+    pub fn wait_until_applied(
+        &self,
+        db: &Database,
+        timeout: std::time::Duration,
+        poll: std::time::Duration,
+    ) -> Result<bool> {
+        let db = db.for_migrations();
+        crate::wait::until_applied(self, db, timeout, poll)
     }
 }

@@ -2,6 +2,11 @@
 //! browser renders for a URL, and screenshots. A missing browser fails the test, saying how to
 //! install it.
 
+#![allow(
+    unsafe_code,
+    reason = "libc calls on our own child processes and descriptors; each block says why it is sound"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -3,6 +3,11 @@
 //! click through a page: fill a form, press a button, and see every request the browser sent,
 //! every redirect and every response header.
 
+#![allow(
+    unsafe_code,
+    reason = "libc calls on our own child processes and descriptors; each block says why it is sound"
+)]
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{FromRawFd, RawFd};

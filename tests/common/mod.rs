@@ -7,6 +7,9 @@
 //! a message saying how to fix it; nothing is skipped.
 
 #![allow(dead_code)]
+// Each test binary is its own crate and reaches a different part of these helpers (and the
+// benches' library includes some of them as public modules): `pub` here means "for the tests".
+#![allow(unreachable_pub)]
 
 pub mod browser;
 pub mod cdp;

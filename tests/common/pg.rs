@@ -1,5 +1,10 @@
 //! A throwaway PostgreSQL cluster for one test process.
 
+#![allow(
+    unsafe_code,
+    reason = "libc calls on our own child processes and descriptors; each block says why it is sound"
+)]
+
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -14,6 +19,7 @@ use diesel::{Connection, PgConnection};
 pub const PASSWORD: &str = "pg-test-Secr3t-9f2a";
 
 /// A running cluster.
+#[derive(Debug)]
 pub struct Cluster {
     pub port: u16,
     pub base: PathBuf,
@@ -29,6 +35,15 @@ pub struct RoleDatabase {
     pub url: String,
     /// The database's URL, connecting as the superuser.
     pub admin_url: String,
+}
+
+/// The role only: both URLs carry passwords.
+impl std::fmt::Debug for RoleDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleDatabase")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();

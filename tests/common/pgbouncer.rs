@@ -1,6 +1,11 @@
 //! A PgBouncer of a test's own in front of the test cluster (see `pg.rs`): started on a free
 //! port, stopped when dropped. If the binary is missing, the test fails with a fix.
 
+#![allow(
+    unsafe_code,
+    reason = "libc calls on our own child processes and descriptors; each block says why it is sound"
+)]
+
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;

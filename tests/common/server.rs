@@ -1,6 +1,11 @@
 //! The demo server as a child process: started on a free loopback port with cheap Argon2
 //! parameters and a log file, killed if a test fails.
 
+#![allow(
+    unsafe_code,
+    reason = "libc calls on our own child processes and descriptors; each block says why it is sound"
+)]
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};

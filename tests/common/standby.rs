@@ -32,6 +32,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 static STANDBYS: AtomicUsize = AtomicUsize::new(0);
 
 /// A running standby; dropping it stops it (immediate shutdown) and removes its directory.
+#[derive(Debug)]
 pub struct Standby {
     /// Its `cluster_name`: the `application_name` the primary shows for it.
     pub name: String,

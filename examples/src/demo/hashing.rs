@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 /// The variable that bounds the queue: how many hashes may wait for a thread (default 64 per
 /// thread; at least 1).
-pub const HASHING_QUEUE_LIMIT: &str = "HASHING_QUEUE_LIMIT";
+pub(super) const HASHING_QUEUE_LIMIT: &str = "HASHING_QUEUE_LIMIT";
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 

@@ -22,7 +22,7 @@ use diesel::sql_types::{Array, BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use zeroize::Zeroizing;
 
-use super::store::Tables;
+pub(crate) use super::store::Lease;
 use super::{Backfill, MAX_COLUMNS};
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
@@ -70,27 +70,6 @@ impl Batch {
     /// The smallest and largest claimed keys.
     pub(super) fn keys(&self) -> Option<(i64, i64)> {
         Some((self.rows.first()?.key, self.rows.last()?.key))
-    }
-}
-
-/// A named backfill's claims are recorded as leases on this worker's row, so that workers of
-/// other processes step around the rows it computes.
-#[derive(Clone, Debug)]
-pub(crate) struct Lease {
-    pub(crate) tables: Tables,
-    pub(crate) name: String,
-    /// The worker row's id.
-    pub(crate) holder: String,
-    /// How long a lease holds without being renewed (a worker that dies loses its rows to
-    /// the others after this).
-    pub(crate) ttl: std::time::Duration,
-}
-
-impl Lease {
-    /// How long a claim holds its rows against other workers without being written: ten
-    /// times the batch target, at least 30 s (a worker that dies loses its rows after this).
-    pub(crate) fn ttl_for(config: &crate::config::Config) -> std::time::Duration {
-        (config.batch_target() * 10).max(std::time::Duration::from_secs(30))
     }
 }
 

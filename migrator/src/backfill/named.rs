@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 
 /// The computation of a backfill: a row's inputs (in the order of [`Backfill::input`]) to its
 /// outputs (in the order of [`Backfill::output`]).
-pub type Compute = dyn Fn(&[Option<&str>]) -> Result<Vec<Option<String>>> + Send + Sync;
+pub(crate) type Compute = dyn Fn(&[Option<&str>]) -> Result<Vec<Option<String>>> + Send + Sync;
 
 /// A backfill ready to run: which rows and columns, and the computation.
 pub struct Job {
@@ -80,7 +80,7 @@ impl fmt::Debug for Job {
 }
 
 /// Builds a [`Job`] from the process's policy (e.g. Argon2 parameters read with it).
-pub type BuildFn = fn(&Config) -> Result<Job>;
+pub(crate) type BuildFn = fn(&Config) -> Result<Job>;
 
 /// A named backfill: what [`register_backfill!`](crate::register_backfill) registers.
 pub struct Registered {

@@ -325,7 +325,7 @@ pub fn list(db: &Database) -> Result<Vec<BackfillState>> {
         Some(tables) => load(&mut conn, &tables, None)?,
         None => Vec::new(),
     };
-    all.iter().for_each(crate::metrics::background_backfill);
+    all.iter().for_each(record_metrics);
     Ok(all)
 }
 
@@ -387,4 +387,20 @@ pub fn control(db: &Database, name: &str, action: Control) -> Result<BackfillSta
     }
     log::info!("Backfill {name} {} by an operator", action.verb());
     Ok(state)
+}
+
+/// The state of a background backfill as read from `migrator_backfills` (by the workers'
+/// progress ticks, and by [`list`]).
+pub(crate) fn record_metrics(state: &BackfillState) {
+    use crate::metrics::BACKGROUND_ROWS_PER_SECOND;
+    use crate::metrics::{BACKGROUND_ACTIVE, BACKGROUND_ROWS_DONE, BACKGROUND_ROWS_EXPECTED};
+    use ::metrics::gauge;
+
+    crate::metrics::describe();
+    let name = state.name.clone();
+    gauge!(BACKGROUND_ROWS_DONE, "backfill" => name.clone()).set(state.rows_done as f64);
+    gauge!(BACKGROUND_ROWS_EXPECTED, "backfill" => name.clone()).set(state.rows_total as f64);
+    gauge!(BACKGROUND_ROWS_PER_SECOND, "backfill" => name.clone()).set(state.rate_per_sec);
+    let active = state.status == BackfillStatus::Active;
+    gauge!(BACKGROUND_ACTIVE, "backfill" => name).set(if active { 1.0 } else { 0.0 });
 }

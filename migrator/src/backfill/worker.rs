@@ -38,7 +38,7 @@ use crate::error::{panic_message, Error, Result};
 pub(crate) mod stepped;
 
 /// Retries of a batch whose computation fails before the backfill is marked `failed`.
-pub const MAX_BATCH_RETRIES: u32 = 5;
+pub(crate) const MAX_BATCH_RETRIES: u32 = 5;
 
 /// How soon an idle worker first looks for active backfills again; doubled while it stays
 /// idle, up to [`IDLE_POLL_MAX`].
@@ -222,6 +222,10 @@ impl Drop for Workers {
 /// `SCHED_IDLE`: only on a core that nothing else wants, so request handling never waits for
 /// their hashing, however many there are. The CLI's `work`, which has the machine to itself,
 /// and any thread where `SCHED_IDLE` is refused, run at nice 10.
+#[allow(
+    unsafe_code,
+    reason = "libc calls that set this thread's scheduling policy"
+)]
 fn lower_priority(idle: bool) {
     #[cfg(target_os = "linux")]
     {
@@ -782,7 +786,7 @@ fn log_progress(shared: &Shared, name: &str, lane: &Lane) {
     let Ok(Some(state)) = state::get(&shared.db, name) else {
         return;
     };
-    crate::metrics::background_backfill(&state);
+    state::record_metrics(&state);
     let percent = if state.rows_total > 0 {
         state.rows_done as f64 * 100.0 / state.rows_total as f64
     } else {

@@ -11,7 +11,7 @@ use crate::backfill::{self, BackfillState, BackfillStatus, Control, Workers};
 use crate::config::Config;
 use crate::connection::Database;
 use crate::error::{Error, Result};
-use crate::runner::Migrator;
+use crate::migrations::Migrator;
 
 /// How often `work` looks for a backfill while migrations that may schedule one are pending.
 const WORK_POLL: Duration = Duration::from_millis(500);

@@ -56,8 +56,11 @@
 
 #[cfg(feature = "backfill")]
 mod backfills;
+mod exit;
 mod progress;
 mod render;
+
+pub use exit::{exit_code, EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE};
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -67,17 +70,8 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, Environment};
 use crate::connection::Database;
 use crate::error::{Error, Result};
+use crate::migrations::Migrator;
 use crate::operate::MarkAs;
-use crate::runner::Migrator;
-
-/// Exit code: done.
-pub const EXIT_OK: u8 = 0;
-/// Exit code: a migration (or an app's check) failed.
-pub const EXIT_FAILED: u8 = 1;
-/// Exit code: usage or configuration error.
-pub const EXIT_USAGE: u8 = 2;
-/// Exit code: refused by policy.
-pub const EXIT_REFUSED: u8 = 3;
 
 /// How often `wait` reads the tracking table.
 const WAIT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -217,17 +211,6 @@ pub fn main<A: App>(name: &str, app: &A) -> ExitCode {
             eprintln!("{name}: error: {e}");
             ExitCode::from(exit_code(&e))
         }
-    }
-}
-
-/// The exit code for an error.
-pub fn exit_code(error: &Error) -> u8 {
-    if error.is_refusal() {
-        EXIT_REFUSED
-    } else if error.is_configuration() {
-        EXIT_USAGE
-    } else {
-        EXIT_FAILED
     }
 }
 

@@ -154,10 +154,10 @@ impl DdlLock {
 }
 
 /// Default of `MIGRATION_BACKUP_DIR`.
-pub const DEFAULT_BACKUP_DIR: &str = "backups";
+pub(crate) const DEFAULT_BACKUP_DIR: &str = "backups";
 
 /// Default of `MIGRATION_PG_DUMP`: `pg_dump` found on `PATH`.
-pub const DEFAULT_PG_DUMP: &str = "pg_dump";
+pub(crate) const DEFAULT_PG_DUMP: &str = "pg_dump";
 
 impl Config {
     /// Reads the policy from the process environment (see [`vars`]).

@@ -35,7 +35,7 @@ use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
 
 /// The first key of the advisory lock: ASCII "migr".
-pub const LOCK_CLASS: i32 = 0x6D69_6772;
+pub(crate) const LOCK_CLASS: i32 = 0x6D69_6772;
 
 /// The second key, from the tracking table's schema bound as `$1`.
 const KEY2: &str = "hashtext(current_database() || '.' || $1 || '.applied_migrations')";

@@ -39,7 +39,7 @@ impl std::fmt::Debug for FileLock {
 /// The lock file of the SQLite database at `db_path`: beside the database file itself, found
 /// through symlinks, `.`/`..` and relative paths, so that two ways of naming one database
 /// share one lock.
-pub fn lock_path(db_path: &str) -> PathBuf {
+pub(crate) fn lock_path(db_path: &str) -> PathBuf {
     let path = db_path.strip_prefix("file:").unwrap_or(db_path);
     let path = path.split('?').next().unwrap_or(path);
     let mut lock = canonical(Path::new(path)).into_os_string();

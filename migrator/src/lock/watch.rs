@@ -16,7 +16,7 @@ use super::LockGuard;
 use crate::error::{Error, Result};
 
 /// How often, at most, a running migration asks the database whether it still holds the lock.
-pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+pub(crate) const CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A held [`LockGuard`] shared by the runner and the running migration's reporters. The
 /// runner's [`HeldLock`] releases it at the end of the run, even if a reporter clone outlives

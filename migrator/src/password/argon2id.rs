@@ -18,19 +18,22 @@ use zeroize::Zeroizing;
 use super::compress::{Block, FillBlock, Kernel};
 use crate::error::{Error, Result};
 
+mod geometry;
 mod lanes;
+#[allow(
+    unsafe_code,
+    reason = "the hasher's memory: a 2 MiB-aligned mapping advised for huge pages, and a wipe the compiler cannot drop"
+)]
 mod memory;
 mod segment;
 
+pub(crate) use geometry::Costs;
+use geometry::{Geometry, ARGON2ID, SYNC_POINTS};
 pub(crate) use lanes::LaneThreads;
 use lanes::{Crew, STACK_WIPE};
 use memory::{wipe, Memory};
 use segment::{fill_segment, split};
 
-/// Slices per pass (synchronisation points).
-const SYNC_POINTS: usize = 4;
-/// Argon2id's type code in H0 and in the address generator.
-const ARGON2ID: u32 = 2;
 /// Version 0x13 (19).
 const VERSION: u32 = 0x13;
 
@@ -44,52 +47,6 @@ pub(crate) struct Inputs<'a> {
     pub(crate) secret: &'a [u8],
     /// The associated data X (optional, empty if none).
     pub(crate) associated_data: &'a [u8],
-}
-
-/// Argon2id's costs.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Costs {
-    /// Memory in KiB (at least 8 per lane).
-    pub(crate) memory_kib: u32,
-    /// Passes (at least 1).
-    pub(crate) iterations: u32,
-    /// Lanes (1 to 2^24 - 1).
-    pub(crate) lanes: u32,
-}
-
-impl Costs {
-    fn lane_length(&self) -> usize {
-        let lanes = self.lanes as usize;
-        let blocks = (self.memory_kib as usize).max(2 * SYNC_POINTS * lanes);
-        blocks / (lanes * SYNC_POINTS) * SYNC_POINTS
-    }
-
-    fn block_count(&self) -> usize {
-        self.lane_length() * self.lanes as usize
-    }
-}
-
-/// The shape of the memory for some [`Costs`], in blocks.
-#[derive(Clone, Copy, Debug)]
-struct Geometry {
-    lanes: usize,
-    lane_length: usize,
-    segment_length: usize,
-    blocks: usize,
-    iterations: usize,
-}
-
-impl Geometry {
-    fn of(costs: Costs) -> Geometry {
-        let lane_length = costs.lane_length();
-        Geometry {
-            lanes: costs.lanes as usize,
-            lane_length,
-            segment_length: lane_length / SYNC_POINTS,
-            blocks: costs.block_count(),
-            iterations: costs.iterations as usize,
-        }
-    }
 }
 
 /// How a hash runs (the result is the same).

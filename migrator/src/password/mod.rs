@@ -39,24 +39,15 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::parse_u32;
 use crate::error::{Error, Result};
-use crate::password_bounds::out_of_bounds;
+use bounds::out_of_bounds;
 
 mod argon2id;
+mod bounds;
 mod compress;
 
 pub use compress::Kernel;
 
-/// Names of the variables [`Params::from_env`] reads.
-pub mod vars {
-    /// Argon2 memory cost in KiB (default 19456).
-    pub const ARGON2_MEMORY_KIB: &str = "ARGON2_MEMORY_KIB";
-    /// Argon2 iterations (default 2).
-    pub const ARGON2_ITERATIONS: &str = "ARGON2_ITERATIONS";
-    /// Argon2 lanes (default 1).
-    pub const ARGON2_PARALLELISM: &str = "ARGON2_PARALLELISM";
-    /// Every variable above.
-    pub const ALL: [&str; 3] = [ARGON2_MEMORY_KIB, ARGON2_ITERATIONS, ARGON2_PARALLELISM];
-}
+pub mod vars;
 
 /// Salt length in bytes.
 pub(crate) const SALT_LEN: usize = 16;
@@ -113,6 +104,21 @@ impl Default for Params {
 }
 
 impl Params {
+    /// The memory (KiB) this crate hashes and verifies with: from Argon2's minimum to 1 GiB,
+    /// and at least [`Params::MIN_MEMORY_KIB_PER_LANE`] per lane.
+    ///
+    /// These bounds are the one definition of what is accepted: when parameters are read
+    /// ([`Params::from_env`]), when a [`Hasher`] is made, and when a stored hash is verified
+    /// ([`Hasher::verify`], whose parameters come from stored data). Parameters that hash
+    /// therefore always verify.
+    pub const MEMORY_KIB: std::ops::RangeInclusive<u32> = bounds::MEMORY_KIB;
+    /// The iterations this crate hashes and verifies with (see [`Params::MEMORY_KIB`]).
+    pub const ITERATIONS: std::ops::RangeInclusive<u32> = bounds::ITERATIONS;
+    /// The lanes this crate hashes and verifies with (see [`Params::MEMORY_KIB`]).
+    pub const PARALLELISM: std::ops::RangeInclusive<u32> = bounds::PARALLELISM;
+    /// Argon2's own rule: at least 8 KiB (blocks) of memory per lane.
+    pub const MIN_MEMORY_KIB_PER_LANE: u32 = bounds::MIN_MEMORY_KIB_PER_LANE;
+
     /// The defaults overridden by `ARGON2_MEMORY_KIB`, `ARGON2_ITERATIONS`,
     /// `ARGON2_PARALLELISM`; a value that is not a number, or outside the bounds
     /// ([`Params::MEMORY_KIB`], [`Params::ITERATIONS`], [`Params::PARALLELISM`]), is a

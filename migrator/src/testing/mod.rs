@@ -48,13 +48,18 @@
 mod cluster;
 mod postgres;
 pub(crate) mod run;
+mod server;
+mod spec;
 mod sqlite;
 mod state;
 
-use std::path::Path;
+pub(crate) use server::{keep_test_db, tell, Server};
+pub use server::{KEEP_TEST_DB, TEST_DATABASE_URL};
+pub(crate) use spec::Fixture;
+pub use spec::{Backfills, Migrations, Spec};
 
 use crate::connection::Database;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::url::Backend;
 
 /// Not public API: a background worker driven a half-step at a time (claim, then compute and
@@ -64,143 +69,7 @@ use crate::url::Backend;
 #[doc(hidden)]
 pub use crate::backfill::stepped::{Claim, SteppedWorker};
 
-/// The variable that names an existing PostgreSQL server for the tests.
-pub const TEST_DATABASE_URL: &str = "MIGRATOR_TEST_DATABASE_URL";
-
-/// The variable that keeps the test databases for inspection (`1`, `true`, `yes`, `on`).
-pub const KEEP_TEST_DB: &str = "KEEP_TEST_DB";
-
-/// Which of the registered migrations a test database has.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Migrations {
-    /// Every migration registered in the binary (and the Diesel SQL migrations, if any).
-    #[default]
-    All,
-    /// None: an empty database (fixtures still apply).
-    None,
-    /// The migrations up to and including this ID, in run order (and all SQL migrations).
-    UpTo(String),
-}
-
-/// What happens to the backfills that migrations schedule, while the template is built.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Backfills {
-    /// As the library's default policy does at start-up (`MIGRATION_BACKFILL=auto`).
-    #[default]
-    Auto,
-    /// Every backfill finishes inside its migration, before the test body
-    /// (`MIGRATION_BACKFILL=inline`).
-    Inline,
-    /// Backfills are only scheduled (`MIGRATION_BACKFILL=background`): the test drives the
-    /// workers itself.
-    Background,
-}
-
-impl Backfills {
-    fn as_str(self) -> &'static str {
-        match self {
-            Backfills::Auto => "auto",
-            Backfills::Inline => "inline",
-            Backfills::Background => "background",
-        }
-    }
-}
-
-/// A SQL script applied after the migrations.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Fixture {
-    pub(crate) name: String,
-    pub(crate) sql: String,
-}
-
-/// What a test database holds: which migrations, which fixtures, which backfill mode.
-///
-/// The setters take `&mut self` and return `&mut Spec`; [`Spec::create`] makes a database.
-#[derive(Clone, Default)]
-pub struct Spec {
-    migrations: Migrations,
-    sql: Option<&'static diesel_migrations::EmbeddedMigrations>,
-    fixtures: Vec<Fixture>,
-    backfills: Backfills,
-    labels: Vec<String>,
-    no_templates: bool,
-}
-
-impl std::fmt::Debug for Spec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Spec")
-            .field("migrations", &self.migrations)
-            .field("sql_migrations", &self.sql.is_some())
-            .field("fixtures", &self.fixtures)
-            .field("backfills", &self.backfills)
-            .field("labels", &self.labels)
-            .field("templates", &!self.no_templates)
-            .finish()
-    }
-}
-
 impl Spec {
-    /// Every registered migration, no fixture, the default backfill mode, templates on.
-    pub fn new() -> Spec {
-        Spec::default()
-    }
-
-    /// Which migrations to apply (default: all).
-    pub fn migrations(&mut self, migrations: Migrations) -> &mut Spec {
-        self.migrations = migrations;
-        self
-    }
-
-    /// Also applies these Diesel SQL migrations, first, as [`crate::Migrator::sql_migrations`].
-    pub fn sql_migrations(
-        &mut self,
-        migrations: &'static diesel_migrations::EmbeddedMigrations,
-    ) -> &mut Spec {
-        self.sql = Some(migrations);
-        self
-    }
-
-    /// Adds a SQL script, run after the migrations (and the fixtures added before it); `name`
-    /// appears in errors.
-    pub fn fixture(&mut self, name: impl Into<String>, sql: impl Into<String>) -> &mut Spec {
-        self.fixtures.push(Fixture {
-            name: name.into(),
-            sql: sql.into(),
-        });
-        self
-    }
-
-    /// Adds the SQL script in file `path` (see [`Spec::fixture`]).
-    pub fn fixture_file(&mut self, path: impl AsRef<Path>) -> Result<&mut Spec> {
-        let path = path.as_ref();
-        let sql = std::fs::read_to_string(path)
-            .map_err(|e| Error::msg(format!("cannot read test fixture {}: {e}", path.display())))?;
-        Ok(self.fixture(path.display().to_string(), sql))
-    }
-
-    /// What to do with the backfills the migrations schedule (default: [`Backfills::Auto`]).
-    pub fn backfills(&mut self, backfills: Backfills) -> &mut Spec {
-        self.backfills = backfills;
-        self
-    }
-
-    /// Distinguishes states that migrations and fixtures alone do not tell apart (say, the
-    /// process-wide set-up a test made before its database was built: `#[migrator::test(setup
-    /// = path)]` adds the function's path); part of the template's key.
-    pub fn label(&mut self, label: impl Into<String>) -> &mut Spec {
-        self.labels.push(label.into());
-        self
-    }
-
-    /// Migrates every database itself instead of copying a template: the slow way, for
-    /// comparison (the benchmark's baseline) or to debug the templates.
-    pub fn dangerous_disable_templates(&mut self, disable: bool) -> &mut Spec {
-        self.no_templates = disable;
-        self
-    }
-
     /// A fresh database on `backend` in this state. It is dropped with the value unless
     /// `KEEP_TEST_DB` is set.
     pub fn create(&self, backend: Backend) -> Result<TestDatabase> {
@@ -287,36 +156,6 @@ impl Drop for TestDatabase {
             server.remove(&self.name);
         }
     }
-}
-
-/// Whether `KEEP_TEST_DB` asks to keep the databases.
-pub(crate) fn keep_test_db() -> bool {
-    std::env::var(KEEP_TEST_DB).is_ok_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes" | "on"
-        )
-    })
-}
-
-/// Writes `message` to the process's standard error, past the test harness's output capture
-/// (what `KEEP_TEST_DB` prints is for the user to see whether the test passes or not).
-pub(crate) fn tell(message: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "{message}");
-}
-
-/// Where the databases of `backend` come from (each started once per process).
-pub(crate) trait Server: Sync {
-    /// Builds the template of `state` (`build` migrates a fresh database) unless one with the
-    /// same key exists; returns its name.
-    fn template(&self, key: &str, build: &dyn Fn(&Database) -> Result<()>) -> Result<String>;
-
-    /// A new database, a copy of `template` or empty: its name and a pool on it.
-    fn create(&self, template: Option<&str>) -> Result<(String, Database)>;
-
-    /// Drops database `name`; problems are reported on standard error, not raised.
-    fn remove(&self, name: &str);
 }
 
 fn server(backend: Backend) -> Result<&'static dyn Server> {

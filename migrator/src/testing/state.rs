@@ -10,8 +10,8 @@ use super::{Backfills, Fixture, Migrations, Server, Spec};
 use crate::config::{BackfillMode, Config, Environment};
 use crate::connection::Database;
 use crate::error::{Error, Result};
+use crate::migrations::Migrator;
 use crate::registry::Migration;
-use crate::runner::Migrator;
 use crate::url::Backend;
 
 /// The version of the key's input format: a change to it gives every template a new name.

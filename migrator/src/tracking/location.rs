@@ -10,11 +10,13 @@
 use diesel::sql_types::{Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
-use super::TABLE;
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
 use crate::schema;
 use crate::url::Backend;
+
+/// The tracking table's name.
+pub const TABLE: &str = "applied_migrations";
 
 /// The tracking table of one database: its schema (PostgreSQL) or the main database (SQLite).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +66,7 @@ struct Name {
 /// the one visible on `search_path` (which is then remembered). Creates nothing.
 pub(crate) fn find(db: &Database, conn: &mut AnyConnection) -> Result<Option<Table>> {
     if conn.backend() == Backend::Sqlite {
-        let exists = super::table_exists(conn, TABLE)?;
+        let exists = schema::table_exists(conn, TABLE)?;
         return Ok(exists.then(Table::sqlite));
     }
     if let Some(schema) = db.tracking_schema().get() {
@@ -121,7 +123,7 @@ pub(crate) fn exists(conn: &mut AnyConnection, table: &Table) -> Result<bool> {
 /// `applied_migrations` itself, or one of the tables migrator keeps next to it.
 pub(crate) fn exists_beside(conn: &mut AnyConnection, table: &Table, name: &str) -> Result<bool> {
     let Some(schema) = table.schema() else {
-        return super::table_exists(conn, name);
+        return schema::table_exists(conn, name);
     };
     let found: Name = diesel::sql_query("SELECT CAST(to_regclass($1) AS TEXT) AS name")
         .bind::<Text, _>(format!("{}.{name}", quote_ident(schema)))

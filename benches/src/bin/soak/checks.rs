@@ -21,7 +21,7 @@ const BACKFILL: &str = "hash_kroger_passwords";
 const SHORT_SAMPLE: usize = 3_000;
 
 /// The backfill's row when the wait ended.
-pub struct Finished {
+pub(crate) struct Finished {
     pub status: String,
     pub rows_done: i64,
     pub rows_total: i64,
@@ -45,7 +45,7 @@ struct BackfillRow {
 }
 
 /// The backfill's status, rows done and rows total.
-pub fn progress(env: &Env) -> Result<(String, i64, i64), String> {
+pub(crate) fn progress(env: &Env) -> Result<(String, i64, i64), String> {
     backfill_row(env).map(|r| (r.status, r.rows_done, r.rows_total))
 }
 
@@ -64,7 +64,7 @@ fn backfill_row(env: &Env) -> Result<BackfillRow, String> {
 }
 
 /// Waits (at most `within`) until the backfill is no longer active or paused.
-pub fn wait_finished(env: &Env, within: Duration, start: Instant) -> Finished {
+pub(crate) fn wait_finished(env: &Env, within: Duration, start: Instant) -> Finished {
     note(
         start,
         "fault window over; waiting for the backfill to finish",
@@ -249,7 +249,7 @@ print(ok, bad, ','.join(first) or '-')
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn run(
+pub(crate) fn run(
     plan: &Plan,
     env: &Env,
     stats: &Stats,

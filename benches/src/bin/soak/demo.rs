@@ -14,10 +14,10 @@ use crate::setup::Env;
 use crate::Plan;
 
 /// The operator page's token (`MIGRATION_ADMIN_TOKEN`).
-pub const ADMIN_TOKEN: &str = "soak-admin-token-3c1e";
+pub(crate) const ADMIN_TOKEN: &str = "soak-admin-token-3c1e";
 
 /// One running demo process.
-pub struct Demo {
+pub(crate) struct Demo {
     pub name: String,
     pub port: u16,
     child: Child,
@@ -25,7 +25,7 @@ pub struct Demo {
 
 /// A demo process that is gone: its peak RSS and how it ended.
 #[derive(Clone, Debug)]
-pub struct Gone {
+pub(crate) struct Gone {
     pub name: String,
     pub peak_rss_kib: Option<u64>,
     pub how: String,
@@ -41,7 +41,7 @@ struct Slot {
 }
 
 /// The three processes and the load's view of them.
-pub struct Fleet {
+pub(crate) struct Fleet {
     slots: Mutex<Vec<Slot>>,
     gone: Mutex<Vec<Gone>>,
     accepting: Arc<AtomicBool>,
@@ -57,7 +57,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// `VmHWM` of `pid` in KiB.
-pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -67,7 +67,7 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 impl Fleet {
-    pub fn new(env: &Env, plan: &Plan) -> Result<Fleet, String> {
+    pub(crate) fn new(env: &Env, plan: &Plan) -> Result<Fleet, String> {
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot find the soak binary to run the demo: {e}"))?;
         Ok(Fleet {
@@ -92,12 +92,12 @@ impl Fleet {
     }
 
     /// False once the run is over: the load sends nothing more.
-    pub fn ready_flag(&self) -> &AtomicBool {
+    pub(crate) fn ready_flag(&self) -> &AtomicBool {
         &self.accepting
     }
 
     /// The processes that are gone so far.
-    pub fn gone(&self) -> Vec<Gone> {
+    pub(crate) fn gone(&self) -> Vec<Gone> {
         lock(&self.gone).clone()
     }
 
@@ -189,7 +189,7 @@ impl Fleet {
     /// Starts the three processes with `threads` workers each and waits until all serve. A
     /// process left `degraded` by its start-up migration is restarted once, as an orchestrator
     /// would on a failing readiness probe: what happened is returned.
-    pub fn start_all(&self, threads: usize) -> Result<Vec<String>, String> {
+    pub(crate) fn start_all(&self, threads: usize) -> Result<Vec<String>, String> {
         self.threads.store(threads, Ordering::SeqCst);
         let mut started = Vec::new();
         for slot in 0..3 {
@@ -230,6 +230,7 @@ impl Fleet {
     }
 
     /// SIGTERM, then the exit status within 60 s (SIGKILL after that).
+    #[allow(unsafe_code, reason = "kill(2) on our own child")]
     fn terminate(&self, mut demo: Demo) {
         let peak = peak_rss_kib(demo.child.id());
         // SAFETY: kill(2) on our own child's pid.
@@ -260,7 +261,7 @@ impl Fleet {
 
     /// One process after the other: out of the load, SIGTERM, a new one with `threads`
     /// workers, back in the load once ready.
-    pub fn rolling_restart(&self, threads: usize) -> Result<(), String> {
+    pub(crate) fn rolling_restart(&self, threads: usize) -> Result<(), String> {
         self.threads.store(threads, Ordering::SeqCst);
         for slot in 0..3 {
             if let Some(old) = self.drain(slot) {
@@ -274,7 +275,7 @@ impl Fleet {
     }
 
     /// The fault: `kill -9` of the process in `slot` and its restart. Returns what happened.
-    pub fn kill_and_restart(&self, slot: usize) -> Result<String, String> {
+    pub(crate) fn kill_and_restart(&self, slot: usize) -> Result<String, String> {
         let Some(mut demo) = self.drain(slot) else {
             return Err(format!("slot {slot} had no process"));
         };
@@ -303,7 +304,7 @@ impl Fleet {
 
     /// A ready process for the next request (round robin from `hint`): its port and the
     /// in-flight counter to decrement when the request is over.
-    pub fn pick(&self, hint: usize) -> Option<(u16, Arc<AtomicUsize>)> {
+    pub(crate) fn pick(&self, hint: usize) -> Option<(u16, Arc<AtomicUsize>)> {
         if !self.accepting.load(Ordering::SeqCst) {
             return None;
         }
@@ -318,7 +319,7 @@ impl Fleet {
 
     /// The pages of every live process: `/migrations` (anonymous and with the token),
     /// `/health`, `/metrics`. (url, status, body).
-    pub fn scrape_pages(&self) -> Vec<(String, u16, String)> {
+    pub(crate) fn scrape_pages(&self) -> Vec<(String, u16, String)> {
         let ports: Vec<(String, u16)> = lock(&self.slots)
             .iter()
             .filter_map(|s| s.demo.as_ref().map(|d| (d.name.clone(), d.port)))
@@ -349,7 +350,7 @@ impl Fleet {
     }
 
     /// SIGTERM to every live process; every process that ran, with its peak RSS.
-    pub fn stop_all(&self) -> Vec<Gone> {
+    pub(crate) fn stop_all(&self) -> Vec<Gone> {
         for slot in 0..3 {
             if let Some(demo) = self.drain(slot) {
                 self.terminate(demo);

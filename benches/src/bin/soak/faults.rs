@@ -51,7 +51,7 @@ impl Fault {
 
 /// What the faults did.
 #[derive(Default)]
-pub struct Report {
+pub(crate) struct Report {
     /// (fault, seconds into the window, what happened or why it could not be done).
     pub faults: Vec<(String, f64, Result<String, String>)>,
     /// Sessions terminated, by kind.
@@ -80,7 +80,13 @@ struct Id {
 }
 
 /// Runs every fault at its moment; returns when all are over.
-pub fn run(plan: &Plan, window: Duration, env: &Env, fleet: &Fleet, start: Instant) -> Report {
+pub(crate) fn run(
+    plan: &Plan,
+    window: Duration,
+    env: &Env,
+    fleet: &Fleet,
+    start: Instant,
+) -> Report {
     let mut rng = Rng::new(plan.seed ^ 0xfa17);
     let window = window.as_millis() as u64;
     let mut at = |within: u64| Duration::from_millis(rng.below(within.max(1)));
@@ -220,7 +226,7 @@ fn apply(
 
 /// Watches (30 s at most) for the migration lock's session (application_name `migrator
 /// HOST:PID`) and terminates it once: (seconds until then, what happened).
-pub fn terminate_lock_at_startup(
+pub(crate) fn terminate_lock_at_startup(
     admin_url: String,
 ) -> std::thread::JoinHandle<(f64, Result<String, String>)> {
     std::thread::spawn(move || {
@@ -377,14 +383,14 @@ fn pause_resume(plan: &Plan, fleet: &Fleet, rng: &mut Rng) -> Result<String, Str
 /// holds a lock on `user_profiles` (issue 17 item 1: nothing held across a compute; the gap
 /// between two statements of a short transaction is far below 200 ms).
 #[derive(Default, Clone, Copy)]
-pub struct IdleSamples {
+pub(crate) struct IdleSamples {
     pub samples: u64,
     pub seen: u64,
     pub most: i64,
 }
 
 /// Samples `pg_stat_activity` every 250 ms until `stop` is set.
-pub fn sample_idle_in_transaction(
+pub(crate) fn sample_idle_in_transaction(
     admin_url: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<IdleSamples> {

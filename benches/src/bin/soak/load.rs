@@ -22,7 +22,7 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Which part of the run a request was sent in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// No workers anywhere.
     Baseline = 0,
     /// The rolling restart that starts the workers (not measured).
@@ -49,7 +49,7 @@ impl Phase {
 
 /// The endpoints the load calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Verify,
     SetPassword,
     CheckDb,
@@ -57,14 +57,14 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [
+    pub(crate) const ALL: [Endpoint; 4] = [
         Endpoint::Verify,
         Endpoint::SetPassword,
         Endpoint::CheckDb,
         Endpoint::Health,
     ];
 
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Endpoint::Verify => "POST /users/{id}/kroger-password/verify",
             Endpoint::SetPassword => "PUT /users/{id}/kroger-password",
@@ -76,7 +76,7 @@ impl Endpoint {
 
 /// What the load saw.
 #[derive(Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     /// Latency in microseconds of every answered request, by phase and endpoint.
     pub latencies: BTreeMap<(Phase, Endpoint), Vec<u64>>,
     pub sent: u64,
@@ -128,14 +128,14 @@ impl Stats {
 }
 
 /// A small deterministic generator (splitmix64), seeded from the run's seed.
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -144,13 +144,13 @@ impl Rng {
     }
 
     /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }
 
 /// The running load.
-pub struct Load {
+pub(crate) struct Load {
     phase: Arc<AtomicU8>,
     stop: Arc<AtomicBool>,
     clients: Vec<JoinHandle<Stats>>,
@@ -169,7 +169,7 @@ struct Client {
 }
 
 impl Load {
-    pub fn start(plan: &Plan, env: &Env, fleet: Arc<Fleet>, start: Instant) -> Load {
+    pub(crate) fn start(plan: &Plan, env: &Env, fleet: Arc<Fleet>, start: Instant) -> Load {
         let phase = Arc::new(AtomicU8::new(Phase::Baseline as u8));
         let stop = Arc::new(AtomicBool::new(false));
         // Users spread over the whole key range (not every 97th: they have no password), so
@@ -222,12 +222,12 @@ impl Load {
         }
     }
 
-    pub fn set_phase(&self, phase: Phase) {
+    pub(crate) fn set_phase(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::SeqCst);
     }
 
     /// Stops the clients and merges what they saw.
-    pub fn stop(self) -> Stats {
+    pub(crate) fn stop(self) -> Stats {
         self.stop.store(true, Ordering::SeqCst);
         let mut all = Stats::default();
         for client in self.clients {

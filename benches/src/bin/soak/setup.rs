@@ -12,12 +12,12 @@ use migrator_benches::standby::Standby;
 use crate::{note, Plan};
 
 /// The app's role: its sessions get the role-level `idle_in_transaction_session_timeout`.
-pub const ROLE: &str = "soak_app";
+pub(crate) const ROLE: &str = "soak_app";
 /// The database.
-pub const DB: &str = "soak";
+pub(crate) const DB: &str = "soak";
 
 /// Everything the run needs from its environment.
-pub struct Env {
+pub(crate) struct Env {
     pub cluster: &'static Cluster,
     pub standby: Standby,
     /// The app's URL (role [`ROLE`], password [`pg::PASSWORD`], checked never to show).
@@ -43,12 +43,12 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Res
 }
 
 /// Connects to `url`.
-pub fn connect(url: &str) -> Result<PgConnection, String> {
+pub(crate) fn connect(url: &str) -> Result<PgConnection, String> {
     PgConnection::establish(url).map_err(|e| format!("cannot connect to the soak database: {e}"))
 }
 
 /// Runs `sql` on `url`.
-pub fn exec(url: &str, sql: &str) -> Result<(), String> {
+pub(crate) fn exec(url: &str, sql: &str) -> Result<(), String> {
     connect(url)?.batch_execute(sql).map_err(|e| {
         format!(
             "{}: {e}",
@@ -58,7 +58,7 @@ pub fn exec(url: &str, sql: &str) -> Result<(), String> {
 }
 
 impl Env {
-    pub fn start(plan: &Plan, start: Instant) -> Result<Env, String> {
+    pub(crate) fn start(plan: &Plan, start: Instant) -> Result<Env, String> {
         note(
             start,
             "starting a throwaway PostgreSQL and a streaming standby",
@@ -104,7 +104,7 @@ impl Env {
     }
 
     /// The plaintext seeded for user `id` (`None` for every 97th).
-    pub fn seeded(&self, id: i64) -> Option<String> {
+    pub(crate) fn seeded(&self, id: i64) -> Option<String> {
         (id % 97 != 0).then(|| format!("{}-{id}", self.secret_marker))
     }
 

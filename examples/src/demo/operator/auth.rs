@@ -11,10 +11,10 @@ use blake2::{Blake2b512, Digest};
 use subtle::ConstantTimeEq;
 
 /// The variable that enables the operator page's controls.
-pub const MIGRATION_ADMIN_TOKEN: &str = "MIGRATION_ADMIN_TOKEN";
+pub(crate) const MIGRATION_ADMIN_TOKEN: &str = "MIGRATION_ADMIN_TOKEN";
 
 /// The variable naming the admin token in the audit trail (default `admin`).
-pub const MIGRATION_ADMIN_TOKEN_LABEL: &str = "MIGRATION_ADMIN_TOKEN_LABEL";
+pub(crate) const MIGRATION_ADMIN_TOKEN_LABEL: &str = "MIGRATION_ADMIN_TOKEN_LABEL";
 
 /// The configured admin token, as its digest, and its label.
 pub(in crate::demo) struct AdminToken {

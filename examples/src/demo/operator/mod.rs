@@ -27,10 +27,10 @@ use migrator::Error;
 use serde::Deserialize;
 
 pub(super) use auth::AdminToken;
-pub use auth::{MIGRATION_ADMIN_TOKEN, MIGRATION_ADMIN_TOKEN_LABEL};
+pub(super) use auth::{MIGRATION_ADMIN_TOKEN, MIGRATION_ADMIN_TOKEN_LABEL};
 pub(super) use session::Sessions;
 pub(super) use session::DEFAULT_LIFETIME;
-pub use session::{MIGRATION_ADMIN_COOKIE_SECURE, MIGRATION_ADMIN_SESSION_SECS};
+pub(super) use session::{MIGRATION_ADMIN_COOKIE_SECURE, MIGRATION_ADMIN_SESSION_SECS};
 
 use super::startup::{phase, AppState, Shared};
 use super::{error, DATABASE_UNAVAILABLE};

@@ -25,9 +25,9 @@ pub(super) const COOKIE: &str = "migrator_session";
 /// The most sessions kept at once.
 pub(super) const MAX_SESSIONS: usize = 64;
 /// The variable that sets the session lifetime in seconds.
-pub const MIGRATION_ADMIN_SESSION_SECS: &str = "MIGRATION_ADMIN_SESSION_SECS";
+pub(crate) const MIGRATION_ADMIN_SESSION_SECS: &str = "MIGRATION_ADMIN_SESSION_SECS";
 /// The variable that adds `Secure` to the cookie (boolean; default true in production).
-pub const MIGRATION_ADMIN_COOKIE_SECURE: &str = "MIGRATION_ADMIN_COOKIE_SECURE";
+pub(crate) const MIGRATION_ADMIN_COOKIE_SECURE: &str = "MIGRATION_ADMIN_COOKIE_SECURE";
 /// The default session lifetime.
 pub(in crate::demo) const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 

@@ -1,0 +1,307 @@
+//! A backfill's definition: its table, key, columns and predicate, its settings, and what a
+//! run reports. How it runs is `run.rs` (inline), `claim.rs` and `write.rs` (a batch),
+//! `schedule.rs` and `worker.rs` (in the background).
+
+use std::time::{Duration, Instant};
+
+use diesel::RunQueryDsl;
+
+use super::claim::Lease;
+use super::state::BackfillStatus;
+use super::store::Sink;
+use crate::connection::Database;
+use crate::error::{Error, Result};
+use crate::schema::Count;
+
+/// The most input or output columns a backfill takes.
+pub const MAX_COLUMNS: usize = 4;
+
+/// Default rows per batch (`MIGRATION_BATCH_SIZE`).
+pub const DEFAULT_BATCH_SIZE: usize = 128;
+
+/// Bind parameters one write statement may use (SQLite allows 32,766, PostgreSQL 65,535):
+/// bigger batches are capped to fit.
+const MAX_BINDS: usize = 30_000;
+
+/// How long a backfill waits for rows that other transactions keep locked, by default.
+pub const DEFAULT_WAIT_FOR_LOCKED_ROWS: Duration = Duration::from_secs(3600);
+
+/// A backfill of one table. Configure it with the setters, then [`Backfill::run`].
+#[derive(Clone, Debug)]
+pub struct Backfill {
+    pub(super) table: &'static str,
+    pub(super) key: &'static str,
+    pub(super) inputs: Vec<&'static str>,
+    pub(super) outputs: Vec<&'static str>,
+    pub(super) pending: &'static str,
+    pub(super) batch_size: usize,
+    pub(super) threads: usize,
+    pub(super) wait_for_locked: Duration,
+    /// Keys above this are not claimed (a background backfill's `upper_key`).
+    pub(super) upper_key: Option<i64>,
+    /// The `migrator_backfills` row whose `rows_done` each batch advances in its own
+    /// transaction.
+    pub(super) sink: Option<Sink>,
+    /// A named backfill's claims, recorded so that other processes' workers leave them be.
+    pub(super) lease: Option<Lease>,
+    /// An inline run of a named backfill stops when an operator pauses or cancels it
+    /// (`finalize` does not: it finishes the backfill whatever its state).
+    pub(super) obey_operator: bool,
+    /// An inline run stops after the batch that passes this instant (`auto`).
+    pub(super) deadline: Option<Instant>,
+}
+
+/// What a backfill did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackfillReport {
+    /// Rows this process wrote.
+    pub rows_updated: u64,
+    /// Rows computed but not written because another process did them first or they changed
+    /// meanwhile (SQLite only; PostgreSQL locks claimed rows).
+    pub rows_skipped: u64,
+    /// Batches this process committed.
+    pub batches: u64,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// The run stopped with rows left: at its deadline (they go to the background workers),
+    /// or because an operator paused or cancelled the backfill ([`Self::stopped_by`]).
+    pub unfinished: bool,
+    /// The status an operator set that stopped the run (`paused` or `cancelled`), if any.
+    pub stopped_by: Option<BackfillStatus>,
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Backfill {
+    /// A backfill of `table`, whose integer primary key is `key`.
+    pub fn new(table: &'static str, key: &'static str) -> Backfill {
+        Backfill {
+            table,
+            key,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            pending: "",
+            batch_size: DEFAULT_BATCH_SIZE,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            wait_for_locked: DEFAULT_WAIT_FOR_LOCKED_ROWS,
+            upper_key: None,
+            sink: None,
+            lease: None,
+            obey_operator: false,
+            deadline: None,
+        }
+    }
+
+    /// Adds a column the computation reads (read as text).
+    pub fn input(&mut self, column: &'static str) -> &mut Backfill {
+        self.inputs.push(column);
+        self
+    }
+
+    /// Adds a column the computation writes (as text).
+    pub fn output(&mut self, column: &'static str) -> &mut Backfill {
+        self.outputs.push(column);
+        self
+    }
+
+    /// The SQL condition (on the table's columns, written in code) of rows still to do. It must
+    /// become false once a row's outputs are written, or the backfill reports that it makes no
+    /// progress.
+    pub fn pending_when(&mut self, predicate: &'static str) -> &mut Backfill {
+        self.pending = predicate;
+        self
+    }
+
+    /// Rows per batch (default [`DEFAULT_BATCH_SIZE`]).
+    pub fn batch_size(&mut self, rows: usize) -> &mut Backfill {
+        self.batch_size = rows.max(1);
+        self
+    }
+
+    /// How long to wait, in all, for pending rows that other transactions hold locked (other
+    /// runners' batches, or an application transaction left open) before failing (default one
+    /// hour).
+    pub fn wait_for_locked_rows(&mut self, limit: Duration) -> &mut Backfill {
+        self.wait_for_locked = limit;
+        self
+    }
+
+    /// The rows per batch actually used: as set, capped so that one write statement stays
+    /// within the databases' bind-parameter limits.
+    pub(super) fn effective_batch_size(&self) -> usize {
+        self.capped_batch_size(self.batch_size)
+    }
+
+    /// `rows` capped so that one write statement stays within the bind-parameter limits.
+    pub(super) fn capped_batch_size(&self, rows: usize) -> usize {
+        let per_row = 1 + self.outputs.len() + self.inputs.len();
+        rows.min(MAX_BINDS / per_row.max(1)).max(1)
+    }
+
+    /// The table.
+    pub fn table(&self) -> &'static str {
+        self.table
+    }
+
+    /// The integer key column.
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// Worker threads computing a batch (default: all cores).
+    pub fn threads(&mut self, threads: usize) -> &mut Backfill {
+        self.threads = threads.max(1);
+        self
+    }
+
+    pub(super) fn check(&self) -> Result<()> {
+        let bad = |reason: String| Error::Backfill {
+            table: self.table.to_owned(),
+            reason,
+        };
+        for name in [self.table, self.key]
+            .iter()
+            .chain(&self.inputs)
+            .chain(&self.outputs)
+        {
+            if !is_identifier(name) {
+                return Err(bad(format!("{name:?} is not a plain SQL identifier")));
+            }
+        }
+        if self.inputs.is_empty() || self.inputs.len() > MAX_COLUMNS {
+            return Err(bad(format!("it needs 1 to {MAX_COLUMNS} input columns")));
+        }
+        if self.outputs.is_empty() || self.outputs.len() > MAX_COLUMNS {
+            return Err(bad(format!("it needs 1 to {MAX_COLUMNS} output columns")));
+        }
+        if self.pending.trim().is_empty() {
+            return Err(bad("it needs a pending_when predicate".into()));
+        }
+        Ok(())
+    }
+
+    /// Checks that the key column is an integer, `NOT NULL` and unique (a primary key or a
+    /// single-column unique index without a predicate): claims walk the keys in order and
+    /// write rows back by key, so a nullable, duplicate or non-integer key would skip or
+    /// double rows. The error names the table and the column.
+    pub fn check_key(&self, conn: &mut crate::AnyConnection) -> Result<()> {
+        use diesel::sql_types::{Integer, Text};
+        #[derive(diesel::QueryableByName)]
+        struct KeyColumn {
+            #[diesel(sql_type = Text)]
+            ty: String,
+            #[diesel(sql_type = Integer)]
+            not_null: i32,
+            #[diesel(sql_type = Integer)]
+            uniq: i32,
+        }
+        self.check()?;
+        let sql = match conn.backend() {
+            crate::Backend::Postgres => {
+                "SELECT format_type(a.atttypid, a.atttypmod) AS ty, \
+                 CAST(a.attnotnull AS INTEGER) AS not_null, \
+                 CAST(EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid \
+                   AND i.indisunique AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum \
+                   AND i.indpred IS NULL) AS INTEGER) AS uniq \
+                 FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 \
+                 AND a.attnum > 0 AND NOT a.attisdropped"
+            }
+            crate::Backend::Sqlite => {
+                // A single-column primary key counts as NOT NULL: an INTEGER PRIMARY KEY is
+                // the rowid, never NULL; other types allow NULL only through a legacy quirk of
+                // SQLite that applications do not use.
+                "SELECT t.type AS ty, \
+                 CASE WHEN t.\"notnull\" = 1 OR (t.pk = 1 \
+                   AND (SELECT COUNT(*) FROM pragma_table_info($1) WHERE pk > 0) = 1) \
+                   THEN 1 ELSE 0 END AS not_null, \
+                 CASE WHEN (t.pk = 1 AND (SELECT COUNT(*) FROM pragma_table_info($1) \
+                   WHERE pk > 0) = 1) OR EXISTS (SELECT 1 FROM pragma_index_list($1) il \
+                   WHERE il.\"unique\" = 1 AND il.partial = 0 \
+                   AND (SELECT COUNT(*) FROM pragma_index_info(il.name)) = 1 \
+                   AND (SELECT name FROM pragma_index_info(il.name)) = $2) \
+                   THEN 1 ELSE 0 END AS uniq \
+                 FROM pragma_table_info($1) t WHERE t.name = $2"
+            }
+        };
+        let found: Vec<KeyColumn> = diesel::sql_query(sql)
+            .bind::<Text, _>(self.table)
+            .bind::<Text, _>(self.key)
+            .load(conn)
+            .map_err(Error::db(format!(
+                "cannot read the key column {} of {}",
+                self.key, self.table
+            )))?;
+        let bad = |reason: String| Error::Backfill {
+            table: self.table.to_owned(),
+            reason: format!("its key column {}: {reason}", self.key),
+        };
+        let Some(column) = found.into_iter().next() else {
+            return Err(bad("no such column (or no such table)".into()));
+        };
+        let ty = column.ty.to_ascii_lowercase();
+        let integer = matches!(
+            ty.as_str(),
+            "smallint" | "integer" | "bigint" | "int" | "int2" | "int4" | "int8"
+        );
+        if !integer {
+            return Err(bad(format!(
+                "it is of type {}; a backfill needs an integer key",
+                column.ty
+            )));
+        }
+        if column.not_null == 0 {
+            return Err(bad(
+                "it may be NULL; a backfill needs a NOT NULL key (rows with a NULL key would \
+                 never be claimed)"
+                    .into(),
+            ));
+        }
+        if column.uniq == 0 {
+            return Err(bad(
+                "it is not unique (no primary key or single-column unique index without a \
+                 predicate on it); a backfill writes rows back by key"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How many rows are still pending.
+    pub fn remaining(&self, db: &Database) -> Result<u64> {
+        self.remaining_up_to(db, None)
+    }
+
+    /// How many rows with a key up to `upper_key` (all, if `None`) are still pending.
+    pub(crate) fn remaining_up_to(&self, db: &Database, upper_key: Option<i64>) -> Result<u64> {
+        self.remaining_on(&mut *db.get()?, upper_key)
+    }
+
+    /// [`Backfill::remaining_up_to`] on `conn` (a migration's own connection, which runs
+    /// without a role's `statement_timeout`).
+    pub(crate) fn remaining_on(
+        &self,
+        conn: &mut crate::AnyConnection,
+        upper_key: Option<i64>,
+    ) -> Result<u64> {
+        self.check()?;
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM {} WHERE ({}) AND {} <= $1",
+            self.table, self.pending, self.key
+        );
+        let count: Count = diesel::sql_query(sql)
+            .bind::<diesel::sql_types::BigInt, _>(upper_key.unwrap_or(i64::MAX))
+            .get_result(conn)
+            .map_err(Error::db(format!(
+                "cannot count pending rows of {}",
+                self.table
+            )))?;
+        Ok(u64::try_from(count.n).unwrap_or(0))
+    }
+}
