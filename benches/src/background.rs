@@ -179,7 +179,11 @@ pub fn startup_by_size() -> Vec<Row> {
         let state = backfill::get(&db, NAME).expect("read").expect("scheduled");
         // An estimate: within 2% of the rows here (dense keys, all pending).
         let off = (state.rows_total as f64 - rows as f64).abs() / rows as f64;
-        assert!(off <= 0.02, "rows_total {} for {rows} rows", state.rows_total);
+        assert!(
+            off <= 0.02,
+            "rows_total {} for {rows} rows",
+            state.rows_total
+        );
         assert_eq!(state.rows_done, 0);
         drop(db);
         crate::drop_database(&url);

@@ -222,10 +222,15 @@ fn measure(backend: Backend, rows: u64, batch: usize, rounds: usize) -> [Vec<f64
     rates
 }
 
-/// The engine against the loop and in-server `UPDATE`s on `rows` rows of both backends.
-pub fn engine_against_loop(rows: u64, batch: usize, rounds: usize) -> Vec<Row> {
+/// The engine against the loop and in-server `UPDATE`s on `rows` rows of `backends`.
+pub fn engine_against_loop(
+    rows: u64,
+    batch: usize,
+    rounds: usize,
+    backends: &[Backend],
+) -> Vec<Row> {
     let mut out = Vec::new();
-    for backend in [Backend::Postgres, Backend::Sqlite] {
+    for &backend in backends {
         let [ours, theirs, server] = measure(backend, rows, batch, rounds);
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         let list = |v: &[f64]| {

@@ -3,7 +3,8 @@
 //! Every figure comes from this one run, so ratios compare like with like on a shared, noisy
 //! machine. `bench-summary hashing` measures the hash rates only (with the lanes and wipe
 //! figures); `bench-summary lanes` the lanes in parallel and the wipe only; `bench-summary background
-//! [modes|startup|latency]` the background-backfill figures only; `bench-summary engine [ROWS]`
+//! [modes|startup|latency]` the background-backfill figures only; `bench-summary engine [ROWS
+//! [postgres|sqlite]]`
 //! the engine against a client-side loop and in-server `UPDATE`s (trivial compute, 1,000,000
 //! rows by default); `bench-summary seed [ROWS]` 001 against the seed's Python script (200 rows
 //! by default). `bench-summary child-backfill URL THREADS MEMORY_KIB
@@ -30,7 +31,10 @@ fn main() -> std::process::ExitCode {
         Some("child-backfill-mode") => background::child_backfill_mode(&args[2..]),
         Some("child-demo") => return background::child_demo(),
         Some("child-seed-001") => seed::child_seed_001(&args[2..]),
-        Some("engine") => print_table(engine_rows(args.get(2).map(String::as_str))),
+        Some("engine") => print_table(engine_rows(
+            args.get(2).map(String::as_str),
+            args.get(3).map(String::as_str),
+        )),
         Some("seed") => print_table(seed_rows(args.get(2).map(String::as_str))),
         Some("background") => {
             print_table(background_rows(cores(), args.get(2).map(String::as_str)))
@@ -68,10 +72,16 @@ fn background_rows(cores: usize, only: Option<&str>) -> Vec<(String, String, Str
     rows
 }
 
-/// Rows of the engine's own cost (issue 21 item 2), on `rows` rows (default 1,000,000).
-fn engine_rows(rows: Option<&str>) -> Vec<(String, String, String)> {
+/// Rows of the engine's own cost (issue 21 item 2), on `rows` rows (default 1,000,000) of
+/// `backend` (`postgres` or `sqlite`; default both).
+fn engine_rows(rows: Option<&str>, backend: Option<&str>) -> Vec<(String, String, String)> {
     let rows = rows.and_then(|r| r.parse().ok()).unwrap_or(1_000_000);
-    let out = engine::engine_against_loop(rows, ENGINE_BATCH, 2);
+    let backends = match backend {
+        Some("postgres") => vec![Backend::Postgres],
+        Some("sqlite") => vec![Backend::Sqlite],
+        _ => vec![Backend::Postgres, Backend::Sqlite],
+    };
+    let out = engine::engine_against_loop(rows, ENGINE_BATCH, 2, &backends);
     for (what, value, note) in &out {
         eprintln!("{what}: {value} {note}");
     }
@@ -396,7 +406,7 @@ fn summary(hashing_only: bool) {
     rows.extend(background_rows(cores, None));
 
     // 7. The engine's own cost (a trivial compute) and 001 against the seed's Python script.
-    rows.extend(engine_rows(None));
+    rows.extend(engine_rows(None, None));
     rows.extend(seed_rows(None));
 
     print_table(rows);

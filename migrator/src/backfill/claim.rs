@@ -331,7 +331,8 @@ impl Backfill {
                      WHERE {key} >= $1 AND {key} <= $2 AND ({pending}) ORDER BY {key} LIMIT $3), \
                      l AS (SELECT CAST({key} AS BIGINT) AS k, {columns}, \
                      CAST({table}.xmin AS TEXT) AS x FROM {table} \
-                     WHERE {key} IN (SELECT k FROM c) AND ({pending}){leased} \
+                     WHERE {key} >= $1 AND {key} <= $2 AND {key} IN (SELECT k FROM c) \
+                     AND ({pending}){leased} \
                      FOR NO KEY UPDATE OF {table} SKIP LOCKED){take} \
                      SELECT CAST(c.k AS BIGINT) AS c, l.k, l.i0, l.i1, l.i2, l.i3, l.x \
                      FROM c LEFT JOIN l ON l.k = c.k ORDER BY c.k",

@@ -262,10 +262,15 @@ impl Backfill {
                             .collect::<Result<Vec<_>>>()
                     })
                 });
+                // The previous batch is written on a connection of its own while this thread
+                // claims the next one on another: neither waits for the other's round trips.
                 let mut written_sweep = sweep.clone();
-                let written = computed.take().map(|(done, outputs)| {
-                    self.write_batch(db, &done, outputs, progress, report, &mut written_sweep)
-                        .map(|()| written_sweep.skipped_from)
+                let writing = computed.take().map(|(done, outputs)| {
+                    let report = &mut *report;
+                    scope.spawn(move || {
+                        self.write_batch(db, &done, outputs, progress, report, &mut written_sweep)
+                            .map(|()| written_sweep.skipped_from)
+                    })
                 });
                 let next = self.claim_next(
                     db,
@@ -274,6 +279,13 @@ impl Backfill {
                     self.upper_key,
                     self.lease.as_ref(),
                 );
+                let written = writing.map(|w| {
+                    w.join().unwrap_or_else(|panic| {
+                        Err(Error::Panic {
+                            message: panic_message(&*panic),
+                        })
+                    })
+                });
                 (computing.join(), written, next)
             });
             *sweep = next_sweep;

@@ -100,19 +100,32 @@ impl Backfill {
             });
         }
         let mut conn = db.get()?;
-        let mut written = match &mut *conn {
-            AnyConnection::Postgres(pg) => self.write_postgres(pg, batch, outputs, sink, lease)?,
+        let written = match &mut *conn {
+            AnyConnection::Postgres(pg) => {
+                let mut keys = self.write_postgres(pg, batch, outputs, sink, lease)?;
+                keys.sort_unstable();
+                let unwritten = batch
+                    .rows
+                    .iter()
+                    .find(|row| keys.binary_search(&row.key).is_err());
+                if let Some(row) = unwritten {
+                    sweep.skipped(row.key);
+                }
+                keys.len() as u64
+            }
             AnyConnection::Sqlite(_) => {
-                self.write_sqlite(&mut conn, batch, outputs, sink, lease)?
+                let written = self.write_sqlite(&mut conn, batch, outputs, sink, lease)?;
+                // Which rows were not written is not asked for (a RETURNING costs more than
+                // the guard): the next sweep looks at the whole batch again.
+                if written < batch.rows.len() as u64 {
+                    if let Some((first, _)) = batch.keys() {
+                        sweep.skipped(first);
+                    }
+                }
+                written
             }
         };
-        written.sort_unstable();
-        for row in &batch.rows {
-            if written.binary_search(&row.key).is_err() {
-                sweep.skipped(row.key);
-            }
-        }
-        Ok(written.len() as u64)
+        Ok(written)
     }
 
     /// Gives up a claimed batch without writing it (its computation failed): its keys go back
@@ -157,6 +170,8 @@ impl Backfill {
             query = query.bind::<Array<Nullable<Text>>, _>(column);
         }
         query = query.bind::<Array<Nullable<Text>>, _>(versions);
+        let (lo, hi) = batch.keys().unwrap_or((0, -1));
+        query = query.bind::<BigInt, _>(lo).bind::<BigInt, _>(hi);
         if let Some(sink) = sink {
             query = query
                 .bind::<Text, _>(sink.name.clone())
@@ -177,7 +192,7 @@ impl Backfill {
     }
 
     /// The statement of [`Backfill::write_postgres`]. Its bind parameters, in order: the keys,
-    /// one array per output, the versions; with a `sink`, its name, the batch size and its
+    /// one array per output, the versions, the smallest and largest keys; with a `sink`, its name, the batch size and its
     /// worker (if any); with a `lease`, the batch's largest key and the holder.
     fn postgres_write_sql(&self, sink: Option<&Sink>, lease: Option<&Lease>) -> String {
         let width = self.outputs.len();
@@ -191,6 +206,10 @@ impl Backfill {
         names.push("__v".to_owned());
         let mut arrays = vec![format!("CAST({} AS BIGINT[])", next())];
         arrays.extend((0..=width).map(|_| format!("CAST({} AS TEXT[])", next())));
+        // The batch's smallest and largest keys bound both scans of the table to the batch's
+        // key range, whatever plan the join gets (a merge join would otherwise walk the key
+        // index from its start: a batch would cost more the further it is in the table).
+        let (lo, hi) = (next(), next());
         let set: Vec<String> = self
             .outputs
             .iter()
@@ -202,9 +221,10 @@ impl Backfill {
         let mut sql = format!(
             "WITH v ({names}) AS (SELECT * FROM unnest({arrays})), \
              l AS (SELECT t.{key} AS __k FROM {table} t JOIN v ON t.{key} = v.__k \
-             FOR NO KEY UPDATE OF t SKIP LOCKED), \
+             WHERE t.{key} BETWEEN {lo} AND {hi} FOR NO KEY UPDATE OF t SKIP LOCKED), \
              u AS (UPDATE {table} SET {set} FROM v JOIN l ON l.__k = v.__k \
-             WHERE {table}.{key} = v.__k AND ({pending}) \
+             WHERE {table}.{key} = v.__k AND {table}.{key} BETWEEN {lo} AND {hi} \
+             AND ({pending}) \
              AND CAST({table}.xmin AS TEXT) = v.__v \
              RETURNING CAST({table}.{key} AS BIGINT) AS k)",
             names = names.join(", "),
@@ -266,7 +286,7 @@ impl Backfill {
     }
 
     /// SQLite: the batch in one `UPDATE ... FROM (VALUES ...)` statement, guarded by the inputs
-    /// as read, with its progress, in one transaction that takes the write lock at once (a
+    /// as read, with its progress, in one transaction; returns the rows written that takes the write lock at once (a
     /// deferred one could fail to upgrade under another writer).
     fn write_sqlite(
         &self,
@@ -275,7 +295,7 @@ impl Backfill {
         outputs: Vec<Vec<Option<String>>>,
         sink: Option<&Sink>,
         lease: Option<&Lease>,
-    ) -> Result<Vec<i64>> {
+    ) -> Result<u64> {
         let context = || format!("cannot write a batch of {}", self.table);
         let sql = self.sqlite_write_sql(batch.rows.len());
         let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
@@ -285,19 +305,18 @@ impl Backfill {
                 query = query.bind::<Nullable<Text>, _>(value);
             }
             for value in &row.inputs {
-                query = query.bind::<Nullable<Text>, _>(value.as_deref().cloned());
+                query = query.bind::<Nullable<Text>, _>(value.as_deref().map(String::as_str));
             }
         }
         conn.batch_execute("BEGIN IMMEDIATE")
             .map_err(Error::db(context()))?;
-        let result = (|| -> Result<Vec<i64>> {
+        let result = (|| -> Result<u64> {
             let AnyConnection::Sqlite(lite) = &mut *conn else {
-                return Ok(Vec::new());
+                return Ok(0);
             };
-            let written: Vec<Written> = query.load(lite).map_err(Error::db(context()))?;
-            let written: Vec<i64> = written.into_iter().map(|w| w.k).collect();
+            let written = query.execute(lite).map_err(Error::db(context()))? as u64;
             if let Some(sink) = sink {
-                sink.record(conn, written.len() as u64, batch.rows.len())
+                sink.record(conn, written, batch.rows.len())
                     .map_err(Error::db(context()))?;
             }
             if let Some(lease) = lease {
@@ -315,21 +334,12 @@ impl Backfill {
 
     /// The `UPDATE ... FROM (VALUES ...)` statement writing `rows` rows on SQLite: per row,
     /// its key, its outputs and the inputs that were read, as bind parameters in that order.
-    /// It returns the keys it wrote.
     fn sqlite_write_sql(&self, rows: usize) -> String {
+        // Anonymous `?` parameters: SQLite looks each named one (`$1`) up among the names
+        // before it, which is quadratic in a batch's thousands of parameters.
         let per_row = 1 + self.outputs.len() + self.inputs.len();
-        let mut placeholder = 0;
-        let tuples: Vec<String> = (0..rows)
-            .map(|_| {
-                let params: Vec<String> = (0..per_row)
-                    .map(|_| {
-                        placeholder += 1;
-                        format!("${placeholder}")
-                    })
-                    .collect();
-                format!("({})", params.join(", "))
-            })
-            .collect();
+        let tuple = format!("({})", vec!["?"; per_row].join(", "));
+        let tuples = vec![tuple; rows];
         let mut names = vec!["__k".to_owned()];
         names.extend((0..self.outputs.len()).map(|i| format!("__o{i}")));
         names.extend((0..self.inputs.len()).map(|i| format!("__i{i}")));
@@ -356,13 +366,12 @@ impl Backfill {
             .collect();
         format!(
             "UPDATE {table} SET {set} FROM (SELECT {renamed} FROM (VALUES {tuples})) AS v \
-             WHERE {conditions} RETURNING CAST({table}.{key} AS BIGINT) AS k",
+             WHERE {conditions}",
             table = self.table,
             set = set.join(", "),
             renamed = renamed.join(", "),
             tuples = tuples.join(", "),
             conditions = conditions.join(" AND "),
-            key = self.key,
         )
     }
 }
