@@ -262,8 +262,18 @@ impl Backfill {
                             .collect::<Result<Vec<_>>>()
                     })
                 });
-                // The previous batch is written on a connection of its own while this thread
-                // claims the next one on another: neither waits for the other's round trips.
+                // PostgreSQL: the previous batch is written on a connection of its own while
+                // this thread claims the next one on another, so neither waits for the other's
+                // round trips. SQLite: one after the other (its single writer's commit waits
+                // for the claim's read, and the busy handler sleeps whole milliseconds).
+                let mut written_sweep = sweep.clone();
+                let sequential = (db.backend() == crate::url::Backend::Sqlite)
+                    .then(|| computed.take())
+                    .flatten()
+                    .map(|(done, outputs)| {
+                        self.write_batch(db, &done, outputs, progress, report, &mut written_sweep)
+                            .map(|()| written_sweep.skipped_from)
+                    });
                 let mut written_sweep = sweep.clone();
                 let writing = computed.take().map(|(done, outputs)| {
                     let report = &mut *report;
@@ -279,10 +289,12 @@ impl Backfill {
                     self.upper_key,
                     self.lease.as_ref(),
                 );
-                let written = writing.map(|w| {
-                    w.join().unwrap_or_else(|panic| {
-                        Err(Error::Panic {
-                            message: panic_message(&*panic),
+                let written = sequential.or_else(|| {
+                    writing.map(|w| {
+                        w.join().unwrap_or_else(|panic| {
+                            Err(Error::Panic {
+                                message: panic_message(&*panic),
+                            })
                         })
                     })
                 });
