@@ -83,9 +83,26 @@ mod baselines;
 pub use baselines::{argon2_cffi_rate, argon2_crate_rate, cpu};
 
 pub mod background;
+pub mod engine;
 pub mod lanes;
 pub mod load;
+pub mod seed;
 pub mod wipe;
+
+/// Drops the PostgreSQL database of `url` (made by [`fresh`]) to free its disk: large seeded
+/// tables add up. Best effort; SQLite URLs are left alone.
+pub fn drop_database(url: &str) {
+    use diesel::Connection;
+    let Some(name) = url
+        .strip_prefix("postgres://")
+        .and_then(|u| u.rsplit('/').next())
+    else {
+        return;
+    };
+    if let Ok(mut admin) = diesel::PgConnection::establish(&pg::cluster().url("postgres")) {
+        let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    }
+}
 
 /// The single BIGINT `n` that `sql` selects.
 pub fn count(db: &Database, sql: &str) -> i64 {

@@ -1,7 +1,5 @@
 //! The Smart Meal Planner's migrations, in order.
 
-use diesel::sql_types::{Bool, Text};
-use diesel::{QueryableByName, RunQueryDsl};
 use migrator::schema::has_column;
 use migrator::{migration, Backend, Context, Result};
 
@@ -20,8 +18,11 @@ pub const HASH_INDEX: &str = "idx_user_profiles_kroger_password_hash";
 ///    every row whose `kroger_password` is set and whose hash is NULL gets one, inline, in the
 ///    background or both per `MIGRATION_BACKFILL` (the app verifies unhashed rows by their
 ///    plaintext meanwhile); `kroger_password` is kept, so old app versions keep working;
-/// 3. creates `idx_user_profiles_kroger_password_hash` on hashed rows (`CONCURRENTLY` on
-///    PostgreSQL, replacing an invalid index left by an interrupted build).
+/// 3. once the backfill is complete, whichever process completes it creates
+///    `idx_user_profiles_kroger_password_hash` on hashed rows (`CONCURRENTLY` on PostgreSQL,
+///    replacing an invalid index left by an interrupted build): the backfill's finishing
+///    statement ([`migrator::backfill::Backfill::then_create_index`]), so that start-up in
+///    background mode does not wait for an index build over the whole table.
 ///
 /// Not in a transaction: each batch commits on its own, and an interrupted run resumes where
 /// it stopped. Every app process's workers help, and so does `migrate_kroger_passwords work`.
@@ -31,13 +32,7 @@ fn hash_kroger_passwords(ctx: &mut Context<'_>) -> Result<()> {
     kroger::hasher()?;
     add_columns(ctx)?;
     ctx.backfill(kroger::HASH_KROGER_PASSWORDS_BACKFILL)?;
-    create_index(ctx)
-}
-
-#[derive(QueryableByName)]
-struct Exists {
-    #[diesel(sql_type = Bool)]
-    exists: bool,
+    Ok(())
 }
 
 fn add_columns(ctx: &mut Context<'_>) -> Result<()> {
@@ -59,35 +54,5 @@ fn add_columns(ctx: &mut Context<'_>) -> Result<()> {
             }
             Ok(())
         }
-    }
-}
-
-fn create_index(ctx: &mut Context<'_>) -> Result<()> {
-    match ctx.backend() {
-        Backend::Postgres => {
-            let invalid: Exists = diesel::sql_query(
-                "SELECT EXISTS (SELECT 1 FROM pg_index i \
-                 JOIN pg_class c ON c.oid = i.indexrelid \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE c.relname = $1 AND n.nspname = current_schema() \
-                 AND NOT i.indisvalid) AS exists",
-            )
-            .bind::<Text, _>(HASH_INDEX)
-            .get_result(ctx.conn())?;
-            if invalid.exists {
-                log::warn!("Dropping the invalid index {HASH_INDEX} left by an interrupted build");
-                ctx.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {HASH_INDEX}"))?;
-            }
-            ctx.batch_execute(&format!(
-                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {HASH_INDEX} \
-                 ON user_profiles (kroger_password_hash) \
-                 WHERE kroger_password_hash IS NOT NULL"
-            ))
-        }
-        _ => ctx.batch_execute(&format!(
-            "CREATE INDEX IF NOT EXISTS {HASH_INDEX} \
-             ON user_profiles (kroger_password_hash) \
-             WHERE kroger_password_hash IS NOT NULL"
-        )),
     }
 }

@@ -221,7 +221,8 @@ impl std::fmt::Debug for Inner {
 pub struct ProgressSnapshot {
     /// Rows done.
     pub done: u64,
-    /// Rows in all (0 when unknown).
+    /// Rows in all (0 when unknown): often an estimate, never below `done`, and equal to it
+    /// once the work is complete.
     pub total: u64,
     /// Rows per second since the start.
     pub rate: f64,
@@ -295,10 +296,20 @@ impl Progress {
         }
     }
 
-    /// Sets the number of rows in all.
+    /// Sets the number of rows in all (an estimate may do: while the rows done exceed it,
+    /// the total reads as the rows done, and [`Progress::complete`] corrects it at the end).
     pub fn set_total(&self, total: u64) {
         self.inner.total.store(total, Ordering::Relaxed);
         self.notify();
+    }
+
+    /// The work is complete: the total becomes the rows done (it was an estimate, or other
+    /// processes did part of it), so that progress reads 100%.
+    pub fn complete(&self) {
+        let done = self.inner.done.load(Ordering::Relaxed);
+        if self.inner.total.swap(done, Ordering::Relaxed) != done {
+            self.notify();
+        }
     }
 
     /// Adds `rows` to the rows done, and logs a progress line if the interval has passed.
@@ -327,7 +338,11 @@ impl Progress {
     /// The current counts, rate and ETA.
     pub fn snapshot(&self) -> ProgressSnapshot {
         let done = self.inner.done.load(Ordering::Relaxed);
-        let total = self.inner.total.load(Ordering::Relaxed);
+        // An estimated total below the rows done is capped: never more than 100%.
+        let total = match self.inner.total.load(Ordering::Relaxed) {
+            0 => 0,
+            total => total.max(done),
+        };
         let secs = self.inner.started.elapsed().as_secs_f64();
         let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
         let eta = (total > done && rate > 0.0)
@@ -391,7 +406,7 @@ impl Progress {
 /// (`CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`, `REINDEX ... CONCURRENTLY`,
 /// `DETACH PARTITION ... CONCURRENTLY`): its waits (for old snapshots, e.g. a long report)
 /// are harmless to the application, so the DDL lock timeout does not apply to it.
-fn is_concurrently(sql: &str) -> bool {
+pub(crate) fn is_concurrently(sql: &str) -> bool {
     sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
         .any(|word| word.eq_ignore_ascii_case("concurrently"))
 }

@@ -9,9 +9,9 @@
 //! | `migrator_pending_migrations` | gauge | (SQL and code migrations pending at the last status or plan) |
 //! | `migrator_lock_wait_seconds` | histogram | (time to take the migration lock) |
 //! | `migrator_migration_rows_done` | gauge | `migration` (a migration reporting progress) |
-//! | `migrator_migration_rows_expected` | gauge | `migration` (the total it reported) |
+//! | `migrator_migration_rows_expected` | gauge | `migration` (the total it reported: an estimate, never below rows done, corrected to them at completion) |
 //! | `migrator_background_backfill_rows_done` | gauge | `backfill` (all hosts, from `migrator_backfills`) |
-//! | `migrator_background_backfill_rows_expected` | gauge | `backfill` (estimated when scheduled) |
+//! | `migrator_background_backfill_rows_expected` | gauge | `backfill` (estimated when scheduled, never below rows done; the rows done once finished) |
 //! | `migrator_background_backfill_rows_per_second` | gauge | `backfill` (since it was scheduled) |
 //! | `migrator_background_backfill_active` | gauge | `backfill` (1 while active, else 0) |
 //! | `migrator_backfill_replica_lag_held_seconds_total` | counter | (seconds workers held batches for replica lag) |
@@ -46,7 +46,8 @@ pub const MIGRATION_ROWS_EXPECTED: &str = "migrator_migration_rows_expected";
 
 /// Rows done by a background backfill, on every host.
 pub const BACKGROUND_ROWS_DONE: &str = "migrator_background_backfill_rows_done";
-/// Rows a background backfill covers (estimated when scheduled).
+/// Rows a background backfill covers: estimated when scheduled (statistics and a bounded
+/// probe, not a count), never below the rows done, and the rows done once it finished.
 pub const BACKGROUND_ROWS_EXPECTED: &str = "migrator_background_backfill_rows_expected";
 /// Rows per second of a background backfill since it was scheduled.
 pub const BACKGROUND_ROWS_PER_SECOND: &str = "migrator_background_backfill_rows_per_second";
@@ -89,12 +90,12 @@ pub(crate) fn describe() {
         );
         describe_gauge!(
             MIGRATION_ROWS_EXPECTED,
-            "Rows in all of a migration reporting progress."
+            "Rows in all of a migration reporting progress (an estimate until it completes)."
         );
         describe_gauge!(BACKGROUND_ROWS_DONE, "Rows done by a background backfill.");
         describe_gauge!(
             BACKGROUND_ROWS_EXPECTED,
-            "Rows a background backfill covers (estimated when scheduled)."
+            "Rows a background backfill covers (an estimate until it finishes)."
         );
         describe_gauge!(
             BACKGROUND_ROWS_PER_SECOND,

@@ -4,10 +4,14 @@
 //! machine. `bench-summary hashing` measures the hash rates only (with the lanes and wipe
 //! figures); `bench-summary lanes` the lanes in parallel and the wipe only; `bench-summary wipe`
 //! the wipe only (about 2 minutes); `bench-summary background
-//! [modes|startup|latency]` the background-backfill figures only. `bench-summary child-backfill URL THREADS MEMORY_KIB
+//! [modes|startup|latency]` the background-backfill figures only; `bench-summary engine [ROWS
+//! [postgres|sqlite]]`
+//! the engine against a client-side loop and in-server `UPDATE`s (trivial compute, 1,000,000
+//! rows by default); `bench-summary seed [ROWS]` 001 against the seed's Python script (200 rows
+//! by default). `bench-summary child-backfill URL THREADS MEMORY_KIB
 //! ITERATIONS` is the child process it starts for peak-RSS and scale-out measurements;
 //! `child-backfill-mode` and `child-demo` those of the background-backfill figures (see
-//! `migrator_benches::background`).
+//! `migrator_benches::background`), `child-seed-001` that of the seed comparison.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +21,7 @@ use migrator::password::{Hasher, Kernel, Params};
 use migrator::{Backend, Config, Database, Environment, Migrator, Progress};
 use migrator_benches::{
     argon2_cffi_rate, argon2_crate_rate, background, cores, count, cpu, diesel_noop, diesel_run,
-    fresh, hash_rate, lanes, pg, seed, wipe,
+    engine, fresh, hash_rate, lanes, pg, seed, wipe,
 };
 use smart_meal_planner::kroger::{self, BackfillOptions};
 
@@ -27,6 +31,12 @@ fn main() -> std::process::ExitCode {
         Some("child-backfill") => child(&args[2..]),
         Some("child-backfill-mode") => background::child_backfill_mode(&args[2..]),
         Some("child-demo") => return background::child_demo(),
+        Some("child-seed-001") => seed::child_seed_001(&args[2..]),
+        Some("engine") => print_table(engine_rows(
+            args.get(2).map(String::as_str),
+            args.get(3).map(String::as_str),
+        )),
+        Some("seed") => print_table(seed_rows(args.get(2).map(String::as_str))),
         Some("background") => {
             print_table(background_rows(cores(), args.get(2).map(String::as_str)))
         }
@@ -62,6 +72,36 @@ fn background_rows(cores: usize, only: Option<&str>) -> Vec<(String, String, Str
         }
     }
     rows
+}
+
+/// Rows of the engine's own cost (issue 21 item 2), on `rows` rows (default 1,000,000) of
+/// `backend` (`postgres` or `sqlite`; default both).
+fn engine_rows(rows: Option<&str>, backend: Option<&str>) -> Vec<(String, String, String)> {
+    let rows = rows.and_then(|r| r.parse().ok()).unwrap_or(1_000_000);
+    let backends = match backend {
+        Some("postgres") => vec![Backend::Postgres],
+        Some("sqlite") => vec![Backend::Sqlite],
+        _ => vec![Backend::Postgres, Backend::Sqlite],
+    };
+    let out = engine::engine_against_loop(rows, ENGINE_BATCH, 2, &backends);
+    for (what, value, note) in &out {
+        eprintln!("{what}: {value} {note}");
+    }
+    out
+}
+
+/// Rows per batch of the engine benchmark, for the engine, the loop and the in-server
+/// `UPDATE`s alike.
+const ENGINE_BATCH: usize = 5_000;
+
+/// 001 against the seed's Python script (issue 21 item 4), on `rows` rows (default 200).
+fn seed_rows(rows: Option<&str>) -> Vec<(String, String, String)> {
+    let rows = rows.and_then(|r| r.parse().ok()).unwrap_or(200);
+    let out = migrator_benches::seed::seed_comparison(rows, 1);
+    for (what, value, note) in &out {
+        eprintln!("{what}: {value} {note}");
+    }
+    out
 }
 
 /// Lanes in parallel and the wipe of the working memory (issue 21 item 1, issue 18 item 5):
@@ -375,6 +415,10 @@ fn summary(hashing_only: bool) {
     // 6. Background backfills: rows/s against inline, start-up by table size, request latency
     // while the workers run.
     rows.extend(background_rows(cores, None));
+
+    // 7. The engine's own cost (a trivial compute) and 001 against the seed's Python script.
+    rows.extend(engine_rows(None, None));
+    rows.extend(seed_rows(None));
 
     print_table(rows);
     let _ = std::fs::remove_dir_all(&dir);

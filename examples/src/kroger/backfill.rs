@@ -36,14 +36,21 @@ fn hash_row(hasher: &Hasher, inputs: &[Option<&str>]) -> Result<Vec<Option<Strin
     Ok(vec![Some(hashed.phc), Some(hashed.salt)])
 }
 
-/// The backfill: rows with a plaintext and no hash get a hash and its salt.
+/// The backfill: rows with a plaintext and no hash get a hash and its salt; once none is
+/// left, the partial index on hashed rows is built.
 pub fn backfill() -> Backfill {
     let mut backfill = Backfill::new("user_profiles", "id");
     backfill
         .input("kroger_password")
         .output("kroger_password_hash")
         .output("kroger_password_salt")
-        .pending_when("kroger_password IS NOT NULL AND kroger_password_hash IS NULL");
+        .pending_when("kroger_password IS NOT NULL AND kroger_password_hash IS NULL")
+        // Built once the rows are hashed, by whichever process completes the backfill: not
+        // at start-up, where it would read the whole table.
+        .then_create_index(
+            crate::migrations::HASH_INDEX,
+            "user_profiles (kroger_password_hash) WHERE kroger_password_hash IS NOT NULL",
+        );
     backfill
 }
 

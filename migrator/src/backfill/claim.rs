@@ -1,24 +1,26 @@
 //! Claiming a batch: the next pending rows in key order, read in a short transaction that is
 //! committed before anything is computed.
 //!
-//! A claim is two statements, each bounded:
-//! 1. **candidates**: the keys of pending rows in a window of keys after the sweep's cursor
-//!    (`key >= $from AND key < $from + window`, so that no statement walks more than a window
-//!    of the key index, whatever the table's size or a role's `statement_timeout`); the window
-//!    grows while it finds nothing and shrinks when it finds more than a batch;
-//! 2. **the claim** (PostgreSQL: one short transaction): those rows still pending, not leased
-//!    by another live worker, and not locked by another transaction (`FOR NO KEY UPDATE SKIP
-//!    LOCKED`: an application transaction left open on a row is stepped around, never waited
-//!    for), with their inputs; a named backfill records the claimed key range as this worker's
-//!    lease in `migrator_backfill_workers` (expiring after [`Lease::ttl`]), and the transaction
-//!    commits. No lock, transaction or connection is held while the batch is computed.
+//! A claim is one statement, bounded, and on PostgreSQL a transaction of its own:
+//! 1. **candidates**: the keys of at most a batch of pending rows in a window of keys after
+//!    the sweep's cursor (`key >= $from AND key <= $from + window - 1`, so that no statement
+//!    walks more than a window of the key index, whatever the table's size or a role's
+//!    `statement_timeout`); the next window is sized from the density of pending rows this
+//!    one found, so that it holds about a batch (it doubles while it finds nothing);
+//! 2. **the claim** (PostgreSQL): those rows still pending, not leased by another live worker,
+//!    and not locked by another transaction (`FOR NO KEY UPDATE SKIP LOCKED`: an application
+//!    transaction left open on a row is stepped around, never waited for), with their inputs
+//!    and versions (`xmin`); a named backfill records the claimed key range as this worker's
+//!    lease in `migrator_backfill_workers` (expiring after [`Lease::ttl`]) in the same
+//!    statement, which commits when it ends. No lock, transaction or connection is held while
+//!    the batch is computed.
 //!
+//! The sweep's cursor only moves forward (keyset claims: no statement reads keys before it).
 //! Candidates that could not be claimed (locked, leased, changed) are remembered as
 //! [`Sweep::skipped_from`]: the next sweep resumes there instead of rescanning from the start.
 //! On SQLite (one process at a time) the claim reads the rows without a transaction.
 
-use diesel::connection::SimpleConnection;
-use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use zeroize::Zeroizing;
 
@@ -26,7 +28,6 @@ pub(crate) use super::store::Lease;
 use super::{Backfill, MAX_COLUMNS};
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
-use crate::url::Backend;
 
 /// One claimed row: its key and its input values, zeroized when dropped (the copies the
 /// database driver makes to bind them in the write are not).
@@ -37,28 +38,6 @@ pub(super) struct Claimed {
     /// instead of sending the inputs (e.g. plaintext passwords) back as bind parameters, where
     /// a server logging its statements would record them.
     pub(super) version: Option<String>,
-}
-
-#[derive(QueryableByName)]
-struct RawRow {
-    #[diesel(sql_type = BigInt)]
-    k: i64,
-    #[diesel(sql_type = Nullable<Text>)]
-    i0: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    i1: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    i2: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    i3: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
-    x: Option<String>,
-}
-
-#[derive(QueryableByName)]
-struct Key {
-    #[diesel(sql_type = BigInt)]
-    k: i64,
 }
 
 /// A claimed batch: the rows and their inputs, and no database resource at all.
@@ -132,6 +111,36 @@ impl Sweep {
     }
 }
 
+/// One pending row a claim looked at: its key, and its inputs if it was claimed (`None`:
+/// locked by another transaction, leased by another worker, or changed meanwhile).
+#[derive(QueryableByName)]
+struct Looked {
+    #[diesel(sql_type = BigInt)]
+    c: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    k: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    i0: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    i1: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    i2: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    i3: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    x: Option<String>,
+}
+
+/// The next window: sized so that it holds about `limit` pending rows, from the density of
+/// pending rows the last one found (`found` in `keys` keys), 25% more for slack.
+fn next_window(keys: i64, found: usize, limit: usize) -> i64 {
+    let keys = i128::from(keys.max(1));
+    let wanted = keys * (limit as i128) / (found.max(1) as i128);
+    i64::try_from(wanted + wanted / 4)
+        .unwrap_or(MAX_WINDOW)
+        .clamp(MIN_WINDOW, MAX_WINDOW)
+}
+
 impl Backfill {
     /// Claims at most `limit` pending rows with keys from the sweep's cursor up to
     /// `upper_key`, and moves the cursor past the keys it looked at. `None`: the sweep is over.
@@ -154,7 +163,7 @@ impl Backfill {
             // The window's last key (inclusive).
             let window = sweep.window.clamp(MIN_WINDOW, MAX_WINDOW);
             let end = from.saturating_add(window - 1).min(upper);
-            let candidates = match self.candidates(&mut conn, from, end, limit) {
+            let looked = match self.claim_window(&mut conn, from, end, limit, lease) {
                 // A role's statement_timeout shorter than this window's walk: smaller windows.
                 Err(error) if error.is_timeout() && window > MIN_WINDOW => {
                     sweep.window = (window / 8).max(MIN_WINDOW);
@@ -168,7 +177,7 @@ impl Backfill {
                 }
                 other => other?,
             };
-            let Some(&last) = candidates.last() else {
+            let Some(last) = looked.last().map(|l| l.c) else {
                 // Nothing pending in this window: on to the next key that exists (an index
                 // probe, so gaps in the keys cost nothing), with a larger window.
                 sweep.cursor = match end.checked_add(1) {
@@ -178,68 +187,39 @@ impl Backfill {
                 sweep.window = window.saturating_mul(2).min(MAX_WINDOW);
                 continue;
             };
-            if candidates.len() >= limit {
-                // A full batch from part of the window: the next one can be smaller.
-                sweep.window = (window / 2).max(MIN_WINDOW);
+            // The next window is sized to hold about a batch, from the density just seen: a
+            // claim never walks far more keys than it needs, nor claims far fewer rows.
+            if looked.len() >= limit {
+                // A full batch from part of the window.
+                sweep.window = next_window(last.saturating_sub(from) + 1, looked.len(), limit);
                 sweep.cursor = last.checked_add(1);
             } else {
+                sweep.window = next_window(end.saturating_sub(from) + 1, looked.len(), limit);
                 sweep.cursor = end.checked_add(1);
             }
-            let rows = self.lock_and_read(&mut conn, &candidates, lease)?;
-            let mut claimed = rows.iter().map(|r| r.k).peekable();
-            for key in &candidates {
-                if claimed.peek() == Some(key) {
-                    claimed.next();
-                } else {
-                    sweep.skipped(*key);
+            let inputs = self.inputs.len();
+            let mut rows = Vec::with_capacity(looked.len());
+            for l in looked {
+                if l.k.is_none() {
+                    sweep.skipped(l.c);
+                    continue;
                 }
+                rows.push(Claimed {
+                    key: l.c,
+                    inputs: [l.i0, l.i1, l.i2, l.i3]
+                        .into_iter()
+                        .take(inputs)
+                        .map(|v| v.map(Zeroizing::new))
+                        .collect(),
+                    version: l.x,
+                });
             }
             if rows.is_empty() {
                 continue;
             }
             sweep.claimed += rows.len() as u64;
-            let inputs = self.inputs.len();
-            let rows = rows
-                .into_iter()
-                .map(|r| Claimed {
-                    key: r.k,
-                    inputs: [r.i0, r.i1, r.i2, r.i3]
-                        .into_iter()
-                        .take(inputs)
-                        .map(|v| v.map(Zeroizing::new))
-                        .collect(),
-                    version: r.x,
-                })
-                .collect();
             return Ok(Some(Batch { rows }));
         }
-    }
-
-    /// The keys of at most `limit` pending rows with keys in `from..=end`, in key order.
-    fn candidates(
-        &self,
-        conn: &mut AnyConnection,
-        from: i64,
-        end: i64,
-        limit: usize,
-    ) -> Result<Vec<i64>> {
-        let sql = format!(
-            "SELECT CAST({key} AS BIGINT) AS k FROM {table} \
-             WHERE {key} >= $1 AND {key} <= $2 AND ({pending}) ORDER BY {key} LIMIT $3",
-            key = self.key,
-            table = self.table,
-            pending = self.pending,
-        );
-        let keys: Vec<Key> = diesel::sql_query(sql)
-            .bind::<BigInt, _>(from)
-            .bind::<BigInt, _>(end)
-            .bind::<BigInt, _>(i64::try_from(limit).unwrap_or(i64::MAX))
-            .load(conn)
-            .map_err(Error::db(format!(
-                "cannot look for pending rows of {}",
-                self.table
-            )))?;
-        Ok(keys.into_iter().map(|k| k.k).collect())
     }
 
     /// The smallest key of any row (done or not) from `from` on: an index probe.
@@ -260,15 +240,19 @@ impl Backfill {
         Ok(next.k)
     }
 
-    /// The rows of `keys` that are still pending, with their inputs: on PostgreSQL in one
-    /// short transaction that skips rows locked by others and rows leased by other workers,
-    /// and records this worker's lease.
-    fn lock_and_read(
+    /// At most `limit` pending rows with keys in `from..=end`, in key order, each with its
+    /// inputs if it was claimed: one statement. On PostgreSQL (a transaction of its own) the
+    /// candidates are locked `FOR NO KEY UPDATE SKIP LOCKED` (rows locked by others and rows
+    /// leased by other workers are left out) and this worker's lease is recorded, so that the
+    /// claim and its lease commit together; on SQLite they are read.
+    fn claim_window(
         &self,
         conn: &mut AnyConnection,
-        keys: &[i64],
+        from: i64,
+        end: i64,
+        limit: usize,
         lease: Option<&Lease>,
-    ) -> Result<Vec<RawRow>> {
+    ) -> Result<Vec<Looked>> {
         let context = || format!("cannot claim a batch of {}", self.table);
         let columns: Vec<String> = (0..MAX_COLUMNS)
             .map(|i| match self.inputs.get(i) {
@@ -276,105 +260,81 @@ impl Backfill {
                 None => format!("CAST(NULL AS TEXT) AS i{i}"),
             })
             .collect();
-        match conn.backend() {
-            Backend::Sqlite => {
-                let (Some(lo), Some(hi)) = (keys.first(), keys.last()) else {
-                    return Ok(Vec::new());
-                };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match conn {
+            AnyConnection::Sqlite(lite) => {
                 let sql = format!(
-                    "SELECT CAST({key} AS BIGINT) AS k, {columns}, CAST(NULL AS TEXT) AS x \
-                     FROM {table} WHERE {key} >= $1 AND {key} <= $2 AND ({pending}) \
-                     ORDER BY {key}",
+                    "SELECT CAST({key} AS BIGINT) AS c, CAST({key} AS BIGINT) AS k, {columns}, \
+                     CAST(NULL AS TEXT) AS x FROM {table} \
+                     WHERE {key} >= $1 AND {key} <= $2 AND ({pending}) ORDER BY {key} LIMIT $3",
                     key = self.key,
                     columns = columns.join(", "),
                     table = self.table,
                     pending = self.pending,
                 );
-                let rows: Vec<RawRow> = diesel::sql_query(sql)
-                    .bind::<BigInt, _>(*lo)
-                    .bind::<BigInt, _>(*hi)
-                    .load(conn)
-                    .map_err(Error::db(context()))?;
-                Ok(rows
-                    .into_iter()
-                    .filter(|r| keys.binary_search(&r.k).is_ok())
-                    .collect())
+                diesel::sql_query(sql)
+                    .bind::<BigInt, _>(from)
+                    .bind::<BigInt, _>(end)
+                    .bind::<BigInt, _>(limit)
+                    .load(lite)
+                    .map_err(Error::db(context()))
             }
-            Backend::Postgres => {
-                let leased = match lease {
-                    Some(lease) => format!(
-                        " AND NOT EXISTS (SELECT 1 FROM {workers} w WHERE w.backfill = $2 \
-                         AND w.id <> $3 AND w.lease_until > CURRENT_TIMESTAMP \
-                         AND {table}.{key} BETWEEN w.lease_lo AND w.lease_hi)",
-                        workers = lease.tables.workers,
-                        table = self.table,
-                        key = self.key,
+            AnyConnection::Postgres(pg) => {
+                let (leased, take) = match lease {
+                    Some(lease) => (
+                        format!(
+                            " AND NOT EXISTS (SELECT 1 FROM {workers} w WHERE w.backfill = $4 \
+                             AND w.id <> $5 AND w.lease_until > CURRENT_TIMESTAMP \
+                             AND {table}.{key} BETWEEN w.lease_lo AND w.lease_hi)",
+                            workers = lease.tables.workers,
+                            table = self.table,
+                            key = self.key,
+                        ),
+                        // The lease then covers every batch this worker has in flight (from
+                        // the oldest unwritten one, kept, to this one).
+                        format!(
+                            ", w AS (UPDATE {workers} SET backfill = $4, \
+                             lease_lo = LEAST(COALESCE(lease_lo, m.lo), m.lo), \
+                             lease_hi = GREATEST(COALESCE(lease_hi, m.hi), m.hi), \
+                             lease_until = CURRENT_TIMESTAMP + make_interval(secs => $6), \
+                             heartbeat = CURRENT_TIMESTAMP \
+                             FROM (SELECT MIN(k) AS lo, MAX(k) AS hi FROM l) AS m \
+                             WHERE id = $5 AND m.lo IS NOT NULL)",
+                            workers = lease.tables.workers,
+                        ),
                     ),
-                    None => String::new(),
+                    None => (String::new(), String::new()),
                 };
                 let sql = format!(
-                    "SELECT CAST({key} AS BIGINT) AS k, {columns}, \
+                    "WITH c AS (SELECT {key} AS k FROM {table} \
+                     WHERE {key} >= $1 AND {key} <= $2 AND ({pending}) ORDER BY {key} LIMIT $3), \
+                     l AS (SELECT CAST({key} AS BIGINT) AS k, {columns}, \
                      CAST({table}.xmin AS TEXT) AS x FROM {table} \
-                     WHERE {key} = ANY($1) AND ({pending}){leased} \
-                     ORDER BY {key} FOR NO KEY UPDATE OF {table} SKIP LOCKED",
+                     WHERE {key} >= $1 AND {key} <= $2 AND {key} IN (SELECT k FROM c) \
+                     AND ({pending}){leased} \
+                     FOR NO KEY UPDATE OF {table} SKIP LOCKED){take} \
+                     SELECT CAST(c.k AS BIGINT) AS c, l.k, l.i0, l.i1, l.i2, l.i3, l.x \
+                     FROM c LEFT JOIN l ON l.k = c.k ORDER BY c.k",
                     key = self.key,
                     columns = columns.join(", "),
                     table = self.table,
                     pending = self.pending,
                 );
-                conn.batch_execute("BEGIN").map_err(Error::db(context()))?;
-                let result = (|| -> Result<Vec<RawRow>> {
-                    let AnyConnection::Postgres(pg) = &mut *conn else {
-                        return Ok(Vec::new());
-                    };
-                    let query = diesel::sql_query(sql).bind::<Array<BigInt>, _>(keys);
-                    let rows: Vec<RawRow> = match lease {
-                        Some(lease) => query
-                            .bind::<Text, _>(&lease.name)
-                            .bind::<Text, _>(&lease.holder)
-                            .load(pg),
-                        None => query.load(pg),
-                    }
-                    .map_err(Error::db(context()))?;
-                    if let (Some(lease), Some(first), Some(last)) =
-                        (lease, rows.first(), rows.last())
-                    {
-                        take_lease(conn, lease, first.k, last.k).map_err(Error::db(context()))?;
-                    }
-                    conn.batch_execute("COMMIT").map_err(Error::db(context()))?;
-                    Ok(rows)
-                })();
-                if result.is_err() {
-                    let _ = conn.batch_execute("ROLLBACK");
+                let mut query = diesel::sql_query(sql)
+                    .into_boxed::<diesel::pg::Pg>()
+                    .bind::<BigInt, _>(from)
+                    .bind::<BigInt, _>(end)
+                    .bind::<BigInt, _>(limit);
+                if let Some(lease) = lease {
+                    query = query
+                        .bind::<Text, _>(lease.name.clone())
+                        .bind::<Text, _>(lease.holder.clone())
+                        .bind::<diesel::sql_types::Double, _>(lease.ttl.as_secs_f64());
                 }
-                result
+                query.load(pg).map_err(Error::db(context()))
             }
         }
     }
-}
-
-/// Records `lo..=hi` as `lease`'s holder's claim: the lease then covers every batch it has in
-/// flight (from the oldest unwritten one, kept, to this one).
-fn take_lease(
-    conn: &mut AnyConnection,
-    lease: &Lease,
-    lo: i64,
-    hi: i64,
-) -> diesel::QueryResult<()> {
-    diesel::sql_query(format!(
-        "UPDATE {} SET backfill = $1, lease_lo = LEAST(COALESCE(lease_lo, $2), $2), \
-         lease_hi = GREATEST(COALESCE(lease_hi, $3), $3), \
-         lease_until = CURRENT_TIMESTAMP + make_interval(secs => $4), \
-         heartbeat = CURRENT_TIMESTAMP WHERE id = $5",
-        lease.tables.workers
-    ))
-    .bind::<Text, _>(&lease.name)
-    .bind::<BigInt, _>(lo)
-    .bind::<BigInt, _>(hi)
-    .bind::<diesel::sql_types::Double, _>(lease.ttl.as_secs_f64())
-    .bind::<Text, _>(&lease.holder)
-    .execute(conn)?;
-    Ok(())
 }
 
 /// Releases the part of `lease` up to `hi` (its batches up to there are written or given up),

@@ -49,6 +49,10 @@ pub struct Backfill {
     pub(super) obey_operator: bool,
     /// An inline run stops after the batch that passes this instant (`auto`).
     pub(super) deadline: Option<Instant>,
+    /// Statements to run once it is complete (see [`Backfill::then`]).
+    pub(super) then: Vec<Then>,
+    /// The `lock_timeout` of those that are not `CONCURRENTLY` (`MIGRATION_DDL_LOCK_TIMEOUT_MS`).
+    pub(super) ddl_lock_timeout: Duration,
 }
 
 /// What a backfill did.
@@ -96,7 +100,42 @@ impl Backfill {
             lease: None,
             obey_operator: false,
             deadline: None,
+            then: Vec::new(),
+            ddl_lock_timeout: crate::config::DEFAULT_DDL_LOCK_TIMEOUT,
         }
+    }
+
+    /// Adds a statement to run once the backfill is complete, on every backend: work that
+    /// needs the rows done, or that need not delay a migration's start-up (an index on the
+    /// new column). It runs in whichever process completes the backfill (a background worker,
+    /// an inline run, a later migration finalizing it), before the backfill is recorded
+    /// `finished`, once at a time on PostgreSQL; it must be idempotent (`IF NOT EXISTS`), as a
+    /// process killed half-way runs it again. `CONCURRENTLY` statements run without the DDL
+    /// lock timeout, others with `MIGRATION_DDL_LOCK_TIMEOUT_MS`; a failure is retried, then
+    /// marks a background backfill `failed` like a failed batch. For an index, prefer
+    /// [`Backfill::then_create_index`].
+    ///
+    /// These statements are not part of the definition's checksum ([`Job::checksum`](super::Job::checksum)):
+    /// they change nothing a row gets.
+    pub fn then(&mut self, sql: &'static str) -> &mut Backfill {
+        self.then.push(Then::Sql(sql));
+        self
+    }
+
+    /// Creates index `name` on `on` (`table (columns) [WHERE predicate]`) once the backfill is
+    /// complete (see [`Backfill::then`]): `CREATE INDEX CONCURRENTLY IF NOT EXISTS` on
+    /// PostgreSQL, after dropping an invalid index of that name that an interrupted build left
+    /// (`IF NOT EXISTS` would keep it); `CREATE INDEX IF NOT EXISTS` on SQLite.
+    pub fn then_create_index(&mut self, name: &'static str, on: &'static str) -> &mut Backfill {
+        self.then.push(Then::Index { name, on });
+        self
+    }
+
+    /// The `lock_timeout` on PostgreSQL of the statements of [`Backfill::then`] that are not
+    /// `CONCURRENTLY` (default `MIGRATION_DDL_LOCK_TIMEOUT_MS`'s, 5 s).
+    pub fn ddl_lock_timeout(&mut self, timeout: Duration) -> &mut Backfill {
+        self.ddl_lock_timeout = timeout.max(Duration::from_millis(1));
+        self
     }
 
     /// Adds a column the computation reads (read as text).
@@ -166,10 +205,15 @@ impl Backfill {
             table: self.table.to_owned(),
             reason,
         };
+        let indexes = self.then.iter().filter_map(|step| match step {
+            Then::Index { name, .. } => Some(name),
+            Then::Sql(_) => None,
+        });
         for name in [self.table, self.key]
             .iter()
             .chain(&self.inputs)
             .chain(&self.outputs)
+            .chain(indexes)
         {
             if !is_identifier(name) {
                 return Err(bad(format!("{name:?} is not a plain SQL identifier")));
@@ -273,35 +317,34 @@ impl Backfill {
         Ok(())
     }
 
-    /// How many rows are still pending.
+    /// How many rows are still pending: a count, which reads every row of the table (the
+    /// engine itself only estimates them, in bounded time).
     pub fn remaining(&self, db: &Database) -> Result<u64> {
-        self.remaining_up_to(db, None)
-    }
-
-    /// How many rows with a key up to `upper_key` (all, if `None`) are still pending.
-    pub(crate) fn remaining_up_to(&self, db: &Database, upper_key: Option<i64>) -> Result<u64> {
-        self.remaining_on(&mut *db.get()?, upper_key)
-    }
-
-    /// [`Backfill::remaining_up_to`] on `conn` (a migration's own connection, which runs
-    /// without a role's `statement_timeout`).
-    pub(crate) fn remaining_on(
-        &self,
-        conn: &mut crate::AnyConnection,
-        upper_key: Option<i64>,
-    ) -> Result<u64> {
         self.check()?;
         let sql = format!(
-            "SELECT COUNT(*) AS n FROM {} WHERE ({}) AND {} <= $1",
-            self.table, self.pending, self.key
+            "SELECT COUNT(*) AS n FROM {} WHERE ({})",
+            self.table, self.pending
         );
-        let count: Count = diesel::sql_query(sql)
-            .bind::<diesel::sql_types::BigInt, _>(upper_key.unwrap_or(i64::MAX))
-            .get_result(conn)
-            .map_err(Error::db(format!(
-                "cannot count pending rows of {}",
-                self.table
-            )))?;
+        let count: Count =
+            diesel::sql_query(sql)
+                .get_result(&mut *db.get()?)
+                .map_err(Error::db(format!(
+                    "cannot count pending rows of {}",
+                    self.table
+                )))?;
         Ok(u64::try_from(count.n).unwrap_or(0))
     }
+}
+
+/// One statement to run once the backfill is complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Then {
+    /// The same SQL on every backend.
+    Sql(&'static str),
+    /// An index `name` on `on` (`table (columns) [WHERE ...]`): `CONCURRENTLY` on PostgreSQL,
+    /// an invalid one left by an interrupted build dropped first.
+    Index {
+        name: &'static str,
+        on: &'static str,
+    },
 }

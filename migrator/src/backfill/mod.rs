@@ -9,15 +9,22 @@
 //!   are not locked; every write is guarded so that a row already done, or changed since it
 //!   was read, is not written again.
 //! - **Computing.** A batch is computed on a pool of worker threads (all cores by default)
-//!   while this thread writes the previous batch and claims the next one, so the workers wait
-//!   for neither.
-//! - **Writing.** Each batch is written back in one `UPDATE ... FROM (VALUES ...)` statement and
-//!   committed on its own.
+//!   while the previous batch is written (on a connection of its own) and the next one is
+//!   claimed (on another), so that neither the workers nor the database wait for each other.
+//! - **Writing.** Each batch is written back in one guarded statement and committed on its
+//!   own (PostgreSQL: the rows as one array per column through `unnest`, with the progress and
+//!   the lease's release in the same statement; SQLite: one `UPDATE ... FROM (VALUES ...)`).
 //! - **Waiting.** Pending rows that other transactions hold locked are waited for (other
 //!   runners' batches finish or roll back), up to [`Backfill::wait_for_locked_rows`].
 //! - **Resuming.** Which rows are left is the `pending` predicate (e.g. "hash IS NULL"): kill
 //!   the process at any instant, start again, and it finishes. Memory is bounded by three
 //!   batches (written, computed, claimed), not the table.
+//! - **Estimating.** How many rows are pending is estimated in bounded time (statistics and a
+//!   bounded probe), never counted: progress totals are estimates, capped at 100% and
+//!   corrected when the run completes.
+//! - **Finishing.** Statements that need the rows done ([`Backfill::then`],
+//!   [`Backfill::then_create_index`]) run once the backfill is complete, in whichever process
+//!   completes it.
 //! - **Stopping.** Between batches the backfill asks its [`Progress`](crate::Progress)
 //!   whether the run still holds the migration lock
 //!   ([`Progress::ensure_lock_held`](crate::Progress::ensure_lock_held)); once it is lost, the
@@ -44,6 +51,8 @@
 
 mod claim;
 mod definition;
+mod estimate;
+mod finish;
 mod lag;
 mod named;
 mod run;

@@ -49,20 +49,23 @@ impl Backfill {
                 table: self.table.to_owned(),
                 reason: format!("cannot start worker threads: {e}"),
             })?;
-        // For the progress line only: a count that a role's statement_timeout cancels on a
-        // huge table leaves the total unknown, and the backfill goes on.
-        match self.remaining_up_to(db, self.upper_key) {
-            Ok(pending) => {
-                progress.set_total(pending);
+        // For the progress line only, an estimate in bounded time (a count would read the
+        // whole table first); one that fails (a role's statement_timeout) leaves the total
+        // unknown, and the backfill goes on.
+        match self.estimate_pending(&mut *db.get()?, self.upper_key) {
+            Ok(estimate) => {
+                progress.set_total(estimate.rows);
                 log::info!(
-                    "Backfill of {}: {pending} rows pending, {} threads, batches of {}",
+                    "Backfill of {}: {}{} rows pending, {} threads, batches of {}",
                     self.table,
+                    if estimate.exact { "" } else { "about " },
+                    estimate.rows,
                     self.threads,
                     self.effective_batch_size()
                 );
             }
             Err(error) => log::info!(
-                "Backfill of {}: pending rows not counted ({error}); {} threads, batches of {}",
+                "Backfill of {}: pending rows not estimated ({error}); {} threads, batches of {}",
                 self.table,
                 self.threads,
                 self.effective_batch_size()
@@ -145,7 +148,18 @@ impl Backfill {
             }
             sweep = sweep.next();
         }
+        if !report.unfinished && self.has_then() {
+            let name = self
+                .sink
+                .as_ref()
+                .map_or(self.table, |sink| sink.name.as_str());
+            self.run_then(db, name, self.ddl_lock_timeout, true)?;
+        }
         report.elapsed = start.elapsed();
+        if !report.unfinished {
+            // The total was an estimate: complete is 100%.
+            progress.complete();
+        }
         progress.finish();
         if let Some(status) = report.stopped_by {
             log::info!(
@@ -248,10 +262,25 @@ impl Backfill {
                             .collect::<Result<Vec<_>>>()
                     })
                 });
+                // PostgreSQL: the previous batch is written on a connection of its own while
+                // this thread claims the next one on another, so neither waits for the other's
+                // round trips. SQLite: one after the other (its single writer's commit waits
+                // for the claim's read, and the busy handler sleeps whole milliseconds).
                 let mut written_sweep = sweep.clone();
-                let written = computed.take().map(|(done, outputs)| {
-                    self.write_batch(db, &done, outputs, progress, report, &mut written_sweep)
-                        .map(|()| written_sweep.skipped_from)
+                let sequential = (db.backend() == crate::url::Backend::Sqlite)
+                    .then(|| computed.take())
+                    .flatten()
+                    .map(|(done, outputs)| {
+                        self.write_batch(db, &done, outputs, progress, report, &mut written_sweep)
+                            .map(|()| written_sweep.skipped_from)
+                    });
+                let mut written_sweep = sweep.clone();
+                let writing = computed.take().map(|(done, outputs)| {
+                    let report = &mut *report;
+                    scope.spawn(move || {
+                        self.write_batch(db, &done, outputs, progress, report, &mut written_sweep)
+                            .map(|()| written_sweep.skipped_from)
+                    })
                 });
                 let next = self.claim_next(
                     db,
@@ -260,6 +289,15 @@ impl Backfill {
                     self.upper_key,
                     self.lease.as_ref(),
                 );
+                let written = sequential.or_else(|| {
+                    writing.map(|w| {
+                        w.join().unwrap_or_else(|panic| {
+                            Err(Error::Panic {
+                                message: panic_message(&*panic),
+                            })
+                        })
+                    })
+                });
                 (computing.join(), written, next)
             });
             *sweep = next_sweep;

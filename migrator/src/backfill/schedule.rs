@@ -55,8 +55,10 @@ impl Context<'_> {
         let mode = self.config().backfill_mode();
         job.backfill.check_key(self.conn())?;
         let upper_key = max_key(self, &job.backfill)?;
-        // On the migration's connection: it runs without a role's statement_timeout.
-        let rows_total = job.backfill.remaining_on(self.conn(), upper_key)?;
+        // An estimate in bounded time, not a count: start-up must not read the whole table.
+        let estimate = job.backfill.estimate_pending(self.conn(), upper_key)?;
+        let rows_total = estimate.rows;
+        let about = if estimate.exact { "" } else { "about " };
         let migration = self.id();
         let state = store::schedule(
             self.conn(),
@@ -86,7 +88,7 @@ impl Context<'_> {
         let deadline = match mode {
             BackfillMode::Background => {
                 log::info!(
-                    "Backfill {name} scheduled: {rows_total} rows up to key {} for the \
+                    "Backfill {name} scheduled: {about}{rows_total} rows up to key {} for the \
                      background workers",
                     upper_key.map_or_else(|| "(none)".to_owned(), |k| k.to_string())
                 );
@@ -205,6 +207,7 @@ impl Context<'_> {
         if let Some(threads) = self.config().worker_threads() {
             backfill.threads(threads);
         }
+        backfill.ddl_lock_timeout(self.config().ddl_lock_timeout());
         // The run is a worker too: its claims are leased like the background workers', so
         // that workers of other processes (still running, e.g. of the previous version) step
         // around them.

@@ -98,7 +98,9 @@ pub struct BackfillState {
     pub status: BackfillStatus,
     /// Rows written, counted in the same transaction as each batch.
     pub rows_done: u64,
-    /// Rows pending up to `upper_key` when it was scheduled (an estimate).
+    /// Rows pending up to `upper_key` when it was scheduled: an estimate (planner statistics
+    /// and a bounded probe, exact below 10,000 rows), read as at least `rows_done`, and set to
+    /// `rows_done` when the backfill finishes.
     pub rows_total: u64,
     /// The latest batch size.
     pub batch_size: u64,
@@ -226,7 +228,9 @@ impl Row {
                     name: self.name.clone(),
                     reason,
                 })?;
+        // rows_total is an estimate: never read as less than what is done.
         let (done, total) = (to_u64(self.rows_done), to_u64(self.rows_total));
+        let total = total.max(done);
         let rate = if self.elapsed_secs > 0.0 {
             done as f64 / self.elapsed_secs
         } else {

@@ -162,8 +162,8 @@ pub(crate) fn transition(
     last_error: Option<&str>,
 ) -> Result<bool> {
     let finished = if to == BackfillStatus::Finished {
-        ", finished_at = CURRENT_TIMESTAMP, \
-         rows_total = CASE WHEN rows_done > rows_total THEN rows_done ELSE rows_total END"
+        // rows_total was an estimate: once finished, it is what was done.
+        ", finished_at = CURRENT_TIMESTAMP, rows_total = rows_done"
     } else {
         ""
     };

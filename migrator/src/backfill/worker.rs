@@ -330,6 +330,10 @@ fn backoff(failures: u32) -> Duration {
     base + base.mul_f64((seed % 1000) as f64 / 4000.0)
 }
 
+/// How long a worker waits while another process runs a complete backfill's finishing
+/// statements.
+const FINISH_WAIT: Duration = Duration::from_secs(1);
+
 /// One worker thread's own state.
 struct Me {
     /// Its row's id in `migrator_backfill_workers` (`host:pid:thread`).
@@ -702,6 +706,23 @@ fn end_of_sweep(
     if !ended.started_at_first_key() {
         // Nothing left from where the last sweep left rows behind: confirm from the start.
         return Ok(Step::Again);
+    }
+    // Complete: its finishing statements (e.g. an index) run before it is `finished`. While
+    // another process runs them, or after they failed, the ended sweep is kept, so that the
+    // next try does not sweep the table again.
+    let backfill = &lane.job.backfill;
+    if backfill.has_then() {
+        match backfill.run_then(&shared.db, name, shared.config.ddl_lock_timeout(), false) {
+            Ok(true) => {}
+            Ok(false) => {
+                *sweep = ended;
+                return Ok(Step::Wait(FINISH_WAIT));
+            }
+            Err(error) => {
+                *sweep = ended;
+                return batch_failed(shared, tables, name, lane, &error);
+            }
+        }
     }
     let mut conn = shared.db.get()?;
     if store::transition(

@@ -1,29 +1,41 @@
-//! Writing a computed batch back: one guarded `UPDATE ... FROM (VALUES ...)` statement, with
-//! the backfill's progress, in one short transaction.
+//! Writing a computed batch back: one guarded statement, with the backfill's progress, in one
+//! short transaction.
 //!
 //! The guard: a row is written only if it is still pending and unchanged since it was claimed
 //! (an application write meanwhile wins; the row is claimed again later if it is still
 //! pending). On PostgreSQL "unchanged" is the row's version (`xmin`) as read, so that the
 //! inputs (e.g. plaintext passwords) never travel back to the server as bind parameters, which
-//! a server logging its statements would record; on SQLite (no server log) it is the inputs. On PostgreSQL rows that another transaction holds locked are skipped
-//! (`FOR NO KEY UPDATE SKIP LOCKED`), never waited for: they stay pending for a later sweep.
+//! a server logging its statements would record; on SQLite (no server log) it is the inputs.
+//! On PostgreSQL rows that another transaction holds locked are skipped (`FOR NO KEY UPDATE
+//! SKIP LOCKED`), never waited for: they stay pending for a later sweep.
+//!
+//! - **PostgreSQL**: one statement does it all (the rows as one array per column through
+//!   `unnest`, the guarded `UPDATE`, `rows_done`, the worker's row and the release of its
+//!   lease, as data-modifying `WITH` queries): one round trip, and a statement whose text does
+//!   not grow with the batch.
+//! - **SQLite**: `BEGIN IMMEDIATE`, one `UPDATE ... FROM (VALUES ...)`, the progress, `COMMIT`
+//!   (calls into the library, not round trips).
 
 use diesel::connection::SimpleConnection;
-use diesel::sql_types::{BigInt, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use super::claim::{release_lease, Batch, Lease, Sweep};
 use super::store::Sink;
 use super::{Backfill, BackfillReport};
-use crate::connection::{AnyConnection, Database, MultiBackend};
+use crate::connection::{AnyConnection, Database};
 use crate::context::Progress;
 use crate::error::{Error, Result};
-use crate::url::Backend;
 
 #[derive(QueryableByName)]
 struct Written {
     #[diesel(sql_type = BigInt)]
     k: i64,
+}
+
+/// Whether the sink's worker row is the lease's (then one `UPDATE` does both).
+fn same_worker(sink: Option<&Sink>, lease: &Lease) -> bool {
+    sink.and_then(|s| s.worker.as_deref()) == Some(lease.holder.as_str())
 }
 
 impl Backfill {
@@ -67,7 +79,6 @@ impl Backfill {
         lease: Option<&Lease>,
         sweep: &mut Sweep,
     ) -> Result<u64> {
-        let context = || format!("cannot write a batch of {}", self.table);
         if let Some(bad) = outputs.iter().find(|o| o.len() != self.outputs.len()) {
             return Err(Error::Backfill {
                 table: self.table.to_owned(),
@@ -89,60 +100,32 @@ impl Backfill {
             });
         }
         let mut conn = db.get()?;
-        let backend = conn.backend();
-        let sql = self.update_sql(batch.rows.len(), backend);
-        let mut query = diesel::sql_query(sql).into_boxed::<MultiBackend>();
-        for (row, out) in batch.rows.iter().zip(outputs) {
-            query = query.bind::<BigInt, _>(row.key);
-            for value in out {
-                query = query.bind::<Nullable<Text>, _>(value);
-            }
-            match backend {
-                Backend::Postgres => {
-                    query = query.bind::<Nullable<Text>, _>(row.version.clone());
+        let written = match &mut *conn {
+            AnyConnection::Postgres(pg) => {
+                let mut keys = self.write_postgres(pg, batch, outputs, sink, lease)?;
+                keys.sort_unstable();
+                let unwritten = batch
+                    .rows
+                    .iter()
+                    .find(|row| keys.binary_search(&row.key).is_err());
+                if let Some(row) = unwritten {
+                    sweep.skipped(row.key);
                 }
-                Backend::Sqlite => {
-                    for value in &row.inputs {
-                        query = query.bind::<Nullable<Text>, _>(value.as_deref().cloned());
+                keys.len() as u64
+            }
+            AnyConnection::Sqlite(_) => {
+                let written = self.write_sqlite(&mut conn, batch, outputs, sink, lease)?;
+                // Which rows were not written is not asked for (a RETURNING costs more than
+                // the guard): the next sweep looks at the whole batch again.
+                if written < batch.rows.len() as u64 {
+                    if let Some((first, _)) = batch.keys() {
+                        sweep.skipped(first);
                     }
                 }
-            }
-        }
-        // The write and its progress in one transaction (SQLite: taking the write lock at
-        // once; a deferred one could fail to upgrade under another writer).
-        let begin = match backend {
-            Backend::Postgres => "BEGIN",
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-        };
-        conn.batch_execute(begin).map_err(Error::db(context()))?;
-        let result = (|| -> Result<Vec<i64>> {
-            let written: Vec<Written> = query.load(&mut *conn).map_err(Error::db(context()))?;
-            let written: Vec<i64> = written.into_iter().map(|w| w.k).collect();
-            if let Some(sink) = sink {
-                sink.record(&mut conn, written.len() as u64, batch.rows.len())
-                    .map_err(Error::db(context()))?;
-            }
-            if let Some(lease) = lease {
-                release_lease(&mut conn, lease, batch.keys().map(|(_, hi)| hi))
-                    .map_err(Error::db(context()))?;
-            }
-            conn.batch_execute("COMMIT").map_err(Error::db(context()))?;
-            Ok(written)
-        })();
-        let mut written = match result {
-            Ok(written) => written,
-            Err(error) => {
-                let _ = conn.batch_execute("ROLLBACK");
-                return Err(error);
+                written
             }
         };
-        written.sort_unstable();
-        for row in &batch.rows {
-            if written.binary_search(&row.key).is_err() {
-                sweep.skipped(row.key);
-            }
-        }
-        Ok(written.len() as u64)
+        Ok(written)
     }
 
     /// Gives up a claimed batch without writing it (its computation failed): its keys go back
@@ -155,32 +138,211 @@ impl Backfill {
         }
     }
 
-    /// The `UPDATE ... FROM (VALUES ...)` statement writing `rows` rows: per row, its key, its
-    /// outputs and the inputs that were read, as bind parameters in that order. It returns the
-    /// keys it wrote.
-    pub(super) fn update_sql(&self, rows: usize, backend: Backend) -> String {
-        // Per row: its key, its outputs, then its guard (PostgreSQL: its version; SQLite: its
-        // inputs).
-        let guards = match backend {
-            Backend::Postgres => 1,
-            Backend::Sqlite => self.inputs.len(),
+    /// PostgreSQL: the batch, its progress and the lease's release in one statement, so one
+    /// round trip and one transaction (data-modifying `WITH` queries): the rows arrive as one
+    /// array per column (`unnest`), whatever the batch size, so that the statement's text is
+    /// the same for every batch and its parsing and planning do not grow with it.
+    fn write_postgres(
+        &self,
+        pg: &mut diesel::PgConnection,
+        batch: &Batch,
+        outputs: Vec<Vec<Option<String>>>,
+        sink: Option<&Sink>,
+        lease: Option<&Lease>,
+    ) -> Result<Vec<i64>> {
+        let context = || format!("cannot write a batch of {}", self.table);
+        let width = self.outputs.len();
+        let keys: Vec<i64> = batch.rows.iter().map(|row| row.key).collect();
+        let versions: Vec<Option<String>> =
+            batch.rows.iter().map(|row| row.version.clone()).collect();
+        let mut columns: Vec<Vec<Option<String>>> =
+            (0..width).map(|_| Vec::with_capacity(keys.len())).collect();
+        for out in outputs {
+            for (column, value) in columns.iter_mut().zip(out) {
+                column.push(value);
+            }
+        }
+        let sql = self.postgres_write_sql(sink, lease);
+        let mut query = diesel::sql_query(sql)
+            .into_boxed::<diesel::pg::Pg>()
+            .bind::<Array<BigInt>, _>(keys);
+        for column in columns {
+            query = query.bind::<Array<Nullable<Text>>, _>(column);
+        }
+        query = query.bind::<Array<Nullable<Text>>, _>(versions);
+        let (lo, hi) = batch.keys().unwrap_or((0, -1));
+        query = query.bind::<BigInt, _>(lo).bind::<BigInt, _>(hi);
+        if let Some(sink) = sink {
+            query = query
+                .bind::<Text, _>(sink.name.clone())
+                .bind::<Integer, _>(i32::try_from(batch.rows.len()).unwrap_or(i32::MAX));
+            if let Some(worker) = &sink.worker {
+                query = query.bind::<Text, _>(worker.clone());
+            }
+        }
+        if let Some(lease) = lease {
+            let hi = batch.keys().map_or(i64::MAX - 1, |(_, hi)| hi);
+            query = query.bind::<BigInt, _>(hi);
+            if !same_worker(sink, lease) {
+                query = query.bind::<Text, _>(lease.holder.clone());
+            }
+        }
+        let written: Vec<Written> = query.load(pg).map_err(Error::db(context()))?;
+        Ok(written.into_iter().map(|w| w.k).collect())
+    }
+
+    /// The statement of [`Backfill::write_postgres`]. Its bind parameters, in order: the keys,
+    /// one array per output, the versions, the smallest and largest keys; with a `sink`, its name, the batch size and its
+    /// worker (if any); with a `lease`, the batch's largest key and the holder.
+    fn postgres_write_sql(&self, sink: Option<&Sink>, lease: Option<&Lease>) -> String {
+        let width = self.outputs.len();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
         };
-        let per_row = 1 + self.outputs.len() + guards;
-        let mut placeholder = 0;
-        let tuples: Vec<String> = (0..rows)
-            .map(|_| {
-                let params: Vec<String> = (0..per_row)
-                    .map(|_| {
-                        placeholder += 1;
-                        format!("${placeholder}")
-                    })
-                    .collect();
-                format!("({})", params.join(", "))
-            })
+        let mut names = vec!["__k".to_owned()];
+        names.extend((0..width).map(|i| format!("__o{i}")));
+        names.push("__v".to_owned());
+        let mut arrays = vec![format!("CAST({} AS BIGINT[])", next())];
+        arrays.extend((0..=width).map(|_| format!("CAST({} AS TEXT[])", next())));
+        // The batch's smallest and largest keys bound both scans of the table to the batch's
+        // key range, whatever plan the join gets (a merge join would otherwise walk the key
+        // index from its start: a batch would cost more the further it is in the table).
+        let (lo, hi) = (next(), next());
+        let set: Vec<String> = self
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, col)| format!("{col} = v.__o{i}"))
             .collect();
+        // Rows another transaction holds are skipped, never waited for; a row is written only
+        // if still pending and at the version it was read.
+        let mut sql = format!(
+            "WITH v ({names}) AS (SELECT * FROM unnest({arrays})), \
+             l AS (SELECT t.{key} AS __k FROM {table} t JOIN v ON t.{key} = v.__k \
+             WHERE t.{key} BETWEEN {lo} AND {hi} FOR NO KEY UPDATE OF t SKIP LOCKED), \
+             u AS (UPDATE {table} SET {set} FROM v JOIN l ON l.__k = v.__k \
+             WHERE {table}.{key} = v.__k AND {table}.{key} BETWEEN {lo} AND {hi} \
+             AND ({pending}) \
+             AND CAST({table}.xmin AS TEXT) = v.__v \
+             RETURNING CAST({table}.{key} AS BIGINT) AS k)",
+            names = names.join(", "),
+            arrays = arrays.join(", "),
+            key = self.key,
+            table = self.table,
+            set = set.join(", "),
+            pending = self.pending,
+        );
+        // The worker row's updates (progress, the lease's release) go in one UPDATE: a
+        // statement may change a row once.
+        let mut worker_sets: Vec<(String, Vec<String>)> = Vec::new();
+        if let Some(sink) = sink {
+            let (name, size) = (next(), next());
+            sql.push_str(&format!(
+                ", s AS (UPDATE {} SET rows_done = rows_done + (SELECT COUNT(*) FROM u), \
+                 batch_size = {size}, updated_at = CURRENT_TIMESTAMP WHERE name = {name})",
+                sink.tables.backfills
+            ));
+            if sink.worker.is_some() {
+                let id = next();
+                worker_sets.push((
+                    id,
+                    vec![
+                        "rows_done = rows_done + (SELECT COUNT(*) FROM u)".to_owned(),
+                        format!("backfill = {name}"),
+                        "heartbeat = CURRENT_TIMESTAMP".to_owned(),
+                    ],
+                ));
+            }
+        }
+        if let Some(lease) = lease {
+            let hi = next();
+            let release = vec![
+                format!(
+                    "lease_lo = CASE WHEN lease_hi > {hi} THEN GREATEST(lease_lo, {hi} + 1) END"
+                ),
+                format!("lease_until = CASE WHEN lease_hi > {hi} THEN lease_until END"),
+                format!("lease_hi = CASE WHEN lease_hi > {hi} THEN lease_hi END"),
+            ];
+            match worker_sets.first_mut() {
+                // The same worker row: one UPDATE.
+                Some((_, sets)) if same_worker(sink, lease) => sets.extend(release),
+                _ => worker_sets.push((next(), release)),
+            }
+        }
+        let workers = sink
+            .map(|s| s.tables.workers.clone())
+            .or_else(|| lease.map(|l| l.tables.workers.clone()))
+            .unwrap_or_default();
+        for (i, (id, sets)) in worker_sets.iter().enumerate() {
+            sql.push_str(&format!(
+                ", w{i} AS (UPDATE {workers} SET {} WHERE id = {id})",
+                sets.join(", ")
+            ));
+        }
+        sql.push_str(" SELECT k FROM u");
+        sql
+    }
+
+    /// SQLite: the batch in one `UPDATE ... FROM (VALUES ...)` statement, guarded by the inputs
+    /// as read, with its progress, in one transaction; returns the rows written that takes the write lock at once (a
+    /// deferred one could fail to upgrade under another writer).
+    fn write_sqlite(
+        &self,
+        conn: &mut AnyConnection,
+        batch: &Batch,
+        outputs: Vec<Vec<Option<String>>>,
+        sink: Option<&Sink>,
+        lease: Option<&Lease>,
+    ) -> Result<u64> {
+        let context = || format!("cannot write a batch of {}", self.table);
+        let sql = self.sqlite_write_sql(batch.rows.len());
+        let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+        for (row, out) in batch.rows.iter().zip(outputs) {
+            query = query.bind::<BigInt, _>(row.key);
+            for value in out {
+                query = query.bind::<Nullable<Text>, _>(value);
+            }
+            for value in &row.inputs {
+                query = query.bind::<Nullable<Text>, _>(value.as_deref().map(String::as_str));
+            }
+        }
+        conn.batch_execute("BEGIN IMMEDIATE")
+            .map_err(Error::db(context()))?;
+        let result = (|| -> Result<u64> {
+            let AnyConnection::Sqlite(lite) = &mut *conn else {
+                return Ok(0);
+            };
+            let written = query.execute(lite).map_err(Error::db(context()))? as u64;
+            if let Some(sink) = sink {
+                sink.record(conn, written, batch.rows.len())
+                    .map_err(Error::db(context()))?;
+            }
+            if let Some(lease) = lease {
+                release_lease(conn, lease, batch.keys().map(|(_, hi)| hi))
+                    .map_err(Error::db(context()))?;
+            }
+            conn.batch_execute("COMMIT").map_err(Error::db(context()))?;
+            Ok(written)
+        })();
+        if result.is_err() {
+            let _ = conn.batch_execute("ROLLBACK");
+        }
+        result
+    }
+
+    /// The `UPDATE ... FROM (VALUES ...)` statement writing `rows` rows on SQLite: per row,
+    /// its key, its outputs and the inputs that were read, as bind parameters in that order.
+    fn sqlite_write_sql(&self, rows: usize) -> String {
+        // Anonymous `?` parameters: SQLite looks each named one (`$1`) up among the names
+        // before it, which is quadratic in a batch's thousands of parameters.
+        let per_row = 1 + self.outputs.len() + self.inputs.len();
+        let tuple = format!("({})", vec!["?"; per_row].join(", "));
+        let tuples = vec![tuple; rows];
         let mut names = vec!["__k".to_owned()];
         names.extend((0..self.outputs.len()).map(|i| format!("__o{i}")));
-        names.extend((0..guards).map(|i| format!("__i{i}")));
+        names.extend((0..self.inputs.len()).map(|i| format!("__i{i}")));
         let set: Vec<String> = self
             .outputs
             .iter()
@@ -191,47 +353,25 @@ impl Backfill {
             format!("{}.{} = v.__k", self.table, self.key),
             format!("({})", self.pending),
         ];
-        match backend {
-            Backend::Postgres => {
-                conditions.push(format!("CAST({}.xmin AS TEXT) = v.__i0", self.table));
-                // Rows another transaction holds are skipped, never waited for.
-                format!(
-                    "WITH v ({names}) AS (VALUES {tuples}), \
-                     l AS (SELECT t.{key} AS __k FROM {table} t JOIN v ON t.{key} = v.__k \
-                     FOR NO KEY UPDATE OF t SKIP LOCKED) \
-                     UPDATE {table} SET {set} FROM v JOIN l ON l.__k = v.__k \
-                     WHERE {conditions} RETURNING CAST({table}.{key} AS BIGINT) AS k",
-                    names = names.join(", "),
-                    tuples = tuples.join(", "),
-                    key = self.key,
-                    table = self.table,
-                    set = set.join(", "),
-                    conditions = conditions.join(" AND "),
-                )
-            }
-            Backend::Sqlite => {
-                conditions.extend(
-                    self.inputs
-                        .iter()
-                        .enumerate()
-                        .map(|(i, col)| format!("{}.{col} IS v.__i{i}", self.table)),
-                );
-                let renamed: Vec<String> = names
-                    .iter()
-                    .enumerate()
-                    .map(|(i, name)| format!("column{} AS {name}", i + 1))
-                    .collect();
-                format!(
-                    "UPDATE {table} SET {set} FROM (SELECT {renamed} FROM (VALUES {tuples})) AS v \
-                     WHERE {conditions} RETURNING CAST({table}.{key} AS BIGINT) AS k",
-                    table = self.table,
-                    set = set.join(", "),
-                    renamed = renamed.join(", "),
-                    tuples = tuples.join(", "),
-                    conditions = conditions.join(" AND "),
-                    key = self.key,
-                )
-            }
-        }
+        conditions.extend(
+            self.inputs
+                .iter()
+                .enumerate()
+                .map(|(i, col)| format!("{}.{col} IS v.__i{i}", self.table)),
+        );
+        let renamed: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("column{} AS {name}", i + 1))
+            .collect();
+        format!(
+            "UPDATE {table} SET {set} FROM (SELECT {renamed} FROM (VALUES {tuples})) AS v \
+             WHERE {conditions}",
+            table = self.table,
+            set = set.join(", "),
+            renamed = renamed.join(", "),
+            tuples = tuples.join(", "),
+            conditions = conditions.join(" AND "),
+        )
     }
 }
