@@ -114,6 +114,17 @@ impl Browser {
     }
 
     fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.try_call(session, method, params)
+            .unwrap_or_else(|error| panic!("{method} failed: {error}"))
+    }
+
+    /// Like [`Browser::call`], with chromium's error as the `Err`.
+    fn try_call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         self.next += 1;
         let id = self.next;
         let mut message = json!({ "id": id, "method": method, "params": params });
@@ -136,9 +147,9 @@ impl Browser {
             let reply: Value = serde_json::from_slice(&buf).expect("chromium sends JSON");
             if reply["id"] == json!(id) {
                 if let Some(error) = reply.get("error") {
-                    panic!("{method} failed: {error}");
+                    return Err(error.clone());
                 }
-                return reply["result"].clone();
+                return Ok(reply["result"].clone());
             }
             if reply.get("method").is_some() {
                 self.events.push(reply);
@@ -155,11 +166,21 @@ impl Browser {
     /// Evaluates `expression` in the page; its value (`null` while the page is between
     /// documents).
     pub fn eval(&mut self, expression: &str) -> Value {
-        let result = self.send(
-            "Runtime.evaluate",
-            json!({ "expression": expression, "returnByValue": true }),
-        );
-        result["result"]["value"].clone()
+        let session = self.session.clone();
+        let params = json!({ "expression": expression, "returnByValue": true });
+        match self.try_call(Some(&session), "Runtime.evaluate", params) {
+            Ok(result) => result["result"]["value"].clone(),
+            // A navigation that starts while the expression runs destroys its context; chromium
+            // answers with this generic server error (code -32000) and its text only.
+            Err(error)
+                if error["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("navigated or closed")) =>
+            {
+                Value::Null
+            }
+            Err(error) => panic!("Runtime.evaluate failed: {error}"),
+        }
     }
 
     /// Opens `url`.

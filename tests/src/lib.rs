@@ -61,8 +61,9 @@ pub mod fixtures {
 }
 
 /// This package lists its test targets by hand (`autotests = false`, because the test files sit
-/// at the package root rather than in a `tests/` folder): a file not listed would silently never
-/// be compiled. This check fails instead.
+/// at the package root rather than in a `tests/` folder): a file not listed, or a module file
+/// of a binary directory (`app/`, `library/`, ...) that its main.rs does not declare, would
+/// silently never be compiled. This check fails instead.
 #[cfg(test)]
 mod manifest {
     use std::collections::BTreeSet;
@@ -84,11 +85,34 @@ mod manifest {
                 Some(path.to_owned())
             })
             .collect();
-        let files: BTreeSet<String> = std::fs::read_dir(root)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.ends_with(".rs"))
-            .collect();
+        let names = |dir: &Path| -> Vec<String> {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        };
+        // Test files at the root, and `DIR/main.rs` of a binary made of modules, each of whose
+        // files its main.rs must declare (`mod NAME;`), or it is never compiled either.
+        let mut files: BTreeSet<String> = BTreeSet::new();
+        for name in names(root) {
+            let dir = root.join(&name);
+            if name.ends_with(".rs") {
+                files.insert(name);
+            } else if dir.join("main.rs").is_file() {
+                let main = std::fs::read_to_string(dir.join("main.rs")).unwrap();
+                for module in names(&dir) {
+                    let Some(stem) = module.strip_suffix(".rs") else {
+                        continue;
+                    };
+                    assert!(
+                        module == "main.rs" || main.contains(&format!("mod {stem};")),
+                        "tests/{name}/{module} is not a module of tests/{name}/main.rs (never \
+                         compiled): add `mod {stem};` there"
+                    );
+                }
+                files.insert(format!("{name}/main.rs"));
+            }
+        }
         assert!(
             !files.is_empty(),
             "no test files found in {}",

@@ -3,7 +3,7 @@
 //! does), also once the application role has a schema of its own ahead of `public`; on SQLite
 //! the table of the main database. The Kroger command's `verify` relies on it.
 
-mod common;
+use crate::common;
 
 use common::pg::{self, RoleDatabase};
 use common::{count, exec, texts, users, TestDb};

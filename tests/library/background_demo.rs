@@ -2,7 +2,7 @@
 //! is `ok` in under 3 s with the backfill listed; the workers of three app processes finish
 //! it, one of them killed with SIGKILL mid-backfill; each row is hashed once.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

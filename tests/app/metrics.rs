@@ -3,7 +3,7 @@
 //! demo's own. The scrape passes `promtool check metrics` (Prometheus's own linter of names,
 //! types and help; `scripts/setup` installs it).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! the production refusal of `mark` (its message as written), and backups taken within one
 //! second (none replaces another).
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 

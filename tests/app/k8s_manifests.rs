@@ -3,7 +3,7 @@
 //! process's lock, when `/health` answers 503), every container runs a real binary of the app
 //! with a subcommand that exists, and every variable they set is one the code reads.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

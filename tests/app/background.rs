@@ -4,7 +4,7 @@
 //! pause, resume and cancel reach every worker process; a killed worker loses and doubles
 //! nothing; progress is counted in each batch's own transaction.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! pause|resume|cancel` from the CLI write a `migrator_audit` row naming the OS user and host,
 //! the action, its target and its outcome (refusals too), and an `Operator action:` log line.
 
-mod common;
+use crate::common;
 
 use common::kroger_cli::{cli, run, scheduled};
 use migrator::Backend;

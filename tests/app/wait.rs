@@ -1,7 +1,7 @@
 //! `wait`, the init-container command: ready once someone else has applied every migration,
 //! exit 1 after `MIGRATION_LOCK_TIMEOUT_SECS` otherwise; never applies anything itself.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! app's set/verify paths, the `migrate_kroger_passwords` command, and no plaintext in any
 //! log or output.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! workers on one PostgreSQL database, a failing migration in development and in production,
 //! and bad requests.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::time::{Duration, Instant};

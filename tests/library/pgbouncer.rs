@@ -4,7 +4,7 @@
 //! it, and with `MIGRATION_DATABASE_URL` pointing at PostgreSQL directly the run is correct.
 //! In session pooling mode nothing special is needed. Every wait is bounded.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

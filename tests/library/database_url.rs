@@ -1,6 +1,6 @@
 //! Bad `DATABASE_URL`s: a clear error, no panic, and never the password.
 
-mod common;
+use crate::common;
 
 use common::{logs, pg, TestDb};
 use migrator::{Backend, Config, Database, Environment, Error, Migrator};

@@ -2,7 +2,7 @@
 //! migration exactly once (counted by side effects in the database); a runner killed with
 //! SIGKILL inside a non-transactional migration leaves a `running` row that the next run resumes.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};

@@ -2,7 +2,7 @@
 //! variable, before anything is written) and when a stored hash is verified, so that every
 //! hash made here also verifies here.
 
-mod common;
+use crate::common;
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use common::{isolated, try_count, users, TestDb};

@@ -3,7 +3,7 @@
 //! by a pinned plan, the whole production matrix with its exit codes, `mark` in production,
 //! and read-only commands that change nothing. No output contains the database password.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

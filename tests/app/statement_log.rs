@@ -4,7 +4,7 @@
 //! verification with upgrade and rehash, and `verify --clear-verified-plaintext` must leave no
 //! seeded plaintext there.
 
-mod common;
+use crate::common;
 
 use common::users::{self, assert_no_plaintext};
 use common::{count, exec, pg, TestDb};

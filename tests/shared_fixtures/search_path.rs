@@ -4,7 +4,7 @@
 //! and `/health` keep using the table in `public` (no second `applied_migrations`, nothing runs
 //! again), and two runners whose `search_path`s differ take the same lock and share the table.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -8,7 +8,7 @@
 //! token or without the session's CSRF token, 404, 409) are driven over plain HTTP, and the
 //! demo's workers finish the backfill and stop on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

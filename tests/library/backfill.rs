@@ -3,7 +3,7 @@
 //! batch rolled back, the rest resumable), a predicate that never becomes false, and claimed
 //! rows that the application can still reference by foreign key.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
