@@ -2,7 +2,7 @@
 //! argon2-cffi and against the lanes filled one after another; the throughput of many hashes
 //! at once with and without lanes in parallel. Every figure is the mean of interleaved rounds
 //! of one run (each round measures every variant once, in alternating order), so that the
-//! ratios compare like with like on a shared machine; [`interleave`] does that, for the wipe's
+//! ratios compare like with like on a shared machine; `interleave` does that, for the wipe's
 //! figures too (`wipe.rs`).
 
 use std::cell::RefCell;
