@@ -30,6 +30,46 @@ impl std::fmt::Debug for AnyConnection {
 }
 
 impl AnyConnection {
+    /// PostgreSQL: runs `f` with the session settings `settings` (name, value), then restores
+    /// each one's previous value, whatever `f` returned (`f`'s error wins). Outside a
+    /// transaction, as a migration's or a backfill's own connection keeps its runner's values.
+    pub(crate) fn with_settings<T>(
+        &mut self,
+        settings: &[(&str, &str)],
+        f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+    ) -> Result<T> {
+        use diesel::sql_types::Text;
+        use diesel::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Setting {
+            #[diesel(sql_type = Text)]
+            v: String,
+        }
+        let set = |conn: &mut AnyConnection, name: &str, value: &str| -> Result<()> {
+            diesel::sql_query("SELECT set_config($1, $2, false) AS v")
+                .bind::<Text, _>(name)
+                .bind::<Text, _>(value)
+                .get_result::<Setting>(conn)
+                .map(|_| ())
+                .map_err(Error::db(format!("cannot set {name}")))
+        };
+        let mut before = Vec::with_capacity(settings.len());
+        for (name, value) in settings {
+            let old: Setting = diesel::sql_query("SELECT current_setting($1) AS v")
+                .bind::<Text, _>(*name)
+                .get_result(self)
+                .map_err(Error::db(format!("cannot read {name}")))?;
+            before.push((*name, old.v));
+            set(self, name, value)?;
+        }
+        let result = f(self);
+        let restored = before
+            .iter()
+            .try_for_each(|(name, value)| set(self, name, value));
+        let value = result?;
+        restored.map(|()| value)
+    }
+
     /// Which backend this connection talks to.
     pub fn backend(&self) -> Backend {
         match self {

@@ -99,25 +99,7 @@ impl<'a> Context<'a> {
         {
             return f(self.conn);
         }
-        #[derive(diesel::QueryableByName)]
-        struct Setting {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            v: String,
-        }
-        use diesel::RunQueryDsl;
-        let before: Setting = diesel::sql_query("SELECT current_setting('lock_timeout') AS v")
-            .get_result(self.conn)?;
-        diesel::sql_query("SELECT set_config('lock_timeout', '0', false) AS v")
-            .get_result::<Setting>(self.conn)?;
-        let result = f(self.conn);
-        let restored = diesel::sql_query("SELECT set_config('lock_timeout', $1, false) AS v")
-            .bind::<diesel::sql_types::Text, _>(&before.v)
-            .get_result::<Setting>(self.conn);
-        match (result, restored) {
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(e)) => Err(Error::from(e)),
-            (Ok(value), Ok(_)) => Ok(value),
-        }
+        self.conn.with_settings(&[("lock_timeout", "0")], f)
     }
 
     /// Runs one SQL statement (no bind parameters) and counts the rows it affected as progress

@@ -118,13 +118,7 @@ impl Backfill {
                  AS DOUBLE PRECISION) AS n FROM pg_class c WHERE c.oid = to_regclass($1)"
             }
             Backend::Sqlite => {
-                let exists: Vec<Rows> = diesel::sql_query(
-                    "SELECT CAST(1 AS REAL) AS n FROM sqlite_master \
-                     WHERE type = 'table' AND name = 'sqlite_stat1'",
-                )
-                .load(conn)
-                .map_err(Error::db(context()))?;
-                if exists.is_empty() {
+                if !crate::schema::table_exists(conn, "sqlite_stat1")? {
                     return Ok(None);
                 }
                 // The first number of each of the table's rows is its row count.

@@ -35,12 +35,6 @@ struct Taken {
     taken: bool,
 }
 
-#[derive(QueryableByName)]
-struct Setting {
-    #[diesel(sql_type = Text)]
-    v: String,
-}
-
 impl Backfill {
     /// Whether anything runs once the backfill is complete.
     pub(super) fn has_then(&self) -> bool {
@@ -154,35 +148,17 @@ impl Backfill {
         if conn.backend() == Backend::Sqlite {
             return conn.batch_execute(sql).map_err(Error::db(context()));
         }
-        let read = |conn: &mut AnyConnection, name: &str| -> Result<String> {
-            let s: Setting = diesel::sql_query("SELECT current_setting($1) AS v")
-                .bind::<Text, _>(name)
-                .get_result(conn)
-                .map_err(Error::db(context()))?;
-            Ok(s.v)
-        };
-        let set = |conn: &mut AnyConnection, name: &str, value: &str| -> Result<()> {
-            diesel::sql_query("SELECT set_config($1, $2, false) AS v")
-                .bind::<Text, _>(name)
-                .bind::<Text, _>(value)
-                .get_result::<Setting>(conn)
-                .map(|_| ())
-                .map_err(Error::db(context()))
-        };
-        let before = (
-            read(conn, "lock_timeout")?,
-            read(conn, "statement_timeout")?,
-        );
         let lock_ms = if crate::context::is_concurrently(sql) {
             0
         } else {
             ddl_lock_timeout.as_millis().max(1)
         };
-        set(conn, "lock_timeout", &lock_ms.to_string())?;
-        set(conn, "statement_timeout", "0")?;
-        let result = conn.batch_execute(sql).map_err(Error::db(context()));
-        let restored = set(conn, "lock_timeout", &before.0)
-            .and_then(|()| set(conn, "statement_timeout", &before.1));
-        result.and(restored)
+        conn.with_settings(
+            &[
+                ("lock_timeout", &lock_ms.to_string()),
+                ("statement_timeout", "0"),
+            ],
+            |conn| conn.batch_execute(sql).map_err(Error::db(context())),
+        )
     }
 }
