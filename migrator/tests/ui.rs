@@ -1,23 +1,21 @@
 //! Compile-fail tests of `#[migration]` (and, with feature `testing`, `#[migrator::test]`): each
-//! misuse is an error with a span on the user's code.
+//! misuse is an error with a span on the user's code. What must compile is
+//! `tests/macro_options.rs`, an ordinary test.
 //! Compiler messages change between channels, so they run on stable only.
 //! `TRYBUILD=overwrite cargo test -p migrator --test ui` regenerates the `.stderr` files.
+//!
+//! One `TestCases` (one trybuild project, checked with `cargo check`): trybuild compiles this
+//! crate's dependencies again under its own flags, once per project and mode.
 
 #[rustversion::stable]
 #[test]
 fn ui() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/*.rs");
-    t.pass("tests/ui-pass/*.rs");
-}
-
-/// `#[migrator::test]`'s misuse (its option values and signatures). Errors inside the generated
-/// `#[test]` functions (a missing fixture file, a `setup` that is not a `fn()`) do not show in
-/// a non-test build, so trybuild cannot see them: rustc reports them on the user's code.
-#[cfg(feature = "testing")]
-#[rustversion::stable]
-#[test]
-fn ui_test_attribute() {
-    let t = trybuild::TestCases::new();
+    // `#[migrator::test]`'s misuse (its option values and signatures). Errors inside the
+    // generated `#[test]` functions (a missing fixture file, a `setup` that is not a `fn()`) do
+    // not show in a non-test build, so trybuild cannot see them: rustc reports them on the
+    // user's code.
+    #[cfg(feature = "testing")]
     t.compile_fail("tests/ui-test/*.rs");
 }

@@ -1,3 +1,6 @@
+//! `#[migration]`'s options that must compile, in a binary of their own: its registry holds
+//! exactly these four migrations (no other test file of this package registers any).
+
 use migrator::{migration, Context, Result};
 
 #[migration("001_default")]
@@ -19,14 +22,19 @@ fn crate_path(_ctx: &mut Context<'_>) -> Result<()> {
     Ok(())
 }
 
-#[migration("004_statement_timeout", statement_timeout = "10m", transaction = false)]
+#[migration(
+    "004_statement_timeout",
+    statement_timeout = "10m",
+    transaction = false
+)]
 fn statement_timeout(_ctx: &mut Context<'_>) -> Result<()> {
     Ok(())
 }
 
-fn main() {
+#[test]
+fn every_option_registers_its_migration() {
     let ids: Vec<&str> = migrator::Migrator::from_registry()
-        .unwrap()
+        .expect("the four registered migrations are a valid set")
         .migrations()
         .iter()
         .map(|m| m.id())
@@ -46,8 +54,5 @@ fn main() {
         .collect::<std::collections::BTreeMap<_, _>>()
         .into_values()
         .collect();
-    assert_eq!(
-        timeouts,
-        [None, Some(std::time::Duration::from_secs(600))]
-    );
+    assert_eq!(timeouts, [None, Some(std::time::Duration::from_secs(600))]);
 }
