@@ -87,8 +87,8 @@ impl Migrator {
     }
 
     /// Reads the tracking table, and the pending Diesel SQL migrations, against this binary's
-    /// migrations. Changes nothing, takes no lock, and creates no table. A table left by the
-    /// Python runner is read as it is (the columns it lacks read as empty).
+    /// migrations. Changes nothing, takes no lock, and creates no table. A table left by an
+    /// older tool (name, status, time, duration, error) is read as it is (the columns it lacks read as empty).
     pub fn status(&self, db: &Database) -> Result<StatusReport> {
         let db = db.for_migrations();
         let mut conn = db.get()?;

@@ -178,8 +178,8 @@ impl Migrator {
         crate::operate::dry_run(self, db.for_migrations(), config)
     }
 
-    /// Sets the status of migration `id` by hand, under the lock (what the deployment guide does
-    /// with `UPDATE applied_migrations ...`). Unknown IDs are refused.
+    /// Sets the status of migration `id` by hand, under the lock (what an operator would
+    /// otherwise do with `UPDATE applied_migrations ...`). Unknown IDs are refused.
     pub fn mark(&self, db: &Database, config: &Config, id: &str, to: MarkAs) -> Result<()> {
         crate::operate::mark(self, db.for_migrations(), config, id, to)
     }

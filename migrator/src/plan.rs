@@ -1,7 +1,7 @@
 //! The plan: what a run would do here and now, and why.
 //!
 //! One decision, one place: [`Migrator::plan`](crate::Migrator::plan) computes it, and `run`,
-//! confirmation, the CLI's `plan` and the demo's `/health` read it; front ends only render it
+//! confirmation, the CLI's `plan` and an application's health endpoint read it; front ends only render it
 //! (as text, or as JSON from its one [`serde::Serialize`] form).
 
 use std::path::PathBuf;

@@ -185,7 +185,7 @@ impl StatusReport {
     }
 }
 
-/// The JSON form of one migration's state (`status --json`, the demo's `/health`): `id`,
+/// The JSON form of one migration's state (`status --json`, an application's health endpoint): `id`,
 /// `status` ([`MigrationState::status_label`]), `pending`, `transactional`, `attempts`,
 /// `applied_at`, `execution_time_ms`, `error_message`, `checksum_drift`.
 impl Serialize for MigrationState {
@@ -220,7 +220,7 @@ impl Serialize for UnknownApplied<'_> {
     }
 }
 
-/// The JSON form of a status (`status --json`, the demo's `/health`): `migrations` (see
+/// The JSON form of a status (`status --json`, an application's health endpoint): `migrations` (see
 /// [`MigrationState`]), `unknown_applied` (`{"id", "status"}` each), `pending_sql` and
 /// `pending` ([`StatusReport::pending_count`]).
 impl Serialize for StatusReport {

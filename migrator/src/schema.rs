@@ -2,8 +2,8 @@
 //! the queries of this connection would see it.
 //!
 //! On PostgreSQL a table name is resolved as an unqualified name in a query is: along
-//! `search_path` (`to_regclass`), so `"user_profiles"` means the table that
-//! `SELECT ... FROM user_profiles` reads, and `"app.user_profiles"` names the schema explicitly.
+//! `search_path` (`to_regclass`), so `"users"` means the table that
+//! `SELECT ... FROM users` reads, and `"app.users"` names the schema explicitly.
 //! On SQLite it is a table of the main database.
 //!
 //! ```no_run

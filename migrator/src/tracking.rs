@@ -62,8 +62,8 @@ const COLUMNS_SQLITE: &str = "(
     applied_by TEXT
 )";
 
-/// Columns added by migrator to a table created by an older tool (the Python runner's table
-/// had only name, status, time, duration and error).
+/// Columns added by migrator to a table created by an older tool (such a table has
+/// only name, status, time, duration and error).
 const ADDED_COLUMNS: [(&str, &str); 3] = [
     ("checksum", "VARCHAR(64)"),
     ("attempts", "INTEGER NOT NULL DEFAULT 0"),

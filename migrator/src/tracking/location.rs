@@ -155,8 +155,8 @@ impl Columns {
         self.0.iter().any(|(name, _)| name == column)
     }
 
-    /// Whether `applied_at` is a PostgreSQL `TIMESTAMP` without time zone (the Python runner's
-    /// type): such a column holds UTC wall-clock time, written and read as such whatever the
+    /// Whether `applied_at` is a PostgreSQL `TIMESTAMP` without time zone (what older tools
+    /// create): such a column holds UTC wall-clock time, written and read as such whatever the
     /// session's `TimeZone`.
     pub(crate) fn applied_at_without_time_zone(&self) -> bool {
         self.0.iter().any(|(name, ty)| {
