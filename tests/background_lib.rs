@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use common::{count, exec, TestDb, BACKENDS};
 use migrator::backfill::{self, Backfill, BackfillStatus, Control, Job, Workers};
 use migrator::{
-    migration, BackfillMode, Config, Context, Database, Environment, Error, Migrator, Result,
+    config::BackfillMode, config::Environment, migration, Config, Context, Database, Error,
+    Migrator, Result,
 };
 
 const NAME: &str = "test_shout";

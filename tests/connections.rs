@@ -12,10 +12,10 @@ use common::{count, exec, TestDb};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use migrator::backfill::Backfill;
-use migrator::LockGuard;
+use migrator::lock::LockGuard;
 use migrator::{
-    migration, Backend, Config, Context, Database, Environment, Error, Migrator, Outcome, Progress,
-    Result,
+    config::Environment, context::Progress, migration, report::Outcome, Backend, Config, Context,
+    Database, Error, Migrator, Result,
 };
 
 const SLOW_BACKFILL: &str = "001_backfill_for_twenty_seconds";

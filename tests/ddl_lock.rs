@@ -17,7 +17,7 @@ use common::{exec, logs, texts, TestDb};
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::Integer;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
-use migrator::{migration, Backend, Config, Context, Database, Migrator, Result, Status};
+use migrator::{migration, report::Status, Backend, Config, Context, Database, Migrator, Result};
 
 #[migration("001_add_nickname")]
 fn add_nickname(ctx: &mut Context<'_>) -> Result<()> {
@@ -54,7 +54,7 @@ fn config(vars: &[(&str, &str)]) -> Config {
     Config::from_lookup(|name| vars.get(name).cloned()).unwrap()
 }
 
-fn row(db: &Database, id: &str) -> migrator::AppliedMigration {
+fn row(db: &Database, id: &str) -> migrator::report::AppliedMigration {
     Migrator::from_registry()
         .unwrap()
         .status(db)

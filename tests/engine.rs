@@ -17,8 +17,8 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use migrator::backfill::{self, Backfill, BackfillStatus, Control, Job, Workers};
 use migrator::{
-    migration, Backend, BackfillMode, Config, Context, Database, Environment, Error, Migrator,
-    Progress, Result,
+    config::BackfillMode, config::Environment, context::Progress, migration, Backend, Config,
+    Context, Database, Error, Migrator, Result,
 };
 
 const NAME: &str = "test_engine";

@@ -15,7 +15,8 @@ use migrator::backfill::{Backfill, Job};
 use migrator::schema::Count;
 use migrator::testing::{Migrations, Spec};
 use migrator::{
-    migration, AnyConnection, Backend, Config, Context, Database, PooledConnection, Result,
+    connection::PooledConnection, migration, AnyConnection, Backend, Config, Context, Database,
+    Result,
 };
 
 #[migration("001_create_items")]
@@ -156,7 +157,7 @@ fn background_backfills_are_left_to_the_test(db: Database) -> Result<()> {
     assert!(state.is_some_and(|s| s.status == migrator::backfill::BackfillStatus::Active));
     // The test drives the workers itself.
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let config = Config::new(migrator::Environment::Development);
+    let config = Config::new(migrator::config::Environment::Development);
     migrator::backfill::Workers::run_until_idle(db.clone(), &config, 1, &stop)?;
     assert_eq!(upper_names_of(&mut *db.get()?).iter().flatten().count(), 3);
     Ok(())

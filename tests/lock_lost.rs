@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use common::users::{self, assert_all_hashed, assert_each_updated_once};
 use common::{count, TestDb};
 use diesel::RunQueryDsl;
-use migrator::LockGuard;
+use migrator::lock::LockGuard;
 use migrator::{
-    migration, Backend, Config, Context, Environment, Error, Migrator, Progress, Result,
+    config::Environment, context::Progress, migration, Backend, Config, Context, Error, Migrator,
+    Result,
 };
 
 const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use common::{exec, logs, pending, TestDb};
 use migrator::{
-    migration, Backend, Config, Context, Environment, Error, Migrator, Result, Setting, Source,
-    StartupOutcome,
+    config::Environment, config::Setting, config::Source, migration, Backend, Config, Context,
+    Error, Migrator, Result, StartupOutcome,
 };
 
 #[migration("001_ok")]
@@ -73,7 +73,7 @@ fn defaults_per_environment_follow_the_table() {
         );
         assert_eq!(c.failure_stops_startup(), stops, "{env}");
         assert!(!c.enable_prod_migrations().value);
-        assert_eq!(c.lock_timeout(), migrator::DEFAULT_LOCK_TIMEOUT);
+        assert_eq!(c.lock_timeout(), migrator::config::DEFAULT_LOCK_TIMEOUT);
     }
 }
 
@@ -467,7 +467,7 @@ fn the_ddl_lock_variables_are_parsed_strictly() {
     let defaults = config(&[("ENVIRONMENT", "production")]).unwrap();
     assert_eq!(
         defaults.ddl_lock_timeout(),
-        migrator::DEFAULT_DDL_LOCK_TIMEOUT
+        migrator::config::DEFAULT_DDL_LOCK_TIMEOUT
     );
     assert_eq!(defaults.ddl_lock_timeout().as_millis(), 5000);
     assert_eq!(defaults.ddl_lock_retries(), 10);
@@ -505,6 +505,9 @@ fn the_ddl_lock_variables_are_parsed_strictly() {
         "MIGRATION_DDL_LOCK_TIMEOUT_MS",
         "MIGRATION_DDL_LOCK_RETRIES",
     ] {
-        assert!(migrator::vars::ALL.contains(&variable), "{variable}");
+        assert!(
+            migrator::config::vars::ALL.contains(&variable),
+            "{variable}"
+        );
     }
 }

@@ -70,7 +70,7 @@ fn a_standby_with_replay_paused_is_measured_and_holds_the_wait() {
     let caught_up = lag_of(&mut conn, &standby).expect("the standby in pg_stat_replication");
     assert!(caught_up.bytes < MIB, "{caught_up:?}");
     assert!(caught_up.seconds.unwrap_or(0.0) < 5.0, "{caught_up:?}");
-    let defaults = LagLimits::from_config(&Config::new(migrator::Environment::Production));
+    let defaults = LagLimits::from_config(&Config::new(migrator::config::Environment::Production));
     assert_eq!(over_limit(&[caught_up], &defaults), None);
     let held = wait_for_replicas(&mut conn, &defaults, &|| false).expect("wait");
     assert_eq!(held, Duration::ZERO);
@@ -313,7 +313,7 @@ fn the_lag_limits_are_parsed_strictly() {
     assert_eq!(defaults.max_replica_lag_time(), Duration::from_secs(30));
     assert_eq!(
         defaults.max_replica_lag_time(),
-        migrator::DEFAULT_MAX_REPLICA_LAG_TIME
+        migrator::config::DEFAULT_MAX_REPLICA_LAG_TIME
     );
     assert_eq!(defaults.max_replica_lag_mb(), 256);
     assert_eq!(
@@ -376,6 +376,9 @@ fn the_lag_limits_are_parsed_strictly() {
         "MIGRATION_MAX_REPLICA_LAG_SECS",
         "MIGRATION_MAX_REPLICA_LAG_MB",
     ] {
-        assert!(migrator::vars::ALL.contains(&variable), "{variable}");
+        assert!(
+            migrator::config::vars::ALL.contains(&variable),
+            "{variable}"
+        );
     }
 }

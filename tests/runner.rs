@@ -9,10 +9,10 @@ use std::time::Duration;
 use common::{count, exec, logs, table_exists, texts, TestDb};
 use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
-use migrator::LockGuard;
+use migrator::lock::LockGuard;
 use migrator::{
-    migration, Backend, Config, Context, Database, Environment, Error, MarkAs, Migrator, Outcome,
-    Result, Status,
+    config::Environment, migration, plan::MarkAs, report::Outcome, report::Status, Backend, Config,
+    Context, Database, Error, Migrator, Result,
 };
 
 /// Appends `name` to `effects`, numbered in order of application.
@@ -81,7 +81,7 @@ fn dev() -> Config {
     Config::new(Environment::Development)
 }
 
-fn run(db: &Database) -> Result<migrator::Report> {
+fn run(db: &Database) -> Result<migrator::report::Report> {
     Migrator::from_registry()?.run(db, &dev())
 }
 
@@ -89,7 +89,7 @@ fn effects(db: &Database) -> Vec<String> {
     texts(db, "SELECT migration AS v FROM effects ORDER BY seq")
 }
 
-fn row(db: &Database, id: &str) -> migrator::AppliedMigration {
+fn row(db: &Database, id: &str) -> migrator::report::AppliedMigration {
     let status = Migrator::from_registry().unwrap().status(db).unwrap();
     status
         .migrations

@@ -12,7 +12,7 @@ use common::server::start;
 use common::users;
 use common::{count, exec, pg, TestDb};
 use migrator::password::Params;
-use migrator::{Backend, Config, Environment, Migrator};
+use migrator::{config::Environment, Backend, Config, Migrator};
 use smart_meal_planner::kroger;
 
 /// What `/health` and `/check-db-connection` say when the database is unavailable.

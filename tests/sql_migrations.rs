@@ -6,7 +6,7 @@ mod common;
 use common::matrix::Cell;
 use common::{count, texts, TestDb};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use migrator::{migration, Backend, Config, Context, Environment, Migrator, Result};
+use migrator::{config::Environment, migration, Backend, Config, Context, Migrator, Result};
 
 const SQL: EmbeddedMigrations = embed_migrations!("sql_migrations");
 

@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::{count, exec, TestDb};
 use migrator::backfill::Backfill;
 use migrator::{
-    migration, Backend, Config, Context, Environment, Error, Migrator, Outcome, Result, Status,
+    config::Environment, migration, report::Outcome, report::Status, Backend, Config, Context,
+    Error, Migrator, Result,
 };
 
 const ALTER_THEN_BACKFILL: &str = "001_alter_then_backfill_through_the_pool";
@@ -54,7 +55,7 @@ fn seeded(backend: Backend) -> TestDb {
 }
 
 /// Runs migration `id` alone (or rehearses it), failing the test if it has not ended in 10 s.
-fn run_bounded(t: &TestDb, id: &'static str, dry_run: bool) -> Result<migrator::Report> {
+fn run_bounded(t: &TestDb, id: &'static str, dry_run: bool) -> Result<migrator::report::Report> {
     let (done, ended) = mpsc::channel();
     let url = t.url.clone();
     std::thread::spawn(move || {

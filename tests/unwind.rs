@@ -7,7 +7,8 @@ mod common;
 use common::{count, exec, table_exists, TestDb};
 use diesel::RunQueryDsl;
 use migrator::{
-    migration, Config, Context, Database, Environment, Error, Migrator, Result, Status,
+    config::Environment, migration, report::Status, Config, Context, Database, Error, Migrator,
+    Result,
 };
 
 #[migration("001_panics_in_a_nested_transaction")]
@@ -35,7 +36,7 @@ fn one_connection(t: &TestDb) -> Database {
     Database::connect_with(&t.url, r2d2::Pool::builder().max_size(1).min_idle(Some(0))).unwrap()
 }
 
-fn row(db: &Database, id: &str) -> migrator::AppliedMigration {
+fn row(db: &Database, id: &str) -> migrator::report::AppliedMigration {
     Migrator::from_registry()
         .unwrap()
         .status(db)

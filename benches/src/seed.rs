@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use migrator::password::Params;
-use migrator::{Backend, BackfillMode, Config, Database, Environment, Migrator};
+use migrator::{config::BackfillMode, config::Environment, Backend, Config, Database, Migrator};
 use smart_meal_planner::kroger;
 
 use crate::{count, fresh, seed};

@@ -11,7 +11,7 @@ use diesel::RunQueryDsl;
 use migrator::backfill::{self, BackfillStatus, Workers};
 use migrator::password::{Params, Password};
 use migrator::schema::{has_column, Count};
-use migrator::{AnyConnection, Config, Database, Environment, Migrator, Result};
+use migrator::{config::Environment, AnyConnection, Config, Database, Migrator, Result};
 use smart_meal_planner::commands::VerifyOptions;
 use smart_meal_planner::demo::DEMO_SQL;
 use smart_meal_planner::kroger::{self, Verification};
@@ -163,10 +163,10 @@ fn running_001_again_changes_nothing(db: Database) -> Result<()> {
         &db,
         &config,
         HASH_KROGER_PASSWORDS,
-        migrator::MarkAs::Pending,
+        migrator::plan::MarkAs::Pending,
     )?;
     let mut config = config;
-    config.set_backfill_mode(migrator::BackfillMode::Inline);
+    config.set_backfill_mode(migrator::config::BackfillMode::Inline);
     migrator.run(&db, &config)?;
     let changed = count(
         &mut *db.get()?,

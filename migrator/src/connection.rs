@@ -7,16 +7,26 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, SqliteConnection};
 
 use crate::error::{Error, Result};
-use crate::url::{Backend, DatabaseUrl};
+use crate::url::Backend;
+pub use crate::url::DatabaseUrl;
 
-/// A connection to either backend. Use it as any Diesel connection (`sql_query`, the query
-/// builder, `transaction`); match on it for backend-specific calls.
-#[derive(diesel::MultiConnection)]
-pub enum AnyConnection {
-    /// A PostgreSQL connection.
-    Postgres(PgConnection),
-    /// A SQLite connection.
-    Sqlite(SqliteConnection),
+pub use any::AnyConnection;
+pub(crate) use any::MultiBackend;
+
+/// In a private module of its own: Diesel's derive adds public helper items beside the enum,
+/// which are not this crate's API.
+mod any {
+    use diesel::{PgConnection, SqliteConnection};
+
+    /// A connection to either backend. Use it as any Diesel connection (`sql_query`, the query
+    /// builder, `transaction`); match on it for backend-specific calls.
+    #[derive(diesel::MultiConnection)]
+    pub enum AnyConnection {
+        /// A PostgreSQL connection.
+        Postgres(PgConnection),
+        /// A SQLite connection.
+        Sqlite(SqliteConnection),
+    }
 }
 
 /// The backend only: a connection has nothing else worth printing (and never its URL).

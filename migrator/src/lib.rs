@@ -7,7 +7,7 @@
 //! start-up migrates, and whether a failure stops it.
 //!
 //! ```
-//! use migrator::{migration, Config, Context, Database, Environment, Migrator, Outcome, Result};
+//! use migrator::{migration, Config, Context, Database, config::Environment, Migrator, report::Outcome, Result};
 //!
 //! #[migration("001_create_users")]
 //! fn create_users(ctx: &mut Context<'_>) -> Result<()> {
@@ -90,7 +90,7 @@
 //! must be idempotent.
 //!
 //! # The lock
-//! See [`LockGuard`]: a session advisory lock on PostgreSQL, a `flock`ed file beside the database on
+//! See [`LockGuard`](lock::LockGuard): a session advisory lock on PostgreSQL, a `flock`ed file beside the database on
 //! SQLite. Runners wait up to `MIGRATION_LOCK_TIMEOUT_SECS` (default one hour), logging who
 //! holds it.
 
@@ -134,18 +134,18 @@ extern crate self as migrator;
 //   through the `metrics` facade; exporting them is the application's).
 
 // Foundation.
-mod config;
+pub mod config;
 mod error;
 pub mod metrics;
 mod redact;
-mod report;
+pub mod report;
 
 // Hasher.
 #[cfg(feature = "password")]
 pub mod password;
 
 // Database access.
-mod connection;
+pub mod connection;
 mod pg_url;
 pub mod schema;
 mod sql;
@@ -154,18 +154,18 @@ mod url;
 // Records.
 pub mod audit;
 mod backup;
-mod lock;
+pub mod lock;
 mod tracking;
 
 // Policy.
 mod confirm;
-mod plan;
+pub mod plan;
 
 // Running.
 mod apply;
 #[cfg(feature = "backfill")]
 pub mod backfill;
-mod context;
+pub mod context;
 mod ddl_lock;
 mod migrations;
 mod operate;
@@ -215,7 +215,7 @@ pub use migrator_macros::migration;
 /// A test on a fresh database with the registered migrations applied (feature `testing`).
 ///
 /// ```no_run
-/// use migrator::{migration, Context, Database, PooledConnection, Result};
+/// use migrator::{migration, Context, Database, connection::PooledConnection, Result};
 ///
 /// #[migration("001_create_users")]
 /// fn create_users(ctx: &mut Context<'_>) -> Result<()> {
@@ -266,27 +266,14 @@ pub use migrator_macros::migration;
 #[doc(inline)]
 pub use migrator_macros::test;
 
-pub use config::{
-    vars, BackfillMode, Config, Environment, Setting, Source, DEFAULT_BATCH_TARGET,
-    DEFAULT_DDL_LOCK_RETRIES, DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_INLINE_BACKFILL,
-    DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_REPLICA_LAG_MB, DEFAULT_MAX_REPLICA_LAG_TIME,
-    DEFAULT_PROGRESS_INTERVAL,
-};
-pub use connection::{AnyConnection, Database, Pool, PooledConnection, DEFAULT_POOL_SIZE};
-pub use context::{Context, Progress, ProgressObserver, ProgressSnapshot};
+pub use config::Config;
+pub use connection::{AnyConnection, Database};
+pub use context::Context;
 pub use error::{Error, ErrorKind, Result};
-pub use lock::LockGuard;
 pub use migrations::Migrator;
-pub use operate::MarkAs;
-pub use plan::{BackupTarget, Confirmation, Decision, Kind, Plan, PlannedMigration};
 pub use registry::{registered, Migration};
-pub use report::{
-    AppliedMigration, Backup, ChecksumDrift, MigrationReport, MigrationState, Outcome, Report,
-    Status, StatusReport,
-};
 pub use startup::StartupOutcome;
-pub use tracking::TABLE;
-pub use url::{Backend, DatabaseUrl};
+pub use url::Backend;
 
 /// Not public API. Used by generated code.
 #[doc(hidden)]

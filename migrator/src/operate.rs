@@ -14,34 +14,9 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::lock::LockGuard;
 use crate::migrations::Migrator;
+use crate::plan::MarkAs;
 use crate::report::{MigrationReport, Outcome, Report};
 use crate::tracking::{self, Record, Status};
-
-/// What [`Migrator::mark`] writes (the CLI's `mark NAME STATUS` parses it directly).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[non_exhaustive]
-pub enum MarkAs {
-    /// Applied (e.g. fixed by hand): never run.
-    Success,
-    /// Failed: run again on the next run.
-    Failed,
-    /// Not wanted: never run.
-    Skipped,
-    /// No row at all: run on the next run as if new.
-    Pending,
-}
-
-impl std::fmt::Display for MarkAs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            MarkAs::Success => "success",
-            MarkAs::Failed => "failed",
-            MarkAs::Skipped => "skipped",
-            MarkAs::Pending => "pending",
-        })
-    }
-}
 
 /// [`Migrator::backup`].
 pub(crate) fn backup(db: &Database, config: &Config) -> Result<Backup> {

@@ -17,7 +17,7 @@ use crate::url::Backend;
 pub(crate) use crate::report::{AppliedMigration, Status};
 pub(crate) use location::quote_ident;
 use location::Columns;
-pub use location::TABLE;
+pub(crate) use location::TABLE;
 pub(crate) use location::{exists, exists_beside, find, locate, remember, Table};
 
 #[derive(QueryableByName)]

@@ -1,7 +1,7 @@
 //! Every environment variable the library reads, in one table: its concern, its default (taken
 //! from the constants the code uses) and its meaning. This is the one place each is documented:
 //! the README's configuration table is rendered from [`markdown`], and a test keeps the two
-//! equal. The names themselves are constants in [`crate::vars`] (and `migrator::password::vars`).
+//! equal. The names themselves are constants in [`crate::config::vars`] (and `migrator::password::vars`).
 
 use std::time::Duration;
 

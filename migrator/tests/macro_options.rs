@@ -14,7 +14,7 @@ fn no_transaction(_ctx: &mut Context<'_>) -> Result<()> {
 }
 
 mod reexported {
-    pub use migrator as renamed;
+    pub(crate) use migrator as renamed;
 }
 
 #[migration("003_crate_path", crate = reexported::renamed, transaction = true)]

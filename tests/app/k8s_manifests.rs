@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::http;
 use common::server::start;
-use migrator::{Database, LockGuard};
+use migrator::{lock::LockGuard, Database};
 use yaml_rust2::{Yaml, YamlLoader};
 
 const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
@@ -244,7 +244,7 @@ fn every_container_runs_a_real_binary_and_subcommand() {
 
 #[test]
 fn every_variable_set_is_one_the_code_reads() {
-    let read: BTreeSet<&str> = migrator::vars::ALL
+    let read: BTreeSet<&str> = migrator::config::vars::ALL
         .iter()
         .chain(migrator::password::vars::ALL.iter())
         .chain(smart_meal_planner::demo::VARS.iter())

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::users::{self, assert_all_hashed, assert_no_plaintext};
 use common::{count, exec, logs, TestDb};
 use migrator::password::{Hasher, Params, Password};
-use migrator::{Backend, Config, Environment, Migrator, Outcome, Status};
+use migrator::{config::Environment, report::Outcome, report::Status, Backend, Config, Migrator};
 use smart_meal_planner::kroger::{self, Verification};
 
 const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
@@ -97,7 +97,7 @@ fn ten_thousand_rows(backend: Backend) {
         again.get("001_hash_kroger_passwords").unwrap().outcome,
         Outcome::AlreadyApplied
     );
-    let progress = migrator::Progress::new("again", Duration::from_secs(10));
+    let progress = migrator::context::Progress::new("again", Duration::from_secs(10));
     let rerun = kroger::run_backfill(&db, &progress, &Default::default()).unwrap();
     assert_eq!(rerun.rows_updated, 0);
     users::assert_each_updated_once(&db, ROWS);

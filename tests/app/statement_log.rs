@@ -9,7 +9,7 @@ use crate::common;
 use common::users::{self, assert_no_plaintext};
 use common::{count, exec, pg, TestDb};
 use migrator::password::{Hasher, Params, Password};
-use migrator::{Backend, Config, Environment, Migrator};
+use migrator::{config::Environment, Backend, Config, Migrator};
 use smart_meal_planner::commands::VerifyOptions;
 use smart_meal_planner::kroger::{self, Verification};
 

@@ -148,7 +148,7 @@ pub fn exec(db: &Database, sql: &str) {
 /// test's environment: a test sets exactly what it means.
 pub fn isolated(program: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new(program);
-    for var in migrator::vars::ALL {
+    for var in migrator::config::vars::ALL {
         cmd.env_remove(var);
     }
     for var in migrator::password::vars::ALL {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{count, exec, logs, TestDb};
 use migrator::backfill::Backfill;
-use migrator::{Backend, Error, Progress};
+use migrator::{context::Progress, Backend, Error};
 
 const ROWS: i64 = 1000;
 

@@ -3,7 +3,7 @@
 use crate::common;
 
 use common::{logs, pg, TestDb};
-use migrator::{Backend, Config, Database, Environment, Error, Migrator};
+use migrator::{config::Environment, Backend, Config, Database, Error, Migrator};
 
 fn connect_error(url: &str) -> Error {
     match Database::connect(url) {
@@ -145,7 +145,7 @@ fn a_query_password_parameter_is_redacted_too() {
 /// user info and in the query, IPv6 hosts, several hosts, broken brackets. No password shows
 /// in the `Display`/`Debug` of the parsed URL or of the error built from it.
 mod generated {
-    use migrator::{Database, DatabaseUrl, Error};
+    use migrator::{connection::DatabaseUrl, Database, Error};
     use proptest::prelude::*;
     use proptest::sample::{select, subsequence};
 

@@ -9,7 +9,8 @@ use diesel::{QueryableByName, RunQueryDsl};
 use migrator::backfill::{self, Backfill, BackfillStatus, Control, Job};
 use migrator::testing::{Claim, SteppedWorker, TestDatabase};
 use migrator::{
-    migration, AnyConnection, Backend, BackfillMode, Config, Context, Database, Environment, Result,
+    config::BackfillMode, config::Environment, migration, AnyConnection, Backend, Config, Context,
+    Database, Result,
 };
 use proptest::prelude::*;
 
@@ -79,7 +80,7 @@ impl System {
         )
     }
 
-    fn app(&self) -> migrator::PooledConnection {
+    fn app(&self) -> migrator::connection::PooledConnection {
         self.db.get().expect("an application connection")
     }
 }

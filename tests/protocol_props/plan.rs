@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
 use migrator::{
-    migration, Backend, Config, Confirmation, Context, Database, Environment, Kind, MarkAs, Result,
-    Source,
+    config::Environment, config::Source, migration, plan::Confirmation, plan::Kind, plan::MarkAs,
+    Backend, Config, Context, Database, Result,
 };
 use proptest::prelude::*;
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::{count, TestDb};
-use migrator::{Backend, Config, Environment, Migrator, Outcome, Status};
+use migrator::{config::Environment, report::Outcome, report::Status, Backend, Config, Migrator};
 use migrator_tests::fixtures;
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_migrator-test-runner");

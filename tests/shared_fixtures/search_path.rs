@@ -11,8 +11,11 @@ use std::time::Duration;
 
 use common::pg::{self, RoleDatabase};
 use common::{count, exec, texts, users, TestDb};
-use migrator::LockGuard;
-use migrator::{Backend, Config, Database, Environment, MarkAs, Migrator, Outcome, Status};
+use migrator::lock::LockGuard;
+use migrator::{
+    config::Environment, plan::MarkAs, report::Outcome, report::Status, Backend, Config, Database,
+    Migrator,
+};
 use migrator_tests::fixtures;
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_migrator-test-runner");

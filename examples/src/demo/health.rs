@@ -69,7 +69,7 @@ pub(super) async fn health(State(state): State<Shared>, headers: HeaderMap) -> R
     let failed = status.migrations.iter().any(|m| {
         m.row
             .as_ref()
-            .is_some_and(|r| r.status == migrator::Status::Failed)
+            .is_some_and(|r| r.status == migrator::report::Status::Failed)
     });
     // The library's JSON form of the status (as `status --json`), with the server's view added.
     let mut body = match serde_json::to_value(&status) {

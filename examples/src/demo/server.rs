@@ -62,7 +62,7 @@ pub(super) async fn serve(
     // The demo schema and its seeded users are for trying things out on the embedded demo
     // database: a database the operator named has its own user_profiles, and a pinned plan
     // must not meet demo migrations.
-    if demo_database && config.environment() != migrator::Environment::Production {
+    if demo_database && config.environment() != migrator::config::Environment::Production {
         migrator.sql_migrations(&DEMO_SQL);
     }
     let hasher = match kroger::hasher() {

@@ -25,7 +25,7 @@ const HOST: &str = "HOST";
 const PORT: &str = "PORT";
 const LOG_FILE: &str = "LOG_FILE";
 
-/// The variables the demo server reads itself, beside the library's ([`migrator::vars::ALL`],
+/// The variables the demo server reads itself, beside the library's ([`migrator::config::vars::ALL`],
 /// with `DATABASE_URL`) and the Argon2 parameters ([`migrator::password::vars::ALL`]).
 pub const VARS: [&str; 8] = [
     HOST,
@@ -118,7 +118,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let shown_url = migrator::DatabaseUrl::parse(&url)
+    let shown_url = migrator::connection::DatabaseUrl::parse(&url)
         .map(|u| u.redacted().to_owned())
         .unwrap_or_else(|_| "<invalid>".into());
     log::info!(
@@ -215,7 +215,7 @@ fn session_settings(
         },
     };
     let secure = match env(MIGRATION_ADMIN_COOKIE_SECURE).map(|v| v.to_ascii_lowercase()) {
-        None => config.environment() == migrator::Environment::Production,
+        None => config.environment() == migrator::config::Environment::Production,
         Some(v) if ["true", "1", "yes", "on"].contains(&v.as_str()) => true,
         Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => false,
         Some(v) => {
@@ -256,7 +256,7 @@ pub(super) fn migrate(state: &AppState, exit: &AtomicU8, stop: &tokio::sync::Not
         std::thread::sleep(pause);
         outcome = state.migrator.run_on_startup(&state.db, &state.config);
     }
-    let record = |report: Option<&migrator::Report>| {
+    let record = |report: Option<&migrator::report::Report>| {
         let rows = report.map_or_else(Vec::new, |r| {
             r.migrations
                 .iter()

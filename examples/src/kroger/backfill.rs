@@ -4,7 +4,7 @@
 
 use migrator::backfill::{Backfill, BackfillReport, Job};
 use migrator::password::{Hasher, Password};
-use migrator::{Config, Database, Progress, Result};
+use migrator::{context::Progress, Config, Database, Result};
 
 use super::hasher;
 

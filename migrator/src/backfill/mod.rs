@@ -25,9 +25,9 @@
 //! - **Finishing.** Statements that need the rows done ([`Backfill::then`],
 //!   [`Backfill::then_create_index`]) run once the backfill is complete, in whichever process
 //!   completes it.
-//! - **Stopping.** Between batches the backfill asks its [`Progress`](crate::Progress)
+//! - **Stopping.** Between batches the backfill asks its [`Progress`](crate::context::Progress)
 //!   whether the run still holds the migration lock
-//!   ([`Progress::ensure_lock_held`](crate::Progress::ensure_lock_held)); once it is lost, the
+//!   ([`Progress::ensure_lock_held`](crate::context::Progress::ensure_lock_held)); once it is lost, the
 //!   backfill stops with [`Error::LockLost`](crate::Error::LockLost), its claimed batches rolled back.
 //!
 //! Table and column names come from code and are checked to be plain identifiers; values are

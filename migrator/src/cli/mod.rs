@@ -71,7 +71,7 @@ use crate::config::{Config, Environment};
 use crate::connection::Database;
 use crate::error::{Error, Result};
 use crate::migrations::Migrator;
-use crate::operate::MarkAs;
+use crate::plan::MarkAs;
 
 /// How often `wait` reads the tracking table.
 const WAIT_POLL: std::time::Duration = std::time::Duration::from_secs(1);

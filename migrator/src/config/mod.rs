@@ -16,6 +16,9 @@ pub use environment::{Environment, Setting, Source};
 use parse::{invalid, parse_mb, parse_seconds, ENVIRONMENTS};
 pub(crate) use parse::{parse_bool, parse_u32};
 
+/// The tracking table's name.
+pub const TABLE: &str = "applied_migrations";
+
 /// Default of `MIGRATION_LOCK_TIMEOUT_SECS`: one hour, so that replicas started during a long
 /// migration wait for it instead of failing.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -224,7 +227,7 @@ impl Config {
     /// A policy for `environment` with its defaults; adjust it with the setters.
     ///
     /// ```
-    /// use migrator::{Config, Environment};
+    /// use migrator::{Config, config::Environment};
     /// let mut config = Config::new(Environment::Production);
     /// config.set_enable_prod_migrations(true).set_require_confirmation(false).set_backup_before(false);
     /// assert!(!config.auto_migrate_on_startup().value); // production default

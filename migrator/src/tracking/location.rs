@@ -15,8 +15,7 @@ use crate::error::{Error, Result};
 use crate::schema;
 use crate::url::Backend;
 
-/// The tracking table's name.
-pub const TABLE: &str = "applied_migrations";
+pub(crate) use crate::config::TABLE;
 
 /// The tracking table of one database: its schema (PostgreSQL) or the main database (SQLite).
 #[derive(Clone, Debug, PartialEq, Eq)]

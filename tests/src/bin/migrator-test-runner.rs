@@ -4,7 +4,7 @@
 //! With the argument `startup`, it calls `Migrator::run_on_startup` with `Config::from_env()`
 //! instead, which reads the whole policy from the real process environment, and prints the outcome.
 
-use migrator::{Config, Database, Environment, Migrator, Outcome};
+use migrator::{config::Environment, report::Outcome, Config, Database, Migrator};
 use migrator_tests::fixtures;
 
 struct Stderr;

@@ -113,7 +113,7 @@ impl Fleet {
             .map_err(|e| format!("cannot open {}: {e}", out.display()))?;
         let mut cmd = Command::new(&self.exe);
         cmd.arg("child-demo");
-        for var in migrator::vars::ALL
+        for var in migrator::config::vars::ALL
             .iter()
             .chain(migrator::password::vars::ALL.iter())
         {

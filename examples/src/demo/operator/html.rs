@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use migrator::backfill::BackfillState;
-use migrator::{MigrationState, StatusReport};
+use migrator::{report::MigrationState, report::StatusReport};
 
 use crate::demo::startup::Phase;
 
