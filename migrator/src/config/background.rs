@@ -1,84 +1,46 @@
-//! Background backfills: `MIGRATION_BACKFILL` and the knobs of the workers.
+//! The background workers: how many per process (`MIGRATION_BACKFILL_THREADS`), how long a batch
+//! aims to take (`MIGRATION_BATCH_TARGET_MS`), a pause between batches
+//! (`MIGRATION_BACKFILL_PAUSE_MS`), and the replica lag that holds them
+//! (`MIGRATION_MAX_REPLICA_LAG_SECS`, `MIGRATION_MAX_REPLICA_LAG_MB`,
+//! `MIGRATION_REPLICA_LAG_INCLUDE`, `MIGRATION_REPLICA_LAG_EXCLUDE`).
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
-use super::parse::{invalid, parse_seconds};
+use super::parse::{invalid, parse_mb, parse_seconds};
 use super::vars;
-use crate::error::{Error, Result};
-
-/// Default of `MIGRATION_INLINE_BACKFILL_SECS`: how long `auto` works inline before handing off.
-pub const DEFAULT_INLINE_BACKFILL: Duration = Duration::from_secs(30);
+use crate::error::Result;
 
 /// Default of `MIGRATION_BATCH_TARGET_MS`: the batch size adapts so that a batch takes about this.
 pub const DEFAULT_BATCH_TARGET: Duration = Duration::from_millis(1000);
 
-/// `MIGRATION_BACKFILL`: how a migration's backfill runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum BackfillMode {
-    /// The migration does all the work before it is recorded (start-up waits for it).
-    Inline,
-    /// The migration schedules the work and is recorded at once; workers do it after start-up.
-    Background,
-    /// Inline for at most `MIGRATION_INLINE_BACKFILL_SECS`, then the rest in the background.
-    #[default]
-    Auto,
-}
+/// Default of `MIGRATION_MAX_REPLICA_LAG_SECS`.
+pub const DEFAULT_MAX_REPLICA_LAG_TIME: Duration = Duration::from_secs(30);
 
-impl BackfillMode {
-    /// The value of `MIGRATION_BACKFILL`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackfillMode::Inline => "inline",
-            BackfillMode::Background => "background",
-            BackfillMode::Auto => "auto",
-        }
-    }
-}
+/// Default of `MIGRATION_MAX_REPLICA_LAG_MB`.
+pub const DEFAULT_MAX_REPLICA_LAG_MB: u64 = 256;
 
-impl fmt::Display for BackfillMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for BackfillMode {
-    type Err = Error;
-
-    fn from_str(value: &str) -> Result<BackfillMode> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "inline" => Ok(BackfillMode::Inline),
-            "background" => Ok(BackfillMode::Background),
-            "auto" => Ok(BackfillMode::Auto),
-            _ => Err(invalid(
-                vars::MIGRATION_BACKFILL,
-                value,
-                "one of inline, background, auto",
-            )),
-        }
-    }
-}
-
-/// The background-backfill settings of a [`Config`](super::Config).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The background-worker settings of a [`Config`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Background {
-    pub(super) mode: BackfillMode,
-    pub(super) inline_budget: Duration,
     pub(super) threads: Option<u32>,
     pub(super) pause: Duration,
     pub(super) batch_target: Duration,
+    pub(super) max_replica_lag_time: Duration,
+    pub(super) max_replica_lag_mb: u64,
+    pub(super) replica_lag_include: Vec<String>,
+    pub(super) replica_lag_exclude: Vec<String>,
 }
 
 impl Default for Background {
     fn default() -> Background {
         Background {
-            mode: BackfillMode::Auto,
-            inline_budget: DEFAULT_INLINE_BACKFILL,
             threads: None,
             pause: Duration::ZERO,
             batch_target: DEFAULT_BATCH_TARGET,
+            max_replica_lag_time: DEFAULT_MAX_REPLICA_LAG_TIME,
+            max_replica_lag_mb: DEFAULT_MAX_REPLICA_LAG_MB,
+            replica_lag_include: Vec::new(),
+            replica_lag_exclude: Vec::new(),
         }
     }
 }
@@ -99,15 +61,20 @@ fn millis(variable: &'static str, value: &str, allow_zero: bool) -> Result<Durat
     }
 }
 
+/// A comma-separated list of names, trimmed, empty items dropped.
+fn name_list(value: Option<String>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 impl Background {
     pub(super) fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Background> {
         let mut settings = Background::default();
-        if let Some(v) = lookup(vars::MIGRATION_BACKFILL) {
-            settings.mode = v.parse()?;
-        }
-        if let Some(v) = lookup(vars::MIGRATION_INLINE_BACKFILL_SECS) {
-            settings.inline_budget = parse_seconds(vars::MIGRATION_INLINE_BACKFILL_SECS, &v)?;
-        }
         if let Some(v) = lookup(vars::MIGRATION_BACKFILL_THREADS) {
             settings.threads = Some(v.trim().parse::<u32>().map_err(|_| {
                 invalid(
@@ -123,6 +90,15 @@ impl Background {
         if let Some(v) = lookup(vars::MIGRATION_BATCH_TARGET_MS) {
             settings.batch_target = millis(vars::MIGRATION_BATCH_TARGET_MS, &v, false)?;
         }
+        if let Some(v) = lookup(vars::MIGRATION_MAX_REPLICA_LAG_SECS) {
+            settings.max_replica_lag_time =
+                parse_seconds(vars::MIGRATION_MAX_REPLICA_LAG_SECS, &v)?;
+        }
+        if let Some(v) = lookup(vars::MIGRATION_MAX_REPLICA_LAG_MB) {
+            settings.max_replica_lag_mb = parse_mb(vars::MIGRATION_MAX_REPLICA_LAG_MB, &v)?;
+        }
+        settings.replica_lag_include = name_list(lookup(vars::MIGRATION_REPLICA_LAG_INCLUDE));
+        settings.replica_lag_exclude = name_list(lookup(vars::MIGRATION_REPLICA_LAG_EXCLUDE));
         Ok(settings)
     }
 }
