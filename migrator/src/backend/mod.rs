@@ -1,7 +1,8 @@
 //! One seam per backend: [`Dialect`], implemented once for PostgreSQL (`postgres.rs`) and once
 //! for SQLite (`sqlite.rs`), holds what differs between them: the tracking table's columns and
 //! time expressions, the catalog probes, the audit and backfill tables, the backfill state's
-//! time arithmetic, replica lag, backups, and Diesel's SQL migrations. The rest of the crate
+//! time arithmetic, replica lag, backups, the PostgreSQL lock's statements (`pg_lock`), and
+//! Diesel's SQL migrations. The rest of the crate
 //! asks [`of`] for the dialect of a backend and never matches on the backend itself.
 //!
 //! Statements whose text is the same on both backends but is built at run time (a table's
@@ -24,6 +25,7 @@ use crate::connection::AnyConnection;
 use crate::url::Backend;
 
 pub(crate) use dialect::Dialect;
+pub(crate) use postgres::lock as pg_lock;
 pub(crate) use postgres::{CURRENT_SCHEMA, REGCLASS};
 
 /// The dialect of `backend`: the one place that chooses between the backend files.

@@ -37,6 +37,67 @@ const LAG_SQL: &str = "SELECT COALESCE(NULLIF(application_name, ''), host(client
     (replay_lsn IS NULL AND flush_lsn IS NOT NULL) AS no_replay \
     FROM pg_stat_replication r WHERE NOT pg_is_in_recovery() ORDER BY 1";
 
+/// The statements of the PostgreSQL migration lock (`lock/postgres.rs` runs them): a session
+/// advisory lock `(LOCK_CLASS, hashtext(DATABASE.SCHEMA.applied_migrations))`, the schema
+/// bound as `$1`, taken and released only by the session's own backend (pid bound as `$2`).
+pub(crate) mod lock {
+    /// The first key of the advisory lock: ASCII "migr".
+    pub(crate) const LOCK_CLASS: i32 = 0x6D69_6772;
+
+    /// The second key, from the tracking table's schema bound as `$1`.
+    const KEY2: &str = "hashtext(current_database() || '.' || $1 || '.applied_migrations')";
+
+    /// `pid`: the backend serving the statement.
+    pub(crate) const BACKEND_PID: &str = "SELECT pg_backend_pid() AS pid";
+
+    /// Names the lock's session (`application_name` = `$1`); `name` (the database) and `pid`.
+    pub(crate) const PREPARE: &str = "SELECT current_database() AS name, pg_backend_pid() AS pid \
+         FROM (SELECT set_config('application_name', $1, false)) AS configured";
+
+    /// `taken, pid`: tries the lock, only on backend `$2`.
+    pub(crate) fn take() -> String {
+        format!(
+            "SELECT CASE WHEN pg_backend_pid() = $2 \
+             THEN pg_try_advisory_lock({LOCK_CLASS}, {KEY2}) ELSE false END AS taken, \
+             pg_backend_pid() AS pid"
+        )
+    }
+
+    /// `taken, pid`: whether this session holds the lock.
+    pub(crate) fn held() -> String {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+             AND pid = pg_backend_pid() AND granted AND objsubid = 2 \
+             AND classid = CAST({LOCK_CLASS} AS oid) \
+             AND objid = CAST(CAST({KEY2} AS BIGINT) & 4294967295 AS oid)) AS taken, \
+             pg_backend_pid() AS pid"
+        )
+    }
+
+    /// `pid, application_name, client, since` of the session holding the lock.
+    pub(crate) fn holder() -> String {
+        format!(
+            "SELECT a.pid AS pid, COALESCE(a.application_name, '') AS application_name, \
+             COALESCE(host(a.client_addr), 'local socket') AS client, \
+             CAST(a.state_change AS TEXT) AS since \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND l.classid = CAST({LOCK_CLASS} AS oid) AND l.objid = CAST(CAST({KEY2} AS BIGINT) & 4294967295 AS oid) \
+             LIMIT 1"
+        )
+    }
+
+    /// `taken, pid`: releases the lock, only on backend `$2`.
+    pub(crate) fn release() -> String {
+        format!(
+            "SELECT CASE WHEN pg_backend_pid() = $2 \
+             THEN pg_advisory_unlock({LOCK_CLASS}, {KEY2}) ELSE false END AS taken, \
+             pg_backend_pid() AS pid"
+        )
+    }
+}
+
 impl Dialect for Postgres {
     fn columns_sql(&self) -> &'static str {
         "SELECT CAST(attname AS TEXT) AS name, format_type(atttypid, atttypmod) AS ty \

@@ -201,6 +201,34 @@ fn sqlite_audit_table_ddl() {
 }
 
 #[test]
+fn postgres_lock_statements() {
+    use super::pg_lock;
+    // ASCII "migr": operators and earlier versions know the lock by this class.
+    assert_eq!(pg_lock::LOCK_CLASS, 1_835_624_306);
+    same(pg_lock::BACKEND_PID, "SELECT pg_backend_pid() AS pid");
+    same(
+        pg_lock::PREPARE,
+        "SELECT current_database() AS name, pg_backend_pid() AS pid FROM (SELECT set_config('application_name', $1, false)) AS configured",
+    );
+    same(
+        pg_lock::take(),
+        "SELECT CASE WHEN pg_backend_pid() = $2 THEN pg_try_advisory_lock(1835624306, hashtext(current_database() || '.' || $1 || '.applied_migrations')) ELSE false END AS taken, pg_backend_pid() AS pid",
+    );
+    same(
+        pg_lock::held(),
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted AND objsubid = 2 AND classid = CAST(1835624306 AS oid) AND objid = CAST(CAST(hashtext(current_database() || '.' || $1 || '.applied_migrations') AS BIGINT) & 4294967295 AS oid)) AS taken, pg_backend_pid() AS pid",
+    );
+    same(
+        pg_lock::holder(),
+        "SELECT a.pid AS pid, COALESCE(a.application_name, '') AS application_name, COALESCE(host(a.client_addr), 'local socket') AS client, CAST(a.state_change AS TEXT) AS since FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.classid = CAST(1835624306 AS oid) AND l.objid = CAST(CAST(hashtext(current_database() || '.' || $1 || '.applied_migrations') AS BIGINT) & 4294967295 AS oid) LIMIT 1",
+    );
+    same(
+        pg_lock::release(),
+        "SELECT CASE WHEN pg_backend_pid() = $2 THEN pg_advisory_unlock(1835624306, hashtext(current_database() || '.' || $1 || '.applied_migrations')) ELSE false END AS taken, pg_backend_pid() AS pid",
+    );
+}
+
+#[test]
 fn capabilities() {
     assert!(postgres().lock_timeouts());
     assert!(!sqlite().lock_timeouts());
