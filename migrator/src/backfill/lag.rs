@@ -209,6 +209,7 @@ pub(crate) fn hold_for_replicas(
     config: &Config,
     should_stop: &dyn Fn() -> bool,
 ) -> Result<Duration> {
+    // A backend without replicas (SQLite) never holds a batch.
     if backend::of(db.backend()).replica_lag_sql().is_none() {
         return Ok(Duration::ZERO);
     }

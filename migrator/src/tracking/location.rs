@@ -10,12 +10,10 @@
 use diesel::sql_types::{Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
-use crate::backend;
+use crate::backend::{self, quote_ident};
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
 use crate::schema;
-
-use crate::backend::quote_ident;
 
 /// The tracking table's name.
 pub const TABLE: &str = "applied_migrations";
