@@ -25,10 +25,10 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
+use crate::backend;
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
-use crate::tracking::{self, quote_ident, Table};
-use crate::url::Backend;
+use crate::tracking::{self, Table};
 
 /// The table's name.
 pub const AUDIT: &str = "migrator_audit";
@@ -100,26 +100,11 @@ pub struct AuditEntry {
 }
 
 fn sql_name(table: &Table) -> String {
-    match table.schema() {
-        Some(schema) => format!("{}.{AUDIT}", quote_ident(schema)),
-        None => AUDIT.to_owned(),
-    }
+    backend::qualified(table.schema(), AUDIT)
 }
 
 fn create(conn: &mut AnyConnection, name: &str) -> Result<()> {
-    let columns = match conn.backend() {
-        Backend::Postgres => {
-            "(id BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
-             actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, \
-             outcome TEXT NOT NULL, process TEXT)"
-        }
-        _ => {
-            "(id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, \
-             actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, \
-             outcome TEXT NOT NULL, process TEXT)"
-        }
-    };
-    let ddl = format!("CREATE TABLE IF NOT EXISTS {name} {columns}");
+    let ddl = backend::of(conn.backend()).create_audit_table(name);
     // Two processes creating it at once on PostgreSQL: one may fail on the catalog; it exists.
     conn.batch_execute(&ddl)
         .or_else(|_| conn.batch_execute(&ddl))

@@ -13,28 +13,20 @@
 //! - PostgreSQL: the real `pg_dump` (`MIGRATION_PG_DUMP`), custom format (restore with
 //!   `pg_restore`). The password reaches it through `PGPASSWORD`, never its arguments.
 //! - SQLite: `VACUUM INTO`, SQLite's online backup into a fresh database file.
+//!
+//! How each backend names and writes its backup is its backend file's (`backend/`).
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use diesel::sql_types::Text;
-use diesel::{QueryableByName, RunQueryDsl};
-
+use crate::backend;
 use crate::config::Config;
 use crate::connection::Database;
 use crate::error::{Error, Result};
-use crate::url::Backend;
 
 pub(crate) use crate::report::Backup;
-
-#[derive(QueryableByName)]
-struct Name {
-    #[diesel(sql_type = Text)]
-    name: String,
-}
 
 fn failed(reason: impl Into<String>) -> Error {
     Error::Backup {
@@ -44,20 +36,7 @@ fn failed(reason: impl Into<String>) -> Error {
 
 /// The database's name, for file names and prompts.
 pub(crate) fn database_name(db: &Database) -> Result<String> {
-    match db.backend() {
-        Backend::Postgres => {
-            let mut conn = db.get()?;
-            let name: Name = diesel::sql_query("SELECT current_database() AS name")
-                .get_result(&mut *conn)
-                .map_err(Error::db("cannot read the database name"))?;
-            Ok(name.name)
-        }
-        Backend::Sqlite => Ok(db
-            .url()
-            .sqlite_path()
-            .and_then(|p| Path::new(p).file_stem())
-            .map_or_else(|| "sqlite".into(), |s| s.to_string_lossy().into_owned())),
-    }
+    backend::of(db.backend()).database_name(db)
 }
 
 fn timestamp() -> String {
@@ -107,11 +86,9 @@ pub(crate) fn take(db: &Database, config: &Config, label: &str) -> Result<Backup
             dir.display()
         ))
     })?;
-    let database = database_name(db)?;
-    let extension = match db.backend() {
-        Backend::Postgres => "dump",
-        Backend::Sqlite => "sqlite3",
-    };
+    let dialect = backend::of(db.backend());
+    let database = dialect.database_name(db)?;
+    let extension = dialect.backup_extension();
     let stem = format!("{}-{}-{}", safe(&database), timestamp(), safe(label));
     let temporary = dir.join(format!(".{stem}.{}.partial", std::process::id()));
     // Created empty with mode 0600 before anything is written into it.
@@ -123,10 +100,7 @@ pub(crate) fn take(db: &Database, config: &Config, label: &str) -> Result<Backup
         .map_err(|e| failed(format!("cannot create {}: {e}", temporary.display())))?;
     let mut partial = Partial(Some(temporary.clone()));
     log::info!("Backing up database {database} into {}", dir.display());
-    match db.backend() {
-        Backend::Postgres => pg_dump(db, config, &temporary)?,
-        Backend::Sqlite => vacuum_into(db, &temporary)?,
-    }
+    dialect.backup_into(db, config, &temporary)?;
     let file = File::open(&temporary)
         .map_err(|e| failed(format!("cannot reopen {}: {e}", temporary.display())))?;
     file.sync_all()
@@ -177,50 +151,4 @@ fn publish(temporary: &Path, dir: &Path, stem: &str, extension: &str) -> Result<
         "{MAX_SAME_NAME} backups named {stem}.{extension} already exist in {}",
         dir.display()
     )))
-}
-
-fn pg_dump(db: &Database, config: &Config, out: &Path) -> Result<()> {
-    let program = config.pg_dump();
-    let (url, password) = db.url().split_password();
-    let mut command = Command::new(program);
-    command
-        .arg("--format=custom")
-        .arg("--no-password")
-        .arg("--file")
-        .arg(out)
-        .arg("--dbname")
-        .arg(&url)
-        .env_remove("PGPASSWORD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(password) = password {
-        command.env("PGPASSWORD", password);
-    }
-    let output = command.output().map_err(|e| {
-        failed(format!(
-            "cannot run {} ({e}); install the PostgreSQL client tools or set MIGRATION_PG_DUMP",
-            program.display()
-        ))
-    })?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(failed(format!(
-            "{} failed ({}): {}",
-            program.display(),
-            output.status,
-            db.url().scrub(stderr.trim())
-        )));
-    }
-    Ok(())
-}
-
-fn vacuum_into(db: &Database, out: &Path) -> Result<()> {
-    let mut conn = db.get()?;
-    let target = out.to_string_lossy().into_owned();
-    diesel::sql_query("VACUUM INTO $1")
-        .bind::<Text, _>(&target)
-        .execute(&mut *conn)
-        .map_err(|e| failed(format!("VACUUM INTO {target} failed: {e}")))?;
-    Ok(())
 }

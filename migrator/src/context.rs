@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 
+use crate::backend;
 use crate::config::Config;
 use crate::connection::{AnyConnection, Database, Pool};
 use crate::error::{Error, Result};
@@ -94,7 +95,7 @@ impl<'a> Context<'a> {
         f: impl FnOnce(&mut AnyConnection) -> Result<T>,
     ) -> Result<T> {
         if self.transactional
-            || !matches!(self.conn, AnyConnection::Postgres(_))
+            || !backend::of(self.conn.backend()).lock_timeouts()
             || !is_concurrently(sql)
         {
             return f(self.conn);

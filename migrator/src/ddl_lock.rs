@@ -20,6 +20,7 @@ use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::{Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
+use crate::backend;
 use crate::config::Config;
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
@@ -36,7 +37,7 @@ pub(crate) fn configure(
     local: bool,
     announce: bool,
 ) -> Result<()> {
-    if !matches!(conn, AnyConnection::Postgres(_)) {
+    if !backend::of(conn.backend()).lock_timeouts() {
         return Ok(());
     }
     let context = || {
@@ -91,7 +92,7 @@ pub(crate) fn lock_timeout(m: &Migration, config: &Config) -> Duration {
 /// Undoes [`configure`]'s session-level `SET`s, so that the connection goes back to the pool
 /// with the role's settings. The caller has rolled back any open transaction first.
 pub(crate) fn reset(conn: &mut AnyConnection, m: &Migration) {
-    if matches!(conn, AnyConnection::Postgres(_)) {
+    if backend::of(conn.backend()).lock_timeouts() {
         if let Err(e) = conn.batch_execute("RESET lock_timeout; RESET statement_timeout;") {
             log::warn!(
                 "Could not reset lock_timeout and statement_timeout after migration {}: {e}",
@@ -240,7 +241,7 @@ impl BlockerWatch {
             #[diesel(sql_type = Integer)]
             pid: i32,
         }
-        if !matches!(conn, AnyConnection::Postgres(_)) {
+        if !backend::of(conn.backend()).lock_timeouts() {
             return None;
         }
         let pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")

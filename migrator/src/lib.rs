@@ -124,7 +124,9 @@ extern crate self as migrator;
 // this map as its table):
 // - foundation: the values every layer uses (errors, reports, metric names, configuration);
 // - hasher: password hashing, no database code;
-// - database access: URLs, connections, the catalog, Diesel SQL migrations;
+// - database access: URLs, connections, the catalog, Diesel SQL migrations, and the seam per
+//   backend (`backend/`: one file per backend holding its SQL, the only place that chooses
+//   between them);
 // - records: the tables the library keeps (`applied_migrations`, the audit log, the
 //   backfill tables), the lock that guards them, backups;
 // - policy: what a run may do (the plan, confirmation);
@@ -145,6 +147,7 @@ pub mod report;
 pub mod password;
 
 // Database access.
+mod backend;
 pub mod connection;
 mod pg_url;
 pub mod schema;

@@ -17,9 +17,9 @@
 use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
+use crate::backend;
 use crate::connection::AnyConnection;
 use crate::error::{Error, Result};
-use crate::url::Backend;
 
 /// The row of a `SELECT COUNT(*) AS n ...` query run with `diesel::sql_query`.
 ///
@@ -53,14 +53,7 @@ pub(crate) struct Column {
 /// The columns of `table` (resolved as the module documentation says); none if it does not
 /// exist. `table` comes from code, and is bound, never spliced into the SQL.
 pub(crate) fn columns(conn: &mut AnyConnection, table: &str) -> Result<Vec<Column>> {
-    let sql = match conn.backend() {
-        Backend::Postgres => {
-            "SELECT CAST(attname AS TEXT) AS name, format_type(atttypid, atttypmod) AS ty \
-             FROM pg_catalog.pg_attribute \
-             WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped"
-        }
-        Backend::Sqlite => "SELECT name, type AS ty FROM pragma_table_info($1)",
-    };
+    let sql = backend::of(conn.backend()).columns_sql();
     diesel::sql_query(sql)
         .bind::<Text, _>(table)
         .load(conn)
@@ -76,15 +69,7 @@ pub fn has_column(conn: &mut AnyConnection, table: &str, column: &str) -> Result
 
 /// Whether `table` exists in the current schema (read-only callers must not create it).
 pub(crate) fn table_exists(conn: &mut AnyConnection, table: &str) -> Result<bool> {
-    let query = match conn.backend() {
-        Backend::Postgres => {
-            "SELECT COUNT(*) AS n FROM information_schema.tables \
-             WHERE table_schema = current_schema() AND table_name = $1"
-        }
-        Backend::Sqlite => {
-            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1"
-        }
-    };
+    let query = backend::of(conn.backend()).table_exists_sql();
     let count: Count = diesel::sql_query(query)
         .bind::<Text, _>(table)
         .get_result(conn)

@@ -2,8 +2,9 @@
 
 use diesel::backend::Backend;
 use diesel::migration::{Migration, MigrationSource};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use diesel_migrations::EmbeddedMigrations;
 
+use crate::backend;
 use crate::connection::AnyConnection;
 use crate::error::{Error, Result};
 
@@ -32,15 +33,7 @@ fn sql_error(e: Box<dyn std::error::Error + Send + Sync>) -> Error {
 impl SqlMigrations {
     /// Names of the pending SQL migrations.
     pub(crate) fn pending(self, conn: &mut AnyConnection) -> Result<Vec<String>> {
-        let names = match conn {
-            AnyConnection::Postgres(c) => c
-                .pending_migrations(self)
-                .map(|p| p.iter().map(|m| m.name().to_string()).collect()),
-            AnyConnection::Sqlite(c) => c
-                .pending_migrations(self)
-                .map(|p| p.iter().map(|m| m.name().to_string()).collect()),
-        };
-        names.map_err(sql_error)
+        backend::pending_sql_migrations(conn, self).map_err(sql_error)
     }
 
     /// Like [`SqlMigrations::pending`], but never creates Diesel's table (for read-only
@@ -56,15 +49,7 @@ impl SqlMigrations {
 
     /// Runs the pending SQL migrations; returns their versions.
     pub(crate) fn run(self, conn: &mut AnyConnection) -> Result<Vec<String>> {
-        let versions: Vec<String> = match conn {
-            AnyConnection::Postgres(c) => c
-                .run_pending_migrations(self)
-                .map(|v| v.iter().map(ToString::to_string).collect()),
-            AnyConnection::Sqlite(c) => c
-                .run_pending_migrations(self)
-                .map(|v| v.iter().map(ToString::to_string).collect()),
-        }
-        .map_err(sql_error)?;
+        let versions = backend::run_sql_migrations(conn, self).map_err(sql_error)?;
         for version in &versions {
             log::info!("Applied SQL migration {version}");
         }

@@ -1,8 +1,9 @@
 //! The `applied_migrations` table: where it lives, creation, reading, and writing one row per
 //! migration.
 //!
-//! Every statement binds its values; column names are constants of this file, and the table's
-//! schema comes from the catalog, quoted (see [`location`]).
+//! Every statement binds its values; column names are constants of this file and of the
+//! backend files (`backend/`, which hold each backend's columns and statements), and the
+//! table's schema comes from the catalog, quoted (see [`location`]).
 
 mod location;
 
@@ -10,12 +11,11 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
+use crate::backend;
 use crate::connection::AnyConnection;
 use crate::error::{Error, Result};
-use crate::url::Backend;
 
 pub(crate) use crate::report::{AppliedMigration, Status};
-pub(crate) use location::quote_ident;
 use location::Columns;
 pub(crate) use location::TABLE;
 pub(crate) use location::{exists, exists_beside, find, locate, remember, Table};
@@ -40,28 +40,6 @@ struct Row {
     applied_by: Option<String>,
 }
 
-const COLUMNS_POSTGRES: &str = "(
-    migration_name VARCHAR(255) PRIMARY KEY,
-    status VARCHAR(20) NOT NULL,
-    applied_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    execution_time_ms BIGINT,
-    error_message TEXT,
-    checksum VARCHAR(64),
-    attempts INTEGER NOT NULL DEFAULT 0,
-    applied_by TEXT
-)";
-
-const COLUMNS_SQLITE: &str = "(
-    migration_name TEXT PRIMARY KEY NOT NULL,
-    status TEXT NOT NULL,
-    applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP,
-    execution_time_ms BIGINT,
-    error_message TEXT,
-    checksum TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    applied_by TEXT
-)";
-
 /// Columns added by migrator to a table created by an older tool (such a table has
 /// only name, status, time, duration and error).
 const ADDED_COLUMNS: [(&str, &str); 3] = [
@@ -73,12 +51,8 @@ const ADDED_COLUMNS: [(&str, &str); 3] = [
 /// Creates `table` if missing, and adds the columns a legacy table lacks (keeping its rows).
 /// Callers hold the migration lock.
 pub(crate) fn ensure_table(conn: &mut AnyConnection, table: &Table) -> Result<()> {
-    let columns = match conn.backend() {
-        Backend::Postgres => COLUMNS_POSTGRES,
-        Backend::Sqlite => COLUMNS_SQLITE,
-    };
     let name = table.sql_name();
-    conn.batch_execute(&format!("CREATE TABLE IF NOT EXISTS {name} {columns}"))
+    conn.batch_execute(&backend::of(conn.backend()).create_tracking_table(&name))
         .map_err(Error::db(format!("cannot create the {TABLE} table")))?;
     let existing = Columns::of(conn, table)?;
     for (column, ty) in ADDED_COLUMNS {
@@ -91,63 +65,14 @@ pub(crate) fn ensure_table(conn: &mut AnyConnection, table: &Table) -> Result<()
     Ok(())
 }
 
-/// How `applied_at` reads as UTC text (`YYYY-MM-DDTHH:MM:SS.mmmZ` on PostgreSQL).
-fn applied_at_read(backend: Backend, columns: &Columns) -> &'static str {
-    match backend {
-        // Holds UTC wall-clock time (see `applied_at_now`): format it as it is.
-        Backend::Postgres if columns.applied_at_without_time_zone() => {
-            "to_char(applied_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-        }
-        Backend::Postgres => {
-            "to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-        }
-        Backend::Sqlite => "CAST(applied_at AS TEXT)",
-    }
-}
-
-/// The value written to `applied_at`: now, in UTC. A PostgreSQL `TIMESTAMP` without time zone
-/// would take `CURRENT_TIMESTAMP` in the session's time zone, so it gets UTC wall-clock time
-/// explicitly. (SQLite's `CURRENT_TIMESTAMP` is UTC.)
-fn applied_at_now(backend: Backend, columns: &Columns) -> &'static str {
-    match backend {
-        Backend::Postgres if columns.applied_at_without_time_zone() => {
-            "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
-        }
-        _ => "CURRENT_TIMESTAMP",
-    }
-}
-
 /// Every row of `table`, ordered by name. A legacy table's missing columns read as NULL (and
 /// `attempts` as 0), so that read-only callers work before the first locked run upgrades it.
 pub(crate) fn load(conn: &mut AnyConnection, table: &Table) -> Result<Vec<AppliedMigration>> {
     let columns = Columns::of(conn, table)?;
-    let or_null = |column: &str, expr: &str, ty: &str| {
-        if columns.has(column) {
-            expr.to_owned()
-        } else {
-            format!("CAST(NULL AS {ty})")
-        }
-    };
-    let applied_at = or_null(
-        "applied_at",
-        applied_at_read(conn.backend(), &columns),
-        "TEXT",
-    );
-    let execution_time_ms = or_null(
-        "execution_time_ms",
-        "CAST(execution_time_ms AS BIGINT)",
-        "BIGINT",
-    );
-    let error_message = or_null("error_message", "CAST(error_message AS TEXT)", "TEXT");
-    let checksum = or_null("checksum", "CAST(checksum AS TEXT)", "TEXT");
-    let attempts = or_null("attempts", "CAST(attempts AS BIGINT)", "BIGINT");
-    let applied_by = or_null("applied_by", "CAST(applied_by AS TEXT)", "TEXT");
-    let query = format!(
-        "SELECT CAST(migration_name AS TEXT) AS migration_name, CAST(status AS TEXT) AS status, \
-         {applied_at} AS applied_at, {execution_time_ms} AS execution_time_ms, \
-         {error_message} AS error_message, {checksum} AS checksum, {attempts} AS attempts, \
-         {applied_by} AS applied_by FROM {} ORDER BY migration_name",
-        table.sql_name()
+    let query = backend::of(conn.backend()).tracking_select(
+        &table.sql_name(),
+        &|column| columns.has(column),
+        columns.applied_at_without_time_zone(),
     );
     let rows: Vec<Row> = diesel::sql_query(query)
         .load(conn)
@@ -199,37 +124,30 @@ pub(crate) fn write(conn: &mut AnyConnection, table: &Table, record: &Record<'_>
         Error::Database { source, .. } => Error::db(context())(source),
         other => other,
     })?;
-    let now = applied_at_now(conn.backend(), &columns);
+    let dialect = backend::of(conn.backend());
+    let without_time_zone = columns.applied_at_without_time_zone();
     let increment: i64 = record.new_attempt.into();
-    let updated = diesel::sql_query(format!(
-        "UPDATE {name} SET status = $1, applied_at = {now}, \
-         execution_time_ms = $2, error_message = $3, checksum = COALESCE($4, checksum), \
-         attempts = COALESCE(attempts, 0) + $5, applied_by = $6 WHERE migration_name = $7"
-    ))
-    .bind::<Text, _>(record.status.as_str())
-    .bind::<Nullable<BigInt>, _>(record.execution_time_ms)
-    .bind::<Nullable<Text>, _>(record.error_message)
-    .bind::<Nullable<Text>, _>(record.checksum)
-    .bind::<BigInt, _>(increment)
-    .bind::<Text, _>(record.applied_by)
-    .bind::<Text, _>(record.name)
-    .execute(conn)
-    .map_err(|e| Error::db(context())(e))?;
-    if updated == 0 {
-        diesel::sql_query(format!(
-            "INSERT INTO {name} (migration_name, status, applied_at, \
-             execution_time_ms, error_message, checksum, attempts, applied_by) \
-             VALUES ($1, $2, {now}, $3, $4, $5, $6, $7)"
-        ))
-        .bind::<Text, _>(record.name)
+    let updated = diesel::sql_query(dialect.tracking_update(&name, without_time_zone))
         .bind::<Text, _>(record.status.as_str())
         .bind::<Nullable<BigInt>, _>(record.execution_time_ms)
         .bind::<Nullable<Text>, _>(record.error_message)
         .bind::<Nullable<Text>, _>(record.checksum)
         .bind::<BigInt, _>(increment)
         .bind::<Text, _>(record.applied_by)
+        .bind::<Text, _>(record.name)
         .execute(conn)
         .map_err(|e| Error::db(context())(e))?;
+    if updated == 0 {
+        diesel::sql_query(dialect.tracking_insert(&name, without_time_zone))
+            .bind::<Text, _>(record.name)
+            .bind::<Text, _>(record.status.as_str())
+            .bind::<Nullable<BigInt>, _>(record.execution_time_ms)
+            .bind::<Nullable<Text>, _>(record.error_message)
+            .bind::<Nullable<Text>, _>(record.checksum)
+            .bind::<BigInt, _>(increment)
+            .bind::<Text, _>(record.applied_by)
+            .execute(conn)
+            .map_err(|e| Error::db(context())(e))?;
     }
     Ok(())
 }

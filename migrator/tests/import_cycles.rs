@@ -63,6 +63,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "url.rs",
             "pg_url.rs",
             "connection.rs",
+            "backend/",
             "schema.rs",
             "sql.rs",
         ],

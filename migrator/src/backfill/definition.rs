@@ -9,6 +9,7 @@ use diesel::RunQueryDsl;
 use super::claim::Lease;
 use super::state::BackfillStatus;
 use super::store::Sink;
+use crate::backend;
 use crate::connection::Database;
 use crate::error::{Error, Result};
 use crate::schema::Count;
@@ -247,33 +248,7 @@ impl Backfill {
             uniq: i32,
         }
         self.check()?;
-        let sql = match conn.backend() {
-            crate::Backend::Postgres => {
-                "SELECT format_type(a.atttypid, a.atttypmod) AS ty, \
-                 CAST(a.attnotnull AS INTEGER) AS not_null, \
-                 CAST(EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid \
-                   AND i.indisunique AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum \
-                   AND i.indpred IS NULL) AS INTEGER) AS uniq \
-                 FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 \
-                 AND a.attnum > 0 AND NOT a.attisdropped"
-            }
-            crate::Backend::Sqlite => {
-                // A single-column primary key counts as NOT NULL: an INTEGER PRIMARY KEY is
-                // the rowid, never NULL; other types allow NULL only through a legacy quirk of
-                // SQLite that applications do not use.
-                "SELECT t.type AS ty, \
-                 CASE WHEN t.\"notnull\" = 1 OR (t.pk = 1 \
-                   AND (SELECT COUNT(*) FROM pragma_table_info($1) WHERE pk > 0) = 1) \
-                   THEN 1 ELSE 0 END AS not_null, \
-                 CASE WHEN (t.pk = 1 AND (SELECT COUNT(*) FROM pragma_table_info($1) \
-                   WHERE pk > 0) = 1) OR EXISTS (SELECT 1 FROM pragma_index_list($1) il \
-                   WHERE il.\"unique\" = 1 AND il.partial = 0 \
-                   AND (SELECT COUNT(*) FROM pragma_index_info(il.name)) = 1 \
-                   AND (SELECT name FROM pragma_index_info(il.name)) = $2) \
-                   THEN 1 ELSE 0 END AS uniq \
-                 FROM pragma_table_info($1) t WHERE t.name = $2"
-            }
-        };
+        let sql = backend::of(conn.backend()).key_column_sql();
         let found: Vec<KeyColumn> = diesel::sql_query(sql)
             .bind::<Text, _>(self.table)
             .bind::<Text, _>(self.key)

@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::sql_types::{BigInt, Double, Nullable, Text};
-use diesel::{PgConnection, QueryableByName, RunQueryDsl};
+use diesel::{QueryableByName, RunQueryDsl};
 
+use crate::backend;
 use crate::config::Config;
 use crate::connection::AnyConnection;
 use crate::error::{Error, Result};
@@ -110,19 +111,6 @@ struct Row {
     no_replay: bool,
 }
 
-/// On a server in recovery (itself a replica) `pg_current_wal_lsn()` fails: no rows there.
-/// `bytes` stays NULL where `replay_lsn` is (`GREATEST` would skip the NULL and say 0).
-const LAG_SQL: &str = "SELECT COALESCE(NULLIF(application_name, ''), host(client_addr), \
-        'pid ' || pid::text) AS name, \
-    CASE WHEN replay_lsn IS NOT NULL \
-        THEN GREATEST(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint END AS bytes, \
-    EXTRACT(EPOCH FROM replay_lag)::float8 AS replay_secs, \
-    GREATEST(EXTRACT(EPOCH FROM clock_timestamp() - reply_time), 0)::float8 AS since_reply, \
-    NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid AND a.datid IS NOT NULL) \
-        AS physical, \
-    (replay_lsn IS NULL AND flush_lsn IS NOT NULL) AS no_replay \
-    FROM pg_stat_replication r WHERE NOT pg_is_in_recovery() ORDER BY 1";
-
 static WARNED_UNKNOWN: AtomicBool = AtomicBool::new(false);
 
 /// The lag of every replica streaming from this PostgreSQL server (see the module's
@@ -145,18 +133,10 @@ pub fn replica_lag_for(
     include: &[String],
     exclude: &[String],
 ) -> Result<Vec<ReplicaLag>> {
-    match conn {
-        AnyConnection::Postgres(pg) => postgres_lag(pg, include, exclude),
-        AnyConnection::Sqlite(_) => Ok(Vec::new()),
-    }
-}
-
-fn postgres_lag(
-    conn: &mut PgConnection,
-    include: &[String],
-    exclude: &[String],
-) -> Result<Vec<ReplicaLag>> {
-    let rows: Vec<Row> = diesel::sql_query(LAG_SQL)
+    let Some(sql) = backend::of(conn.backend()).replica_lag_sql() else {
+        return Ok(Vec::new());
+    };
+    let rows: Vec<Row> = diesel::sql_query(sql)
         .load(conn)
         .map_err(Error::db("measure replica lag (pg_stat_replication)"))?;
     let mut lags = Vec::with_capacity(rows.len());
@@ -229,7 +209,8 @@ pub(crate) fn hold_for_replicas(
     config: &Config,
     should_stop: &dyn Fn() -> bool,
 ) -> Result<Duration> {
-    if db.backend() != crate::url::Backend::Postgres {
+    // A backend without replicas (SQLite) never holds a batch.
+    if backend::of(db.backend()).replica_lag_sql().is_none() {
         return Ok(Duration::ZERO);
     }
     let mut measure = || {

@@ -216,7 +216,7 @@ impl Context<'_> {
             gethostname::gethostname().to_string_lossy(),
             std::process::id()
         );
-        let leased = db.backend() == crate::url::Backend::Postgres;
+        let leased = crate::backend::of(db.backend()).leases();
         if leased {
             // Under the migration lock: another inline run's lease is a dead one's.
             store::remove_gone_workers(self.conn(), tables, &holder, true)?;

@@ -9,9 +9,9 @@ use diesel::{QueryableByName, RunQueryDsl};
 use serde::Serialize;
 
 use super::store::{find, Tables, BACKFILLS, WORKERS};
+use crate::backend;
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
-use crate::url::Backend;
 
 /// A worker whose heartbeat is older than this many seconds is not listed.
 const WORKER_STALE_SECS: i64 = 60;
@@ -161,16 +161,6 @@ impl Control {
     }
 }
 
-/// How a timestamp column reads as UTC text.
-fn timestamp(backend: Backend, column: &str) -> String {
-    match backend {
-        Backend::Postgres => {
-            format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
-        }
-        Backend::Sqlite => format!("CAST({column} AS TEXT)"),
-    }
-}
-
 #[derive(QueryableByName)]
 struct Row {
     #[diesel(sql_type = Text)]
@@ -262,47 +252,16 @@ fn load(
     tables: &Tables,
     name: Option<&str>,
 ) -> Result<Vec<BackfillState>> {
-    let backend = conn.backend();
-    let elapsed = match backend {
-        Backend::Postgres => {
-            "CAST(EXTRACT(EPOCH FROM (COALESCE(finished_at, CURRENT_TIMESTAMP) - created_at)) \
-             AS DOUBLE PRECISION)"
-        }
-        Backend::Sqlite => {
-            "CAST((julianday(COALESCE(finished_at, CURRENT_TIMESTAMP)) - julianday(created_at)) \
-             * 86400.0 AS REAL)"
-        }
-    };
-    let sql = format!(
-        "SELECT name, migration, status, CAST(rows_done AS BIGINT) AS rows_done, \
-         CAST(rows_total AS BIGINT) AS rows_total, CAST(batch_size AS BIGINT) AS batch_size, \
-         CAST(upper_key AS BIGINT) AS upper_key, last_error, {created} AS created_at, \
-         {updated} AS updated_at, {finished} AS finished_at, {elapsed} AS elapsed_secs \
-         FROM {table} WHERE $1 IS NULL OR name = $1 ORDER BY created_at, name",
-        created = timestamp(backend, "created_at"),
-        updated = timestamp(backend, "updated_at"),
-        finished = timestamp(backend, "finished_at"),
-        table = tables.backfills,
-    );
+    let dialect = backend::of(conn.backend());
+    let sql = dialect.backfills_select(&tables.backfills);
     let rows: Vec<Row> = diesel::sql_query(sql)
         .bind::<Nullable<Text>, _>(name)
         .load(conn)
         .map_err(Error::db(format!("cannot read {BACKFILLS}")))?;
-    let recent = match backend {
-        Backend::Postgres => {
-            format!("heartbeat > CURRENT_TIMESTAMP - {WORKER_STALE_SECS} * INTERVAL '1 second'")
-        }
-        Backend::Sqlite => format!("heartbeat > datetime('now', '-{WORKER_STALE_SECS} seconds')"),
-    };
-    let workers: Vec<WorkerRow> = diesel::sql_query(format!(
-        "SELECT backfill, host, CAST(pid AS BIGINT) AS pid, thread, \
-         CAST(rows_done AS BIGINT) AS rows_done, {heartbeat} AS heartbeat \
-         FROM {table} WHERE {recent} ORDER BY host, pid, thread",
-        heartbeat = timestamp(backend, "heartbeat"),
-        table = tables.workers,
-    ))
-    .load(conn)
-    .map_err(Error::db(format!("cannot read {WORKERS}")))?;
+    let workers: Vec<WorkerRow> =
+        diesel::sql_query(dialect.workers_select(&tables.workers, WORKER_STALE_SECS))
+            .load(conn)
+            .map_err(Error::db(format!("cannot read {WORKERS}")))?;
     rows.into_iter()
         .map(|row| {
             let mine = workers

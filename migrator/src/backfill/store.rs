@@ -7,9 +7,9 @@ use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 
 use super::state::{load_one, BackfillState, BackfillStatus};
 pub(crate) use super::tables::{ensure, find, upgrade, Tables, BACKFILLS, WORKERS};
+use crate::backend;
 use crate::connection::AnyConnection;
 use crate::error::{Error, Result};
-use crate::url::Backend;
 
 /// The status of backfill `name` (`None`: no such row).
 pub(crate) fn status(
@@ -307,16 +307,7 @@ pub(crate) fn remove_dead_workers(
     tables: &Tables,
     age: std::time::Duration,
 ) -> Result<()> {
-    let sql = match conn.backend() {
-        Backend::Postgres => format!(
-            "DELETE FROM {} WHERE heartbeat < CURRENT_TIMESTAMP - make_interval(secs => $1)",
-            tables.workers
-        ),
-        Backend::Sqlite => format!(
-            "DELETE FROM {} WHERE julianday(heartbeat) < julianday('now') - $1 / 86400.0",
-            tables.workers
-        ),
-    };
+    let sql = backend::of(conn.backend()).delete_dead_workers(&tables.workers);
     diesel::sql_query(sql)
         .bind::<diesel::sql_types::Double, _>(age.as_secs_f64())
         .execute(conn)

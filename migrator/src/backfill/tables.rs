@@ -1,12 +1,13 @@
 //! `migrator_backfills` and `migrator_backfill_workers` themselves: their names beside
-//! `applied_migrations`, their columns per backend, creating and upgrading them, finding them.
+//! `applied_migrations`, creating and upgrading them (their columns per backend are the backend
+//! files'), finding them.
 
 use diesel::connection::SimpleConnection;
 
+use crate::backend;
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
-use crate::tracking::{self, quote_ident, Table};
-use crate::url::Backend;
+use crate::tracking::{self, Table};
 
 /// The table of backfills.
 pub(crate) const BACKFILLS: &str = "migrator_backfills";
@@ -22,50 +23,10 @@ pub(crate) struct Tables {
 
 impl Tables {
     fn beside(table: &Table) -> Tables {
-        match table.schema() {
-            Some(schema) => Tables {
-                backfills: format!("{}.{BACKFILLS}", quote_ident(schema)),
-                workers: format!("{}.{WORKERS}", quote_ident(schema)),
-            },
-            None => Tables {
-                backfills: BACKFILLS.to_owned(),
-                workers: WORKERS.to_owned(),
-            },
+        Tables {
+            backfills: backend::qualified(table.schema(), BACKFILLS),
+            workers: backend::qualified(table.schema(), WORKERS),
         }
-    }
-}
-
-fn columns(backend: Backend) -> (&'static str, &'static str) {
-    match backend {
-        Backend::Postgres => (
-            "(name TEXT PRIMARY KEY, migration TEXT NOT NULL, \
-             status TEXT NOT NULL CHECK (status IN \
-               ('active', 'paused', 'finished', 'failed', 'cancelled')), \
-             rows_done BIGINT NOT NULL DEFAULT 0, rows_total BIGINT NOT NULL DEFAULT 0, \
-             batch_size INTEGER NOT NULL DEFAULT 0, upper_key BIGINT, last_error TEXT, \
-             created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
-             updated_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
-             finished_at TIMESTAMPTZ, definition TEXT)",
-            "(id TEXT PRIMARY KEY, backfill TEXT, host TEXT NOT NULL, pid BIGINT NOT NULL, \
-             thread INTEGER NOT NULL, rows_done BIGINT NOT NULL DEFAULT 0, \
-             started_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
-             heartbeat TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
-             lease_lo BIGINT, lease_hi BIGINT, lease_until TIMESTAMPTZ)",
-        ),
-        Backend::Sqlite => (
-            "(name TEXT PRIMARY KEY, migration TEXT NOT NULL, \
-             status TEXT NOT NULL CHECK (status IN \
-               ('active', 'paused', 'finished', 'failed', 'cancelled')), \
-             rows_done INTEGER NOT NULL DEFAULT 0, rows_total INTEGER NOT NULL DEFAULT 0, \
-             batch_size INTEGER NOT NULL DEFAULT 0, upper_key INTEGER, last_error TEXT, \
-             created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, \
-             updated_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, finished_at TEXT, \
-             definition TEXT)",
-            "(id TEXT PRIMARY KEY, backfill TEXT, host TEXT NOT NULL, pid INTEGER NOT NULL, \
-             thread INTEGER NOT NULL, rows_done INTEGER NOT NULL DEFAULT 0, \
-             started_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP, \
-             heartbeat TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
-        ),
     }
 }
 
@@ -73,12 +34,10 @@ fn columns(backend: Backend) -> (&'static str, &'static str) {
 /// (a migration scheduling a backfill).
 pub(crate) fn ensure(conn: &mut AnyConnection, table: &Table) -> Result<Tables> {
     let tables = Tables::beside(table);
-    let (backfills, workers) = columns(conn.backend());
-    conn.batch_execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {} {backfills}; CREATE TABLE IF NOT EXISTS {} {workers};",
-        tables.backfills, tables.workers
-    ))
-    .map_err(Error::db(format!("cannot create the {BACKFILLS} tables")))?;
+    let ddl =
+        backend::of(conn.backend()).create_backfill_tables(&tables.backfills, &tables.workers);
+    conn.batch_execute(&ddl)
+        .map_err(Error::db(format!("cannot create the {BACKFILLS} tables")))?;
     upgrade(conn, &tables)?;
     Ok(tables)
 }
@@ -98,14 +57,10 @@ pub(crate) fn upgrade(conn: &mut AnyConnection, tables: &Tables) -> Result<()> {
         ))
         .map_err(Error::db(context()))?;
     }
-    if conn.backend() == Backend::Postgres && missing(conn, &tables.workers, "lease_until")? {
-        conn.batch_execute(&format!(
-            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS lease_lo BIGINT, \
-             ADD COLUMN IF NOT EXISTS lease_hi BIGINT, \
-             ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ",
-            tables.workers
-        ))
-        .map_err(Error::db(context()))?;
+    if let Some(alter) = backend::of(conn.backend()).add_lease_columns(&tables.workers) {
+        if missing(conn, &tables.workers, "lease_until")? {
+            conn.batch_execute(&alter).map_err(Error::db(context()))?;
+        }
     }
     Ok(())
 }

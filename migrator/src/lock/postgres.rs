@@ -31,14 +31,9 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{Bool, Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
+use crate::backend::pg_lock::{self, LOCK_CLASS};
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
-
-/// The first key of the advisory lock: ASCII "migr".
-pub(crate) const LOCK_CLASS: i32 = 0x6D69_6772;
-
-/// The second key, from the tracking table's schema bound as `$1`.
-const KEY2: &str = "hashtext(current_database() || '.' || $1 || '.applied_migrations')";
 
 /// How many times [`check_session_kept`] looks for a pooler before the lock is tried.
 const PROBE_ROUNDS: usize = 3;
@@ -98,7 +93,7 @@ struct Session {
 
 /// The backend pid serving `conn`'s next statement.
 fn backend_pid(conn: &mut AnyConnection) -> Result<i32> {
-    let row: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+    let row: Pid = diesel::sql_query(pg_lock::BACKEND_PID)
         .get_result(conn)
         .map_err(Error::db(
             "cannot read the backend pid of the migration lock session",
@@ -143,13 +138,10 @@ impl PgLock {
     pub(crate) fn acquire(db: &Database, timeout: Duration) -> Result<PgLock> {
         let mut conn = db.dedicated_connection()?;
         let me = crate::tracking::runner_identity();
-        let session: Session = diesel::sql_query(
-            "SELECT current_database() AS name, pg_backend_pid() AS pid \
-             FROM (SELECT set_config('application_name', $1, false)) AS configured",
-        )
-        .bind::<Text, _>(format!("migrator {me}"))
-        .get_result(&mut conn)
-        .map_err(Error::db("cannot prepare the migration lock connection"))?;
+        let session: Session = diesel::sql_query(pg_lock::PREPARE)
+            .bind::<Text, _>(format!("migrator {me}"))
+            .get_result(&mut conn)
+            .map_err(Error::db("cannot prepare the migration lock connection"))?;
         let (database, pid) = (session.name, session.pid);
         let url = db.url().redacted().to_owned();
         let table = crate::tracking::locate(db, &mut conn)?;
@@ -164,15 +156,11 @@ impl PgLock {
             || {
                 // Taken only by the session's own backend: on a borrowed server connection
                 // the lock would outlive this runner there (until the pooler closes it).
-                let answer: Answer = diesel::sql_query(format!(
-                    "SELECT CASE WHEN pg_backend_pid() = $2 \
-                     THEN pg_try_advisory_lock({LOCK_CLASS}, {KEY2}) ELSE false END AS taken, \
-                     pg_backend_pid() AS pid"
-                ))
-                .bind::<Text, _>(&schema)
-                .bind::<Integer, _>(pid)
-                .get_result(&mut conn)
-                .map_err(Error::db("cannot take the PostgreSQL migration lock"))?;
+                let answer: Answer = diesel::sql_query(pg_lock::take())
+                    .bind::<Text, _>(&schema)
+                    .bind::<Integer, _>(pid)
+                    .get_result(&mut conn)
+                    .map_err(Error::db("cannot take the PostgreSQL migration lock"))?;
                 if answer.pid != pid {
                     return Err(Error::TransactionPooling { url: url.clone() });
                 }
@@ -200,16 +188,10 @@ impl PgLock {
     /// on its own backend (else a pooler moved it: [`Error::TransactionPooling`]).
     pub(crate) fn ensure_held(&mut self) -> Result<()> {
         let held = self.conn.as_mut().and_then(|conn| {
-            diesel::sql_query(format!(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
-                 AND pid = pg_backend_pid() AND granted AND objsubid = 2 \
-                 AND classid = CAST({LOCK_CLASS} AS oid) \
-                 AND objid = CAST(CAST({KEY2} AS BIGINT) & 4294967295 AS oid)) AS taken, \
-                 pg_backend_pid() AS pid"
-            ))
-            .bind::<Text, _>(&self.schema)
-            .get_result::<Answer>(conn)
-            .ok()
+            diesel::sql_query(pg_lock::held())
+                .bind::<Text, _>(&self.schema)
+                .get_result::<Answer>(conn)
+                .ok()
         });
         match held {
             Some(Answer { pid, .. }) if pid != self.pid => Err(Error::TransactionPooling {
@@ -237,17 +219,7 @@ impl PgLock {
 
 /// "pid 123 (application_name 'x', client 10.0.0.1) since 2026-01-01 ..." for the current holder.
 fn holder(conn: &mut AnyConnection, schema: &str) -> Option<String> {
-    let query = format!(
-        "SELECT a.pid AS pid, COALESCE(a.application_name, '') AS application_name, \
-         COALESCE(host(a.client_addr), 'local socket') AS client, \
-         CAST(a.state_change AS TEXT) AS since \
-         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
-         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-         AND l.classid = CAST({LOCK_CLASS} AS oid) AND l.objid = CAST(CAST({KEY2} AS BIGINT) & 4294967295 AS oid) \
-         LIMIT 1"
-    );
-    let found: Vec<Holder> = diesel::sql_query(query)
+    let found: Vec<Holder> = diesel::sql_query(pg_lock::holder())
         .bind::<Text, _>(schema)
         .load(conn)
         .ok()?;
@@ -269,14 +241,10 @@ impl Drop for PgLock {
             // statement may land elsewhere (there, unlocking would only warn): try a few times.
             let mut unlocked = false;
             for _ in 0..PROBE_ROUNDS * 3 {
-                let answer: std::result::Result<Answer, _> = diesel::sql_query(format!(
-                    "SELECT CASE WHEN pg_backend_pid() = $2 \
-                     THEN pg_advisory_unlock({LOCK_CLASS}, {KEY2}) ELSE false END AS taken, \
-                     pg_backend_pid() AS pid"
-                ))
-                .bind::<Text, _>(&self.schema)
-                .bind::<Integer, _>(self.pid)
-                .get_result(&mut conn);
+                let answer: std::result::Result<Answer, _> = diesel::sql_query(pg_lock::release())
+                    .bind::<Text, _>(&self.schema)
+                    .bind::<Integer, _>(self.pid)
+                    .get_result(&mut conn);
                 match answer {
                     Ok(Answer { pid, .. }) if pid != self.pid => continue,
                     Ok(Answer { taken, .. }) => unlocked = taken,

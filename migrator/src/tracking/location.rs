@@ -10,10 +10,10 @@
 use diesel::sql_types::{Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
+use crate::backend::{self, quote_ident};
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
 use crate::schema;
-use crate::url::Backend;
 
 pub(crate) use crate::config::TABLE;
 
@@ -43,16 +43,8 @@ impl Table {
 
     /// The name to put in SQL: `"schema"."applied_migrations"`, or `applied_migrations`.
     pub(crate) fn sql_name(&self) -> String {
-        match &self.schema {
-            Some(schema) => format!("{}.{TABLE}", quote_ident(schema)),
-            None => TABLE.to_owned(),
-        }
+        backend::qualified(self.schema(), TABLE)
     }
-}
-
-/// Quotes an identifier as PostgreSQL's `quote_ident` does (always quoted, `"` doubled).
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[derive(QueryableByName)]
@@ -64,21 +56,17 @@ struct Name {
 /// The tracking table as this database sees it, if it exists: the one resolved before, else
 /// the one visible on `search_path` (which is then remembered). Creates nothing.
 pub(crate) fn find(db: &Database, conn: &mut AnyConnection) -> Result<Option<Table>> {
-    if conn.backend() == Backend::Sqlite {
+    let Some(schema_of) = backend::of(conn.backend()).table_schema_sql() else {
         let exists = schema::table_exists(conn, TABLE)?;
         return Ok(exists.then(Table::sqlite));
-    }
+    };
     if let Some(schema) = db.tracking_schema().get() {
         return Ok(Some(Table::in_schema(schema.clone())));
     }
-    let found: Vec<Name> = diesel::sql_query(
-        "SELECT CAST(n.nspname AS TEXT) AS name FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         WHERE c.oid = to_regclass($1)",
-    )
-    .bind::<Text, _>(TABLE)
-    .load(conn)
-    .map_err(Error::db("cannot look for the applied_migrations table"))?;
+    let found: Vec<Name> = diesel::sql_query(schema_of)
+        .bind::<Text, _>(TABLE)
+        .load(conn)
+        .map_err(Error::db("cannot look for the applied_migrations table"))?;
     Ok(found
         .into_iter()
         .find_map(|n| n.name)
@@ -91,7 +79,7 @@ pub(crate) fn locate(db: &Database, conn: &mut AnyConnection) -> Result<Table> {
     if let Some(table) = find(db, conn)? {
         return Ok(table);
     }
-    let current: Name = diesel::sql_query("SELECT CAST(current_schema() AS TEXT) AS name")
+    let current: Name = diesel::sql_query(backend::CURRENT_SCHEMA)
         .get_result(conn)
         .map_err(Error::db("cannot read current_schema()"))?;
     current
@@ -124,7 +112,7 @@ pub(crate) fn exists_beside(conn: &mut AnyConnection, table: &Table, name: &str)
     let Some(schema) = table.schema() else {
         return schema::table_exists(conn, name);
     };
-    let found: Name = diesel::sql_query("SELECT CAST(to_regclass($1) AS TEXT) AS name")
+    let found: Name = diesel::sql_query(backend::REGCLASS)
         .bind::<Text, _>(format!("{}.{name}", quote_ident(schema)))
         .get_result(conn)
         .map_err(Error::db(format!("cannot look for the {name} table")))?;

@@ -1,0 +1,290 @@
+//! PostgreSQL's SQL: the tracking table's columns and UTC time expressions, catalog probes
+//! through `to_regclass` (as an unqualified name in a query resolves), the audit and backfill
+//! tables, replica lag from `pg_stat_replication`, and backups with the real `pg_dump`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use diesel::sql_types::Text;
+use diesel::{QueryableByName, RunQueryDsl};
+
+use super::dialect::Dialect;
+use crate::config::Config;
+use crate::connection::Database;
+use crate::error::{Error, Result};
+
+/// PostgreSQL.
+#[derive(Debug)]
+pub(crate) struct Postgres;
+
+/// `name`: the schema in which `applied_migrations` is to be created (`current_schema()`).
+pub(crate) const CURRENT_SCHEMA: &str = "SELECT CAST(current_schema() AS TEXT) AS name";
+
+/// `name`: the table `$1` (schema-qualified) as text if it exists, else NULL.
+pub(crate) const REGCLASS: &str = "SELECT CAST(to_regclass($1) AS TEXT) AS name";
+
+/// On a server in recovery (itself a replica) `pg_current_wal_lsn()` fails: no rows there.
+/// `bytes` stays NULL where `replay_lsn` is (`GREATEST` would skip the NULL and say 0).
+#[cfg(feature = "backfill")]
+const LAG_SQL: &str = "SELECT COALESCE(NULLIF(application_name, ''), host(client_addr), \
+        'pid ' || pid::text) AS name, \
+    CASE WHEN replay_lsn IS NOT NULL \
+        THEN GREATEST(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint END AS bytes, \
+    EXTRACT(EPOCH FROM replay_lag)::float8 AS replay_secs, \
+    GREATEST(EXTRACT(EPOCH FROM clock_timestamp() - reply_time), 0)::float8 AS since_reply, \
+    NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid AND a.datid IS NOT NULL) \
+        AS physical, \
+    (replay_lsn IS NULL AND flush_lsn IS NOT NULL) AS no_replay \
+    FROM pg_stat_replication r WHERE NOT pg_is_in_recovery() ORDER BY 1";
+
+/// The statements of the PostgreSQL migration lock (`lock/postgres.rs` runs them): a session
+/// advisory lock `(LOCK_CLASS, hashtext(DATABASE.SCHEMA.applied_migrations))`, the schema
+/// bound as `$1`, taken and released only by the session's own backend (pid bound as `$2`).
+pub(crate) mod lock {
+    /// The first key of the advisory lock: ASCII "migr".
+    pub(crate) const LOCK_CLASS: i32 = 0x6D69_6772;
+
+    /// The second key, from the tracking table's schema bound as `$1`.
+    const KEY2: &str = "hashtext(current_database() || '.' || $1 || '.applied_migrations')";
+
+    /// `pid`: the backend serving the statement.
+    pub(crate) const BACKEND_PID: &str = "SELECT pg_backend_pid() AS pid";
+
+    /// Names the lock's session (`application_name` = `$1`); `name` (the database) and `pid`.
+    pub(crate) const PREPARE: &str = "SELECT current_database() AS name, pg_backend_pid() AS pid \
+         FROM (SELECT set_config('application_name', $1, false)) AS configured";
+
+    /// `taken, pid`: tries the lock, only on backend `$2`.
+    pub(crate) fn take() -> String {
+        format!(
+            "SELECT CASE WHEN pg_backend_pid() = $2 \
+             THEN pg_try_advisory_lock({LOCK_CLASS}, {KEY2}) ELSE false END AS taken, \
+             pg_backend_pid() AS pid"
+        )
+    }
+
+    /// `taken, pid`: whether this session holds the lock.
+    pub(crate) fn held() -> String {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+             AND pid = pg_backend_pid() AND granted AND objsubid = 2 \
+             AND classid = CAST({LOCK_CLASS} AS oid) \
+             AND objid = CAST(CAST({KEY2} AS BIGINT) & 4294967295 AS oid)) AS taken, \
+             pg_backend_pid() AS pid"
+        )
+    }
+
+    /// `pid, application_name, client, since` of the session holding the lock.
+    pub(crate) fn holder() -> String {
+        format!(
+            "SELECT a.pid AS pid, COALESCE(a.application_name, '') AS application_name, \
+             COALESCE(host(a.client_addr), 'local socket') AS client, \
+             CAST(a.state_change AS TEXT) AS since \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND l.classid = CAST({LOCK_CLASS} AS oid) AND l.objid = CAST(CAST({KEY2} AS BIGINT) & 4294967295 AS oid) \
+             LIMIT 1"
+        )
+    }
+
+    /// `taken, pid`: releases the lock, only on backend `$2`.
+    pub(crate) fn release() -> String {
+        format!(
+            "SELECT CASE WHEN pg_backend_pid() = $2 \
+             THEN pg_advisory_unlock({LOCK_CLASS}, {KEY2}) ELSE false END AS taken, \
+             pg_backend_pid() AS pid"
+        )
+    }
+}
+
+impl Dialect for Postgres {
+    fn columns_sql(&self) -> &'static str {
+        "SELECT CAST(attname AS TEXT) AS name, format_type(atttypid, atttypmod) AS ty \
+         FROM pg_catalog.pg_attribute \
+         WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped"
+    }
+
+    fn table_exists_sql(&self) -> &'static str {
+        "SELECT COUNT(*) AS n FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_name = $1"
+    }
+
+    fn table_schema_sql(&self) -> Option<&'static str> {
+        Some(
+            "SELECT CAST(n.nspname AS TEXT) AS name FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.oid = to_regclass($1)",
+        )
+    }
+
+    #[cfg(feature = "backfill")]
+    fn key_column_sql(&self) -> &'static str {
+        "SELECT format_type(a.atttypid, a.atttypmod) AS ty, \
+         CAST(a.attnotnull AS INTEGER) AS not_null, \
+         CAST(EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid \
+           AND i.indisunique AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum \
+           AND i.indpred IS NULL) AS INTEGER) AS uniq \
+         FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = $2 \
+         AND a.attnum > 0 AND NOT a.attisdropped"
+    }
+
+    fn tracking_columns(&self) -> &'static str {
+        "(
+    migration_name VARCHAR(255) PRIMARY KEY,
+    status VARCHAR(20) NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    execution_time_ms BIGINT,
+    error_message TEXT,
+    checksum VARCHAR(64),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    applied_by TEXT
+)"
+    }
+
+    fn applied_at_read(&self, without_time_zone: bool) -> &'static str {
+        if without_time_zone {
+            // Holds UTC wall-clock time (see `applied_at_now`): format it as it is.
+            "to_char(applied_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        } else {
+            "to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        }
+    }
+
+    /// A `TIMESTAMP` without time zone would take `CURRENT_TIMESTAMP` in the session's time
+    /// zone, so it gets UTC wall-clock time explicitly.
+    fn applied_at_now(&self, without_time_zone: bool) -> &'static str {
+        if without_time_zone {
+            "(CURRENT_TIMESTAMP AT TIME ZONE 'UTC')"
+        } else {
+            "CURRENT_TIMESTAMP"
+        }
+    }
+
+    fn audit_columns(&self) -> &'static str {
+        "(id BIGSERIAL PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+         actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, \
+         outcome TEXT NOT NULL, process TEXT)"
+    }
+
+    #[cfg(feature = "backfill")]
+    fn backfill_columns(&self) -> (&'static str, &'static str) {
+        (
+            "(name TEXT PRIMARY KEY, migration TEXT NOT NULL, \
+             status TEXT NOT NULL CHECK (status IN \
+               ('active', 'paused', 'finished', 'failed', 'cancelled')), \
+             rows_done BIGINT NOT NULL DEFAULT 0, rows_total BIGINT NOT NULL DEFAULT 0, \
+             batch_size INTEGER NOT NULL DEFAULT 0, upper_key BIGINT, last_error TEXT, \
+             created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+             updated_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+             finished_at TIMESTAMPTZ, definition TEXT)",
+            "(id TEXT PRIMARY KEY, backfill TEXT, host TEXT NOT NULL, pid BIGINT NOT NULL, \
+             thread INTEGER NOT NULL, rows_done BIGINT NOT NULL DEFAULT 0, \
+             started_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+             heartbeat TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP, \
+             lease_lo BIGINT, lease_hi BIGINT, lease_until TIMESTAMPTZ)",
+        )
+    }
+
+    #[cfg(feature = "backfill")]
+    fn add_lease_columns(&self, workers: &str) -> Option<String> {
+        Some(format!(
+            "ALTER TABLE {workers} ADD COLUMN IF NOT EXISTS lease_lo BIGINT, \
+             ADD COLUMN IF NOT EXISTS lease_hi BIGINT, \
+             ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ"
+        ))
+    }
+
+    #[cfg(feature = "backfill")]
+    fn leases(&self) -> bool {
+        true
+    }
+
+    #[cfg(feature = "backfill")]
+    fn timestamp_text(&self, column: &str) -> String {
+        format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+    }
+
+    #[cfg(feature = "backfill")]
+    fn elapsed_secs(&self) -> &'static str {
+        "CAST(EXTRACT(EPOCH FROM (COALESCE(finished_at, CURRENT_TIMESTAMP) - created_at)) \
+         AS DOUBLE PRECISION)"
+    }
+
+    #[cfg(feature = "backfill")]
+    fn heartbeat_within(&self, secs: i64) -> String {
+        format!("heartbeat > CURRENT_TIMESTAMP - {secs} * INTERVAL '1 second'")
+    }
+
+    #[cfg(feature = "backfill")]
+    fn delete_dead_workers(&self, workers: &str) -> String {
+        format!(
+            "DELETE FROM {workers} WHERE heartbeat < CURRENT_TIMESTAMP - make_interval(secs => $1)"
+        )
+    }
+
+    #[cfg(feature = "backfill")]
+    fn replica_lag_sql(&self) -> Option<&'static str> {
+        Some(LAG_SQL)
+    }
+
+    fn lock_timeouts(&self) -> bool {
+        true
+    }
+
+    fn backup_extension(&self) -> &'static str {
+        "dump"
+    }
+
+    fn database_name(&self, db: &Database) -> Result<String> {
+        #[derive(QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = Text)]
+            name: String,
+        }
+        let mut conn = db.get()?;
+        let name: Name = diesel::sql_query("SELECT current_database() AS name")
+            .get_result(&mut *conn)
+            .map_err(Error::db("cannot read the database name"))?;
+        Ok(name.name)
+    }
+
+    /// The real `pg_dump` (`MIGRATION_PG_DUMP`), custom format (restore with `pg_restore`).
+    /// The password reaches it through `PGPASSWORD`, never its arguments.
+    fn backup_into(&self, db: &Database, config: &Config, out: &Path) -> Result<()> {
+        let failed = |reason: String| Error::Backup { reason };
+        let program = config.pg_dump();
+        let (url, password) = db.url().split_password();
+        let mut command = Command::new(program);
+        command
+            .arg("--format=custom")
+            .arg("--no-password")
+            .arg("--file")
+            .arg(out)
+            .arg("--dbname")
+            .arg(&url)
+            .env_remove("PGPASSWORD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(password) = password {
+            command.env("PGPASSWORD", password);
+        }
+        let output = command.output().map_err(|e| {
+            failed(format!(
+                "cannot run {} ({e}); install the PostgreSQL client tools or set MIGRATION_PG_DUMP",
+                program.display()
+            ))
+        })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(failed(format!(
+                "{} failed ({}): {}",
+                program.display(),
+                output.status,
+                db.url().scrub(stderr.trim())
+            )));
+        }
+        Ok(())
+    }
+}
