@@ -46,6 +46,7 @@ use bounds::out_of_bounds;
 
 mod bounds;
 
+#[doc(inline)]
 pub use migrator_hasher::Kernel;
 
 pub mod vars;
