@@ -25,9 +25,10 @@
 //! the workspace's `Cargo.toml`): unoptimised, its SIMD intrinsics are function calls and a
 //! hash takes many times as long, while the rest of migrator compiles faster unoptimised. Its
 //! hot path is in non-generic functions, compiled here, never in the caller's crate. It has no
-//! database code, and it is the one package of the workspace whose code needs `unsafe`: the
-//! SIMD kernels (`compress/avx2.rs`, `compress/avx512.rs`) and the memory
-//! (`argon2id/memory.rs`), each module allowed by name, each block with a `// SAFETY:` comment.
+//! database code, and it holds all of the hashing's `unsafe` (`unsafe_code` is denied in the
+//! workspace, migrator included): the SIMD kernels (`compress/avx2.rs`, `compress/avx512.rs`)
+//! and the memory (`argon2id/memory.rs`), each module allowed by name with a reason, each block
+//! with a `// SAFETY:` comment.
 
 #![warn(missing_docs)]
 
