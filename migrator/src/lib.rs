@@ -107,7 +107,7 @@
 //! All on by default; a service that only runs migrations can turn them off
 //! (`default-features = false`) and compile none of their dependencies:
 //! - `cli`: [`cli`], the command-line front end (clap, indicatif, env_logger, serde_json);
-//! - `password`: [`password`], Argon2id hashing (argon2, zeroize, subtle);
+//! - `password`: [`password`], Argon2id hashing (migrator-hasher, argon2, zeroize, subtle);
 //! - `backfill`: [`backfill`], the batched parallel backfill engine (rayon).
 //!
 //! Off by default:
@@ -123,7 +123,8 @@ extern crate self as migrator;
 // this list, and no two files import each other (`tests/import_cycles.rs` checks both, with
 // this map as its table):
 // - foundation: the values every layer uses (errors, reports, metric names, configuration);
-// - hasher: password hashing, no database code;
+// - hasher: password hashing (PHC strings, parameters; the raw Argon2id and all of its
+//   `unsafe` are the `migrator-hasher` package), no database code;
 // - database access: URLs, connections, the catalog, Diesel SQL migrations, and the seam per
 //   backend (`backend/`: one file per backend holding its SQL, the only place that chooses
 //   between them);

@@ -55,7 +55,9 @@ const LAYERS: &[(&str, &[&str])] = &[
             "config/",
         ],
     ),
-    // Password hashing: no database code.
+    // Password hashing: no database code. PHC strings, parameters and verification; the raw
+    // Argon2id (kernels, lanes, memory, all of the hashing's `unsafe`) is the migrator-hasher
+    // package (`migrator/hasher/`), outside `migrator/src`.
     ("hasher", &["password/"]),
     (
         "database access",

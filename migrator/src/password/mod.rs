@@ -15,10 +15,11 @@
 //! ```
 //!
 //! Hashes are standard PHC strings: any Argon2 implementation verifies them, and they are
-//! byte-identical to the argon2 crate's for the same salt. Argon2id (version 0x13) runs on this
-//! module's own implementation, whose block compression uses AVX-512F or AVX2 when the CPU has
-//! them ([`Kernel`]); other variants and versions, met only when verifying foreign hashes, go
-//! to the argon2 crate.
+//! byte-identical to the argon2 crate's for the same salt. Argon2id (version 0x13) runs on
+//! migrator's own engine (the `migrator-hasher` package, an implementation detail optimised even
+//! in debug builds), whose block compression uses AVX-512F or AVX2 when the CPU has them
+//! ([`Kernel`]); other variants and versions, met only when verifying foreign hashes, go to the
+//! argon2 crate.
 //!
 //! With several lanes (`p > 1`), one hash fills its lanes on up to `p` threads: the calling
 //! thread and helpers from a small pool started on first use, lent only to cores that no other
@@ -37,15 +38,16 @@ use password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
+use migrator_hasher as engine;
+
 use crate::config::parse_u32;
 use crate::error::{Error, Result};
 use bounds::out_of_bounds;
 
-mod argon2id;
 mod bounds;
-mod compress;
 
-pub use compress::Kernel;
+#[doc(inline)]
+pub use migrator_hasher::Kernel;
 
 pub mod vars;
 
@@ -190,13 +192,24 @@ pub struct Hasher {
     params: Params,
     argon2_params: argon2::Params,
     kernel: Kernel,
-    options: argon2id::Options,
+    options: engine::Options,
 }
 
 thread_local! {
     /// This thread's working memory for the argon2 crate (foreign hashes: Argon2i, Argon2d,
-    /// version 0x10), reused across hashes as `argon2id` reuses its own.
+    /// version 0x10), reused across hashes as the engine reuses its own.
     static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An error of the engine as [`Error::Hashing`], its causes in the message.
+fn engine_error(e: engine::Error) -> Error {
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        reason.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    Error::Hashing { reason }
 }
 
 fn hashing_error(what: &str) -> impl FnOnce(argon2::Error) -> Error + '_ {
@@ -230,7 +243,7 @@ impl Hasher {
             argon2_params: params.argon2_params()?,
             params,
             kernel: Kernel::detected(),
-            options: argon2id::Options::default(),
+            options: engine::Options::default(),
         })
     }
 
@@ -238,9 +251,7 @@ impl Hasher {
     /// [`Kernel::detected`]), or an error if this CPU cannot run it. Hashes are the same.
     pub fn with_kernel(mut self, kernel: Kernel) -> Result<Hasher> {
         if !kernel.is_supported() {
-            return Err(Error::Hashing {
-                reason: format!("the {kernel} Argon2 kernel needs a CPU feature this CPU lacks"),
-            });
+            return Err(engine_error(engine::Error::UnsupportedKernel(kernel)));
         }
         self.kernel = kernel;
         Ok(self)
@@ -256,7 +267,7 @@ impl Hasher {
     /// public API: only with the `bench-internals` feature, which the benchmarks enable.
     #[cfg(any(test, feature = "bench-internals"))]
     pub fn with_lanes_inline(mut self) -> Hasher {
-        self.options.threads = argon2id::LaneThreads::Inline;
+        self.options.threads = engine::LaneThreads::Inline;
         self
     }
 
@@ -278,7 +289,7 @@ impl Hasher {
         self
     }
 
-    /// Runs Argon2id version 0x13 on this module's implementation.
+    /// Runs Argon2id version 0x13 on migrator's engine.
     fn argon2id(
         &self,
         params: &argon2::Params,
@@ -287,22 +298,22 @@ impl Hasher {
         out: &mut [u8],
         reuse: bool,
     ) -> Result<()> {
-        let costs = argon2id::Costs {
+        let costs = engine::Costs {
             memory_kib: params.m_cost(),
             iterations: params.t_cost(),
             lanes: params.p_cost(),
         };
-        let inputs = argon2id::Inputs {
+        let inputs = engine::Inputs {
             password: password.expose().as_bytes(),
             salt,
             secret: &[],
             associated_data: &[],
         };
-        let options = argon2id::Options {
+        let options = engine::Options {
             reuse,
             ..self.options
         };
-        argon2id::hash(self.kernel, costs, &inputs, out, options)
+        engine::hash(self.kernel, costs, &inputs, out, options).map_err(engine_error)
     }
 
     /// The parameters new hashes use.

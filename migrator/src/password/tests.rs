@@ -3,6 +3,31 @@
 use super::*;
 use argon2::{PasswordHasher, PasswordVerifier};
 
+/// splitmix64: a small deterministic generator, so that a failure names a reproducible case.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `low..=high`.
+    fn range(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low + 1)
+    }
+
+    /// Memory between `8 * lanes` and `2^max_log` KiB, spread evenly over the powers of two.
+    fn memory(&mut self, lanes: u32, max_log: u64) -> u32 {
+        let log = self.range(3, max_log);
+        let m = self.range(1 << (log - 1), 1 << log) as u32;
+        m.max(8 * lanes)
+    }
+}
+
 fn fast() -> Hasher {
     Hasher::new(Params {
         memory_kib: 256,
@@ -130,9 +155,9 @@ fn hashing_and_verifying_leave_the_reused_memory_zero() {
         .unwrap();
         let password = Password::new("pw");
         let hashed = hasher.hash(&password).unwrap();
-        assert_eq!(argon2id::reused_memory(), (256, true), "p={parallelism}");
+        assert_eq!(engine::reused_memory(), (256, true), "p={parallelism}");
         assert!(hasher.verify(&password, &hashed.phc).unwrap());
-        assert_eq!(argon2id::reused_memory(), (256, true), "p={parallelism}");
+        assert_eq!(engine::reused_memory(), (256, true), "p={parallelism}");
     }
     // A foreign hash (Argon2i) verifies through the argon2 crate, whose memory is wiped too.
     let phc = Argon2::new(
@@ -151,4 +176,47 @@ fn hashing_and_verifying_leave_the_reused_memory_zero() {
             .iter()
             .all(|block| block.as_ref().iter().all(|w| *w == 0)));
     });
+}
+
+#[test]
+fn phc_strings_are_byte_identical_to_the_argon2_crates() {
+    let mut rng = Rng(0x5eed_0003);
+    for case in 0..40 {
+        let lanes = rng.range(1, 8) as u32;
+        let params = Params {
+            memory_kib: rng.memory(lanes, 12),
+            iterations: rng.range(1, 4) as u32,
+            parallelism: lanes,
+        };
+        let plaintext: String = (0..rng.range(0, 40))
+            .map(|_| char::from_u32(rng.range(0x20, 0x2fff) as u32).unwrap_or('?'))
+            .collect();
+        let salt: Vec<u8> = (0..16).map(|_| rng.next() as u8).collect();
+        let theirs = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            argon2::Params::new(
+                params.memory_kib,
+                params.iterations,
+                params.parallelism,
+                Some(32),
+            )
+            .unwrap(),
+        )
+        .hash_password(
+            plaintext.as_bytes(),
+            &SaltString::encode_b64(&salt).unwrap(),
+        )
+        .unwrap()
+        .to_string();
+        for kernel in Kernel::supported() {
+            let hasher = Hasher::new(params).unwrap().with_kernel(kernel).unwrap();
+            let ours = hasher.hash_with_salt(&Password::new(plaintext.as_str()), &salt);
+            assert_eq!(
+                ours.unwrap().phc,
+                theirs,
+                "{kernel}, case {case}, {params:?}"
+            );
+        }
+    }
 }

@@ -9,7 +9,7 @@
 use zeroize::Zeroize;
 
 use super::{Geometry, ARGON2ID, SYNC_POINTS};
-use crate::password::compress::{Block, FillBlock, BLOCK_WORDS};
+use crate::compress::{Block, FillBlock, BLOCK_WORDS};
 
 /// The blocks of one lane outside the slice being filled: those before its segment, and after.
 pub(super) type Rest<'a> = (&'a [Block], &'a [Block]);

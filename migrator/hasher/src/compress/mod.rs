@@ -2,9 +2,9 @@
 //! and AVX2 (`std::arch`, x86-64 only) and portable Rust. The kernel is picked once per process
 //! by CPU feature detection ([`Kernel::detected`]); every kernel computes the same bytes.
 //!
-//! All of the password module's `unsafe` lives in `avx2.rs` and `avx512.rs` beside this file:
-//! the SIMD functions are reachable only through a function pointer that those files hand out
-//! after checking the CPU feature at run time.
+//! The kernels' `unsafe` lives in `avx2.rs` and `avx512.rs` beside this file (the memory's is in
+//! `argon2id/memory.rs`): the SIMD functions are reachable only through a function pointer that
+//! those files hand out after checking the CPU feature at run time.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -27,10 +27,10 @@ mod portable;
 
 pub(crate) use block::{Block, FillBlock, BLOCK_WORDS};
 
-/// The implementation of Argon2's block compression that a [`Hasher`](super::Hasher) uses.
+/// An implementation of Argon2's block compression, the heart of a hash.
 ///
 /// All kernels give the same hashes; they differ in speed. [`Kernel::detected`] is the fastest
-/// one this CPU supports and what [`Hasher::new`](super::Hasher::new) uses.
+/// one this CPU supports, and what `migrator::password::Hasher::new` uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Kernel {

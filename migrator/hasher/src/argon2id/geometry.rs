@@ -6,14 +6,14 @@ pub(super) const SYNC_POINTS: usize = 4;
 pub(super) const ARGON2ID: u32 = 2;
 
 /// Argon2id's costs.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Costs {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Costs {
     /// Memory in KiB (at least 8 per lane).
-    pub(crate) memory_kib: u32,
+    pub memory_kib: u32,
     /// Passes (at least 1).
-    pub(crate) iterations: u32,
+    pub iterations: u32,
     /// Lanes (1 to 2^24 - 1).
-    pub(crate) lanes: u32,
+    pub lanes: u32,
 }
 
 impl Costs {

@@ -17,7 +17,7 @@ fn inputs<'a>(password: &'a [u8], salt: &'a [u8]) -> Inputs<'a> {
 
 /// A block whose words are all `word`.
 fn filled(word: u64) -> Block {
-    Block([word; crate::password::compress::BLOCK_WORDS])
+    Block([word; crate::compress::BLOCK_WORDS])
 }
 
 #[test]

@@ -10,12 +10,13 @@
 //! them. The argon2 crate is the oracle of the tests.
 
 use std::cell::RefCell;
+use std::fmt;
 
 use blake2::digest::{Digest, Update, VariableOutput};
 use blake2::{Blake2b512, Blake2bVar};
 use zeroize::Zeroizing;
 
-use super::compress::{Block, FillBlock, Kernel};
+use crate::compress::{Block, FillBlock, Kernel};
 use crate::error::{Error, Result};
 
 mod geometry;
@@ -27,9 +28,9 @@ mod lanes;
 mod memory;
 mod segment;
 
-pub(crate) use geometry::Costs;
+pub use geometry::Costs;
 use geometry::{Geometry, ARGON2ID, SYNC_POINTS};
-pub(crate) use lanes::LaneThreads;
+pub use lanes::LaneThreads;
 use lanes::{Crew, STACK_WIPE};
 use memory::{wipe, Memory};
 use segment::{fill_segment, split};
@@ -37,29 +38,43 @@ use segment::{fill_segment, split};
 /// Version 0x13 (19).
 const VERSION: u32 = 0x13;
 
-/// Argon2id's inputs; `secret` and `associated_data` are empty for password hashes.
-pub(crate) struct Inputs<'a> {
+/// Argon2id's inputs; `secret` and `associated_data` are empty for password hashes. `Debug`
+/// shows their lengths only.
+#[derive(Clone, Copy)]
+pub struct Inputs<'a> {
     /// The password.
-    pub(crate) password: &'a [u8],
+    pub password: &'a [u8],
     /// The salt (at least 8 bytes).
-    pub(crate) salt: &'a [u8],
+    pub salt: &'a [u8],
     /// The secret key K (optional, empty if none).
-    pub(crate) secret: &'a [u8],
+    pub secret: &'a [u8],
     /// The associated data X (optional, empty if none).
-    pub(crate) associated_data: &'a [u8],
+    pub associated_data: &'a [u8],
 }
 
-/// How a hash runs (the result is the same).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Options {
+impl fmt::Debug for Inputs<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inputs")
+            .field("password_len", &self.password.len())
+            .field("salt_len", &self.salt.len())
+            .field("secret_len", &self.secret.len())
+            .field("associated_data_len", &self.associated_data.len())
+            .finish()
+    }
+}
+
+/// How a hash runs (the result is the same). The default: this thread's reused memory on huge
+/// pages, lanes on spare cores, everything wiped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
     /// This thread's reused memory, else a fresh allocation (wiped too before it is freed).
-    pub(crate) reuse: bool,
+    pub reuse: bool,
     /// The threads that may fill the lanes.
-    pub(crate) threads: LaneThreads,
+    pub threads: LaneThreads,
     /// Wipe what the hash leaves behind (false only to measure what the wipe costs).
-    pub(crate) wipe: bool,
+    pub wipe: bool,
     /// The reused memory advised for huge pages (false only to measure what they gain).
-    pub(crate) huge_pages: bool,
+    pub huge_pages: bool,
 }
 
 impl Default for Options {
@@ -78,23 +93,22 @@ thread_local! {
     static MEMORY: RefCell<Memory> = const { RefCell::new(Memory::EMPTY) };
 }
 
-fn failed(reason: String) -> Error {
-    Error::Hashing { reason }
-}
-
-/// Argon2id of `inputs` into `out`, computing block compressions with `kernel`.
-pub(crate) fn hash(
+/// Argon2id (version 0x13) of `inputs` into `out` (its length is the tag length), computing
+/// block compressions with `kernel`.
+///
+/// Errors: a kernel this CPU cannot run ([`Error::UnsupportedKernel`]), costs or lengths
+/// outside RFC 9106 ([`Error::InvalidInputs`], [`Error::TooLong`]), a hash started inside
+/// another on the same thread with `reuse` ([`Error::MemoryInUse`]).
+pub fn hash(
     kernel: Kernel,
     costs: Costs,
     inputs: &Inputs<'_>,
     out: &mut [u8],
     options: Options,
 ) -> Result<()> {
-    let fill = kernel.fill_block().ok_or_else(|| {
-        failed(format!(
-            "the {kernel} Argon2 kernel needs a CPU feature this CPU lacks"
-        ))
-    })?;
+    let fill = kernel
+        .fill_block()
+        .ok_or(Error::UnsupportedKernel(kernel))?;
     check(costs, inputs, out)?;
     let result = hash_with_memory(fill, costs, inputs, out, options);
     if options.wipe {
@@ -130,9 +144,7 @@ fn hash_with_memory(
         );
     }
     MEMORY.with(|memory| {
-        let mut memory = memory
-            .try_borrow_mut()
-            .map_err(|_| failed("Argon2 memory already in use on this thread".into()))?;
+        let mut memory = memory.try_borrow_mut().map_err(|_| Error::MemoryInUse)?;
         if memory.blocks().len() < geometry.blocks || memory.huge_pages() != options.huge_pages {
             // The memory it replaces is all zero, as after every hash (bar a benchmark's
             // unwiped ones).
@@ -154,9 +166,8 @@ fn hash_with_memory(
 
 /// The bounds of RFC 9106 section 3.1 that the arithmetic below relies on.
 fn check(costs: Costs, inputs: &Inputs<'_>, out: &[u8]) -> Result<()> {
-    let too_long = |what: &str, len: usize| {
-        (u32::try_from(len).is_err())
-            .then(|| failed(format!("the {what} is too long ({len} bytes)")))
+    let too_long = |what: &'static str, len: usize| {
+        (u32::try_from(len).is_err()).then_some(Error::TooLong { what, len })
     };
     if let Some(e) = too_long("password", inputs.password.len())
         .or_else(|| too_long("secret", inputs.secret.len()))
@@ -178,13 +189,11 @@ fn check(costs: Costs, inputs: &Inputs<'_>, out: &[u8]) -> Result<()> {
         || p >= 1 << 24
         || u64::from(m) < 8 * u64::from(p)
     {
-        return Err(failed(format!(
-            "invalid Argon2id inputs: m={m} t={t} p={p}, salt of {} bytes, output of {} bytes \
-             (need t >= 1, 1 <= p < 2^24, m >= 8p, a salt of 8 bytes or more, an output of 4 \
-             bytes or more)",
-            inputs.salt.len(),
-            out.len()
-        )));
+        return Err(Error::InvalidInputs {
+            costs,
+            salt_len: inputs.salt.len(),
+            output_len: out.len(),
+        });
     }
     Ok(())
 }
@@ -223,15 +232,17 @@ fn initial_hash(costs: Costs, inputs: &Inputs<'_>, out_len: usize) -> Zeroizing<
 
 /// H' of RFC 9106 section 3.3: `out.len()` bytes from the concatenation of `inputs`.
 fn variable_hash(inputs: &[&[u8]], out: &mut [u8]) -> Result<()> {
-    let broken = |e: &dyn std::fmt::Display| failed(format!("BLAKE2b failed: {e}"));
+    fn broken(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Blake2b(Box::new(e))
+    }
     let len = le32(out.len());
     if out.len() <= 64 {
-        let mut h = Blake2bVar::new(out.len()).map_err(|e| broken(&e))?;
+        let mut h = Blake2bVar::new(out.len()).map_err(broken)?;
         h.update(&len);
         for input in inputs {
             h.update(input);
         }
-        return h.finalize_variable(out).map_err(|e| broken(&e));
+        return h.finalize_variable(out).map_err(broken);
     }
     let mut h = Blake2b512::new();
     Digest::update(&mut h, len);
@@ -249,10 +260,9 @@ fn variable_hash(inputs: &[&[u8]], out: &mut [u8]) -> Result<()> {
         out[i * 32..i * 32 + 32].copy_from_slice(&v[..32]);
     }
     // ... and the last one, of the remaining length, all of its bytes.
-    let mut h = Blake2bVar::new(out.len() - 32 * r).map_err(|e| broken(&e))?;
+    let mut h = Blake2bVar::new(out.len() - 32 * r).map_err(broken)?;
     h.update(&v[..]);
-    h.finalize_variable(&mut out[32 * r..])
-        .map_err(|e| broken(&e))
+    h.finalize_variable(&mut out[32 * r..]).map_err(broken)
 }
 
 /// Wipes the memory of a hash when dropped, whatever happened (an error, a panic), unless
@@ -336,9 +346,9 @@ fn hash_into(
     variable_hash(&[&bytes[..]], out)
 }
 
-/// This thread's reused memory: its length in blocks, and whether every block is zero.
-#[cfg(test)]
-pub(crate) fn reused_memory() -> (usize, bool) {
+/// This thread's reused memory: its length in blocks, and whether every block is zero (as it
+/// is after every hash that wipes). For tests of the callers' wipe; reads the whole memory.
+pub fn reused_memory() -> (usize, bool) {
     MEMORY.with(|memory| {
         let memory = memory.borrow();
         let blocks = memory.blocks();

@@ -22,11 +22,12 @@ static BUSY: AtomicUsize = AtomicUsize::new(0);
 
 /// How many threads may fill the lanes of one hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LaneThreads {
-    /// Up to one per lane, on spare cores only (see the module documentation).
+#[non_exhaustive]
+pub enum LaneThreads {
+    /// Up to one per lane: the caller and helpers lent from a small pool, on spare cores only.
+    /// A caller that is a worker of a rayon pool fills its lanes itself.
     Auto,
     /// The calling thread alone, lanes one after another (the benchmarks' baseline).
-    #[cfg(any(test, feature = "bench-internals"))]
     Inline,
     /// The caller and `n - 1` helpers (at most one per lane), spare cores or not: for tests.
     #[cfg(test)]
@@ -69,7 +70,6 @@ impl Crew {
     pub(super) fn hire(lanes: usize, threads: LaneThreads) -> Crew {
         let cores = cores();
         let wanted = match threads {
-            #[cfg(any(test, feature = "bench-internals"))]
             LaneThreads::Inline => 0,
             LaneThreads::Auto if rayon::current_thread_index().is_some() => 0,
             LaneThreads::Auto => lanes.min(cores) - 1,

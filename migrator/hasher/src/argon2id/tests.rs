@@ -282,51 +282,6 @@ fn random_hashes_up_to_64_mib_match_the_argon2_crate_on_every_kernel() {
 }
 
 #[test]
-fn phc_strings_are_byte_identical_to_the_argon2_crates() {
-    use crate::password::{Hasher, Params, Password};
-    use password_hash::{PasswordHasher, SaltString};
-    let mut rng = Rng(seed(0x5eed_0003));
-    for case in 0..40 {
-        let lanes = rng.range(1, 8) as u32;
-        let params = Params {
-            memory_kib: rng.memory(lanes, 12),
-            iterations: rng.range(1, 4) as u32,
-            parallelism: lanes,
-        };
-        let plaintext: String = (0..rng.range(0, 40))
-            .map(|_| char::from_u32(rng.range(0x20, 0x2fff) as u32).unwrap_or('?'))
-            .collect();
-        let salt: Vec<u8> = (0..16).map(|_| rng.next() as u8).collect();
-        let theirs = Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            argon2::Params::new(
-                params.memory_kib,
-                params.iterations,
-                params.parallelism,
-                Some(32),
-            )
-            .unwrap(),
-        )
-        .hash_password(
-            plaintext.as_bytes(),
-            &SaltString::encode_b64(&salt).unwrap(),
-        )
-        .unwrap()
-        .to_string();
-        for kernel in Kernel::supported() {
-            let hasher = Hasher::new(params).unwrap().with_kernel(kernel).unwrap();
-            let ours = hasher.hash_with_salt(&Password::new(plaintext.as_str()), &salt);
-            assert_eq!(
-                ours.unwrap().phc,
-                theirs,
-                "{kernel}, case {case}, {params:?}"
-            );
-        }
-    }
-}
-
-#[test]
 fn a_kernel_this_cpu_lacks_is_refused_with_its_name() {
     for kernel in Kernel::ALL {
         let costs = Costs {
