@@ -198,6 +198,13 @@ fn child_postgres(db: Database) -> Result<()> {
     Ok(())
 }
 
+#[migrator::test(migrations = "up_to = 002_seed_items")]
+#[ignore = "run by child processes of this binary only"]
+fn child_postgres_up_to_002(db: Database) -> Result<()> {
+    assert_eq!(count(&mut *db.get()?, "SELECT COUNT(*) AS n FROM items"), 3);
+    Ok(())
+}
+
 #[test]
 fn each_spec_database_is_a_fresh_copy_of_one_template() -> Result<()> {
     for backend in [Backend::Postgres, Backend::Sqlite] {
@@ -320,34 +327,40 @@ fn keep_test_db_keeps_the_database_and_prints_its_name() {
 
 #[test]
 fn a_server_of_migrator_test_database_url_keeps_its_templates() {
-    let cluster = common::pg::cluster();
-    let admin = cluster.url("postgres");
+    // The child's server is this binary's own cluster, where this binary's tests make templates
+    // and databases too: the child connects as a role of its own, whose databases are counted,
+    // and builds a template (002, no fixtures) that no test of this process builds.
+    common::cluster();
+    let r = common::role_database();
+    let admin = common::pg_url("postgres");
+    let db = Database::connect(&admin).unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.get().unwrap_or_else(|e| panic!("{e}"));
+    conn.batch_execute(&format!("ALTER ROLE {} CREATEDB", r.role))
+        .unwrap_or_else(|e| panic!("{e}"));
     for run in 0..2 {
         let out = child(
-            "child_postgres",
-            &[("MIGRATOR_TEST_DATABASE_URL", admin.as_str())],
+            "child_postgres_up_to_002",
+            &[("MIGRATOR_TEST_DATABASE_URL", r.url.as_str())],
         );
         let text = text(&out);
         assert!(out.status.success(), "run {run}: {text}");
-        assert!(!text.contains(common::pg::PASSWORD), "{text}");
+        assert!(text.contains("1 passed"), "run {run}: {text}");
+        assert!(!text.contains(common::pg_password()), "{text}");
     }
-    let db = Database::connect(&admin).unwrap_or_else(|e| panic!("{e}"));
-    let mut conn = db.get().unwrap_or_else(|e| panic!("{e}"));
-    // One template, reused by the second run; the tests' own databases are dropped.
-    assert_eq!(
+    let mut owned = |pattern: &str| {
         count(
             &mut conn,
-            "SELECT COUNT(*) AS n FROM pg_database WHERE datname LIKE 'migrator\\_tpl\\_%'"
-        ),
-        1
-    );
-    assert_eq!(
-        count(
-            &mut conn,
-            "SELECT COUNT(*) AS n FROM pg_database WHERE datname LIKE 'migrator\\_test\\_%'"
-        ),
-        0
-    );
+            &format!(
+                "SELECT COUNT(*) AS n FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
+                 WHERE r.rolname = '{}' AND d.datname LIKE '{pattern}' AND d.datname <> '{}'",
+                r.role, r.name
+            ),
+        )
+    };
+    // One template, reused by the second run; the tests' own databases are dropped (the
+    // role's own database aside).
+    assert_eq!(owned("migrator\\_tpl\\_%"), 1);
+    assert_eq!(owned("migrator\\_test\\_%"), 0);
 }
 
 #[test]
