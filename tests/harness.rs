@@ -56,6 +56,19 @@ fn count(conn: &mut AnyConnection, sql: &str) -> i64 {
     }
 }
 
+#[derive(QueryableByName)]
+struct OneText {
+    #[diesel(sql_type = Text)]
+    v: String,
+}
+
+fn one_text(conn: &mut AnyConnection, sql: &str) -> String {
+    match diesel::sql_query(sql).get_result::<OneText>(conn) {
+        Ok(row) => row.v,
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
 fn has_table(conn: &mut AnyConnection, table: &str) -> bool {
     conn.batch_execute(&format!("SELECT 1 FROM {table} WHERE 1 = 0"))
         .is_ok()
@@ -361,6 +374,101 @@ fn a_server_of_migrator_test_database_url_keeps_its_templates() {
     // role's own database aside).
     assert_eq!(owned("migrator\\_tpl\\_%"), 1);
     assert_eq!(owned("migrator\\_test\\_%"), 0);
+}
+
+#[test]
+fn the_server_handle_gives_databases_and_shows_no_password() -> Result<()> {
+    let server = migrator::testing::postgres()?;
+    let password = server.password();
+    assert!(password.len() >= 16, "a weak password");
+    assert!(!server.is_external());
+    let cluster = server.cluster()?;
+    let r = server.role_database()?;
+    let debug = format!("{server:?} {cluster:?} {r:?}");
+    assert!(!debug.contains(password), "{debug}");
+    assert!(debug.contains(&r.role), "{debug}");
+    assert!(debug.contains(&cluster.port().to_string()), "{debug}");
+
+    // The role's URL connects as the role, to the database it owns.
+    let db = Database::connect(&r.url)?;
+    let mut conn = db.get()?;
+    assert_eq!(
+        one_text(&mut conn, "SELECT current_user::text AS v"),
+        r.role
+    );
+    assert_eq!(
+        one_text(&mut conn, "SELECT current_database()::text AS v"),
+        r.name
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT COUNT(*) AS n FROM pg_database d JOIN pg_roles o ON o.oid = d.datdba \
+             WHERE d.datname = current_database() AND o.rolname = current_user"
+        ),
+        1
+    );
+
+    // A fresh database is empty, on the same cluster (its port), as the superuser.
+    let url = server.fresh_database()?;
+    assert!(url.contains(&format!(":{}/", cluster.port())), "port");
+    let db = Database::connect(&url)?;
+    let mut conn = db.get()?;
+    assert_eq!(
+        one_text(&mut conn, "SELECT current_user::text AS v"),
+        "postgres"
+    );
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = 'public'"
+        ),
+        0
+    );
+    // What reached the server is in its log; a tool of its installation runs.
+    conn.batch_execute("DO $$ BEGIN RAISE LOG 'harness-log-marker'; END $$")?;
+    assert!(cluster.log().contains("harness-log-marker"));
+    let out = cluster
+        .command("pg_ctl")
+        .arg("--version")
+        .output()
+        .map_err(migrator::Error::custom)?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PostgreSQL"));
+    assert!(cluster
+        .socket_dir()
+        .join(format!(".s.PGSQL.{}", cluster.port()))
+        .exists());
+    Ok(())
+}
+
+#[migrator::test(migrations = "none")]
+#[ignore = "run by child processes of this binary only"]
+fn child_needs_the_cluster(_db: Database) -> Result<()> {
+    let server = migrator::testing::postgres()?;
+    assert!(server.is_external());
+    let Err(e) = server.cluster() else {
+        panic!("a cluster of a server of MIGRATOR_TEST_DATABASE_URL");
+    };
+    println!("cluster: {e}");
+    Ok(())
+}
+
+#[test]
+fn tests_that_need_the_cluster_say_so_on_a_server_of_the_variable() {
+    let admin = common::pg_url("postgres");
+    let out = child(
+        "child_needs_the_cluster",
+        &[("MIGRATOR_TEST_DATABASE_URL", admin.as_str())],
+    );
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("this test needs the throwaway PostgreSQL cluster"),
+        "{text}"
+    );
+    assert!(text.contains("unset MIGRATOR_TEST_DATABASE_URL"), "{text}");
+    assert!(!text.contains(common::pg_password()), "{text}");
+    assert!(text.contains("postgres:***@"), "{text}");
 }
 
 #[test]
