@@ -80,19 +80,13 @@ impl PostgresCluster {
         std::fs::read_to_string(self.base.join("server.log")).unwrap_or_default()
     }
 
-    /// The `postgres` options of a server on `port` with its socket in
-    /// [`socket_dir`](Self::socket_dir): the cluster's own (a hot standby needs
-    /// `max_connections` at least the primary's, so it takes these).
-    pub fn server_options(&self, port: u16) -> String {
-        server_options(port, &self.base)
-    }
-
     /// Starts the server of data directory `data` (made with this installation's tools, e.g.
-    /// `pg_basebackup`) with [`server_options`](Self::server_options) and `extra` options,
-    /// logging to `log`, on a free port of 127.0.0.1, and waits (up to 60 s) until it accepts
-    /// connections; returns the port. A port taken by another process between choosing and
-    /// binding it is replaced by another. Stop the server with `pg_ctl -D DATA stop` through
-    /// [`command`](Self::command).
+    /// `pg_basebackup`) with the cluster's own options (a hot standby needs `max_connections`
+    /// at least the primary's) and its socket in [`socket_dir`](Self::socket_dir), plus `extra`
+    /// options (`-c name=value ...`), logging to `log`, on a free port of 127.0.0.1, and waits
+    /// (up to 60 s) until it accepts connections; returns the port. A port taken by another
+    /// process between choosing and binding it is replaced by another. Stop the server with
+    /// `pg_ctl -D DATA stop` through [`command`](Self::command); it is not stopped for you.
     pub fn start_server(&self, data: &Path, log: &Path, extra: &str) -> Result<u16, Error> {
         start_server(|tool| self.command(tool), data, log, &self.base, extra)
             .map_err(|why| Error::msg(format!("cannot start a PostgreSQL server: {why}")))
