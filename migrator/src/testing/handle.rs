@@ -122,9 +122,9 @@ impl PostgresServer {
         // `postgres://USER@HOST...` (no password) with the role and its password in front.
         let url = without
             .split_once("://")
-            .and_then(|(scheme, rest)| {
+            .map(|(scheme, rest)| {
                 let at_host = rest.split_once('@').map_or(rest, |(_, host)| host);
-                Some(format!("{scheme}://{role}:{}@{at_host}", self.password))
+                format!("{scheme}://{role}:{}@{at_host}", self.password)
             })
             .ok_or_else(|| Error::msg(format!("cannot name role {role} in a URL")))?;
         Ok(RoleDatabase {
