@@ -271,7 +271,7 @@ fn a_migrations_statement_timeout_cancels_it() {
 
 #[test]
 fn a_role_level_statement_timeout_does_not_cancel_a_migration() {
-    let rd = common::pg::cluster().role_database();
+    let rd = common::role_database();
     let name = rd.url.rsplit('/').next().unwrap();
     let mut admin = PgConnection::establish(&rd.admin_url).unwrap();
     admin

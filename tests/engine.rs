@@ -12,7 +12,7 @@ mod common;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use common::{count, exec, pg, texts, TestDb, BACKENDS};
+use common::{count, exec, texts, TestDb, BACKENDS};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use migrator::backfill::{self, Backfill, BackfillStatus, Control, Job, Workers};
@@ -398,8 +398,6 @@ fn create_index_concurrently_waits_for_a_long_report_instead_of_failing() {
         ),
         1
     );
-    // The session is back to the DDL lock timeout for what follows.
-    let _ = pg::PASSWORD;
 }
 
 /// A session holding `items` locked (an open transaction that wrote to it).

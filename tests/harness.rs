@@ -57,6 +57,19 @@ fn count(conn: &mut AnyConnection, sql: &str) -> i64 {
     }
 }
 
+#[derive(QueryableByName)]
+struct OneText {
+    #[diesel(sql_type = Text)]
+    v: String,
+}
+
+fn one_text(conn: &mut AnyConnection, sql: &str) -> String {
+    match diesel::sql_query(sql).get_result::<OneText>(conn) {
+        Ok(row) => row.v,
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
 fn has_table(conn: &mut AnyConnection, table: &str) -> bool {
     conn.batch_execute(&format!("SELECT 1 FROM {table} WHERE 1 = 0"))
         .is_ok()
@@ -199,6 +212,13 @@ fn child_postgres(db: Database) -> Result<()> {
     Ok(())
 }
 
+#[migrator::test(migrations = "up_to = 002_seed_items")]
+#[ignore = "run by child processes of this binary only"]
+fn child_postgres_up_to_002(db: Database) -> Result<()> {
+    assert_eq!(count(&mut *db.get()?, "SELECT COUNT(*) AS n FROM items"), 3);
+    Ok(())
+}
+
 #[test]
 fn each_spec_database_is_a_fresh_copy_of_one_template() -> Result<()> {
     for backend in [Backend::Postgres, Backend::Sqlite] {
@@ -321,34 +341,135 @@ fn keep_test_db_keeps_the_database_and_prints_its_name() {
 
 #[test]
 fn a_server_of_migrator_test_database_url_keeps_its_templates() {
-    let cluster = common::pg::cluster();
-    let admin = cluster.url("postgres");
+    // The child's server is this binary's own cluster, where this binary's tests make templates
+    // and databases too: the child connects as a role of its own, whose databases are counted,
+    // and builds a template (002, no fixtures) that no test of this process builds.
+    common::cluster();
+    let r = common::role_database();
+    let admin = common::pg_url("postgres");
+    let db = Database::connect(&admin).unwrap_or_else(|e| panic!("{e}"));
+    let mut conn = db.get().unwrap_or_else(|e| panic!("{e}"));
+    conn.batch_execute(&format!("ALTER ROLE {} CREATEDB", r.role))
+        .unwrap_or_else(|e| panic!("{e}"));
     for run in 0..2 {
         let out = child(
-            "child_postgres",
-            &[("MIGRATOR_TEST_DATABASE_URL", admin.as_str())],
+            "child_postgres_up_to_002",
+            &[("MIGRATOR_TEST_DATABASE_URL", r.url.as_str())],
         );
         let text = text(&out);
         assert!(out.status.success(), "run {run}: {text}");
-        assert!(!text.contains(common::pg::PASSWORD), "{text}");
+        assert!(text.contains("1 passed"), "run {run}: {text}");
+        assert!(!text.contains(common::pg_password()), "{text}");
     }
-    let db = Database::connect(&admin).unwrap_or_else(|e| panic!("{e}"));
-    let mut conn = db.get().unwrap_or_else(|e| panic!("{e}"));
-    // One template, reused by the second run; the tests' own databases are dropped.
+    let mut owned = |pattern: &str| {
+        count(
+            &mut conn,
+            &format!(
+                "SELECT COUNT(*) AS n FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba \
+                 WHERE r.rolname = '{}' AND d.datname LIKE '{pattern}' AND d.datname <> '{}'",
+                r.role, r.name
+            ),
+        )
+    };
+    // One template, reused by the second run; the tests' own databases are dropped (the
+    // role's own database aside).
+    assert_eq!(owned("migrator\\_tpl\\_%"), 1);
+    assert_eq!(owned("migrator\\_test\\_%"), 0);
+}
+
+#[test]
+fn the_server_handle_gives_databases_and_shows_no_password() -> Result<()> {
+    let server = migrator::testing::postgres()?;
+    let password = server.password();
+    assert!(password.len() >= 16, "a weak password");
+    assert!(!server.is_external());
+    let cluster = server.cluster()?;
+    let r = server.role_database()?;
+    let debug = format!("{server:?} {cluster:?} {r:?}");
+    assert!(!debug.contains(password), "{debug}");
+    assert!(debug.contains(&r.role), "{debug}");
+    assert!(debug.contains(&cluster.port().to_string()), "{debug}");
+
+    // The role's URL connects as the role, to the database it owns.
+    let db = Database::connect(&r.url)?;
+    let mut conn = db.get()?;
+    assert_eq!(
+        one_text(&mut conn, "SELECT current_user::text AS v"),
+        r.role
+    );
+    assert_eq!(
+        one_text(&mut conn, "SELECT current_database()::text AS v"),
+        r.name
+    );
     assert_eq!(
         count(
             &mut conn,
-            "SELECT COUNT(*) AS n FROM pg_database WHERE datname LIKE 'migrator\\_tpl\\_%'"
+            "SELECT COUNT(*) AS n FROM pg_database d JOIN pg_roles o ON o.oid = d.datdba \
+             WHERE d.datname = current_database() AND o.rolname = current_user"
         ),
         1
     );
+
+    // A fresh database is empty, on the same cluster (its port), as the superuser.
+    let url = server.fresh_database()?;
+    assert!(url.contains(&format!(":{}/", cluster.port())), "port");
+    let db = Database::connect(&url)?;
+    let mut conn = db.get()?;
+    assert_eq!(
+        one_text(&mut conn, "SELECT current_user::text AS v"),
+        "postgres"
+    );
     assert_eq!(
         count(
             &mut conn,
-            "SELECT COUNT(*) AS n FROM pg_database WHERE datname LIKE 'migrator\\_test\\_%'"
+            "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = 'public'"
         ),
         0
     );
+    // What reached the server is in its log; a tool of its installation runs.
+    conn.batch_execute("DO $$ BEGIN RAISE LOG 'harness-log-marker'; END $$")?;
+    assert!(cluster.log().contains("harness-log-marker"));
+    let out = cluster
+        .command("pg_ctl")
+        .arg("--version")
+        .output()
+        .map_err(migrator::Error::custom)?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PostgreSQL"));
+    assert!(cluster
+        .socket_dir()
+        .join(format!(".s.PGSQL.{}", cluster.port()))
+        .exists());
+    Ok(())
+}
+
+#[migrator::test(migrations = "none")]
+#[ignore = "run by child processes of this binary only"]
+fn child_needs_the_cluster(_db: Database) -> Result<()> {
+    let server = migrator::testing::postgres()?;
+    assert!(server.is_external());
+    let Err(e) = server.cluster() else {
+        panic!("a cluster of a server of MIGRATOR_TEST_DATABASE_URL");
+    };
+    println!("cluster: {e}");
+    Ok(())
+}
+
+#[test]
+fn tests_that_need_the_cluster_say_so_on_a_server_of_the_variable() {
+    let admin = common::pg_url("postgres");
+    let out = child(
+        "child_needs_the_cluster",
+        &[("MIGRATOR_TEST_DATABASE_URL", admin.as_str())],
+    );
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("this test needs the throwaway PostgreSQL cluster"),
+        "{text}"
+    );
+    assert!(text.contains("unset MIGRATOR_TEST_DATABASE_URL"), "{text}");
+    assert!(!text.contains(common::pg_password()), "{text}");
+    assert!(text.contains("postgres:***@"), "{text}");
 }
 
 #[test]

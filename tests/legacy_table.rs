@@ -79,7 +79,7 @@ fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    assert!(!stdout.contains(common::pg::PASSWORD) && !stderr.contains(common::pg::PASSWORD));
+    assert!(!stdout.contains(common::pg_password()) && !stderr.contains(common::pg_password()));
     (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 

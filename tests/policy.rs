@@ -437,7 +437,7 @@ fn from_env_reads_the_process_environment() {
         "{err}"
     );
     assert!(err.contains("postgres://postgres:***@127.0.0.1"), "{err}");
-    assert!(!err.contains(common::pg::PASSWORD), "{err}");
+    assert!(!err.contains(common::pg_password()), "{err}");
 
     let (code, out, err) = child(&[("DATABASE_URL", &t.url), ("ENVIRONMENT", "staging")]);
     assert_eq!((code, out.trim()), (0, "completed: 4 applied"), "{err}");

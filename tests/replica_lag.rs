@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::kroger_cli::{cli, hashed};
 use common::standby::Standby;
 use common::users::{self, assert_all_hashed, assert_no_plaintext};
-use common::{count, exec, logs, pg, TestDb};
+use common::{count, exec, logs, pg_password, role_database, TestDb};
 use migrator::backfill::{over_limit, replica_lag, wait_for_replicas, LagLimits, ReplicaLag};
 use migrator::{AnyConnection, Backend, Config, Database};
 
@@ -149,7 +149,7 @@ fn a_standby_with_replay_paused_is_measured_and_holds_the_wait() {
     assert!(log.contains(&why), "{log}");
     assert!(log.contains("behind (limits 1 MB / 3600 s)"), "{log}");
     assert!(log.contains("INFO Backfill resumed"), "{log}");
-    assert!(!log.contains(pg::PASSWORD), "{log}");
+    assert!(!log.contains(pg_password()), "{log}");
 
     standby.wait_caught_up();
     let after = lag_of(&mut conn, &standby).expect("the standby in pg_stat_replication");
@@ -236,7 +236,7 @@ fn background_workers_hold_while_a_standby_is_behind() {
     assert!(err.contains(&why), "{err}");
     assert!(err.contains("behind (limits 1 MB / 30 s)"), "{err}");
     assert!(err.contains("Backfill resumed"), "{err}");
-    assert!(!err.contains(pg::PASSWORD), "{err}");
+    assert!(!err.contains(pg_password()), "{err}");
     assert_no_plaintext(&err, ROWS);
     assert_all_hashed(&db, ROWS);
 }
@@ -245,7 +245,7 @@ fn background_workers_hold_while_a_standby_is_behind() {
 fn a_role_without_pg_monitor_gets_a_warning_not_an_error() {
     logs::init();
     let standby = Standby::start();
-    let role = pg::cluster().role_database();
+    let role = role_database();
     let as_role = Database::connect(&role.url).expect("connect as the role");
     let mut conn = as_role.get().expect("pooled connection");
     logs::take();
@@ -271,7 +271,7 @@ fn a_role_without_pg_monitor_gets_a_warning_not_an_error() {
         .collect();
     assert_eq!(warnings.len(), 1, "warned once: {lines:#?}");
     assert!(warnings[0].contains("grant it pg_monitor"), "{lines:#?}");
-    assert!(!lines.join("\n").contains(pg::PASSWORD));
+    assert!(!lines.join("\n").contains(pg_password()));
 
     // With pg_monitor the same role sees the standby.
     exec(

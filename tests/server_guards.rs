@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::http;
 use common::server::start;
 use common::users;
-use common::{count, exec, pg, TestDb};
+use common::{cluster, count, exec, TestDb};
 use migrator::password::Params;
 use migrator::{config::Environment, Backend, Config, Migrator};
 use smart_meal_planner::kroger;
@@ -160,11 +160,11 @@ fn database_errors_are_not_shown_to_anonymous_clients() {
         &db,
         &format!("CREATE ROLE {role} LOGIN SUPERUSER PASSWORD '{role_password}'"),
     );
-    let cluster = pg::cluster();
+    let cluster = cluster();
     let database = t.url.rsplit('/').next().unwrap();
     let url = format!(
         "postgres://{role}:{role_password}@127.0.0.1:{}/{database}",
-        cluster.port
+        cluster.port()
     );
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(
@@ -204,7 +204,7 @@ fn database_errors_are_not_shown_to_anonymous_clients() {
             role.as_str(),
             database,
             "127.0.0.1",
-            &cluster.port.to_string(),
+            &cluster.port().to_string(),
             "FATAL",
             role_password,
         ] {

@@ -26,9 +26,30 @@ pub fn diesel_noop(db: &Database) {
     assert_eq!(diesel_run(db), 0);
 }
 
-/// The test suite's throwaway PostgreSQL cluster, started on first use, stopped at exit.
-#[path = "../../tests/common/pg.rs"]
-pub mod pg;
+/// The test suite's PostgreSQL server: `migrator::testing`'s throwaway cluster (one per
+/// process), started on first use, stopped at exit.
+pub mod pg {
+    use migrator::testing::{PostgresCluster, PostgresServer};
+
+    /// The server; panics saying how to fix it if it cannot start.
+    pub fn server() -> &'static PostgresServer {
+        migrator::testing::postgres().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The throwaway cluster itself (its log, tools, a standby); panics when
+    /// `MIGRATOR_TEST_DATABASE_URL` names a server instead.
+    pub fn cluster() -> &'static PostgresCluster {
+        server().cluster().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A free TCP port on 127.0.0.1 (free when asked).
+    pub fn free_port() -> Result<u16, String> {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("no free port: {e}"))
+    }
+}
 
 // The test suite's streaming standby (`pg_basebackup`) and loopback HTTP client, for `soak`
 // (their own module docs say more).
@@ -46,7 +67,9 @@ pub fn default_params() -> Params {
 /// A fresh empty database: PostgreSQL in the throwaway cluster, or a SQLite file in `dir`.
 pub fn fresh(backend: Backend, dir: &std::path::Path, name: &str) -> String {
     match backend {
-        Backend::Postgres => pg::cluster().fresh_database(),
+        Backend::Postgres => pg::server()
+            .fresh_database()
+            .unwrap_or_else(|e| panic!("{e}")),
         _ => format!("sqlite://{}", dir.join(format!("{name}.db")).display()),
     }
 }
@@ -99,7 +122,10 @@ pub fn drop_database(url: &str) {
     else {
         return;
     };
-    if let Ok(mut admin) = diesel::PgConnection::establish(&pg::cluster().url("postgres")) {
+    let Ok(root) = pg::server().url("postgres") else {
+        return;
+    };
+    if let Ok(mut admin) = diesel::PgConnection::establish(&root) {
         let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
     }
 }

@@ -502,7 +502,7 @@ fn command_line(backend: Backend) {
 
     assert_no_plaintext(&all_output, ROWS);
     if backend == Backend::Postgres {
-        assert!(!all_output.contains(common::pg::PASSWORD));
+        assert!(!all_output.contains(common::pg_password()));
     }
 }
 

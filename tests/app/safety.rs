@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use common::matrix::Cell;
 use common::users::{self, assert_no_plaintext};
-use common::{count, pending, pg, texts, TestDb};
+use common::{count, pending, pg_password, texts, TestDb};
 use migrator::{Backend, Migrator, StartupOutcome};
 
 const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
@@ -37,7 +37,7 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    assert!(!stdout.contains(pg::PASSWORD) && !stderr.contains(pg::PASSWORD));
+    assert!(!stdout.contains(pg_password()) && !stderr.contains(pg_password()));
     (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
@@ -178,13 +178,13 @@ fn a_postgres_backup_restores_to_identical_tables_and_the_password_stays_out_of_
     let recorded = std::fs::read_to_string(&record).unwrap();
     let (args, env_line) = recorded.rsplit_once("PGPASSWORD=").unwrap();
     assert!(
-        !args.contains(pg::PASSWORD),
+        !args.contains(pg_password()),
         "the password is in pg_dump's arguments: {args}"
     );
     assert!(args.contains("--format=custom"), "{args}");
     assert_eq!(
         env_line.trim(),
-        pg::PASSWORD,
+        pg_password(),
         "the password reaches pg_dump by PGPASSWORD"
     );
 

@@ -5,9 +5,10 @@
 
 use crate::common;
 
-use common::pg::{self, RoleDatabase};
+use common::role_database;
 use common::{count, exec, texts, users, TestDb};
 use migrator::schema::has_column;
+use migrator::testing::RoleDatabase;
 use migrator::{Backend, Database};
 use smart_meal_planner::commands::VerifyOptions;
 use smart_meal_planner::kroger;
@@ -41,7 +42,7 @@ fn hashed_columns_in_public_behind_the_role_schema(r: &RoleDatabase) -> Database
 
 #[test]
 fn has_column_finds_the_table_search_path_finds_on_postgres() {
-    let r = pg::cluster().role_database();
+    let r = role_database();
     let db = hashed_columns_in_public_behind_the_role_schema(&r);
     let mut conn = db.get().unwrap();
     for (table, column, expected) in [
@@ -70,7 +71,7 @@ fn has_column_finds_the_table_search_path_finds_on_postgres() {
 /// `current_schema()` (which is the role's own, empty schema here).
 #[test]
 fn verify_finds_the_hash_columns_behind_the_role_schema() {
-    let r = pg::cluster().role_database();
+    let r = role_database();
     let db = hashed_columns_in_public_behind_the_role_schema(&r);
     let report = kroger::verify(&db, &VerifyOptions::default()).unwrap();
     assert!(

@@ -283,7 +283,7 @@ fn four_workers_on_one_postgres_database() {
     assert_all_hashed(&db, ROWS);
     users::assert_each_updated_once(&db, ROWS);
     for server in &servers {
-        assert!(!server.log().contains(common::pg::PASSWORD));
+        assert!(!server.log().contains(common::pg_password()));
     }
     for server in servers {
         assert_eq!(server.terminate(), 0);
@@ -404,7 +404,7 @@ fn a_failed_migration_stops_production() {
     if let Some(mut e) = server.child.stderr.take() {
         let _ = e.read_to_string(&mut stderr);
     }
-    assert!(!log.contains(common::pg::PASSWORD));
+    assert!(!log.contains(common::pg_password()));
 }
 
 #[test]

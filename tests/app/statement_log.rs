@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::users::{self, assert_no_plaintext};
-use common::{count, exec, pg, TestDb};
+use common::{cluster, count, exec, log_all_statements, TestDb};
 use migrator::password::{Hasher, Params, Password};
 use migrator::{config::Environment, Backend, Config, Migrator};
 use smart_meal_planner::commands::VerifyOptions;
@@ -29,8 +29,8 @@ fn no_plaintext_reaches_the_postgres_server_log() {
         let seeding = t.connect();
         users::seed(&seeding, Backend::Postgres, ROWS);
     }
-    let cluster = pg::cluster();
-    cluster.log_all_statements(&t.url);
+    let cluster = cluster();
+    log_all_statements(&t.url);
     let from = cluster.log().len();
     let db = t.connect();
 

@@ -2,9 +2,12 @@
 //! test), SQLite files in temporary directories, a log capture, the demo server as a child
 //! process, and small query helpers.
 //!
-//! The cluster is started with the machine's `initdb`/`pg_ctl` (as the `postgres` user when
-//! running as root) and stopped at process exit. If it cannot be started, the tests fail with
-//! a message saying how to fix it; nothing is skipped.
+//! The cluster is the harness's (`migrator::testing::postgres`, the same one `#[migrator::test]`
+//! uses: one per test binary), started with the machine's `initdb`/`pg_ctl` (as the `postgres`
+//! user when running as root) and stopped when the binary exits; `MIGRATOR_TEST_DATABASE_URL`
+//! names a server to use instead, except for tests that need the cluster's files
+//! ([`cluster`]). If it cannot be started, the tests fail with a message saying how to fix it;
+//! nothing is skipped.
 
 #![allow(dead_code)]
 // Each test binary is its own crate and reaches a different part of these helpers (and the
@@ -18,7 +21,6 @@ pub mod http;
 pub mod kroger_cli;
 pub mod logs;
 pub mod matrix;
-pub mod pg;
 pub mod pgbouncer;
 pub mod server;
 pub mod standby;
@@ -30,7 +32,52 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use diesel::sql_types::Text;
 use diesel::{QueryableByName, RunQueryDsl};
 use migrator::schema::Count;
+use migrator::testing::{PostgresCluster, PostgresServer, RoleDatabase};
 use migrator::{Backend, Database};
+
+/// This binary's PostgreSQL server (the harness's); panics with how to fix it if it cannot
+/// start.
+pub fn pg() -> &'static PostgresServer {
+    migrator::testing::postgres().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The throwaway cluster itself (its log, tools, a standby beside it); panics saying so when
+/// `MIGRATOR_TEST_DATABASE_URL` names a server instead.
+pub fn cluster() -> &'static PostgresCluster {
+    pg().cluster().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The password of the server's superuser and of the roles of [`role_database`]: tests check
+/// that it never shows.
+pub fn pg_password() -> &'static str {
+    pg().password()
+}
+
+/// The superuser's URL of database `name` on [`pg`].
+pub fn pg_url(name: &str) -> String {
+    pg().url(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A new role and an empty database it owns ([`PostgresServer::role_database`]).
+pub fn role_database() -> RoleDatabase {
+    pg().role_database().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Makes every new session of the database of `url` (on [`pg`]) log each statement with its
+/// bind parameters (`log_statement = 'all'`, parameters in full), as an audited production
+/// server does. Sessions already open keep their settings.
+pub fn log_all_statements(url: &str) {
+    let name = url.rsplit('/').next().unwrap_or_default();
+    let admin = Database::connect(&pg_url("postgres"))
+        .unwrap_or_else(|e| panic!("connect to the test server: {e}"));
+    exec(
+        &admin,
+        &format!(
+            "ALTER DATABASE \"{name}\" SET log_statement = 'all';
+             ALTER DATABASE \"{name}\" SET log_parameter_max_length = -1;"
+        ),
+    );
+}
 
 /// Generates a module with one test per backend calling `$name(backend)`.
 #[macro_export]
@@ -65,7 +112,7 @@ impl TestDb {
         logs::init();
         match backend {
             Backend::Postgres => TestDb {
-                url: pg::cluster().fresh_database(),
+                url: pg().fresh_database().unwrap_or_else(|e| panic!("{e}")),
                 backend,
                 _dir: None,
             },

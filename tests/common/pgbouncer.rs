@@ -1,5 +1,5 @@
-//! A PgBouncer of a test's own in front of the test cluster (see `pg.rs`): started on a free
-//! port, stopped when dropped. If the binary is missing, the test fails with a fix.
+//! A PgBouncer of a test's own in front of the test cluster ([`super::cluster`]): started on
+//! a free port, stopped when dropped. If the binary is missing, the test fails with a fix.
 
 #![allow(
     unsafe_code,
@@ -11,8 +11,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use super::pg::{self, PASSWORD};
 
 const HOW_TO_FIX: &str = "PgBouncer is needed for these tests: install it with \
     `apt-get install -y pgbouncer` (scripts/setup does this on a fresh machine), or set \
@@ -64,13 +62,13 @@ impl PgBouncer {
     /// superuser with its password, SCRAM), and waits (at most 15 s) until it accepts
     /// connections.
     pub fn start(mode: PoolMode) -> PgBouncer {
-        let cluster = pg::cluster();
+        let cluster = super::cluster();
         let bin = binary();
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let dir = cluster.base.join(format!("pgbouncer-{port}"));
+        let dir = cluster.socket_dir().join(format!("pgbouncer-{port}"));
         std::fs::create_dir_all(&dir).expect("create the pgbouncer directory");
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() == 0 };
@@ -94,17 +92,17 @@ impl PgBouncer {
              max_client_conn = 1000\n\
              ignore_startup_parameters = extra_float_digits\n\
              {user}",
-            cluster.port,
+            cluster.port(),
             auth = dir.join("users.txt").display(),
         );
         std::fs::write(
             dir.join("users.txt"),
-            format!("\"postgres\" \"{PASSWORD}\"\n"),
+            format!("\"postgres\" \"{}\"\n", super::pg_password()),
         )
         .expect("write the pgbouncer auth file");
         std::fs::write(dir.join("pgbouncer.ini"), config).expect("write pgbouncer.ini");
         if root {
-            let owner = std::fs::metadata(&cluster.base).expect("the cluster directory");
+            let owner = std::fs::metadata(cluster.socket_dir()).expect("the cluster directory");
             for path in [
                 dir.clone(),
                 dir.join("users.txt"),
@@ -138,7 +136,7 @@ impl PgBouncer {
 
     /// `url` (a URL of the test cluster) through this pgbouncer.
     pub fn url(&self, url: &str) -> String {
-        let direct = format!("127.0.0.1:{}/", pg::cluster().port);
+        let direct = format!("127.0.0.1:{}/", super::cluster().port());
         assert!(
             url.contains(&direct),
             "not a URL of the test cluster: {url}"

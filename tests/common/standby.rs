@@ -1,4 +1,4 @@
-//! A real streaming standby of this process's test cluster ([`super::pg::cluster`]): a
+//! A real streaming standby of this process's test cluster (`migrator::testing::postgres`): a
 //! `pg_basebackup -R -X stream` copy started on its own port, streaming WAL from the primary
 //! over the primary's Unix socket (the `replication` lines `initdb` writes into `pg_hba.conf`
 //! trust local connections; `wal_level = replica` and `max_wal_senders = 10` are PostgreSQL's
@@ -22,7 +22,7 @@ use diesel::sql_types::Text;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use migrator::schema::Count;
 
-use super::pg::{self, Cluster};
+use migrator::testing::PostgresCluster;
 
 const HOW_TO_FIX: &str = "pg_basebackup (package postgresql-client-15, a dependency of \
     postgresql-15) is needed to make a streaming standby: run scripts/setup, or \
@@ -38,7 +38,8 @@ pub struct Standby {
     pub name: String,
     /// Its port on 127.0.0.1.
     pub port: u16,
-    primary: &'static Cluster,
+    primary: &'static PostgresCluster,
+    password: &'static str,
     dir: PathBuf,
     _one: MutexGuard<'static, ()>,
 }
@@ -54,7 +55,10 @@ impl Standby {
     /// (up to 60 s) until the primary shows it streaming. Panics with a fix if it cannot.
     pub fn start() -> Standby {
         let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let primary = pg::cluster();
+        let server = migrator::testing::postgres().unwrap_or_else(|e| panic!("{e}"));
+        let primary = server
+            .cluster()
+            .unwrap_or_else(|e| panic!("cannot make a streaming standby: {e}"));
         let name = format!(
             "standby{}_{}",
             std::process::id(),
@@ -66,25 +70,25 @@ impl Standby {
                 primary.tool("pg_basebackup").display()
             );
         }
-        let dir = primary.base.join(&name);
-        let port = pg::free_port().unwrap_or_else(|e| panic!("standby {name}: {e}"));
-        let standby = Standby {
+        let dir = primary.socket_dir().join(&name);
+        let mut standby = Standby {
             name,
-            port,
+            port: 0,
             primary,
+            password: server.password(),
             dir,
             _one: guard,
         };
         // Through the primary's socket directory: local replication connections are trusted.
-        let copied = pg::run(
+        let copied = run(
             primary
                 .command("pg_basebackup")
                 .arg("-D")
                 .arg(&standby.dir)
                 .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])
                 .arg("-h")
-                .arg(&primary.base)
-                .args(["-p", &primary.port.to_string(), "-U", "postgres"]),
+                .arg(primary.socket_dir())
+                .args(["-p", &primary.port().to_string(), "-U", "postgres"]),
             "pg_basebackup",
         );
         if let Err(why) = copied {
@@ -93,27 +97,14 @@ impl Standby {
                 primary.log()
             );
         }
-        let options = format!(
-            "{} -c cluster_name={} -c hot_standby=on",
-            pg::server_options(port, &primary.base),
-            standby.name
-        );
-        let started = pg::run(
-            primary
-                .command("pg_ctl")
-                .arg("-D")
-                .arg(&standby.dir)
-                .arg("-l")
-                .arg(standby.log_path())
-                .args(["-o", &options, "-w", "-t", "60", "start"]),
-            "pg_ctl start (standby)",
-        );
-        if let Err(why) = started {
-            panic!(
+        let extra = format!("-c cluster_name={} -c hot_standby=on", standby.name);
+        match primary.start_server(&standby.dir, &standby.log_path(), &extra) {
+            Ok(port) => standby.port = port,
+            Err(why) => panic!(
                 "cannot start the streaming standby {}: {why}\nits log:\n{}",
                 standby.name,
                 standby.log()
-            );
+            ),
         }
         standby.wait_until(Duration::from_secs(60), "streaming", |s| {
             s.streaming_rows() == 1
@@ -125,8 +116,7 @@ impl Standby {
     pub fn url(&self, name: &str) -> String {
         format!(
             "postgres://postgres:{}@127.0.0.1:{}/{name}",
-            pg::PASSWORD,
-            self.port
+            self.password, self.port
         )
     }
 
@@ -164,7 +154,7 @@ impl Standby {
     }
 
     fn log_path(&self) -> PathBuf {
-        self.primary.base.join(format!("{}.log", self.name))
+        self.primary.socket_dir().join(format!("{}.log", self.name))
     }
 
     fn streaming_rows(&self) -> i64 {
@@ -192,8 +182,12 @@ impl Standby {
     }
 
     fn primary_conn(&self) -> PgConnection {
-        PgConnection::establish(&self.primary.url("postgres"))
-            .unwrap_or_else(|e| panic!("connect to the primary: {e}"))
+        let url = format!(
+            "postgres://postgres:{}@127.0.0.1:{}/postgres",
+            self.password,
+            self.primary.port()
+        );
+        PgConnection::establish(&url).unwrap_or_else(|e| panic!("connect to the primary: {e}"))
     }
 
     fn primary_count(&self, sql: &str) -> i64 {
@@ -231,6 +225,23 @@ impl Standby {
         self.standby_conn()
             .batch_execute(sql)
             .unwrap_or_else(|e| panic!("{sql} on standby {}: {e}", self.name));
+    }
+}
+
+/// Runs `cmd`; an error with its output unless it succeeds.
+fn run(cmd: &mut std::process::Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::common;
 
-use common::{logs, pg, TestDb};
+use common::{cluster, logs, pg_password, pg_url, TestDb};
 use migrator::{config::Environment, Backend, Config, Database, Error, Migrator};
 
 fn connect_error(url: &str) -> Error {
@@ -51,10 +51,10 @@ fn malformed_urls_are_clear_errors() {
 
 #[test]
 fn a_wrong_password_is_reported_without_echoing_it() {
-    let cluster = pg::cluster();
+    let cluster = cluster();
     let url = format!(
         "postgres://postgres:Wr0ngPassw0rd@127.0.0.1:{}/postgres",
-        cluster.port
+        cluster.port()
     );
     let err = connect_error(&url);
     let Error::Connect { reason, url: shown } = &err else {
@@ -68,7 +68,7 @@ fn a_wrong_password_is_reported_without_echoing_it() {
         shown,
         &format!(
             "postgres://postgres:***@127.0.0.1:{}/postgres",
-            cluster.port
+            cluster.port()
         )
     );
     assert_secret_free(&err, "Wr0ngPassw0rd");
@@ -85,14 +85,13 @@ fn an_unreachable_server_and_a_missing_database_are_clear() {
     assert!(err.to_string().contains("Connection refused"), "{err}");
     assert_secret_free(&err, "s3cret-pw");
 
-    let cluster = pg::cluster();
-    let err = connect_error(&cluster.url("no_such_database"));
+    let err = connect_error(&pg_url("no_such_database"));
     assert!(
         err.to_string()
             .contains("\"no_such_database\" does not exist"),
         "{err}"
     );
-    assert_secret_free(&err, pg::PASSWORD);
+    assert_secret_free(&err, pg_password());
 }
 
 #[test]
@@ -111,7 +110,7 @@ fn the_password_never_reaches_debug_output_or_logs() {
     let t = TestDb::new(Backend::Postgres);
     let db = t.connect();
     let debug = format!("{db:?} {:?} {}", db.url(), db.url());
-    assert!(!debug.contains(pg::PASSWORD), "{debug}");
+    assert!(!debug.contains(pg_password()), "{debug}");
     assert!(debug.contains("postgres:***@"), "{debug}");
     logs::take();
     let config = Config::new(Environment::Development);
@@ -124,20 +123,23 @@ fn the_password_never_reaches_debug_output_or_logs() {
         lines.iter().any(|l| l.contains("postgres:***@")),
         "{lines:?}"
     );
-    assert!(lines.iter().all(|l| !l.contains(pg::PASSWORD)), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| !l.contains(pg_password())),
+        "{lines:?}"
+    );
 }
 
 #[test]
 fn a_query_password_parameter_is_redacted_too() {
-    let cluster = pg::cluster();
+    let cluster = cluster();
     let url = format!(
         "postgres://postgres@127.0.0.1:{}/postgres?password={}",
-        cluster.port,
-        pg::PASSWORD
+        cluster.port(),
+        pg_password()
     );
     let db = Database::connect(&url).unwrap();
     assert_eq!(db.backend(), Backend::Postgres);
-    assert!(!db.url().to_string().contains(pg::PASSWORD));
+    assert!(!db.url().to_string().contains(pg_password()));
     assert!(db.url().to_string().ends_with("?password=***"));
 }
 
@@ -149,7 +151,7 @@ mod generated {
     use proptest::prelude::*;
     use proptest::sample::{select, subsequence};
 
-    use super::pg;
+    use super::cluster;
 
     /// Every password starts with this; no other part of a URL or of a message contains it.
     const MARK: &str = "Zq";
@@ -298,7 +300,7 @@ mod generated {
             passwords in [password(), password()],
             encoded in any::<bool>(),
         ) {
-            let host = format!("127.0.0.1:{}", pg::cluster().port);
+            let host = format!("127.0.0.1:{}", cluster().port());
             let url = url("postgres", "postgres", &host, "/postgres", &[], place, &passwords, encoded);
             let shown = match Database::connect(&url) {
                 Ok(_) => panic!("connected with a wrong password: {url}"),

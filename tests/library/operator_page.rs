@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use common::browser::{dump_dom, png_size};
 use common::cdp::Browser;
 use common::server::{start, Server};
-use common::{exec, http, pg, users, TestDb};
+use common::{exec, http, pg_password, users, TestDb};
 use migrator::Backend;
 
 /// The admin token of these tests: characters that need escaping in HTML and in a URL.
@@ -163,7 +163,7 @@ fn the_rendered_page_shows_every_migration_and_controls_only_to_a_logged_in_admi
     assert!(dom.contains("(shown to the admin)"), "{dom}");
     for secret in [
         t.url.as_str(),
-        pg::PASSWORD,
+        pg_password(),
         TOKEN,
         "op-T0ken",
         "postgres://",

@@ -9,7 +9,7 @@ use crate::common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::pg::PASSWORD;
+use common::pg_password;
 use common::pgbouncer::{PgBouncer, PoolMode};
 use common::users::{self, assert_all_hashed, assert_no_plaintext};
 use common::{count, TestDb};
@@ -90,7 +90,10 @@ fn run_all(url: &str, migration_url: Option<&str>, limit: Duration) -> Vec<(i32,
     );
     for (_, out, err) in &results {
         for text in [out, err] {
-            assert!(!text.contains(PASSWORD), "a password was printed: {text}");
+            assert!(
+                !text.contains(pg_password()),
+                "a password was printed: {text}"
+            );
             assert_no_plaintext(text, ROWS);
         }
     }
@@ -131,7 +134,7 @@ fn rows_of_001(t: &TestDb) -> i64 {
 /// is shared by the tests of this binary: only the refusing test asserts it, the others would
 /// fail for its warnings.)
 fn assert_no_foreign_unlock() {
-    let log = common::pg::cluster().log();
+    let log = common::cluster().log();
     assert!(
         !log.contains("you don't own a lock"),
         "an unlock landed on another server connection:\n{log}"

@@ -83,7 +83,7 @@ fn four_processes(backend: Backend) {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "runner failed: {stderr}");
-        assert!(!stderr.contains(common::pg::PASSWORD), "{stderr}");
+        assert!(!stderr.contains(common::pg_password()), "{stderr}");
         applied.extend(
             String::from_utf8_lossy(&out.stdout)
                 .lines()

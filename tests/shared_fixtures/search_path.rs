@@ -9,9 +9,10 @@ use crate::common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::pg::{self, RoleDatabase};
 use common::{count, exec, texts, users, TestDb};
+use common::{pg_password, role_database};
 use migrator::lock::LockGuard;
+use migrator::testing::RoleDatabase;
 use migrator::{
     config::Environment, plan::MarkAs, report::Outcome, report::Status, Backend, Config, Database,
     Migrator,
@@ -69,7 +70,7 @@ fn pending_ids(db: &Database) -> Vec<String> {
 
 #[test]
 fn a_schema_ahead_on_search_path_does_not_split_the_table() {
-    let r = pg::cluster().role_database();
+    let r = role_database();
     let admin = connect(&r.admin_url);
     let migrator = Migrator::from_registry().unwrap();
     // A long-lived process (its table resolved before the schema appears) and a fresh one.
@@ -140,7 +141,7 @@ fn a_schema_ahead_on_search_path_does_not_split_the_table() {
 /// with its defaults, after the role's schema appeared.
 #[test]
 fn the_command_line_and_health_use_the_one_table() {
-    let r = pg::cluster().role_database();
+    let r = role_database();
     let admin = connect(&r.admin_url);
     users::seed(&connect(&r.url), Backend::Postgres, 50);
     let cli = |args: &[&str], env: &[(&str, &str)]| {
@@ -156,7 +157,7 @@ fn the_command_line_and_health_use_the_one_table() {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         );
-        assert!(!stdout.contains(pg::PASSWORD) && !stderr.contains(pg::PASSWORD));
+        assert!(!stdout.contains(pg_password()) && !stderr.contains(pg_password()));
         (out.status.code().unwrap_or(-1), stdout, stderr)
     };
     let production = [("ENVIRONMENT", "production")];
@@ -220,7 +221,7 @@ fn the_command_line_and_health_use_the_one_table() {
     );
     assert_eq!(body["pending"], 0);
     assert_eq!(body["migrations"][0]["status"], "success");
-    assert!(!demo.log().contains(pg::PASSWORD));
+    assert!(!demo.log().contains(pg_password()));
 
     assert_eq!(schemas_of(&admin, "applied_migrations"), ["public"]);
 }
@@ -229,7 +230,7 @@ fn the_command_line_and_health_use_the_one_table() {
 /// `search_path` and one without, started together: each pending migration runs once.
 #[test]
 fn runners_whose_search_paths_differ_share_the_table_and_the_lock() {
-    let r = pg::cluster().role_database();
+    let r = role_database();
     let admin = connect(&r.admin_url);
     let migrator = Migrator::from_registry().unwrap();
     migrator.run(&connect(&r.url), &dev()).unwrap();
@@ -262,7 +263,7 @@ fn runners_whose_search_paths_differ_share_the_table_and_the_lock() {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "runner failed: {stderr}");
-        assert!(!stderr.contains(pg::PASSWORD), "{stderr}");
+        assert!(!stderr.contains(pg_password()), "{stderr}");
         applied.extend(
             String::from_utf8_lossy(&out.stdout)
                 .lines()

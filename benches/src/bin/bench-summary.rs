@@ -21,7 +21,7 @@ use migrator::password::{Hasher, Kernel, Params};
 use migrator::{config::Environment, context::Progress, Backend, Config, Database, Migrator};
 use migrator_benches::{
     argon2_cffi_rate, argon2_crate_rate, background, cores, count, cpu, diesel_noop, diesel_run,
-    engine, fresh, hash_rate, lanes, pg, seed, wipe,
+    engine, fresh, hash_rate, lanes, seed, wipe,
 };
 use smart_meal_planner::kroger::{self, BackfillOptions};
 
@@ -422,7 +422,6 @@ fn summary(hashing_only: bool) {
 
     print_table(rows);
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = pg::PASSWORD;
 }
 
 fn print_table(rows: Vec<(String, String, String)>) {

@@ -8,20 +8,93 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::error::Error;
+
 /// What to do when the cluster cannot start.
 pub(crate) const HOW_TO_FIX: &str = "#[migrator::test] needs PostgreSQL: install its server \
     (Debian: `apt-get install -y postgresql`), or set PG_BIN to the directory that holds initdb \
     and pg_ctl, or set MIGRATOR_TEST_DATABASE_URL to a server whose role may CREATE DATABASE \
     (postgres://USER:PASSWORD@HOST:PORT/postgres)";
 
-/// A running cluster.
-pub(crate) struct Cluster {
+/// The throwaway PostgreSQL cluster of this test binary (see [`postgres`](super::postgres)):
+/// what a test needs beyond a database, such as its server log, its tools (`pg_basebackup`,
+/// `psql`) or a second server beside it (a streaming standby, a connection pooler).
+///
+/// It listens on 127.0.0.1 and on a Unix socket in [`socket_dir`](Self::socket_dir); local
+/// (socket) connections are trusted, TCP connections need the superuser's password
+/// ([`PostgresServer::password`](super::PostgresServer::password)). Its `Debug` shows no
+/// password.
+pub struct PostgresCluster {
     /// Its superuser's URL (database `postgres`); holds the password: never print it.
     pub(crate) url: String,
+    port: u16,
+    base: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+}
+
+/// Port and directory only: the URL holds the password.
+impl std::fmt::Debug for PostgresCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresCluster")
+            .field("port", &self.port)
+            .field("socket_dir", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresCluster {
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory of its Unix socket (`-h` of the PostgreSQL tools), private to this test
+    /// binary and removed with the cluster: a test may keep files of its own here (a
+    /// standby's data directory, a pooler's configuration).
+    pub fn socket_dir(&self) -> &Path {
+        &self.base
+    }
+
+    /// The path of `tool` (`pg_basebackup`, `psql`, ...) in the cluster's PostgreSQL
+    /// installation; it may not exist.
+    pub fn tool(&self, tool: &str) -> PathBuf {
+        self.bin.join(tool)
+    }
+
+    /// A command running `tool` of the cluster's PostgreSQL installation, as the `postgres`
+    /// user when the tests run as root (PostgreSQL's server tools refuse root).
+    pub fn command(&self, tool: &str) -> Command {
+        let path = self.tool(tool);
+        if self.as_postgres {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(path);
+            cmd
+        } else {
+            Command::new(path)
+        }
+    }
+
+    /// The server's log so far (for failure messages, or to check what reached it).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.base.join("server.log")).unwrap_or_default()
+    }
+
+    /// Starts the server of data directory `data` (made with this installation's tools, e.g.
+    /// `pg_basebackup`) with the cluster's own options (a hot standby needs `max_connections`
+    /// at least the primary's) and its socket in [`socket_dir`](Self::socket_dir), plus `extra`
+    /// options (`-c name=value ...`), logging to `log`, on a free port of 127.0.0.1, and waits
+    /// (up to 60 s) until it accepts connections; returns the port. A port taken by another
+    /// process between choosing and binding it is replaced by another. Stop the server with
+    /// `pg_ctl -D DATA stop` through [`command`](Self::command); it is not stopped for you.
+    pub fn start_server(&self, data: &Path, log: &Path, extra: &str) -> Result<u16, Error> {
+        start_server(|tool| self.command(tool), data, log, &self.base, extra)
+            .map_err(|why| Error::msg(format!("cannot start a PostgreSQL server: {why}")))
+    }
 }
 
 /// Starts a cluster. The error says what failed; add [`HOW_TO_FIX`] when showing it.
-pub(crate) fn start(keep: bool) -> Result<Cluster, String> {
+pub(crate) fn start(keep: bool, password: &str) -> Result<PostgresCluster, String> {
     let bin = find_bin()?;
     let as_postgres = is_root();
     let base = std::env::temp_dir().join(format!("migrator-test-pg-{}", std::process::id()));
@@ -29,9 +102,8 @@ pub(crate) fn start(keep: bool) -> Result<Cluster, String> {
     std::fs::create_dir_all(&base).map_err(|e| format!("create {}: {e}", base.display()))?;
     std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("chmod {}: {e}", base.display()))?;
-    let password = password();
     let pwfile = base.join("pwfile");
-    std::fs::write(&pwfile, &password).map_err(|e| format!("write the password file: {e}"))?;
+    std::fs::write(&pwfile, password).map_err(|e| format!("write the password file: {e}"))?;
     if as_postgres {
         let (uid, gid) = postgres_uid()?;
         for path in [&base, &pwfile] {
@@ -39,19 +111,17 @@ pub(crate) fn start(keep: bool) -> Result<Cluster, String> {
                 .map_err(|e| format!("chown {} to postgres: {e}", path.display()))?;
         }
     }
-    let tool = |name: &str| {
-        let path = bin.join(name);
-        if as_postgres {
-            let mut cmd = Command::new("runuser");
-            cmd.args(["-u", "postgres", "--"]).arg(path);
-            cmd
-        } else {
-            Command::new(path)
-        }
+    let mut cluster = PostgresCluster {
+        url: String::new(),
+        port: 0,
+        base: base.clone(),
+        bin,
+        as_postgres,
     };
     let data = base.join("data");
     run(
-        tool("initdb")
+        cluster
+            .command("initdb")
             .arg("-D")
             .arg(&data)
             .args(["-U", "postgres", "-E", "UTF8", "--no-locale", "--no-sync"])
@@ -60,39 +130,19 @@ pub(crate) fn start(keep: bool) -> Result<Cluster, String> {
         "initdb",
     )?;
     let _ = std::fs::remove_file(&pwfile);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))?;
-    let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
-         -c full_page_writes=off -c max_connections=200 -c autovacuum=off",
-        base.display()
-    );
     let log = base.join("server.log");
     if !keep {
         // Before the server starts: a binary killed meanwhile still leaves nothing behind.
         watchdog(
             &base,
-            tool("pg_ctl")
+            cluster
+                .command("pg_ctl")
                 .arg("-D")
                 .arg(&data)
                 .args(["-m", "immediate", "-w", "stop"]),
         )?;
     }
-    run(
-        tool("pg_ctl")
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(&log)
-            .args(["-o", &options, "-w", "-t", "60", "start"]),
-        "pg_ctl start",
-    )
-    .map_err(|e| {
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
-        format!("{e}\nserver log:\n{log}")
-    })?;
+    let port = start_server(|tool| cluster.command(tool), &data, &log, &base, "")?;
     if keep {
         super::tell(&format!(
             "KEEP_TEST_DB: the throwaway PostgreSQL cluster in {} (port {port}) stays up; stop \
@@ -106,9 +156,62 @@ pub(crate) fn start(keep: bool) -> Result<Cluster, String> {
             data.display()
         ));
     }
-    Ok(Cluster {
-        url: format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres"),
-    })
+    cluster.port = port;
+    cluster.url = format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres");
+    Ok(cluster)
+}
+
+/// The `postgres` options of a test server on `port` with its socket in `socket_dir`.
+fn server_options(port: u16, socket_dir: &Path) -> String {
+    format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+         -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB \
+         -c autovacuum=off",
+        socket_dir.display()
+    )
+}
+
+/// `pg_ctl start` of `data` on a free port (another one when the chosen port was taken before
+/// the server bound it: test binaries start their clusters side by side); returns the port.
+fn start_server(
+    tool: impl Fn(&str) -> Command,
+    data: &Path,
+    log: &Path,
+    socket_dir: &Path,
+    extra: &str,
+) -> Result<u16, String> {
+    const ATTEMPTS: usize = 5;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("no free port on 127.0.0.1: {e}"))?;
+        let logged = std::fs::read_to_string(log).map_or(0, |l| l.len());
+        let options = format!("{} {extra}", server_options(port, socket_dir));
+        let started = run(
+            tool("pg_ctl").arg("-D").arg(data).arg("-l").arg(log).args([
+                "-o",
+                options.trim_end(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]),
+            "pg_ctl start",
+        );
+        let Err(why) = started else {
+            return Ok(port);
+        };
+        // pg_ctl appends: this attempt's lines only.
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let text = text.get(logged..).unwrap_or(&text);
+        if attempt < ATTEMPTS && text.contains("could not bind") {
+            continue;
+        }
+        return Err(format!("{why}\nserver log ({}):\n{text}", log.display()));
+    }
 }
 
 /// Runs `cmd`; an error with its output unless it succeeds.
@@ -166,7 +269,7 @@ pub(crate) fn temp_dir(prefix: &str, keep: bool) -> Result<PathBuf, String> {
 
 /// A password for the cluster's superuser, unguessable enough for a server on 127.0.0.1 that
 /// lives as long as the tests.
-fn password() -> String {
+pub(crate) fn password() -> String {
     use std::hash::{BuildHasher, Hasher};
     let state = std::collections::hash_map::RandomState::new();
     let mut out = String::new();

@@ -39,6 +39,14 @@
 //! Diesel SQL migrations count by name only (diesel does not expose their text): with them
 //! the hash also covers the test binary's size and modification time.
 //!
+//! # The server itself
+//! [`postgres()`] hands out the PostgreSQL server of the test binary (the one the templates
+//! live on) for tests that manage databases themselves: [`PostgresServer::fresh_database`],
+//! [`PostgresServer::role_database`] (a database owned by a role of its own), and, on the
+//! throwaway cluster only, [`PostgresCluster`]: its port, socket directory, server log, tools
+//! and a second server beside it (a streaming standby). There is one cluster per test binary,
+//! whichever way it is reached.
+//!
 //! # Failures and `KEEP_TEST_DB`
 //! A harness that cannot start is an error saying how to fix it (with `#[migrator::test]`, a
 //! failed test): tests are never skipped. A test's database is dropped when it ends, unless
@@ -46,6 +54,7 @@
 //! printed. A failing test prints the name of its database.
 
 mod cluster;
+mod handle;
 mod postgres;
 pub(crate) mod run;
 mod server;
@@ -53,6 +62,9 @@ mod spec;
 mod sqlite;
 mod state;
 
+pub use cluster::PostgresCluster;
+pub use handle::{postgres, RoleDatabase};
+pub use postgres::PostgresServer;
 pub(crate) use server::{keep_test_db, tell, Server};
 pub use server::{KEEP_TEST_DB, TEST_DATABASE_URL};
 pub(crate) use spec::Fixture;

@@ -10,18 +10,25 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Text};
 use diesel::RunQueryDsl;
 
-use super::{cluster, Server, TEST_DATABASE_URL};
+use super::cluster::{self, PostgresCluster};
+use super::{Server, TEST_DATABASE_URL};
 use crate::connection::{AnyConnection, ConnectionManager, Database};
 use crate::error::{Error, Result};
 use crate::schema::Count;
 use crate::url::DatabaseUrl;
 
-/// The PostgreSQL server the tests of this process use.
-struct Postgres {
+/// The PostgreSQL server of this test binary (see [`postgres`](super::postgres)): the server of
+/// `MIGRATOR_TEST_DATABASE_URL`, or the throwaway cluster the harness started. Its `Debug`
+/// shows the URL without its password.
+pub struct PostgresServer {
     /// A database to run `CREATE DATABASE` and friends from.
-    admin: DatabaseUrl,
+    pub(super) admin: DatabaseUrl,
     /// Whether it is the user's server (templates are kept there between runs).
-    external: bool,
+    pub(super) external: bool,
+    /// The throwaway cluster, unless the server is the user's.
+    pub(super) cluster: Option<PostgresCluster>,
+    /// The password of the roles made for tests (the throwaway cluster's superuser's too).
+    pub(super) password: String,
     /// The session that creates the tests' databases, kept between tests.
     session: Mutex<Option<AnyConnection>>,
     /// On the throwaway cluster, tests' databases are dropped by a thread of their own, so that
@@ -29,18 +36,23 @@ struct Postgres {
     dropper: Mutex<Option<Sender<String>>>,
 }
 
-static SERVER: OnceLock<std::result::Result<Postgres, String>> = OnceLock::new();
+static SERVER: OnceLock<std::result::Result<PostgresServer, String>> = OnceLock::new();
 static DATABASES: AtomicU64 = AtomicU64::new(0);
 
 /// The server of this process, found or started on first use.
 pub(super) fn server() -> Result<&'static dyn Server> {
+    Ok(handle()?)
+}
+
+/// The server of this process as its concrete type, found or started on first use.
+pub(super) fn handle() -> Result<&'static PostgresServer> {
     match SERVER.get_or_init(start) {
         Ok(server) => Ok(server),
         Err(why) => Err(Error::msg(why.clone())),
     }
 }
 
-fn start() -> std::result::Result<Postgres, String> {
+fn start() -> std::result::Result<PostgresServer, String> {
     match std::env::var(TEST_DATABASE_URL) {
         Ok(url) if !url.trim().is_empty() => {
             let admin = DatabaseUrl::parse(url.trim())
@@ -53,9 +65,11 @@ fn start() -> std::result::Result<Postgres, String> {
                     admin.redacted()
                 ));
             }
-            let server = Postgres {
+            let server = PostgresServer {
                 admin,
                 external: true,
+                cluster: None,
+                password: cluster::password(),
                 session: Mutex::new(None),
                 dropper: Mutex::new(None),
             };
@@ -68,16 +82,19 @@ fn start() -> std::result::Result<Postgres, String> {
             Ok(server)
         }
         _ => {
-            let cluster = cluster::start(super::keep_test_db()).map_err(|why| {
+            let password = cluster::password();
+            let cluster = cluster::start(super::keep_test_db(), &password).map_err(|why| {
                 format!(
                     "cannot start a throwaway PostgreSQL cluster: {why}\n{}",
                     cluster::HOW_TO_FIX
                 )
             })?;
             let admin = DatabaseUrl::parse(&cluster.url).map_err(|e| e.to_string())?;
-            Ok(Postgres {
+            Ok(PostgresServer {
                 admin,
                 external: false,
+                cluster: Some(cluster),
+                password,
                 session: Mutex::new(None),
                 dropper: Mutex::new(None),
             })
@@ -113,13 +130,13 @@ impl Drop for KeyLock<'_> {
     }
 }
 
-impl Postgres {
+impl PostgresServer {
     fn connect_admin(&self) -> Result<AnyConnection> {
         ConnectionManager::new(self.admin.clone()).establish()
     }
 
     /// Runs `sql` on the kept session, connecting (once more, if it broke) as needed.
-    fn execute(&self, sql: &str) -> std::result::Result<(), diesel::result::Error> {
+    pub(super) fn execute(&self, sql: &str) -> std::result::Result<(), diesel::result::Error> {
         let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(conn) = session.as_mut() {
             match conn.batch_execute(sql) {
@@ -138,7 +155,7 @@ impl Postgres {
         result
     }
 
-    fn url_of(&self, name: &str) -> Result<DatabaseUrl> {
+    pub(super) fn url_of(&self, name: &str) -> Result<DatabaseUrl> {
         self.admin.with_database(name).ok_or_else(|| {
             Error::msg(format!(
                 "cannot name database {name} in {}",
@@ -170,7 +187,7 @@ impl Postgres {
 
 /// A database name unique on the server: this process's ID, a counter and a few bits of the
 /// clock (two hosts may share a server).
-fn fresh_name() -> String {
+pub(super) fn fresh_name() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -187,7 +204,7 @@ fn drop_sql(name: &str) -> String {
     format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")
 }
 
-impl Postgres {
+impl PostgresServer {
     fn drop_now(&self, name: &str) {
         let dropped = self
             .execute(&drop_sql(name))
@@ -198,18 +215,18 @@ impl Postgres {
     }
 }
 
-impl Server for Postgres {
+impl Server for PostgresServer {
     fn template(&self, key: &str, build: &dyn Fn(&Database) -> Result<()>) -> Result<String> {
         let name = format!("migrator_tpl_{key}");
         let mut admin = self.connect_admin()?;
         // Test binaries sharing a server take turns per template.
         let lock = KeyLock::take(&mut admin, key)?;
-        if Postgres::exists(lock.conn, &name)? {
+        if PostgresServer::exists(lock.conn, &name)? {
             if self.external {
                 return Ok(name);
             }
             // Not ours: a leftover of an earlier process with the same ID.
-            Postgres::disconnect(lock.conn, &name)?;
+            PostgresServer::disconnect(lock.conn, &name)?;
             lock.conn
                 .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\""))
                 .map_err(Error::db(format!("cannot drop the stale template {name}")))?;
@@ -232,13 +249,13 @@ impl Server for Postgres {
         let built = build(&db);
         drop(db);
         if let Err(e) = built {
-            Postgres::disconnect(lock.conn, &building)?;
+            PostgresServer::disconnect(lock.conn, &building)?;
             let _ = lock
                 .conn
                 .batch_execute(&format!("DROP DATABASE IF EXISTS \"{building}\""));
             return Err(e);
         }
-        Postgres::disconnect(lock.conn, &building)?;
+        PostgresServer::disconnect(lock.conn, &building)?;
         lock.conn
             .batch_execute(&format!(
                 "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""

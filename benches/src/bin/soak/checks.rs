@@ -582,7 +582,10 @@ fn rows_checks(
 }
 
 fn secrets_check(c: &mut Checks, env: &Env, stats: &Stats, pages: &[(String, u16, String)]) {
-    let secrets = [env.secret_marker.as_str(), migrator_benches::pg::PASSWORD];
+    let secrets = [
+        env.secret_marker.as_str(),
+        migrator_benches::pg::server().password(),
+    ];
     let mut found = Vec::new();
     let mut scanned = 0usize;
     let mut texts: Vec<(String, String)> = Vec::new();

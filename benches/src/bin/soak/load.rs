@@ -324,7 +324,9 @@ impl Client {
             );
             return;
         };
-        if r.body.contains(&self.marker) || r.body.contains(migrator_benches::pg::PASSWORD) {
+        if r.body.contains(&self.marker)
+            || r.body.contains(migrator_benches::pg::server().password())
+        {
             stats.leaks.push(format!(
                 "{method} {path} answered a body with a secret in it"
             ));

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
-use migrator_benches::pg::{self, Cluster};
+use migrator::testing::PostgresCluster;
+use migrator_benches::pg;
 use migrator_benches::standby::Standby;
 
 use crate::{note, Plan};
@@ -18,9 +19,9 @@ pub(crate) const DB: &str = "soak";
 
 /// Everything the run needs from its environment.
 pub(crate) struct Env {
-    pub cluster: &'static Cluster,
+    pub cluster: &'static PostgresCluster,
     pub standby: Standby,
-    /// The app's URL (role [`ROLE`], password [`pg::PASSWORD`], checked never to show).
+    /// The app's URL (role [`ROLE`], the test server's password, checked never to show).
     pub app_url: String,
     /// The superuser's URL of [`DB`] (faults and checks).
     pub admin_url: String,
@@ -65,20 +66,21 @@ impl Env {
         );
         let cluster = guarded("the throwaway PostgreSQL cluster", pg::cluster)?;
         let standby = guarded("the streaming standby", Standby::start)?;
+        let server = pg::server();
         let app_url = format!(
             "postgres://{ROLE}:{}@127.0.0.1:{}/{DB}",
-            pg::PASSWORD,
-            cluster.port
+            server.password(),
+            cluster.port()
         );
-        let admin_url = cluster.url(DB);
-        let root = cluster.url("postgres");
+        let admin_url = server.url(DB).map_err(|e| e.to_string())?;
+        let root = server.url("postgres").map_err(|e| e.to_string())?;
         // A login role of its own (pg_monitor: it reads the replicas' WAL positions) owning
         // the database, as an application's role does in production.
         exec(
             &root,
             &format!(
                 "CREATE ROLE {ROLE} LOGIN PASSWORD '{}'; GRANT pg_monitor TO {ROLE};",
-                pg::PASSWORD
+                server.password()
             ),
         )?;
         exec(&root, &format!("CREATE DATABASE {DB} OWNER {ROLE}"))?;
