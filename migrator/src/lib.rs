@@ -122,7 +122,8 @@ extern crate self as migrator;
 // The layers, lowest first. A file imports only from its own layer and the ones above it in
 // this list, and no two files import each other (`tests/import_cycles.rs` checks both, with
 // this map as its table):
-// - foundation: the values every layer uses (errors, reports, metric names, configuration);
+// - foundation: the values every layer uses (errors, reports, metric names, configuration,
+//   the backoff of every retry and poll);
 // - hasher: password hashing, no database code;
 // - database access: URLs, connections, the catalog, Diesel SQL migrations;
 // - records: the tables the library keeps (`applied_migrations`, the audit log, the
@@ -134,6 +135,7 @@ extern crate self as migrator;
 //   through the `metrics` facade; exporting them is the application's).
 
 // Foundation.
+mod backoff;
 mod config;
 mod error;
 pub mod metrics;

@@ -115,8 +115,10 @@ impl Backfill {
     /// marks a background backfill `failed` like a failed batch. For an index, prefer
     /// [`Backfill::then_create_index`].
     ///
-    /// These statements are not part of the definition's checksum ([`Job::checksum`](super::Job::checksum)):
-    /// they change nothing a row gets.
+    /// These statements are part of a named backfill's definition checksum
+    /// ([`Job::checksum`](super::Job::checksum)): a worker whose finishing statements differ
+    /// from those of the version that scheduled the backfill leaves it alone, as it would for
+    /// another computation.
     pub fn then(&mut self, sql: &'static str) -> &mut Backfill {
         self.then.push(Then::Sql(sql));
         self
@@ -347,4 +349,15 @@ pub(super) enum Then {
         name: &'static str,
         on: &'static str,
     },
+}
+
+impl Then {
+    /// The statement as the definition's checksum hashes it: a format of our own, not a
+    /// `Debug` rendering (STYLE.md 19): `sql:TEXT` or `index:NAME:ON`.
+    pub(super) fn normal_form(&self) -> String {
+        match self {
+            Then::Sql(sql) => format!("sql:{sql}"),
+            Then::Index { name, on } => format!("index:{name}:{on}"),
+        }
+    }
 }

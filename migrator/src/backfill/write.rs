@@ -6,6 +6,11 @@
 //! pending). On PostgreSQL "unchanged" is the row's version (`xmin`) as read, so that the
 //! inputs (e.g. plaintext passwords) never travel back to the server as bind parameters, which
 //! a server logging its statements would record; on SQLite (no server log) it is the inputs.
+//! On SQLite the inputs are compared only when needed: the write reads the connection's
+//! `PRAGMA data_version` once it holds the write lock, and when it is the one the claim read
+//! on the same connection before reading the rows, no other connection committed anything in
+//! between (this connection's own commits were other batches' rows), so the rows are as they
+//! were read and only the pending predicate is checked.
 //! On PostgreSQL rows that another transaction holds locked are skipped (`FOR NO KEY UPDATE
 //! SKIP LOCKED`), never waited for: they stay pending for a later sweep.
 //!
@@ -20,10 +25,10 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
-use super::claim::{release_lease, Batch, Lease, Sweep};
+use super::claim::{data_version, release_lease, Batch, Lease, Sweep};
 use super::store::Sink;
 use super::{Backfill, BackfillReport};
-use crate::connection::{AnyConnection, Database};
+use crate::connection::AnyConnection;
 use crate::context::Progress;
 use crate::error::{Error, Result};
 
@@ -43,7 +48,7 @@ impl Backfill {
     /// remembers the rows it left pending in `sweep`.
     pub(super) fn write_batch(
         &self,
-        db: &Database,
+        conn: &mut AnyConnection,
         batch: &Batch,
         outputs: Vec<Vec<Option<String>>>,
         progress: &Progress,
@@ -52,7 +57,7 @@ impl Backfill {
     ) -> Result<()> {
         let claimed = batch.rows.len() as u64;
         let written = self.write(
-            db,
+            conn,
             batch,
             outputs,
             self.sink.as_ref(),
@@ -69,10 +74,11 @@ impl Backfill {
     /// Writes a batch in one statement and commits it; returns the rows written. With a `sink`,
     /// the backfill's `rows_done` advances in the same transaction, so it never counts a batch
     /// that rolled back; with a `lease`, the batch's keys are released in it too. Rows not
-    /// written (changed, done or locked meanwhile) are remembered in `sweep`.
+    /// written (changed, done or locked meanwhile) are remembered in `sweep`. On SQLite, `conn`
+    /// must be the connection that claimed the batch (see [`Batch::seen`]).
     pub(super) fn write(
         &self,
-        db: &Database,
+        conn: &mut AnyConnection,
         batch: &Batch,
         outputs: Vec<Vec<Option<String>>>,
         sink: Option<&Sink>,
@@ -99,8 +105,7 @@ impl Backfill {
                 ),
             });
         }
-        let mut conn = db.get()?;
-        let written = match &mut *conn {
+        let written = match conn {
             AnyConnection::Postgres(pg) => {
                 let mut keys = self.write_postgres(pg, batch, outputs, sink, lease)?;
                 keys.sort_unstable();
@@ -114,7 +119,7 @@ impl Backfill {
                 keys.len() as u64
             }
             AnyConnection::Sqlite(_) => {
-                let written = self.write_sqlite(&mut conn, batch, outputs, sink, lease)?;
+                let written = self.write_sqlite(conn, batch, outputs, sink, lease)?;
                 // Which rows were not written is not asked for (a RETURNING costs more than
                 // the guard): the next sweep looks at the whole batch again.
                 if written < batch.rows.len() as u64 {
@@ -285,9 +290,11 @@ impl Backfill {
         sql
     }
 
-    /// SQLite: the batch in one `UPDATE ... FROM (VALUES ...)` statement, guarded by the inputs
-    /// as read, with its progress, in one transaction; returns the rows written that takes the write lock at once (a
-    /// deferred one could fail to upgrade under another writer).
+    /// SQLite: the batch in one `UPDATE ... FROM (VALUES ...)` statement with its progress, in
+    /// one transaction that takes the write lock at once (a deferred one could fail to upgrade
+    /// under another writer); returns the rows written. The rows' inputs are compared with
+    /// those read unless nothing was committed by another connection since the claim (see the
+    /// module's documentation).
     fn write_sqlite(
         &self,
         conn: &mut AnyConnection,
@@ -297,23 +304,33 @@ impl Backfill {
         lease: Option<&Lease>,
     ) -> Result<u64> {
         let context = || format!("cannot write a batch of {}", self.table);
-        let sql = self.sqlite_write_sql(batch.rows.len());
-        let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
-        for (row, out) in batch.rows.iter().zip(outputs) {
-            query = query.bind::<BigInt, _>(row.key);
-            for value in out {
-                query = query.bind::<Nullable<Text>, _>(value);
-            }
-            for value in &row.inputs {
-                query = query.bind::<Nullable<Text>, _>(value.as_deref().map(String::as_str));
-            }
-        }
         conn.batch_execute("BEGIN IMMEDIATE")
             .map_err(Error::db(context()))?;
         let result = (|| -> Result<u64> {
             let AnyConnection::Sqlite(lite) = &mut *conn else {
                 return Ok(0);
             };
+            // With the write lock held nobody else commits until this transaction ends: the
+            // data version now against the one the claim read first.
+            let unchanged = match batch.seen {
+                Some(seen) => data_version(lite)? == seen,
+                None => false,
+            };
+            let compare_inputs = !unchanged;
+            let sql = self.sqlite_write_sql(batch.rows.len(), compare_inputs);
+            let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
+            for (row, out) in batch.rows.iter().zip(outputs) {
+                query = query.bind::<BigInt, _>(row.key);
+                for value in out {
+                    query = query.bind::<Nullable<Text>, _>(value);
+                }
+                if compare_inputs {
+                    for value in &row.inputs {
+                        query =
+                            query.bind::<Nullable<Text>, _>(value.as_deref().map(String::as_str));
+                    }
+                }
+            }
             let written = query.execute(lite).map_err(Error::db(context()))? as u64;
             if let Some(sink) = sink {
                 sink.record(conn, written, batch.rows.len())
@@ -333,16 +350,18 @@ impl Backfill {
     }
 
     /// The `UPDATE ... FROM (VALUES ...)` statement writing `rows` rows on SQLite: per row,
-    /// its key, its outputs and the inputs that were read, as bind parameters in that order.
-    fn sqlite_write_sql(&self, rows: usize) -> String {
+    /// its key, its outputs and (with `compare_inputs`) the inputs that were read, as bind
+    /// parameters in that order.
+    fn sqlite_write_sql(&self, rows: usize, compare_inputs: bool) -> String {
         // Anonymous `?` parameters: SQLite looks each named one (`$1`) up among the names
         // before it, which is quadratic in a batch's thousands of parameters.
-        let per_row = 1 + self.outputs.len() + self.inputs.len();
+        let inputs = if compare_inputs { self.inputs.len() } else { 0 };
+        let per_row = 1 + self.outputs.len() + inputs;
         let tuple = format!("({})", vec!["?"; per_row].join(", "));
         let tuples = vec![tuple; rows];
         let mut names = vec!["__k".to_owned()];
         names.extend((0..self.outputs.len()).map(|i| format!("__o{i}")));
-        names.extend((0..self.inputs.len()).map(|i| format!("__i{i}")));
+        names.extend((0..inputs).map(|i| format!("__i{i}")));
         let set: Vec<String> = self
             .outputs
             .iter()
@@ -356,6 +375,7 @@ impl Backfill {
         conditions.extend(
             self.inputs
                 .iter()
+                .take(inputs)
                 .enumerate()
                 .map(|(i, col)| format!("{}.{col} IS v.__i{i}", self.table)),
         );
