@@ -184,8 +184,8 @@ struct Looked {
 /// pending rows the last one found (`found` in `keys` keys), 25% more for slack.
 fn next_window(keys: i64, found: usize, limit: usize) -> i64 {
     let keys = i128::from(keys.max(1));
-    let wanted = keys * (limit as i128) / (found.max(1) as i128);
-    i64::try_from(wanted + wanted / 4)
+    let wanted = keys.saturating_mul(limit as i128) / (found.max(1) as i128);
+    i64::try_from(wanted.saturating_add(wanted / 4))
         .unwrap_or(MAX_WINDOW)
         .clamp(MIN_WINDOW, MAX_WINDOW)
 }
@@ -424,4 +424,52 @@ pub(super) fn release_lease(
     .bind::<Text, _>(&lease.holder)
     .execute(conn)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_window_holds_about_a_batch() {
+        // 100 pending rows in 1,000 keys: a batch of 500 needs about 5,000 keys, plus 25 %.
+        assert_eq!(next_window(1000, 100, 500), 6250);
+        // Dense: at least the smallest window.
+        assert_eq!(next_window(500, 500, 500), MIN_WINDOW);
+        // Nothing found: as if one row was, bounded by the largest window.
+        assert_eq!(next_window(1_000_000, 0, 5000), MAX_WINDOW);
+        assert_eq!(next_window(10_000, 0, 10), 125_000);
+        // No overflow at the ends of the key space.
+        assert_eq!(next_window(i64::MAX, 1, usize::MAX), MAX_WINDOW);
+        assert_eq!(next_window(0, 0, 0), MIN_WINDOW);
+    }
+
+    #[test]
+    fn a_sweep_resumes_from_the_smallest_key_it_left_behind() {
+        let mut sweep = Sweep::new();
+        assert!(sweep.started_at_first_key());
+        sweep.skipped(50);
+        sweep.skipped(20);
+        sweep.skipped(70);
+        assert_eq!(sweep.skipped_from, Some(20));
+        let next = sweep.next();
+        assert_eq!(next.cursor, Some(20));
+        assert!(!next.started_at_first_key());
+        // Nothing left behind: the next sweep confirms from the first key.
+        let confirm = next.next();
+        assert_eq!(confirm.cursor, Some(i64::MIN));
+        assert!(confirm.started_at_first_key());
+    }
+
+    #[test]
+    fn batches_are_capped_to_the_bind_parameter_limit() {
+        let mut backfill = Backfill::new("t", "id");
+        backfill.input("a").output("b");
+        // Three parameters a row (key, output, input) within 30,000.
+        assert_eq!(backfill.capped_batch_size(1_000_000), 10_000);
+        assert_eq!(backfill.capped_batch_size(37), 37);
+        assert_eq!(backfill.capped_batch_size(0), 1);
+        backfill.input("c").input("d").output("e");
+        assert_eq!(backfill.capped_batch_size(1_000_000), 30_000 / 6);
+    }
 }

@@ -909,3 +909,71 @@ fn log_progress(shared: &Shared, name: &str, lane: &Lane) {
         state.workers.len()
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn batches_move_toward_the_target_at_most_doubled_or_halved() {
+        let target = 1000 * MS;
+        // Twice as fast as the target: doubled; four times: still only doubled.
+        assert_eq!(adapted_size(100, 100, 500 * MS, target, 10_000), Some(200));
+        assert_eq!(adapted_size(100, 100, 250 * MS, target, 10_000), Some(200));
+        // Slower: shrunk in proportion, at most halved.
+        assert_eq!(adapted_size(100, 100, 1250 * MS, target, 10_000), Some(80));
+        assert_eq!(adapted_size(100, 100, 5000 * MS, target, 10_000), Some(50));
+        // On target: unchanged.
+        assert_eq!(adapted_size(128, 128, target, target, 10_000), Some(128));
+        // Within the bind-parameter cap, and never 0.
+        assert_eq!(adapted_size(8000, 8000, 100 * MS, target, 10_000), Some(10_000));
+        assert_eq!(adapted_size(1, 1, 5000 * MS, target, 10_000), Some(1));
+        // A short batch (the end of the keys) or one that took no time teaches nothing.
+        assert_eq!(adapted_size(100, 99, 10 * MS, target, 10_000), None);
+        assert_eq!(adapted_size(100, 100, Duration::ZERO, target, 10_000), None);
+    }
+
+    #[test]
+    fn a_timed_out_batch_halves_the_size() {
+        assert_eq!(halved_size(5000), 2500);
+        assert_eq!(halved_size(3), 1);
+        assert_eq!(halved_size(1), 1);
+    }
+
+    #[test]
+    fn steps_that_wait_say_how_long() {
+        assert_eq!(Step::Locked(300 * MS).wait(), Some(300 * MS));
+        let retry = Step::Retry {
+            attempt: 2,
+            wait: 400 * MS,
+        };
+        assert_eq!(retry.wait(), Some(400 * MS));
+        assert_eq!(Step::FinishingElsewhere.wait(), Some(FINISH_WAIT));
+        for step in [
+            Step::Wrote {
+                written: 5,
+                claimed: 5,
+            },
+            Step::SweepEnded,
+            Step::Finished,
+            Step::Failed,
+            Step::HeldForReplicas(MS),
+            Step::Stopped,
+            Step::Idle,
+        ] {
+            assert_eq!(step.wait(), None, "{step:?}");
+        }
+    }
+
+    #[test]
+    fn failed_batches_back_off_within_their_jitter() {
+        for n in 0..10 {
+            let full = Duration::from_millis(200u64 << n.min(7)).min(RETRY.full(n));
+            let wait = RETRY.delay(n);
+            assert!(wait >= full / 2 && wait <= full, "{n}: {wait:?}");
+        }
+        assert_eq!(RETRY.full(30), Duration::from_millis(25_600));
+    }
+}
