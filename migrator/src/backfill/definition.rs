@@ -319,8 +319,11 @@ impl Backfill {
         Ok(())
     }
 
-    /// How many rows are still pending: a count, which reads every row of the table (the
-    /// engine itself only estimates them, in bounded time).
+    /// How many rows are still pending: an exact count, which reads every row of the table.
+    /// For checks that need exactness ("nothing left", as the tests of a backfill assert);
+    /// the engine itself never calls it: progress totals and `rows_total` are estimated in
+    /// bounded time, and a background backfill's progress is its `rows_done`
+    /// ([`BackfillState`](super::BackfillState)).
     pub fn remaining(&self, db: &Database) -> Result<u64> {
         self.check()?;
         let sql = format!(

@@ -928,7 +928,10 @@ mod tests {
         // On target: unchanged.
         assert_eq!(adapted_size(128, 128, target, target, 10_000), Some(128));
         // Within the bind-parameter cap, and never 0.
-        assert_eq!(adapted_size(8000, 8000, 100 * MS, target, 10_000), Some(10_000));
+        assert_eq!(
+            adapted_size(8000, 8000, 100 * MS, target, 10_000),
+            Some(10_000)
+        );
         assert_eq!(adapted_size(1, 1, 5000 * MS, target, 10_000), Some(1));
         // A short batch (the end of the keys) or one that took no time teaches nothing.
         assert_eq!(adapted_size(100, 99, 10 * MS, target, 10_000), None);

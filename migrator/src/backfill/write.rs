@@ -18,14 +18,17 @@
 //!   `unnest`, the guarded `UPDATE`, `rows_done`, the worker's row and the release of its
 //!   lease, as data-modifying `WITH` queries): one round trip, and a statement whose text does
 //!   not grow with the batch.
-//! - **SQLite**: `BEGIN IMMEDIATE`, one `UPDATE ... FROM (VALUES ...)`, the progress, `COMMIT`
-//!   (calls into the library, not round trips).
+//! - **SQLite**: `BEGIN IMMEDIATE`, `UPDATE ... FROM (VALUES ...)` statements of up to
+//!   [`SQLITE_CHUNK`] rows (kept prepared), the progress, `COMMIT` (calls into the library,
+//!   not round trips).
 
 use diesel::connection::SimpleConnection;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
-use diesel::{QueryableByName, RunQueryDsl};
+use diesel::sqlite::Sqlite;
+use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 
-use super::claim::{data_version, release_lease, Batch, Lease, Sweep};
+use super::claim::{data_version, release_lease, Batch, Claimed, Lease, Sweep};
 use super::store::Sink;
 use super::{Backfill, BackfillReport};
 use crate::connection::AnyConnection;
@@ -317,21 +320,28 @@ impl Backfill {
                 None => false,
             };
             let compare_inputs = !unchanged;
-            let sql = self.sqlite_write_sql(batch.rows.len(), compare_inputs);
-            let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
-            for (row, out) in batch.rows.iter().zip(outputs) {
-                query = query.bind::<BigInt, _>(row.key);
-                for value in out {
-                    query = query.bind::<Nullable<Text>, _>(value);
-                }
-                if compare_inputs {
-                    for value in &row.inputs {
-                        query =
-                            query.bind::<Nullable<Text>, _>(value.as_deref().map(String::as_str));
-                    }
-                }
+            let (head, tail) = self.sqlite_write_sql(compare_inputs);
+            let mut written = 0u64;
+            let mut outputs = outputs.as_slice();
+            for rows in batch.rows.chunks(SQLITE_CHUNK) {
+                let (chunk, rest) = outputs.split_at(rows.len().min(outputs.len()));
+                outputs = rest;
+                let write = SqliteChunk {
+                    head: &head,
+                    tail: &tail,
+                    rows,
+                    outputs: chunk,
+                    inputs: if compare_inputs {
+                        rows.iter()
+                            .flat_map(|row| row.inputs.iter())
+                            .map(|v| v.as_deref().map(String::as_str))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                };
+                written += write.execute(lite).map_err(Error::db(context()))? as u64;
             }
-            let written = query.execute(lite).map_err(Error::db(context()))? as u64;
             if let Some(sink) = sink {
                 sink.record(conn, written, batch.rows.len())
                     .map_err(Error::db(context()))?;
@@ -349,16 +359,11 @@ impl Backfill {
         result
     }
 
-    /// The `UPDATE ... FROM (VALUES ...)` statement writing `rows` rows on SQLite: per row,
-    /// its key, its outputs and (with `compare_inputs`) the inputs that were read, as bind
-    /// parameters in that order.
-    fn sqlite_write_sql(&self, rows: usize, compare_inputs: bool) -> String {
-        // Anonymous `?` parameters: SQLite looks each named one (`$1`) up among the names
-        // before it, which is quadratic in a batch's thousands of parameters.
+    /// The `UPDATE ... FROM (VALUES ...)` statement on SQLite, around its rows: what comes
+    /// before the `VALUES` tuples and what after. Each tuple holds a row's key, its outputs
+    /// and (with `compare_inputs`) the inputs that were read.
+    fn sqlite_write_sql(&self, compare_inputs: bool) -> (String, String) {
         let inputs = if compare_inputs { self.inputs.len() } else { 0 };
-        let per_row = 1 + self.outputs.len() + inputs;
-        let tuple = format!("({})", vec!["?"; per_row].join(", "));
-        let tuples = vec![tuple; rows];
         let mut names = vec!["__k".to_owned()];
         names.extend((0..self.outputs.len()).map(|i| format!("__o{i}")));
         names.extend((0..inputs).map(|i| format!("__i{i}")));
@@ -379,19 +384,71 @@ impl Backfill {
                 .enumerate()
                 .map(|(i, col)| format!("{}.{col} IS v.__i{i}", self.table)),
         );
+        // Columns renamed from VALUES' `columnN`, which a table's own columns could shadow in
+        // the pending predicate.
         let renamed: Vec<String> = names
             .iter()
             .enumerate()
             .map(|(i, name)| format!("column{} AS {name}", i + 1))
             .collect();
-        format!(
-            "UPDATE {table} SET {set} FROM (SELECT {renamed} FROM (VALUES {tuples})) AS v \
-             WHERE {conditions}",
-            table = self.table,
-            set = set.join(", "),
-            renamed = renamed.join(", "),
-            tuples = tuples.join(", "),
-            conditions = conditions.join(" AND "),
+        (
+            format!(
+                "UPDATE {table} SET {set} FROM (SELECT {renamed} FROM (VALUES ",
+                table = self.table,
+                set = set.join(", "),
+                renamed = renamed.join(", "),
+            ),
+            format!(")) AS v WHERE {}", conditions.join(" AND ")),
         )
     }
 }
+
+/// Rows per SQLite write statement. A statement of exactly this many rows stays prepared on
+/// its connection (its text depends only on the backfill), so that a batch of thousands of
+/// rows does not parse and plan thousands of tuples each time (about half of a write's cost);
+/// a last, shorter chunk is prepared for its one use.
+const SQLITE_CHUNK: usize = 1000;
+
+/// One SQLite write statement: `head`, the rows' tuples of anonymous `?` parameters (SQLite
+/// looks each named one, `$1`, up among the names before it: quadratic in a statement's
+/// thousands of parameters), `tail`.
+struct SqliteChunk<'a> {
+    head: &'a str,
+    tail: &'a str,
+    rows: &'a [Claimed],
+    outputs: &'a [Vec<Option<String>>],
+    /// The rows' inputs as read, row after row (empty: not compared).
+    inputs: Vec<Option<&'a str>>,
+}
+
+impl QueryId for SqliteChunk<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryFragment<Sqlite> for SqliteChunk<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        if self.rows.len() != SQLITE_CHUNK {
+            out.unsafe_to_cache_prepared();
+        }
+        let per_row = self.inputs.len() / self.rows.len().max(1);
+        out.push_sql(self.head);
+        for (i, (row, outputs)) in self.rows.iter().zip(self.outputs).enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<BigInt, i64>(&row.key)?;
+            for value in outputs {
+                out.push_sql(", ");
+                out.push_bind_param::<Nullable<Text>, Option<String>>(value)?;
+            }
+            for value in self.inputs.iter().skip(i * per_row).take(per_row) {
+                out.push_sql(", ");
+                out.push_bind_param::<Nullable<Text>, Option<&str>>(value)?;
+            }
+            out.push_sql(")");
+        }
+        out.push_sql(self.tail);
+        Ok(())
+    }
+}
+
+impl<Conn> RunQueryDsl<Conn> for SqliteChunk<'_> {}
