@@ -228,6 +228,11 @@ impl Backfill {
         // The batch computed in the previous round, written while the workers compute the
         // current one: the workers wait neither for claims nor for writes.
         let mut computed: Option<(Batch, Vec<Vec<Option<String>>>)> = None;
+        // SQLite: whether the next batch is computed on this thread, after the write and the
+        // claim, instead of on the worker threads beside them: when the last batch's compute
+        // took under a tenth of this thread's database work, handing it over costs more
+        // (waking threads that then compete with this one for the cores) than it saves.
+        let mut compute_here = false;
         while let Some(batch) = current.take() {
             // Between batches: a run that lost its lock stops here; so does one that an
             // operator paused or cancelled, and one out of inline time (`auto`). The batch
@@ -255,8 +260,14 @@ impl Backfill {
                 keys = Some(keys.map_or((first, last), |(lo, hi)| (lo.min(first), hi.max(last))));
             }
             let mut next_sweep = sweep.clone();
+            let timed = |pool: Option<&rayon::ThreadPool>| {
+                let started = Instant::now();
+                let outputs = batch.compute(pool, compute);
+                (outputs, started.elapsed())
+            };
             let (outputs, written, next) = std::thread::scope(|scope| {
-                let computing = scope.spawn(|| batch.compute(Some(workers), compute));
+                let computing = (!compute_here).then(|| scope.spawn(|| timed(Some(workers))));
+                let database = Instant::now();
                 // PostgreSQL: the previous batch is written on a connection of its own while
                 // this thread claims the next one on another, so neither waits for the other's
                 // round trips. SQLite: one after the other on the held connection (its single
@@ -315,11 +326,17 @@ impl Backfill {
                         })
                     })
                 });
-                let outputs = computing.join().unwrap_or_else(|panic| {
-                    Err(Error::Panic {
-                        message: panic_message(&*panic),
-                    })
-                });
+                let database = database.elapsed();
+                let (outputs, took) = match computing {
+                    Some(computing) => computing.join().unwrap_or_else(|panic| {
+                        let error = Error::Panic {
+                            message: panic_message(&*panic),
+                        };
+                        (Err(error), Duration::ZERO)
+                    }),
+                    None => timed(None),
+                };
+                compute_here = held.is_some() && took < database / 10;
                 (outputs, written, next)
             });
             *sweep = next_sweep;

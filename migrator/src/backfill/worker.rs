@@ -360,11 +360,13 @@ impl WorkerThread {
     }
 
     /// Its row's id in `migrator_backfill_workers`.
+    #[cfg(feature = "testing")]
     pub(super) fn id(&self) -> &str {
         &self.id
     }
 
     /// The backfill tables, once found.
+    #[cfg(feature = "testing")]
     pub(super) fn tables(&self) -> Option<&Tables> {
         self.tables.as_ref()
     }
