@@ -241,3 +241,41 @@ macro_rules! register_backfill {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(then: &[&'static str]) -> Job {
+        let mut backfill = Backfill::new("t", "id");
+        backfill.input("a").output("b").pending_when("b IS NULL");
+        for sql in then {
+            backfill.then(sql);
+        }
+        Job::new(backfill, |inputs| Ok(vec![inputs[0].map(str::to_owned)])).parameters("v1")
+    }
+
+    #[test]
+    fn a_definition_without_finishing_statements_keeps_its_checksum() {
+        // What versions before the finishing statements were hashed recorded (pinned).
+        assert_eq!(job(&[]).checksum(), "08ac1ed1327878c0");
+        assert!(job(&[]).checksum_matches("08ac1ed1327878c0"));
+    }
+
+    #[test]
+    fn finishing_statements_are_part_of_the_checksum() {
+        let one = job(&["CREATE INDEX IF NOT EXISTS t_b ON t (b)"]);
+        let other = job(&["CREATE INDEX IF NOT EXISTS t_b2 ON t (b)"]);
+        let mut index = job(&[]);
+        index.backfill.then_create_index("t_b", "t (b)");
+        let checksums = [one.checksum(), other.checksum(), index.checksum()];
+        assert!(checksums.iter().all(|c| c != "08ac1ed1327878c0"));
+        assert_ne!(checksums[0], checksums[1]);
+        assert_ne!(checksums[0], checksums[2]);
+        // A worker of another version's finishing statements leaves the backfill alone...
+        assert!(!one.checksum_matches(&other.checksum()));
+        // ...but one scheduled by a version that did not hash them is still worked on.
+        assert!(one.checksum_matches("08ac1ed1327878c0"));
+        assert!(one.checksum_matches(&one.checksum()));
+    }
+}
