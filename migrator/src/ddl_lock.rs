@@ -9,8 +9,6 @@
 //! `MIGRATION_DDL_LOCK_RETRIES` times. SQLite has no such settings: its connections wait up to
 //! their `busy_timeout` for another writer, and nothing is retried.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -21,6 +19,7 @@ use diesel::sql_types::{Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use crate::backend;
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
@@ -129,12 +128,14 @@ pub(crate) fn is_lock_timeout(error: &Error, seen: &Seen) -> bool {
     }
 }
 
-/// How long to wait before retry number `retry` (0-based): 250 ms doubling up to 10 s, each
-/// with a random 50–100 % of it, so that runners and the application do not fall into step.
+/// The waits between retries of a statement that hit the DDL lock timeout: 250 ms doubling up
+/// to 10 s, each a random 50–100 % of it, so that runners and the application do not fall
+/// into step.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(10)).jittered();
+
+/// How long to wait before retry number `retry` (0-based): see [`RETRY`].
 pub(crate) fn backoff(retry: u32) -> Duration {
-    let full = 250u64.saturating_mul(1 << retry.min(6)).min(10_000);
-    let random = RandomState::new().build_hasher().finish();
-    Duration::from_millis(full / 2 + random % (full / 2 + 1))
+    RETRY.delay(retry)
 }
 
 /// A session that blocked a migration's statement: what an operator needs to find and end it,

@@ -122,7 +122,8 @@ extern crate self as migrator;
 // The layers, lowest first. A file imports only from its own layer and the ones above it in
 // this list, and no two files import each other (`tests/import_cycles.rs` checks both, with
 // this map as its table):
-// - foundation: the values every layer uses (errors, reports, metric names, configuration);
+// - foundation: the values every layer uses (errors, reports, metric names, configuration,
+//   the backoff of every retry and poll);
 // - hasher: password hashing (PHC strings, parameters; the raw Argon2id and all of its
 //   `unsafe` are the `migrator-hasher` package), no database code;
 // - database access: URLs, connections, the catalog, Diesel SQL migrations, and the seam per
@@ -137,6 +138,7 @@ extern crate self as migrator;
 //   through the `metrics` facade; exporting them is the application's).
 
 // Foundation.
+mod backoff;
 pub mod config;
 mod error;
 pub mod metrics;

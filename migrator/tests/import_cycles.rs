@@ -49,6 +49,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "foundation",
         &[
             "error.rs",
+            "backoff.rs",
             "redact.rs",
             "report.rs",
             "metrics.rs",

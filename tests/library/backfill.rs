@@ -94,6 +94,61 @@ fn computes_every_row_once_with_nulls_and_progress(backend: Backend) {
     );
 }
 
+both!(an_application_write_between_claim_and_write_wins);
+/// The guard: a row whose input the application changes after the row was claimed (here,
+/// while its batch computes) is not written with the stale output; a later sweep computes it
+/// from the new input. On SQLite the write skips comparing the inputs only when nothing was
+/// committed by another connection since the claim: this write is another connection's, so
+/// the batch's inputs are compared and row 500 is left alone. Writes to other rows and tables
+/// meanwhile (row 900, `other`) leave their batches' rows written all the same.
+fn an_application_write_between_claim_and_write_wins(backend: Backend) {
+    let t = TestDb::new(backend);
+    let db = seed(&t);
+    exec(&db, "CREATE TABLE other (n INTEGER)");
+    let app = db.clone();
+    let report = items()
+        .run(&db, &progress(), |inputs| {
+            match inputs[1] {
+                // Row 500's input changes while its batch computes: the output computed from
+                // "b500" must not be written.
+                Some("b500") => exec(&app, "UPDATE items SET b = 'changed' WHERE id = 500"),
+                // Commits that touch none of the batch's rows.
+                Some("b700") => exec(&app, "INSERT INTO other (n) VALUES (1)"),
+                Some("b800") => exec(&app, "UPDATE items SET b = 'b900x' WHERE id = 900"),
+                _ => {}
+            }
+            compute(inputs)
+        })
+        .unwrap();
+    // Row 500 was computed twice (once from the old input, skipped by the guard); 900 either
+    // once (its batch was claimed after the change) or twice.
+    assert!(report.rows_skipped >= 1, "{report:?}");
+    assert_eq!(report.rows_updated, ROWS as u64, "{report:?}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) AS n FROM items WHERE id = 500 AND joined = 'NULL+changed'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) AS n FROM items WHERE id = 900 AND joined = 'NULL+b900x'"
+        ),
+        1
+    );
+    // Every row's output is its current inputs'.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) AS n FROM items WHERE joined IS NULL OR joined <> \
+             COALESCE(a, 'NULL') || '+' || COALESCE(b, 'NULL')"
+        ),
+        0
+    );
+}
+
 both!(a_failing_batch_is_rolled_back_and_the_rest_resumes);
 fn a_failing_batch_is_rolled_back_and_the_rest_resumes(backend: Backend) {
     let t = TestDb::new(backend);

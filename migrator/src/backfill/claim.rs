@@ -20,14 +20,18 @@
 //! [`Sweep::skipped_from`]: the next sweep resumes there instead of rescanning from the start.
 //! On SQLite (one process at a time) the claim reads the rows without a transaction.
 
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use zeroize::Zeroizing;
 
 pub(crate) use super::store::Lease;
 use super::{Backfill, MAX_COLUMNS};
-use crate::connection::{AnyConnection, Database};
-use crate::error::{Error, Result};
+use crate::backoff::Backoff;
+use crate::connection::AnyConnection;
+use crate::error::{panic_message, Error, Result};
 
 /// One claimed row: its key and its input values, zeroized when dropped (the copies the
 /// database driver makes to bind them in the write are not).
@@ -43,12 +47,52 @@ pub(super) struct Claimed {
 /// A claimed batch: the rows and their inputs, and no database resource at all.
 pub(super) struct Batch {
     pub(super) rows: Vec<Claimed>,
+    /// SQLite: the claiming connection's `PRAGMA data_version` read before the rows were.
+    /// The write, on the same connection, reads it again once it holds the write lock: when
+    /// it is unchanged, no other connection committed anything meanwhile, so the rows' inputs
+    /// are as read and the per-row comparison of the inputs can be skipped (see
+    /// [`Backfill::write`]). Only valid on the connection that claimed the batch.
+    pub(super) seen: Option<i64>,
 }
 
 impl Batch {
     /// The smallest and largest claimed keys.
     pub(super) fn keys(&self) -> Option<(i64, i64)> {
         Some((self.rows.first()?.key, self.rows.last()?.key))
+    }
+
+    /// The batch's outputs, one row at a time through `compute`, in key order: on `pool`'s
+    /// threads if given (an inline run), else on this one (a background worker thread). The
+    /// one compute path of both: a panic in `compute` is an error like any other, and the
+    /// first error ends the batch.
+    pub(super) fn compute<F>(
+        &self,
+        pool: Option<&rayon::ThreadPool>,
+        compute: &F,
+    ) -> Result<Vec<Vec<Option<String>>>>
+    where
+        F: Fn(&[Option<&str>]) -> Result<Vec<Option<String>>> + Sync + ?Sized,
+    {
+        let row = |row: &Claimed| {
+            let inputs: Vec<Option<&str>> = row
+                .inputs
+                .iter()
+                .map(|v| v.as_deref().map(String::as_str))
+                .collect();
+            compute(&inputs)
+        };
+        std::panic::catch_unwind(AssertUnwindSafe(|| match pool {
+            Some(pool) => pool.install(|| {
+                use rayon::prelude::*;
+                self.rows.par_iter().map(row).collect::<Result<Vec<_>>>()
+            }),
+            None => self.rows.iter().map(row).collect::<Result<Vec<_>>>(),
+        }))
+        .unwrap_or_else(|panic| {
+            Err(Error::Panic {
+                message: panic_message(&*panic),
+            })
+        })
     }
 }
 
@@ -68,6 +112,11 @@ pub(super) struct Sweep {
     /// Rows it claimed.
     pub(super) claimed: u64,
 }
+
+/// The waits while every pending row left is locked by other transactions or leased by other
+/// workers: 100 ms, doubling each sweep that claims nothing, up to 5 s.
+pub(super) const LOCKED_WAIT: Backoff =
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 
 /// The smallest window of keys a candidates query looks at.
 const MIN_WINDOW: i64 = 1024;
@@ -135,18 +184,20 @@ struct Looked {
 /// pending rows the last one found (`found` in `keys` keys), 25% more for slack.
 fn next_window(keys: i64, found: usize, limit: usize) -> i64 {
     let keys = i128::from(keys.max(1));
-    let wanted = keys * (limit as i128) / (found.max(1) as i128);
-    i64::try_from(wanted + wanted / 4)
+    let wanted = keys.saturating_mul(limit as i128) / (found.max(1) as i128);
+    i64::try_from(wanted.saturating_add(wanted / 4))
         .unwrap_or(MAX_WINDOW)
         .clamp(MIN_WINDOW, MAX_WINDOW)
 }
 
 impl Backfill {
     /// Claims at most `limit` pending rows with keys from the sweep's cursor up to
-    /// `upper_key`, and moves the cursor past the keys it looked at. `None`: the sweep is over.
+    /// `upper_key` on `conn`, and moves the cursor past the keys it looked at. `None`: the
+    /// sweep is over. On SQLite, the batch is best written on the same connection (see
+    /// [`Batch::seen`]).
     pub(super) fn claim_next(
         &self,
-        db: &Database,
+        conn: &mut AnyConnection,
         sweep: &mut Sweep,
         limit: usize,
         upper_key: Option<i64>,
@@ -154,7 +205,6 @@ impl Backfill {
     ) -> Result<Option<Batch>> {
         let limit = self.capped_batch_size(limit);
         let upper = upper_key.unwrap_or(i64::MAX);
-        let mut conn = db.get()?;
         loop {
             let Some(from) = sweep.cursor.filter(|from| *from <= upper) else {
                 sweep.cursor = None;
@@ -163,7 +213,12 @@ impl Backfill {
             // The window's last key (inclusive).
             let window = sweep.window.clamp(MIN_WINDOW, MAX_WINDOW);
             let end = from.saturating_add(window - 1).min(upper);
-            let looked = match self.claim_window(&mut conn, from, end, limit, lease) {
+            // SQLite: what the connection has seen committed, read before the rows are.
+            let seen = match conn {
+                AnyConnection::Sqlite(lite) => Some(data_version(lite)?),
+                AnyConnection::Postgres(_) => None,
+            };
+            let looked = match self.claim_window(conn, from, end, limit, lease) {
                 // A role's statement_timeout shorter than this window's walk: smaller windows.
                 Err(error) if error.is_timeout() && window > MIN_WINDOW => {
                     sweep.window = (window / 8).max(MIN_WINDOW);
@@ -181,7 +236,7 @@ impl Backfill {
                 // Nothing pending in this window: on to the next key that exists (an index
                 // probe, so gaps in the keys cost nothing), with a larger window.
                 sweep.cursor = match end.checked_add(1) {
-                    Some(next) if next <= upper => self.next_key(&mut conn, next)?,
+                    Some(next) if next <= upper => self.next_key(conn, next)?,
                     _ => None,
                 };
                 sweep.window = window.saturating_mul(2).min(MAX_WINDOW);
@@ -218,7 +273,7 @@ impl Backfill {
                 continue;
             }
             sweep.claimed += rows.len() as u64;
-            return Ok(Some(Batch { rows }));
+            return Ok(Some(Batch { rows, seen }));
         }
     }
 
@@ -337,6 +392,20 @@ impl Backfill {
     }
 }
 
+/// The connection's `PRAGMA data_version`: it changes when another connection (of this process
+/// or another) commits a change to the database, and only then.
+pub(super) fn data_version(lite: &mut diesel::SqliteConnection) -> Result<i64> {
+    #[derive(QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = BigInt)]
+        data_version: i64,
+    }
+    let version: Version = diesel::sql_query("PRAGMA data_version")
+        .get_result(lite)
+        .map_err(Error::db("cannot read the SQLite data version"))?;
+    Ok(version.data_version)
+}
+
 /// Releases the part of `lease` up to `hi` (its batches up to there are written or given up),
 /// inside the caller's transaction or on its own.
 pub(super) fn release_lease(
@@ -355,4 +424,52 @@ pub(super) fn release_lease(
     .bind::<Text, _>(&lease.holder)
     .execute(conn)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_window_holds_about_a_batch() {
+        // 100 pending rows in 1,000 keys: a batch of 500 needs about 5,000 keys, plus 25 %.
+        assert_eq!(next_window(1000, 100, 500), 6250);
+        // Dense: at least the smallest window.
+        assert_eq!(next_window(500, 500, 500), MIN_WINDOW);
+        // Nothing found: as if one row was, bounded by the largest window.
+        assert_eq!(next_window(1_000_000, 0, 5000), MAX_WINDOW);
+        assert_eq!(next_window(10_000, 0, 10), 125_000);
+        // No overflow at the ends of the key space.
+        assert_eq!(next_window(i64::MAX, 1, usize::MAX), MAX_WINDOW);
+        assert_eq!(next_window(0, 0, 0), MIN_WINDOW);
+    }
+
+    #[test]
+    fn a_sweep_resumes_from_the_smallest_key_it_left_behind() {
+        let mut sweep = Sweep::new();
+        assert!(sweep.started_at_first_key());
+        sweep.skipped(50);
+        sweep.skipped(20);
+        sweep.skipped(70);
+        assert_eq!(sweep.skipped_from, Some(20));
+        let next = sweep.next();
+        assert_eq!(next.cursor, Some(20));
+        assert!(!next.started_at_first_key());
+        // Nothing left behind: the next sweep confirms from the first key.
+        let confirm = next.next();
+        assert_eq!(confirm.cursor, Some(i64::MIN));
+        assert!(confirm.started_at_first_key());
+    }
+
+    #[test]
+    fn batches_are_capped_to_the_bind_parameter_limit() {
+        let mut backfill = Backfill::new("t", "id");
+        backfill.input("a").output("b");
+        // Three parameters a row (key, output, input) within 30,000.
+        assert_eq!(backfill.capped_batch_size(1_000_000), 10_000);
+        assert_eq!(backfill.capped_batch_size(37), 37);
+        assert_eq!(backfill.capped_batch_size(0), 1);
+        backfill.input("c").input("d").output("e");
+        assert_eq!(backfill.capped_batch_size(1_000_000), 30_000 / 6);
+    }
 }

@@ -116,8 +116,10 @@ impl Backfill {
     /// marks a background backfill `failed` like a failed batch. For an index, prefer
     /// [`Backfill::then_create_index`].
     ///
-    /// These statements are not part of the definition's checksum ([`Job::checksum`](super::Job::checksum)):
-    /// they change nothing a row gets.
+    /// These statements are part of a named backfill's definition checksum
+    /// ([`Job::checksum`](super::Job::checksum)): a worker whose finishing statements differ
+    /// from those of the version that scheduled the backfill leaves it alone, as it would for
+    /// another computation.
     pub fn then(&mut self, sql: &'static str) -> &mut Backfill {
         self.then.push(Then::Sql(sql));
         self
@@ -292,8 +294,11 @@ impl Backfill {
         Ok(())
     }
 
-    /// How many rows are still pending: a count, which reads every row of the table (the
-    /// engine itself only estimates them, in bounded time).
+    /// How many rows are still pending: an exact count, which reads every row of the table.
+    /// For checks that need exactness ("nothing left", as the tests of a backfill assert);
+    /// the engine itself never calls it: progress totals and `rows_total` are estimated in
+    /// bounded time, and a background backfill's progress is its `rows_done`
+    /// ([`BackfillState`](super::BackfillState)).
     pub fn remaining(&self, db: &Database) -> Result<u64> {
         self.check()?;
         let sql = format!(
@@ -322,4 +327,15 @@ pub(super) enum Then {
         name: &'static str,
         on: &'static str,
     },
+}
+
+impl Then {
+    /// The statement as the definition's checksum hashes it: a format of our own, not a
+    /// `Debug` rendering (STYLE.md 19): `sql:TEXT` or `index:NAME:ON`.
+    pub(super) fn normal_form(&self) -> String {
+        match self {
+            Then::Sql(sql) => format!("sql:{sql}"),
+            Then::Index { name, on } => format!("index:{name}:{on}"),
+        }
+    }
 }

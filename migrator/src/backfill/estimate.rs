@@ -10,7 +10,8 @@
 //!    `pg_class.reltuples` scaled to the relation's current size as the planner does
 //!    (`reltuples / relpages * current pages`), when the table was ever analysed; SQLite's
 //!    `sqlite_stat1` when `ANALYZE` made it. Without statistics, the key span
-//!    (`upper_key - MIN(key) + 1`, two index probes), which counts gaps as rows;
+//!    (`upper_key - MIN(key) + 1`: one index probe when the caller read `upper_key`, the
+//!    table's largest key, as scheduling does; two otherwise), which counts gaps as rows;
 //! 3. times the **pending fraction** of the [`SAMPLE`] lowest and [`SAMPLE`] highest keys.
 //!
 //! The figure is an estimate and says so (`rows_total`, the `*_rows_expected` metrics):
@@ -53,7 +54,8 @@ struct Rows {
 
 impl Backfill {
     /// Estimates the pending rows with keys up to `upper_key` (all, if `None`) in bounded time
-    /// (see the module's documentation).
+    /// (see the module's documentation). `upper_key`, when given, is the table's largest key
+    /// as the caller just read it.
     pub(crate) fn estimate_pending(
         &self,
         conn: &mut AnyConnection,
@@ -71,7 +73,7 @@ impl Backfill {
         let high = self.probe(conn, upper, "DESC")?;
         let table_rows = match self.statistics(conn)? {
             Some(rows) => rows,
-            None => self.key_span(conn, upper)?,
+            None => self.key_span(conn, upper_key)?,
         };
         // The table holds at least the rows the probes read.
         let table_rows = table_rows.max((low.n + high.n) as f64);
@@ -137,8 +139,9 @@ impl Backfill {
             .filter(|n| *n > 0.0))
     }
 
-    /// `upper - MIN(key) + 1`: two index probes; gaps in the keys count as rows.
-    fn key_span(&self, conn: &mut AnyConnection, upper: i64) -> Result<f64> {
+    /// `upper_key - MIN(key) + 1`, gaps in the keys counted as rows: one index probe, two
+    /// without `upper_key` (then the largest key is probed too).
+    fn key_span(&self, conn: &mut AnyConnection, upper_key: Option<i64>) -> Result<f64> {
         #[derive(QueryableByName)]
         struct Span {
             #[diesel(sql_type = Nullable<BigInt>)]
@@ -146,14 +149,23 @@ impl Backfill {
             #[diesel(sql_type = Nullable<BigInt>)]
             hi: Option<i64>,
         }
+        // The largest key: the caller's, else probed.
+        let hi = match upper_key {
+            Some(_) => "CAST($1 AS BIGINT)".to_owned(),
+            None => format!(
+                "CAST((SELECT {key} FROM {table} WHERE {key} <= $1 ORDER BY {key} DESC LIMIT 1) \
+                 AS BIGINT)",
+                key = self.key,
+                table = self.table,
+            ),
+        };
         let span: Span = diesel::sql_query(format!(
             "SELECT CAST((SELECT {key} FROM {table} WHERE {key} <= $1 ORDER BY {key} LIMIT 1) \
-             AS BIGINT) AS lo, CAST((SELECT {key} FROM {table} WHERE {key} <= $1 \
-             ORDER BY {key} DESC LIMIT 1) AS BIGINT) AS hi",
+             AS BIGINT) AS lo, {hi} AS hi",
             key = self.key,
             table = self.table,
         ))
-        .bind::<BigInt, _>(upper)
+        .bind::<BigInt, _>(upper_key.unwrap_or(i64::MAX))
         .get_result(conn)
         .map_err(Error::db(format!("cannot read the keys of {}", self.table)))?;
         Ok(match (span.lo, span.hi) {

@@ -11,9 +11,13 @@
 //! - **Computing.** A batch is computed on a pool of worker threads (all cores by default)
 //!   while the previous batch is written (on a connection of its own) and the next one is
 //!   claimed (on another), so that neither the workers nor the database wait for each other.
+//!   On SQLite the write and the next claim run one after the other on one connection, and a
+//!   compute that costs under a tenth of them runs on that thread too.
 //! - **Writing.** Each batch is written back in one guarded statement and committed on its
 //!   own (PostgreSQL: the rows as one array per column through `unnest`, with the progress and
-//!   the lease's release in the same statement; SQLite: one `UPDATE ... FROM (VALUES ...)`).
+//!   the lease's release in the same statement; SQLite: `UPDATE ... FROM (VALUES ...)`
+//!   statements of up to 1,000 rows that stay prepared, on the connection that claimed the
+//!   batch, the inputs compared only if another connection committed since the claim).
 //! - **Waiting.** Pending rows that other transactions hold locked are waited for (other
 //!   runners' batches finish or roll back), up to [`Backfill::wait_for_locked_rows`].
 //! - **Resuming.** Which rows are left is the `pending` predicate (e.g. "hash IS NULL"): kill

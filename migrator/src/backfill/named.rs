@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::definition::Then;
 use super::Backfill;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -44,11 +45,31 @@ impl Job {
     }
 
     /// The checksum of the definition (table, key, input and output columns, the pending
-    /// predicate and [`Job::parameters`]), recorded on the backfill's row when scheduled; a
-    /// worker whose checksum differs leaves the backfill alone. 16 hex digits (FNV-1a, 64 bits).
+    /// predicate, [`Job::parameters`] and the finishing statements of [`Backfill::then`] and
+    /// [`Backfill::then_create_index`], which `finished` promises ran), recorded on the
+    /// backfill's row when scheduled; a worker whose checksum differs leaves the backfill
+    /// alone. 16 hex digits (FNV-1a, 64 bits). A definition without finishing statements has
+    /// the checksum it had before they were part of it.
     pub fn checksum(&self) -> String {
+        let mut definition = self.definition();
+        if !self.backfill.then.is_empty() {
+            let then: Vec<String> = self.backfill.then.iter().map(Then::normal_form).collect();
+            definition.push_str(&format!("\nthen={}", then.join("\n")));
+        }
+        fnv1a(&definition)
+    }
+
+    /// Whether `recorded` (a backfill row's `definition`) is this job's checksum, or the one
+    /// that versions before the finishing statements were part of it recorded for it (they
+    /// scheduled it with the same table, columns, predicate and parameters).
+    pub(crate) fn checksum_matches(&self, recorded: &str) -> bool {
+        recorded == self.checksum() || recorded == fnv1a(&self.definition())
+    }
+
+    /// The definition without its finishing statements, as the checksum hashes it.
+    fn definition(&self) -> String {
         let b = &self.backfill;
-        let definition = format!(
+        format!(
             "table={}\nkey={}\ninputs={}\noutputs={}\npending={}\nparameters={}",
             b.table,
             b.key,
@@ -56,13 +77,7 @@ impl Job {
             b.outputs.join(","),
             b.pending,
             self.parameters
-        );
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in definition.bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        format!("{hash:016x}")
+        )
     }
 
     /// The rows and columns.
@@ -77,6 +92,16 @@ impl fmt::Debug for Job {
             .field("backfill", &self.backfill)
             .finish_non_exhaustive()
     }
+}
+
+/// FNV-1a (64 bits) of `text`, as 16 hex digits.
+fn fnv1a(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
 }
 
 /// Builds a [`Job`] from the process's policy (e.g. Argon2 parameters read with it).
@@ -215,4 +240,42 @@ macro_rules! register_backfill {
             $crate::backfill::Registered::__new($name, $build, ::core::file!(), ::core::line!())
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(then: &[&'static str]) -> Job {
+        let mut backfill = Backfill::new("t", "id");
+        backfill.input("a").output("b").pending_when("b IS NULL");
+        for sql in then {
+            backfill.then(sql);
+        }
+        Job::new(backfill, |inputs| Ok(vec![inputs[0].map(str::to_owned)])).parameters("v1")
+    }
+
+    #[test]
+    fn a_definition_without_finishing_statements_keeps_its_checksum() {
+        // What versions before the finishing statements were hashed recorded (pinned).
+        assert_eq!(job(&[]).checksum(), "08ac1ed1327878c0");
+        assert!(job(&[]).checksum_matches("08ac1ed1327878c0"));
+    }
+
+    #[test]
+    fn finishing_statements_are_part_of_the_checksum() {
+        let one = job(&["CREATE INDEX IF NOT EXISTS t_b ON t (b)"]);
+        let other = job(&["CREATE INDEX IF NOT EXISTS t_b2 ON t (b)"]);
+        let mut index = job(&[]);
+        index.backfill.then_create_index("t_b", "t (b)");
+        let checksums = [one.checksum(), other.checksum(), index.checksum()];
+        assert!(checksums.iter().all(|c| c != "08ac1ed1327878c0"));
+        assert_ne!(checksums[0], checksums[1]);
+        assert_ne!(checksums[0], checksums[2]);
+        // A worker of another version's finishing statements leaves the backfill alone...
+        assert!(!one.checksum_matches(&other.checksum()));
+        // ...but one scheduled by a version that did not hash them is still worked on.
+        assert!(one.checksum_matches("08ac1ed1327878c0"));
+        assert!(one.checksum_matches(&one.checksum()));
+    }
 }

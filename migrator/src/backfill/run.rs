@@ -2,17 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use super::claim::{Batch, Sweep};
+use super::claim::{Batch, Sweep, LOCKED_WAIT};
 use super::state::BackfillStatus;
 use super::{store, Backfill, BackfillReport};
-use crate::connection::Database;
+use crate::backoff::Waits;
+use crate::connection::{AnyConnection, Database, PooledConnection};
 use crate::context::Progress;
 use crate::error::{panic_message, Error, Result};
-
-/// The first wait while every pending row is locked or leased by others; doubled each time.
-const LOCKED_WAIT_FIRST: Duration = Duration::from_millis(100);
-/// The longest such wait.
-const LOCKED_WAIT_MAX: Duration = Duration::from_secs(5);
+use crate::url::Backend;
 
 impl Backfill {
     /// Runs until no row is pending. `compute` gets a row's inputs (in the order of
@@ -74,7 +71,7 @@ impl Backfill {
         let mut report = BackfillReport::default();
         let mut stalled_sweeps = 0;
         let mut waited = Duration::ZERO;
-        let mut locked_wait = LOCKED_WAIT_FIRST;
+        let mut locked_waits = Waits::new(LOCKED_WAIT);
         let mut previous: Option<(u64, Option<(i64, i64)>)> = None;
         let mut sweep = Sweep::new();
         loop {
@@ -109,19 +106,19 @@ impl Backfill {
                         ),
                     });
                 }
-                if locked_wait >= LOCKED_WAIT_MAX || waited.is_zero() {
+                if locked_waits.at_max() || waited.is_zero() {
                     log::info!(
                         "Backfill of {}: the pending rows left are locked by other \
                          transactions or being computed by other workers; waiting",
                         self.table
                     );
                 }
-                std::thread::sleep(locked_wait);
-                waited += locked_wait;
-                locked_wait = (locked_wait * 2).min(LOCKED_WAIT_MAX);
+                let wait = locked_waits.next();
+                std::thread::sleep(wait);
+                waited += wait;
             } else {
                 waited = Duration::ZERO;
-                locked_wait = LOCKED_WAIT_FIRST;
+                locked_waits.reset();
             }
             // The same rows written again from the start, none resolved: the predicate stays
             // true once written. (Rows that other writers keep adding come with new keys, and
@@ -217,10 +214,25 @@ impl Backfill {
     {
         let mut keys: Option<(i64, i64)> = None;
         let limit = self.effective_batch_size();
-        let mut current = self.claim_next(db, sweep, limit, self.upper_key, self.lease.as_ref())?;
+        // SQLite: one connection claims and writes every batch of the sweep, one after the
+        // other (a write checks what was committed since its batch's claim on the same
+        // connection: see `Batch::seen`); between them it holds no transaction, so no lock.
+        // PostgreSQL: a connection from the pool for each claim and each write.
+        let mut held = match db.backend() {
+            Backend::Sqlite => Some(db.get()?),
+            Backend::Postgres => None,
+        };
+        let mut current = on(db, &mut held, |conn| {
+            self.claim_next(conn, sweep, limit, self.upper_key, self.lease.as_ref())
+        })?;
         // The batch computed in the previous round, written while the workers compute the
         // current one: the workers wait neither for claims nor for writes.
         let mut computed: Option<(Batch, Vec<Vec<Option<String>>>)> = None;
+        // SQLite: whether the next batch is computed on this thread, after the write and the
+        // claim, instead of on the worker threads beside them: when the last batch's compute
+        // took under a tenth of this thread's database work, handing it over costs more
+        // (waking threads that then compete with this one for the cores) than it saves.
+        let mut compute_here = false;
         while let Some(batch) = current.take() {
             // Between batches: a run that lost its lock stops here; so does one that an
             // operator paused or cancelled, and one out of inline time (`auto`). The batch
@@ -232,10 +244,14 @@ impl Backfill {
                 .is_some_and(|deadline| Instant::now() >= deadline);
             if stopped.is_some() || out_of_time {
                 if let Some((done, outputs)) = computed.take() {
-                    self.write_batch(db, &done, outputs, progress, report, sweep)?;
+                    on(db, &mut held, |conn| {
+                        self.write_batch(conn, &done, outputs, progress, report, sweep)
+                    })?;
                 }
-                let mut conn = db.get()?;
-                self.give_up(&mut conn, &batch);
+                on(db, &mut held, |conn| {
+                    self.give_up(conn, &batch);
+                    Ok(())
+                })?;
                 report.unfinished = true;
                 report.stopped_by = stopped;
                 return Ok(keys);
@@ -244,51 +260,63 @@ impl Backfill {
                 keys = Some(keys.map_or((first, last), |(lo, hi)| (lo.min(first), hi.max(last))));
             }
             let mut next_sweep = sweep.clone();
+            let timed = |pool: Option<&rayon::ThreadPool>| {
+                let started = Instant::now();
+                let outputs = batch.compute(pool, compute);
+                (outputs, started.elapsed())
+            };
             let (outputs, written, next) = std::thread::scope(|scope| {
-                let computing = scope.spawn(|| {
-                    workers.install(|| {
-                        use rayon::prelude::*;
-                        batch
-                            .rows
-                            .par_iter()
-                            .map(|row| {
-                                let inputs: Vec<Option<&str>> = row
-                                    .inputs
-                                    .iter()
-                                    .map(|v| v.as_deref().map(|s| s.as_str()))
-                                    .collect();
-                                compute(&inputs)
-                            })
-                            .collect::<Result<Vec<_>>>()
-                    })
-                });
+                let computing = (!compute_here).then(|| scope.spawn(|| timed(Some(workers))));
+                let database = Instant::now();
                 // PostgreSQL: the previous batch is written on a connection of its own while
                 // this thread claims the next one on another, so neither waits for the other's
-                // round trips. SQLite: one after the other (its single writer's commit waits
-                // for the claim's read, and the busy handler sleeps whole milliseconds).
+                // round trips. SQLite: one after the other on the held connection (its single
+                // writer's commit would wait for a concurrent claim's read, and the busy
+                // handler sleeps whole milliseconds).
                 let mut written_sweep = sweep.clone();
-                let sequential = (db.backend() == crate::url::Backend::Sqlite)
-                    .then(|| computed.take())
-                    .flatten()
-                    .map(|(done, outputs)| {
-                        self.write_batch(db, &done, outputs, progress, report, &mut written_sweep)
+                let (sequential, writing) = match held.as_mut() {
+                    Some(conn) => {
+                        let written = computed.take().map(|(done, outputs)| {
+                            self.write_batch(
+                                conn,
+                                &done,
+                                outputs,
+                                progress,
+                                report,
+                                &mut written_sweep,
+                            )
                             .map(|()| written_sweep.skipped_from)
-                    });
-                let mut written_sweep = sweep.clone();
-                let writing = computed.take().map(|(done, outputs)| {
-                    let report = &mut *report;
-                    scope.spawn(move || {
-                        self.write_batch(db, &done, outputs, progress, report, &mut written_sweep)
-                            .map(|()| written_sweep.skipped_from)
-                    })
+                        });
+                        (written, None)
+                    }
+                    None => {
+                        let writing = computed.take().map(|(done, outputs)| {
+                            let report = &mut *report;
+                            scope.spawn(move || {
+                                let mut conn = db.get()?;
+                                self.write_batch(
+                                    &mut conn,
+                                    &done,
+                                    outputs,
+                                    progress,
+                                    report,
+                                    &mut written_sweep,
+                                )
+                                .map(|()| written_sweep.skipped_from)
+                            })
+                        });
+                        (None, writing)
+                    }
+                };
+                let next = on(db, &mut held, |conn| {
+                    self.claim_next(
+                        conn,
+                        &mut next_sweep,
+                        limit,
+                        self.upper_key,
+                        self.lease.as_ref(),
+                    )
                 });
-                let next = self.claim_next(
-                    db,
-                    &mut next_sweep,
-                    limit,
-                    self.upper_key,
-                    self.lease.as_ref(),
-                );
                 let written = sequential.or_else(|| {
                     writing.map(|w| {
                         w.join().unwrap_or_else(|panic| {
@@ -298,7 +326,18 @@ impl Backfill {
                         })
                     })
                 });
-                (computing.join(), written, next)
+                let database = database.elapsed();
+                let (outputs, took) = match computing {
+                    Some(computing) => computing.join().unwrap_or_else(|panic| {
+                        let error = Error::Panic {
+                            message: panic_message(&*panic),
+                        };
+                        (Err(error), Duration::ZERO)
+                    }),
+                    None => timed(None),
+                };
+                compute_here = held.is_some() && took < database / 10;
+                (outputs, written, next)
             });
             *sweep = next_sweep;
             if let Some(written) = written {
@@ -307,26 +346,35 @@ impl Backfill {
                 }
             }
             let outputs = match outputs {
-                Ok(Ok(outputs)) => outputs,
-                Ok(Err(error)) => {
-                    let mut conn = db.get()?;
-                    self.give_up(&mut conn, &batch);
+                Ok(outputs) => outputs,
+                Err(error) => {
+                    on(db, &mut held, |conn| {
+                        self.give_up(conn, &batch);
+                        Ok(())
+                    })?;
                     return Err(error);
-                }
-                Err(panic) => {
-                    let mut conn = db.get()?;
-                    self.give_up(&mut conn, &batch);
-                    return Err(Error::Panic {
-                        message: panic_message(&*panic),
-                    });
                 }
             };
             computed = Some((batch, outputs));
             current = next?;
         }
         if let Some((done, outputs)) = computed {
-            self.write_batch(db, &done, outputs, progress, report, sweep)?;
+            on(db, &mut held, |conn| {
+                self.write_batch(conn, &done, outputs, progress, report, sweep)
+            })?;
         }
         Ok(keys)
+    }
+}
+
+/// Runs `f` on the held connection, else on one from the pool.
+fn on<T>(
+    db: &Database,
+    held: &mut Option<PooledConnection>,
+    f: impl FnOnce(&mut AnyConnection) -> Result<T>,
+) -> Result<T> {
+    match held {
+        Some(conn) => f(conn),
+        None => f(&mut *db.get()?),
     }
 }

@@ -18,20 +18,20 @@
 //! [`Job::checksum`]) differs from the one that scheduled it leaves it alone and says so.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::claim::{Batch, Lease, Sweep};
+use super::claim::{Batch, Lease, Sweep, LOCKED_WAIT};
 use super::lag::hold_for_replicas;
 use super::named::{self, Job};
 use super::state::{self, BackfillStatus};
 use super::store::{self, Sink, Tables};
 use super::Backfill;
+use crate::backoff::{Backoff, Waits};
 use crate::config::Config;
-use crate::connection::Database;
+use crate::connection::{Database, PooledConnection};
 use crate::error::{panic_message, Error, Result};
 
 #[cfg(feature = "testing")]
@@ -40,20 +40,18 @@ pub(crate) mod stepped;
 /// Retries of a batch whose computation fails before the backfill is marked `failed`.
 pub(crate) const MAX_BATCH_RETRIES: u32 = 5;
 
-/// How soon an idle worker first looks for active backfills again; doubled while it stays
-/// idle, up to [`IDLE_POLL_MAX`].
-const IDLE_POLL_FIRST: Duration = Duration::from_millis(500);
-/// The longest an idle worker waits between looks.
-const IDLE_POLL_MAX: Duration = Duration::from_secs(4);
+/// An idle worker's looks for active backfills: 500 ms, doubling while it stays idle, up to
+/// 4 s.
+const IDLE_POLL: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(4));
+/// The waits before a failed batch (or a failed step) is tried again: 200 ms, doubling with
+/// each failure in a row up to 25.6 s, jittered so that the threads and processes that met
+/// one failure do not retry in step.
+const RETRY: Backoff =
+    Backoff::new(Duration::from_millis(200), Duration::from_millis(25_600)).jittered();
 /// How often an idle worker records its heartbeat.
 const HEARTBEAT_IDLE: Duration = Duration::from_secs(10);
 /// Worker rows whose heartbeat is older than this are removed (their process died).
 const DEAD_WORKER: Duration = Duration::from_secs(300);
-/// The first wait while the only pending rows are locked or leased by others; doubled each
-/// sweep that claims nothing, up to [`LOCKED_WAIT_MAX`].
-const LOCKED_WAIT_FIRST: Duration = Duration::from_millis(100);
-/// The longest such wait.
-const LOCKED_WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// The longest a worker holds for replica lag at a time before it records its heartbeat and
 /// reads the backfills' statuses again (then holds again if the replica is still behind).
@@ -86,8 +84,8 @@ struct Lane {
     checksum: String,
     /// This process's sweep over the keys, shared by its threads.
     sweep: Mutex<Sweep>,
-    /// The next wait while the only pending rows are locked or leased by others.
-    locked_wait: Mutex<Duration>,
+    /// The waits while the only pending rows are locked or leased by others.
+    locked_waits: Mutex<Waits>,
     batch_size: AtomicUsize,
     /// Failed batches in a row.
     failures: AtomicU32,
@@ -171,7 +169,7 @@ impl Workers {
             let shared = Arc::clone(&shared);
             let handle = std::thread::Builder::new()
                 .name(format!("backfill-worker-{index}"))
-                .spawn(move || worker(&shared, index))
+                .spawn(move || WorkerThread::new(index.to_string(), index).run(&shared))
                 .map_err(|e| Error::msg(format!("cannot start a backfill worker thread: {e}")))?;
             handles.push(handle);
         }
@@ -261,81 +259,14 @@ fn nap(shared: &Shared, duration: Duration) -> bool {
     !shared.stop.load(Ordering::Relaxed)
 }
 
-fn worker(shared: &Shared, index: usize) {
-    lower_priority(!shared.until_idle);
-    let id = format!(
-        "{}:{}:{index}",
-        gethostname::gethostname().to_string_lossy(),
-        std::process::id()
-    );
-    let mut me = Me {
-        id,
-        index,
-        round: index,
-        tables: None,
-        idle: IDLE_POLL_FIRST,
-        last_heartbeat: None,
-    };
-    let mut db_failures = 0u32;
-    while !shared.stop.load(Ordering::Relaxed) {
-        match step(shared, &mut me) {
-            Ok(Step::Batch) => {
-                db_failures = 0;
-                me.idle = IDLE_POLL_FIRST;
-            }
-            Ok(Step::Again) => db_failures = 0,
-            Ok(Step::Idle) => {
-                db_failures = 0;
-                if shared.until_idle {
-                    break;
-                }
-                nap(shared, me.idle);
-                me.idle = (me.idle * 2).min(IDLE_POLL_MAX);
-            }
-            Ok(Step::Wait(duration)) => {
-                db_failures = 0;
-                nap(shared, duration);
-            }
-            Err(error) => {
-                db_failures += 1;
-                let backoff = backoff(db_failures);
-                log::warn!(
-                    "Backfill worker {index}: {error}; retrying in {} ms",
-                    backoff.as_millis()
-                );
-                if shared.until_idle && db_failures > MAX_BATCH_RETRIES * 2 {
-                    *shared.error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
-                    shared.stop.store(true, Ordering::Relaxed);
-                    break;
-                }
-                nap(shared, backoff);
-            }
-        }
-    }
-    if let Some(tables) = &me.tables {
-        if let Ok(mut conn) = shared.db.get() {
-            let _ = store::remove_worker(&mut conn, tables, &me.id);
-        }
-    }
-}
-
-/// `200 ms × 2^(n-1)` up to 25.6 s, plus up to 25 % of jitter (so that the threads and
-/// processes that met one failure do not retry in step).
-fn backoff(failures: u32) -> Duration {
-    let base = Duration::from_millis(200u64 << failures.saturating_sub(1).min(7));
-    let seed = u64::from(std::process::id())
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(u64::from(failures).wrapping_mul(1442695040888963407))
-        ^ Instant::now().elapsed().as_nanos() as u64;
-    base + base.mul_f64((seed % 1000) as f64 / 4000.0)
-}
-
 /// How long a worker waits while another process runs a complete backfill's finishing
 /// statements.
 const FINISH_WAIT: Duration = Duration::from_secs(1);
 
-/// One worker thread's own state.
-struct Me {
+/// One worker thread: who it is, its own state, and the loop of its steps. Each step claims,
+/// computes and writes one batch, or does the bookkeeping that stands in for one (and says
+/// which, as a [`Step`]); the loop decides from it what next ([`WorkerThread::after`]).
+pub(super) struct WorkerThread {
     /// Its row's id in `migrator_backfill_workers` (`host:pid:thread`).
     id: String,
     index: usize,
@@ -343,24 +274,168 @@ struct Me {
     round: usize,
     /// The tables, once found.
     tables: Option<Tables>,
-    /// The current idle poll interval (grows while there is nothing to do).
-    idle: Duration,
+    /// The idle polls (growing while there is nothing to do).
+    idle: Waits,
     /// When it last recorded its heartbeat while idle.
     last_heartbeat: Option<Instant>,
+    /// Steps in a row that failed with an error (a database that cannot be reached).
+    failures: u32,
 }
 
-/// What one step did.
-enum Step {
-    /// A batch was claimed, computed and written (or given back after a failure it counted).
-    Batch,
-    /// Bookkeeping without a batch (a sweep ended, a replica hold ended, a backfill was
-    /// finished or failed): go on at once.
-    Again,
+/// What one step of a worker thread did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Step {
+    /// A batch was claimed, computed and written: `written` of its `claimed` rows (the guard
+    /// left the others, changed or done meanwhile, for a later sweep).
+    Wrote { written: u64, claimed: usize },
+    /// This process's sweep over the keys ended; the next one starts at once (from the
+    /// smallest key left behind, or from the first key to confirm that nothing is left).
+    SweepEnded,
+    /// A whole sweep found nothing pending: the finishing statements ran and the backfill is
+    /// now `finished`.
+    Finished,
+    /// The backfill is complete and another process is running its finishing statements.
+    FinishingElsewhere,
+    /// The only pending rows left are locked or leased by others: wait this long.
+    Locked(Duration),
+    /// A batch (its claim, computation or write) or the finishing statements failed, `attempt`
+    /// times in a row: try again after `wait`.
+    Retry { attempt: u32, wait: Duration },
+    /// A batch failed for good (a deterministic error, or too many attempts): the backfill is
+    /// now `failed`, its cause recorded.
+    Failed,
+    /// The batch was held back for replica lag this long (then the statuses are read again).
+    HeldForReplicas(Duration),
+    /// The workers were stopped during the pause between batches.
+    Stopped,
     /// No active backfill this binary can work on.
     Idle,
-    /// Something to wait for (pending rows locked or leased by others, a failed batch's
-    /// backoff).
-    Wait(Duration),
+}
+
+impl Step {
+    /// How long a thread waits after this step (`None`: it goes on at once; an idle thread
+    /// waits its growing idle poll).
+    fn wait(&self) -> Option<Duration> {
+        match self {
+            Step::Locked(wait) | Step::Retry { wait, .. } => Some(*wait),
+            Step::FinishingElsewhere => Some(FINISH_WAIT),
+            Step::Wrote { .. }
+            | Step::SweepEnded
+            | Step::Finished
+            | Step::Failed
+            | Step::HeldForReplicas(_)
+            | Step::Stopped
+            | Step::Idle => None,
+        }
+    }
+}
+
+/// What a thread does after a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// The next step, at once.
+    Go,
+    /// The next step after this long (cut short if the workers stop).
+    Sleep(Duration),
+    /// Nothing more: the thread ends.
+    Exit,
+}
+
+impl WorkerThread {
+    /// Thread `index` of this process, recorded as `host:pid:label`.
+    pub(super) fn new(label: String, index: usize) -> WorkerThread {
+        WorkerThread {
+            id: format!(
+                "{}:{}:{label}",
+                gethostname::gethostname().to_string_lossy(),
+                std::process::id()
+            ),
+            index,
+            round: index,
+            tables: None,
+            idle: Waits::new(IDLE_POLL),
+            last_heartbeat: None,
+            failures: 0,
+        }
+    }
+
+    /// Its row's id in `migrator_backfill_workers`.
+    #[cfg(feature = "testing")]
+    pub(super) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The backfill tables, once found.
+    #[cfg(feature = "testing")]
+    pub(super) fn tables(&self) -> Option<&Tables> {
+        self.tables.as_ref()
+    }
+
+    /// Steps until the workers stop (or, for `run_until_idle`, until nothing is active), then
+    /// removes its worker row.
+    fn run(mut self, shared: &Shared) {
+        lower_priority(!shared.until_idle);
+        while !shared.stop.load(Ordering::Relaxed) {
+            let step = self.step(shared);
+            match self.after(shared, step) {
+                Next::Go => {}
+                Next::Sleep(wait) => {
+                    nap(shared, wait);
+                }
+                Next::Exit => break,
+            }
+        }
+        if let Some(tables) = &self.tables {
+            if let Ok(mut conn) = shared.db.get() {
+                let _ = store::remove_worker(&mut conn, tables, &self.id);
+            }
+        }
+    }
+
+    /// What to do after `step`: an error (the database, typically) is retried after a growing
+    /// backoff (in `run_until_idle`, given up after [`MAX_BATCH_RETRIES`] `× 2` in a row, the
+    /// error kept for the caller); an idle thread polls less and less often (or ends, in
+    /// `run_until_idle`); a step that waits for something sleeps its wait.
+    fn after(&mut self, shared: &Shared, step: Result<Step>) -> Next {
+        let step = match step {
+            Ok(step) => step,
+            Err(error) => {
+                self.failures += 1;
+                let wait = RETRY.delay(self.failures - 1);
+                log::warn!(
+                    "Backfill worker {}: {error}; retrying in {} ms",
+                    self.index,
+                    wait.as_millis()
+                );
+                if shared.until_idle && self.failures > MAX_BATCH_RETRIES * 2 {
+                    *shared.error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+                    shared.stop.store(true, Ordering::Relaxed);
+                    return Next::Exit;
+                }
+                return Next::Sleep(wait);
+            }
+        };
+        self.failures = 0;
+        match step {
+            Step::Idle if shared.until_idle => Next::Exit,
+            Step::Idle => Next::Sleep(self.idle.next()),
+            step => {
+                if matches!(step, Step::Wrote { .. }) {
+                    self.idle.reset();
+                }
+                step.wait().map_or(Next::Go, Next::Sleep)
+            }
+        }
+    }
+
+    /// One step: claims a batch, computes it and writes it, or does the bookkeeping that
+    /// stands in for one.
+    fn step(&mut self, shared: &Shared) -> Result<Step> {
+        match self.begin(shared)? {
+            Begun::Claimed(flight) => self.complete(shared, *flight),
+            Begun::Done(step) => Ok(step),
+        }
+    }
 }
 
 /// The lane of backfill `name`, built once per process (`None`: not registered here, or it
@@ -381,7 +456,7 @@ fn lane(shared: &Shared, name: &str) -> Option<Arc<Lane>> {
                         checksum: job.checksum(),
                         job,
                         sweep: Mutex::new(Sweep::new()),
-                        locked_wait: Mutex::new(LOCKED_WAIT_FIRST),
+                        locked_waits: Mutex::new(Waits::new(LOCKED_WAIT)),
                         batch_size: AtomicUsize::new(size.max(1)),
                         failures: AtomicU32::new(0),
                         last_log: Mutex::new(Instant::now()),
@@ -397,14 +472,18 @@ fn lane(shared: &Shared, name: &str) -> Option<Arc<Lane>> {
         .clone()
 }
 
-/// A batch claimed and not yet written: what a worker holds (no connection, no transaction,
-/// no lock) between the two halves of a step.
+/// A batch claimed and not yet written: what a worker holds between the two halves of a step.
+/// No transaction and no lock; on SQLite the connection that claimed it, which the write uses
+/// (see `Batch::seen`; outside a transaction a SQLite connection holds no lock, and the
+/// workers' pool has a connection per thread).
 struct InFlight {
     lane: Arc<Lane>,
     tables: Tables,
     name: String,
     backfill: Backfill,
     batch: Batch,
+    /// SQLite: the connection that claimed the batch.
+    conn: Option<PooledConnection>,
     size: usize,
     started: Instant,
 }
@@ -416,86 +495,220 @@ enum Begun {
     Done(Step),
 }
 
-fn step(shared: &Shared, me: &mut Me) -> Result<Step> {
-    match begin(shared, me)? {
-        Begun::Claimed(flight) => complete(shared, me, *flight),
-        Begun::Done(step) => Ok(step),
-    }
-}
-
-/// Reads which backfills are active, throttles, and claims a batch of one of them.
-fn begin(shared: &Shared, me: &mut Me) -> Result<Begun> {
-    let mut conn = shared.db.get()?;
-    // The tables are looked up until they exist, then kept: not two catalog queries a batch.
-    let tables = match &me.tables {
-        Some(tables) => tables.clone(),
-        None => {
-            let Some(tables) = store::find(&shared.db, &mut conn)? else {
-                return Ok(Begun::Done(Step::Idle));
-            };
-            store::upgrade(&mut conn, &tables)?;
-            store::remove_gone_workers(&mut conn, &tables, &me.id, false)?;
-            store::heartbeat(&mut conn, &tables, &me.id, me.index, None)?;
-            me.tables = Some(tables.clone());
-            tables
-        }
-    };
-    let mut active = Vec::new();
-    for backfill in store::active(&mut conn, &tables)? {
-        let Some(lane) = lane(shared, &backfill.name) else {
-            continue;
-        };
-        if backfill
-            .definition
-            .as_deref()
-            .is_some_and(|definition| definition != lane.checksum)
-        {
-            definition_differs(&mut conn, &tables, &backfill.name, &lane, me);
-            continue;
-        }
-        active.push((backfill, lane));
-    }
-    if active.is_empty() {
-        if me
-            .last_heartbeat
-            .is_none_or(|at| at.elapsed() >= HEARTBEAT_IDLE)
-        {
-            store::heartbeat(&mut conn, &tables, &me.id, me.index, None)?;
-            if me.index == 0 {
-                store::remove_dead_workers(&mut conn, &tables, DEAD_WORKER)?;
-            }
-            me.last_heartbeat = Some(Instant::now());
-        }
-        return Ok(Begun::Done(Step::Idle));
-    }
-    // The connection goes back to the pool: nothing is held while waiting or computing.
-    drop(conn);
-    me.round = me.round.wrapping_add(1);
-    let (backfill, lane) = &active[me.round % active.len()];
-    let name = backfill.name.as_str();
-    // Replica lag holds the batch (bounded by HOLD_SLICE, so statuses are re-read), with no
-    // connection held between measurements.
-    let started = Instant::now();
-    let held = hold_for_replicas(&shared.db, &shared.config, &|| {
-        shared.stop.load(Ordering::Relaxed) || started.elapsed() >= HOLD_SLICE
-    })?;
-    if !held.is_zero() {
-        crate::metrics::replica_lag_held(held);
+impl WorkerThread {
+    /// The first half of a step: reads which backfills are active, throttles, and claims a
+    /// batch of one of them.
+    fn begin(&mut self, shared: &Shared) -> Result<Begun> {
         let mut conn = shared.db.get()?;
-        store::heartbeat(&mut conn, &tables, &me.id, me.index, Some(name))?;
-        return Ok(Begun::Done(Step::Again));
+        // The tables are looked up until they exist, then kept: not two catalog queries a
+        // batch.
+        let tables = match &self.tables {
+            Some(tables) => tables.clone(),
+            None => {
+                let Some(tables) = store::find(&shared.db, &mut conn)? else {
+                    return Ok(Begun::Done(Step::Idle));
+                };
+                store::upgrade(&mut conn, &tables)?;
+                store::remove_gone_workers(&mut conn, &tables, &self.id, false)?;
+                store::heartbeat(&mut conn, &tables, &self.id, self.index, None)?;
+                self.tables = Some(tables.clone());
+                tables
+            }
+        };
+        let mut active = Vec::new();
+        for backfill in store::active(&mut conn, &tables)? {
+            let Some(lane) = lane(shared, &backfill.name) else {
+                continue;
+            };
+            if backfill
+                .definition
+                .as_deref()
+                .is_some_and(|definition| !lane.job.checksum_matches(definition))
+            {
+                definition_differs(&mut conn, &tables, &backfill.name, &lane, self);
+                continue;
+            }
+            active.push((backfill, lane));
+        }
+        if active.is_empty() {
+            if self
+                .last_heartbeat
+                .is_none_or(|at| at.elapsed() >= HEARTBEAT_IDLE)
+            {
+                store::heartbeat(&mut conn, &tables, &self.id, self.index, None)?;
+                if self.index == 0 {
+                    store::remove_dead_workers(&mut conn, &tables, DEAD_WORKER)?;
+                }
+                self.last_heartbeat = Some(Instant::now());
+            }
+            return Ok(Begun::Done(Step::Idle));
+        }
+        // The connection goes back to the pool: nothing is held while waiting.
+        drop(conn);
+        self.round = self.round.wrapping_add(1);
+        let (backfill, lane) = &active[self.round % active.len()];
+        let name = backfill.name.as_str();
+        // Replica lag holds the batch (bounded by HOLD_SLICE, so statuses are re-read), with
+        // no connection held between measurements.
+        let started = Instant::now();
+        let held = hold_for_replicas(&shared.db, &shared.config, &|| {
+            shared.stop.load(Ordering::Relaxed) || started.elapsed() >= HOLD_SLICE
+        })?;
+        if !held.is_zero() {
+            crate::metrics::replica_lag_held(held);
+            let mut conn = shared.db.get()?;
+            store::heartbeat(&mut conn, &tables, &self.id, self.index, Some(name))?;
+            return Ok(Begun::Done(Step::HeldForReplicas(held)));
+        }
+        if !shared.config.backfill_pause().is_zero() && !nap(shared, shared.config.backfill_pause())
+        {
+            return Ok(Begun::Done(Step::Stopped));
+        }
+        self.claim(shared, &tables, name, backfill.upper_key, Arc::clone(lane))
     }
-    if !shared.config.backfill_pause().is_zero() && !nap(shared, shared.config.backfill_pause()) {
-        return Ok(Begun::Done(Step::Again));
+
+    /// Claims a batch of `name` (ending the sweep if none is left).
+    fn claim(
+        &self,
+        shared: &Shared,
+        tables: &Tables,
+        name: &str,
+        upper_key: Option<i64>,
+        lane: Arc<Lane>,
+    ) -> Result<Begun> {
+        let mut backfill = lane.job.backfill.clone();
+        // PostgreSQL: claims are leased, so that other processes' workers step around them.
+        // SQLite: one process at a time; this process's threads share one sweep.
+        let postgres = shared.db.backend() == crate::url::Backend::Postgres;
+        backfill.lease = postgres.then(|| Lease {
+            tables: tables.clone(),
+            name: name.to_owned(),
+            holder: self.id.clone(),
+            ttl: Lease::ttl_for(&shared.config),
+        });
+        let size = lane.batch_size.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let mut conn = shared.db.get()?;
+        let claimed = {
+            let mut sweep = lane.sweep.lock().unwrap_or_else(PoisonError::into_inner);
+            match backfill.claim_next(
+                &mut conn,
+                &mut sweep,
+                size,
+                upper_key,
+                backfill.lease.as_ref(),
+            ) {
+                Ok(Some(batch)) => batch,
+                Ok(None) => {
+                    drop(conn);
+                    return end_of_sweep(shared, tables, name, &lane, &mut sweep).map(Begun::Done);
+                }
+                Err(error) => {
+                    drop((sweep, conn));
+                    return batch_failed(shared, tables, name, &lane, &error).map(Begun::Done);
+                }
+            }
+        };
+        Ok(Begun::Claimed(Box::new(InFlight {
+            lane,
+            tables: tables.clone(),
+            name: name.to_owned(),
+            backfill,
+            batch: claimed,
+            // PostgreSQL: back to the pool while computing.
+            conn: (!postgres).then_some(conn),
+            size,
+            started,
+        })))
     }
-    claim(
-        shared,
-        &tables,
-        me,
-        name,
-        backfill.upper_key,
-        Arc::clone(lane),
-    )
+
+    /// The second half of a step: computes the batch, then writes it (guarded) with its
+    /// progress, and releases its lease.
+    fn complete(&self, shared: &Shared, flight: InFlight) -> Result<Step> {
+        let InFlight {
+            lane,
+            tables,
+            name,
+            backfill,
+            batch,
+            conn,
+            size,
+            started,
+        } = flight;
+        let (lane, tables, name) = (&*lane, &tables, name.as_str());
+        let outputs = match batch.compute(None, &*lane.job.compute) {
+            Ok(outputs) => outputs,
+            Err(error) => {
+                drop(conn);
+                give_back(shared, &backfill, &batch);
+                return batch_failed(shared, tables, name, lane, &error);
+            }
+        };
+        let sink = Sink {
+            tables: tables.clone(),
+            name: name.to_owned(),
+            worker: Some(self.id.clone()),
+        };
+        let claimed = batch.rows.len();
+        let mut skipped = Sweep::new();
+        let written = {
+            let mut conn = match conn {
+                Some(conn) => conn,
+                None => shared.db.get()?,
+            };
+            backfill.write(
+                &mut conn,
+                &batch,
+                outputs,
+                Some(&sink),
+                backfill.lease.as_ref(),
+                &mut skipped,
+            )
+        };
+        match written {
+            Ok(written) => {
+                if let Some(key) = skipped.skipped_from {
+                    lane.sweep
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .skipped(key);
+                }
+                lane.failures.store(0, Ordering::Relaxed);
+                shared.rows.fetch_add(written, Ordering::Relaxed);
+                shared.batches.fetch_add(1, Ordering::Relaxed);
+                let cap = lane.job.backfill.capped_batch_size(usize::MAX);
+                if let Some(next) = adapted_size(
+                    size,
+                    claimed,
+                    started.elapsed(),
+                    shared.config.batch_target(),
+                    cap,
+                ) {
+                    lane.batch_size.store(next, Ordering::Relaxed);
+                }
+                log_progress(shared, name, lane);
+                Ok(Step::Wrote { written, claimed })
+            }
+            Err(error) => {
+                give_back(shared, &backfill, &batch);
+                if let Some((first, _)) = batch.keys() {
+                    lane.sweep
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .skipped(first);
+                }
+                if error.is_timeout() {
+                    let halved = halved_size(size);
+                    lane.batch_size.store(halved, Ordering::Relaxed);
+                    log::warn!(
+                        "Backfill {name}: a batch of {size} rows timed out; batches of {halved} \
+                         now"
+                    );
+                }
+                batch_failed(shared, tables, name, lane, &error)
+            }
+        }
+    }
 }
 
 /// A worker whose definition of `name` differs from the one that scheduled it leaves it alone
@@ -505,7 +718,7 @@ fn definition_differs(
     tables: &Tables,
     name: &str,
     lane: &Lane,
-    me: &Me,
+    me: &WorkerThread,
 ) {
     if lane.mismatch_logged.swap(true, Ordering::Relaxed) {
         return;
@@ -518,147 +731,6 @@ fn definition_differs(
     log::warn!("Backfill {name}: {message}");
     if let Err(e) = store::note(conn, tables, name, &message) {
         log::debug!("Could not record the definition mismatch of {name}: {e}");
-    }
-}
-
-/// Claims a batch of `name` (ending the sweep if none is left).
-fn claim(
-    shared: &Shared,
-    tables: &Tables,
-    me: &Me,
-    name: &str,
-    upper_key: Option<i64>,
-    lane: Arc<Lane>,
-) -> Result<Begun> {
-    let mut backfill = lane.job.backfill.clone();
-    // PostgreSQL: claims are leased, so that other processes' workers step around them.
-    // SQLite: one process at a time; this process's threads share one sweep.
-    backfill.lease = (shared.db.backend() == crate::url::Backend::Postgres).then(|| Lease {
-        tables: tables.clone(),
-        name: name.to_owned(),
-        holder: me.id.clone(),
-        ttl: Lease::ttl_for(&shared.config),
-    });
-    let size = lane.batch_size.load(Ordering::Relaxed);
-    let started = Instant::now();
-    let claimed = {
-        let mut sweep = lane.sweep.lock().unwrap_or_else(PoisonError::into_inner);
-        match backfill.claim_next(
-            &shared.db,
-            &mut sweep,
-            size,
-            upper_key,
-            backfill.lease.as_ref(),
-        ) {
-            Ok(Some(batch)) => Ok(batch),
-            Ok(None) => Err(end_of_sweep(shared, tables, name, &lane, &mut sweep)),
-            Err(error) => {
-                drop(sweep);
-                return batch_failed(shared, tables, name, &lane, &error).map(Begun::Done);
-            }
-        }
-    };
-    let batch = match claimed {
-        Ok(batch) => batch,
-        Err(step) => return step.map(Begun::Done),
-    };
-    Ok(Begun::Claimed(Box::new(InFlight {
-        lane,
-        tables: tables.clone(),
-        name: name.to_owned(),
-        backfill,
-        batch,
-        size,
-        started,
-    })))
-}
-
-/// The second half of a step: computes the batch with nothing held, then writes it (guarded)
-/// with its progress, and releases its lease.
-fn complete(shared: &Shared, me: &Me, flight: InFlight) -> Result<Step> {
-    let InFlight {
-        lane,
-        tables,
-        name,
-        backfill,
-        batch,
-        size,
-        started,
-    } = flight;
-    let (lane, tables, name) = (&*lane, &tables, name.as_str());
-    let outputs = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        batch
-            .rows
-            .iter()
-            .map(|row| {
-                let inputs: Vec<Option<&str>> = row
-                    .inputs
-                    .iter()
-                    .map(|v| v.as_deref().map(String::as_str))
-                    .collect();
-                (lane.job.compute)(&inputs)
-            })
-            .collect::<Result<Vec<_>>>()
-    }))
-    .unwrap_or_else(|panic| {
-        Err(Error::Panic {
-            message: panic_message(&*panic),
-        })
-    });
-    let outputs = match outputs {
-        Ok(outputs) => outputs,
-        Err(error) => {
-            give_back(shared, &backfill, &batch);
-            return batch_failed(shared, tables, name, lane, &error);
-        }
-    };
-    let sink = Sink {
-        tables: tables.clone(),
-        name: name.to_owned(),
-        worker: Some(me.id.clone()),
-    };
-    let rows = batch.rows.len();
-    let mut skipped = Sweep::new();
-    let written = backfill.write(
-        &shared.db,
-        &batch,
-        outputs,
-        Some(&sink),
-        backfill.lease.as_ref(),
-        &mut skipped,
-    );
-    match written {
-        Ok(written) => {
-            if let Some(key) = skipped.skipped_from {
-                lane.sweep
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .skipped(key);
-            }
-            lane.failures.store(0, Ordering::Relaxed);
-            shared.rows.fetch_add(written, Ordering::Relaxed);
-            shared.batches.fetch_add(1, Ordering::Relaxed);
-            adapt(shared, lane, size, rows, started.elapsed());
-            log_progress(shared, name, lane);
-            Ok(Step::Batch)
-        }
-        Err(error) => {
-            give_back(shared, &backfill, &batch);
-            if let Some((first, _)) = batch.keys() {
-                lane.sweep
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .skipped(first);
-            }
-            if error.is_timeout() {
-                let halved = (size / 2).max(1);
-                lane.batch_size.store(halved, Ordering::Relaxed);
-                log::warn!(
-                    "Backfill {name}: a batch of {size} rows timed out; batches of {halved} now"
-                );
-            }
-            batch_failed(shared, tables, name, lane, &error)
-        }
     }
 }
 
@@ -684,28 +756,27 @@ fn end_of_sweep(
     let ended = std::mem::replace(sweep, Sweep::new());
     *sweep = ended.next();
     if ended.claimed > 0 {
-        *lane
-            .locked_wait
+        lane.locked_waits
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = LOCKED_WAIT_FIRST;
-        return Ok(Step::Again);
+            .unwrap_or_else(PoisonError::into_inner)
+            .reset();
+        return Ok(Step::SweepEnded);
     }
     if ended.skipped_from.is_some() {
         // The rows left may be leased by a worker of this host that died: its lease goes.
         let mut conn = shared.db.get()?;
         store::remove_gone_workers(&mut conn, tables, "", false)?;
         drop(conn);
-        let mut wait = lane
-            .locked_wait
+        let wait = lane
+            .locked_waits
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let now = *wait;
-        *wait = (now * 2).min(LOCKED_WAIT_MAX);
-        return Ok(Step::Wait(now));
+            .unwrap_or_else(PoisonError::into_inner)
+            .next();
+        return Ok(Step::Locked(wait));
     }
     if !ended.started_at_first_key() {
         // Nothing left from where the last sweep left rows behind: confirm from the start.
-        return Ok(Step::Again);
+        return Ok(Step::SweepEnded);
     }
     // Complete: its finishing statements (e.g. an index) run before it is `finished`. While
     // another process runs them, or after they failed, the ended sweep is kept, so that the
@@ -716,7 +787,7 @@ fn end_of_sweep(
             Ok(true) => {}
             Ok(false) => {
                 *sweep = ended;
-                return Ok(Step::Wait(FINISH_WAIT));
+                return Ok(Step::FinishingElsewhere);
             }
             Err(error) => {
                 *sweep = ended;
@@ -734,8 +805,11 @@ fn end_of_sweep(
         None,
     )? {
         log::info!("Backfill {name} finished");
+        return Ok(Step::Finished);
     }
-    Ok(Step::Again)
+    // Not active any more (an operator paused or cancelled it meanwhile, or another process
+    // finished it): the next look at the statuses says.
+    Ok(Step::SweepEnded)
 }
 
 /// A batch failed (claim, compute or write): a deterministic error (a constraint, a
@@ -770,28 +844,41 @@ fn batch_failed(
             log::error!("Backfill {name} failed: {message}");
         }
         lane.failures.store(0, Ordering::Relaxed);
-        return Ok(Step::Again);
+        return Ok(Step::Failed);
     }
-    let wait = backoff(failures);
+    let wait = RETRY.delay(failures - 1);
     log::warn!(
         "Backfill {name}: a batch failed (attempt {failures} of {}): {error}; retrying in {} ms",
         MAX_BATCH_RETRIES + 1,
         wait.as_millis()
     );
-    Ok(Step::Wait(wait))
+    Ok(Step::Retry {
+        attempt: failures,
+        wait,
+    })
 }
 
-/// Moves the batch size toward `MIGRATION_BATCH_TARGET_MS`: at most doubled or halved per
-/// batch; a short batch (fewer rows than asked: the end of the keys) teaches nothing.
-fn adapt(shared: &Shared, lane: &Lane, size: usize, rows: usize, took: Duration) {
+/// The next batch size after a batch of `rows` rows (of `size` asked) took `took`: moved toward
+/// `target` (`MIGRATION_BATCH_TARGET_MS`), at most doubled or halved at a time, within
+/// `1..=cap`. `None` (no change): a short batch (fewer rows than asked: the end of the keys)
+/// or one that took no measurable time teaches nothing.
+fn adapted_size(
+    size: usize,
+    rows: usize,
+    took: Duration,
+    target: Duration,
+    cap: usize,
+) -> Option<usize> {
     if rows < size || took.is_zero() {
-        return;
+        return None;
     }
-    let target = shared.config.batch_target().as_secs_f64();
-    let ratio = (target / took.as_secs_f64()).clamp(0.5, 2.0);
-    let next = ((size as f64 * ratio).round() as usize)
-        .clamp(1, lane.job.backfill.capped_batch_size(usize::MAX));
-    lane.batch_size.store(next, Ordering::Relaxed);
+    let ratio = (target.as_secs_f64() / took.as_secs_f64()).clamp(0.5, 2.0);
+    Some(((size as f64 * ratio).round() as usize).clamp(1, cap.max(1)))
+}
+
+/// The batch size after a batch of `size` rows hit a statement timeout: half, at least one.
+fn halved_size(size: usize) -> usize {
+    (size / 2).max(1)
 }
 
 /// Logs the backfill's progress (all hosts, from its row) every
@@ -823,4 +910,75 @@ fn log_progress(shared: &Shared, name: &str, lane: &Lane) {
             .map_or_else(|| "unknown".to_owned(), |s| format!("{s}s")),
         state.workers.len()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn batches_move_toward_the_target_at_most_doubled_or_halved() {
+        let target = 1000 * MS;
+        // Twice as fast as the target: doubled; four times: still only doubled.
+        assert_eq!(adapted_size(100, 100, 500 * MS, target, 10_000), Some(200));
+        assert_eq!(adapted_size(100, 100, 250 * MS, target, 10_000), Some(200));
+        // Slower: shrunk in proportion, at most halved.
+        assert_eq!(adapted_size(100, 100, 1250 * MS, target, 10_000), Some(80));
+        assert_eq!(adapted_size(100, 100, 5000 * MS, target, 10_000), Some(50));
+        // On target: unchanged.
+        assert_eq!(adapted_size(128, 128, target, target, 10_000), Some(128));
+        // Within the bind-parameter cap, and never 0.
+        assert_eq!(
+            adapted_size(8000, 8000, 100 * MS, target, 10_000),
+            Some(10_000)
+        );
+        assert_eq!(adapted_size(1, 1, 5000 * MS, target, 10_000), Some(1));
+        // A short batch (the end of the keys) or one that took no time teaches nothing.
+        assert_eq!(adapted_size(100, 99, 10 * MS, target, 10_000), None);
+        assert_eq!(adapted_size(100, 100, Duration::ZERO, target, 10_000), None);
+    }
+
+    #[test]
+    fn a_timed_out_batch_halves_the_size() {
+        assert_eq!(halved_size(5000), 2500);
+        assert_eq!(halved_size(3), 1);
+        assert_eq!(halved_size(1), 1);
+    }
+
+    #[test]
+    fn steps_that_wait_say_how_long() {
+        assert_eq!(Step::Locked(300 * MS).wait(), Some(300 * MS));
+        let retry = Step::Retry {
+            attempt: 2,
+            wait: 400 * MS,
+        };
+        assert_eq!(retry.wait(), Some(400 * MS));
+        assert_eq!(Step::FinishingElsewhere.wait(), Some(FINISH_WAIT));
+        for step in [
+            Step::Wrote {
+                written: 5,
+                claimed: 5,
+            },
+            Step::SweepEnded,
+            Step::Finished,
+            Step::Failed,
+            Step::HeldForReplicas(MS),
+            Step::Stopped,
+            Step::Idle,
+        ] {
+            assert_eq!(step.wait(), None, "{step:?}");
+        }
+    }
+
+    #[test]
+    fn failed_batches_back_off_within_their_jitter() {
+        for n in 0..10 {
+            let full = Duration::from_millis(200u64 << n.min(7)).min(RETRY.full(n));
+            let wait = RETRY.delay(n);
+            assert!(wait >= full / 2 && wait <= full, "{n}: {wait:?}");
+        }
+        assert_eq!(RETRY.full(30), Duration::from_millis(25_600));
+    }
 }

@@ -6,6 +6,11 @@
 //! pending). On PostgreSQL "unchanged" is the row's version (`xmin`) as read, so that the
 //! inputs (e.g. plaintext passwords) never travel back to the server as bind parameters, which
 //! a server logging its statements would record; on SQLite (no server log) it is the inputs.
+//! On SQLite the inputs are compared only when needed: the write reads the connection's
+//! `PRAGMA data_version` once it holds the write lock, and when it is the one the claim read
+//! on the same connection before reading the rows, no other connection committed anything in
+//! between (this connection's own commits were other batches' rows), so the rows are as they
+//! were read and only the pending predicate is checked.
 //! On PostgreSQL rows that another transaction holds locked are skipped (`FOR NO KEY UPDATE
 //! SKIP LOCKED`), never waited for: they stay pending for a later sweep.
 //!
@@ -13,17 +18,20 @@
 //!   `unnest`, the guarded `UPDATE`, `rows_done`, the worker's row and the release of its
 //!   lease, as data-modifying `WITH` queries): one round trip, and a statement whose text does
 //!   not grow with the batch.
-//! - **SQLite**: `BEGIN IMMEDIATE`, one `UPDATE ... FROM (VALUES ...)`, the progress, `COMMIT`
-//!   (calls into the library, not round trips).
+//! - **SQLite**: `BEGIN IMMEDIATE`, `UPDATE ... FROM (VALUES ...)` statements of up to
+//!   [`SQLITE_CHUNK`] rows (kept prepared), the progress, `COMMIT` (calls into the library,
+//!   not round trips).
 
 use diesel::connection::SimpleConnection;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
-use diesel::{QueryableByName, RunQueryDsl};
+use diesel::sqlite::Sqlite;
+use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 
-use super::claim::{release_lease, Batch, Lease, Sweep};
+use super::claim::{data_version, release_lease, Batch, Claimed, Lease, Sweep};
 use super::store::Sink;
 use super::{Backfill, BackfillReport};
-use crate::connection::{AnyConnection, Database};
+use crate::connection::AnyConnection;
 use crate::context::Progress;
 use crate::error::{Error, Result};
 
@@ -43,7 +51,7 @@ impl Backfill {
     /// remembers the rows it left pending in `sweep`.
     pub(super) fn write_batch(
         &self,
-        db: &Database,
+        conn: &mut AnyConnection,
         batch: &Batch,
         outputs: Vec<Vec<Option<String>>>,
         progress: &Progress,
@@ -52,7 +60,7 @@ impl Backfill {
     ) -> Result<()> {
         let claimed = batch.rows.len() as u64;
         let written = self.write(
-            db,
+            conn,
             batch,
             outputs,
             self.sink.as_ref(),
@@ -69,10 +77,11 @@ impl Backfill {
     /// Writes a batch in one statement and commits it; returns the rows written. With a `sink`,
     /// the backfill's `rows_done` advances in the same transaction, so it never counts a batch
     /// that rolled back; with a `lease`, the batch's keys are released in it too. Rows not
-    /// written (changed, done or locked meanwhile) are remembered in `sweep`.
+    /// written (changed, done or locked meanwhile) are remembered in `sweep`. On SQLite, `conn`
+    /// must be the connection that claimed the batch (see [`Batch::seen`]).
     pub(super) fn write(
         &self,
-        db: &Database,
+        conn: &mut AnyConnection,
         batch: &Batch,
         outputs: Vec<Vec<Option<String>>>,
         sink: Option<&Sink>,
@@ -99,8 +108,7 @@ impl Backfill {
                 ),
             });
         }
-        let mut conn = db.get()?;
-        let written = match &mut *conn {
+        let written = match conn {
             AnyConnection::Postgres(pg) => {
                 let mut keys = self.write_postgres(pg, batch, outputs, sink, lease)?;
                 keys.sort_unstable();
@@ -114,7 +122,7 @@ impl Backfill {
                 keys.len() as u64
             }
             AnyConnection::Sqlite(_) => {
-                let written = self.write_sqlite(&mut conn, batch, outputs, sink, lease)?;
+                let written = self.write_sqlite(conn, batch, outputs, sink, lease)?;
                 // Which rows were not written is not asked for (a RETURNING costs more than
                 // the guard): the next sweep looks at the whole batch again.
                 if written < batch.rows.len() as u64 {
@@ -285,9 +293,11 @@ impl Backfill {
         sql
     }
 
-    /// SQLite: the batch in one `UPDATE ... FROM (VALUES ...)` statement, guarded by the inputs
-    /// as read, with its progress, in one transaction; returns the rows written that takes the write lock at once (a
-    /// deferred one could fail to upgrade under another writer).
+    /// SQLite: the batch in one `UPDATE ... FROM (VALUES ...)` statement with its progress, in
+    /// one transaction that takes the write lock at once (a deferred one could fail to upgrade
+    /// under another writer); returns the rows written. The rows' inputs are compared with
+    /// those read unless nothing was committed by another connection since the claim (see the
+    /// module's documentation).
     fn write_sqlite(
         &self,
         conn: &mut AnyConnection,
@@ -297,24 +307,41 @@ impl Backfill {
         lease: Option<&Lease>,
     ) -> Result<u64> {
         let context = || format!("cannot write a batch of {}", self.table);
-        let sql = self.sqlite_write_sql(batch.rows.len());
-        let mut query = diesel::sql_query(sql).into_boxed::<diesel::sqlite::Sqlite>();
-        for (row, out) in batch.rows.iter().zip(outputs) {
-            query = query.bind::<BigInt, _>(row.key);
-            for value in out {
-                query = query.bind::<Nullable<Text>, _>(value);
-            }
-            for value in &row.inputs {
-                query = query.bind::<Nullable<Text>, _>(value.as_deref().map(String::as_str));
-            }
-        }
         conn.batch_execute("BEGIN IMMEDIATE")
             .map_err(Error::db(context()))?;
         let result = (|| -> Result<u64> {
             let AnyConnection::Sqlite(lite) = &mut *conn else {
                 return Ok(0);
             };
-            let written = query.execute(lite).map_err(Error::db(context()))? as u64;
+            // With the write lock held nobody else commits until this transaction ends: the
+            // data version now against the one the claim read first.
+            let unchanged = match batch.seen {
+                Some(seen) => data_version(lite)? == seen,
+                None => false,
+            };
+            let compare_inputs = !unchanged;
+            let (head, tail) = self.sqlite_write_sql(compare_inputs);
+            let mut written = 0u64;
+            let mut outputs = outputs.as_slice();
+            for rows in batch.rows.chunks(SQLITE_CHUNK) {
+                let (chunk, rest) = outputs.split_at(rows.len().min(outputs.len()));
+                outputs = rest;
+                let write = SqliteChunk {
+                    head: &head,
+                    tail: &tail,
+                    rows,
+                    outputs: chunk,
+                    inputs: if compare_inputs {
+                        rows.iter()
+                            .flat_map(|row| row.inputs.iter())
+                            .map(|v| v.as_deref().map(String::as_str))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                };
+                written += write.execute(lite).map_err(Error::db(context()))? as u64;
+            }
             if let Some(sink) = sink {
                 sink.record(conn, written, batch.rows.len())
                     .map_err(Error::db(context()))?;
@@ -332,17 +359,14 @@ impl Backfill {
         result
     }
 
-    /// The `UPDATE ... FROM (VALUES ...)` statement writing `rows` rows on SQLite: per row,
-    /// its key, its outputs and the inputs that were read, as bind parameters in that order.
-    fn sqlite_write_sql(&self, rows: usize) -> String {
-        // Anonymous `?` parameters: SQLite looks each named one (`$1`) up among the names
-        // before it, which is quadratic in a batch's thousands of parameters.
-        let per_row = 1 + self.outputs.len() + self.inputs.len();
-        let tuple = format!("({})", vec!["?"; per_row].join(", "));
-        let tuples = vec![tuple; rows];
+    /// The `UPDATE ... FROM (VALUES ...)` statement on SQLite, around its rows: what comes
+    /// before the `VALUES` tuples and what after. Each tuple holds a row's key, its outputs
+    /// and (with `compare_inputs`) the inputs that were read.
+    fn sqlite_write_sql(&self, compare_inputs: bool) -> (String, String) {
+        let inputs = if compare_inputs { self.inputs.len() } else { 0 };
         let mut names = vec!["__k".to_owned()];
         names.extend((0..self.outputs.len()).map(|i| format!("__o{i}")));
-        names.extend((0..self.inputs.len()).map(|i| format!("__i{i}")));
+        names.extend((0..inputs).map(|i| format!("__i{i}")));
         let set: Vec<String> = self
             .outputs
             .iter()
@@ -356,22 +380,75 @@ impl Backfill {
         conditions.extend(
             self.inputs
                 .iter()
+                .take(inputs)
                 .enumerate()
                 .map(|(i, col)| format!("{}.{col} IS v.__i{i}", self.table)),
         );
+        // Columns renamed from VALUES' `columnN`, which a table's own columns could shadow in
+        // the pending predicate.
         let renamed: Vec<String> = names
             .iter()
             .enumerate()
             .map(|(i, name)| format!("column{} AS {name}", i + 1))
             .collect();
-        format!(
-            "UPDATE {table} SET {set} FROM (SELECT {renamed} FROM (VALUES {tuples})) AS v \
-             WHERE {conditions}",
-            table = self.table,
-            set = set.join(", "),
-            renamed = renamed.join(", "),
-            tuples = tuples.join(", "),
-            conditions = conditions.join(" AND "),
+        (
+            format!(
+                "UPDATE {table} SET {set} FROM (SELECT {renamed} FROM (VALUES ",
+                table = self.table,
+                set = set.join(", "),
+                renamed = renamed.join(", "),
+            ),
+            format!(")) AS v WHERE {}", conditions.join(" AND ")),
         )
     }
 }
+
+/// Rows per SQLite write statement. A statement of exactly this many rows stays prepared on
+/// its connection (its text depends only on the backfill), so that a batch of thousands of
+/// rows does not parse and plan thousands of tuples each time (about half of a write's cost);
+/// a last, shorter chunk is prepared for its one use.
+const SQLITE_CHUNK: usize = 1000;
+
+/// One SQLite write statement: `head`, the rows' tuples of anonymous `?` parameters (SQLite
+/// looks each named one, `$1`, up among the names before it: quadratic in a statement's
+/// thousands of parameters), `tail`.
+struct SqliteChunk<'a> {
+    head: &'a str,
+    tail: &'a str,
+    rows: &'a [Claimed],
+    outputs: &'a [Vec<Option<String>>],
+    /// The rows' inputs as read, row after row (empty: not compared).
+    inputs: Vec<Option<&'a str>>,
+}
+
+impl QueryId for SqliteChunk<'_> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl QueryFragment<Sqlite> for SqliteChunk<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        if self.rows.len() != SQLITE_CHUNK {
+            out.unsafe_to_cache_prepared();
+        }
+        let per_row = self.inputs.len() / self.rows.len().max(1);
+        out.push_sql(self.head);
+        for (i, (row, outputs)) in self.rows.iter().zip(self.outputs).enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<BigInt, i64>(&row.key)?;
+            for value in outputs {
+                out.push_sql(", ");
+                out.push_bind_param::<Nullable<Text>, Option<String>>(value)?;
+            }
+            for value in self.inputs.iter().skip(i * per_row).take(per_row) {
+                out.push_sql(", ");
+                out.push_bind_param::<Nullable<Text>, Option<&str>>(value)?;
+            }
+            out.push_sql(")");
+        }
+        out.push_sql(self.tail);
+        Ok(())
+    }
+}
+
+impl<Conn> RunQueryDsl<Conn> for SqliteChunk<'_> {}

@@ -2,7 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use crate::backoff::{Backoff, Waits};
 use crate::error::{Error, Result};
+
+/// The polls of a lock another runner holds: 20 ms, doubling up to 500 ms.
+const POLL: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
 
 /// How often a waiting runner logs who holds the lock.
 pub(crate) const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -15,7 +19,7 @@ pub(crate) fn wait_for<T>(
     mut holder: impl FnMut() -> Option<String>,
 ) -> Result<T> {
     let start = Instant::now();
-    let mut pause = Duration::from_millis(20);
+    let mut pauses = Waits::new(POLL);
     let mut next_log = start;
     loop {
         if let Some(taken) = try_take()? {
@@ -43,8 +47,7 @@ pub(crate) fn wait_for<T>(
             );
             next_log = Instant::now() + WAIT_LOG_INTERVAL;
         }
-        std::thread::sleep(pause.min(timeout.saturating_sub(waited)));
-        pause = (pause * 2).min(Duration::from_millis(500));
+        std::thread::sleep(pauses.next().min(timeout.saturating_sub(waited)));
     }
 }
 

@@ -2,10 +2,10 @@
 //! of the claim/write protocol (`tests/protocol_props.rs`), which interleave several workers'
 //! claims and writes with application writes, operator actions and crashes.
 //!
-//! It runs exactly the code of a worker thread's step ([`super::step`]), split where a thread
-//! computes with nothing held: [`SteppedWorker::claim`] is [`super::begin`] (read the active
-//! backfills, claim a batch, record its lease; or end a sweep, finish the backfill),
-//! [`SteppedWorker::finish`] is [`super::complete`] (compute, guarded write, progress, lease
+//! It runs exactly the code of a worker thread's step ([`WorkerThread`]'s `step`), split where
+//! a thread computes: [`SteppedWorker::claim`] is its `begin` (read the active backfills,
+//! claim a batch, record its lease; or end a sweep, finish the backfill),
+//! [`SteppedWorker::finish`] is its `complete` (compute, guarded write, progress, lease
 //! released). What a thread would sleep (waits, backoffs) is not slept. Each `SteppedWorker` is
 //! a process of its own: its own pool, sweep and worker row (`host:pid:label`).
 
@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::{begin, complete, Begun, InFlight, Me, Shared, Step, IDLE_POLL_FIRST};
+use super::{Begun, InFlight, Shared, Step, WorkerThread};
 use crate::backfill::store;
 use crate::config::Config;
 use crate::connection::Database;
@@ -37,14 +37,14 @@ pub enum Claim {
 /// One worker, a half-step at a time (see the module's documentation).
 pub struct SteppedWorker {
     shared: Shared,
-    me: Me,
+    me: WorkerThread,
     in_flight: Option<Box<InFlight>>,
 }
 
 impl std::fmt::Debug for SteppedWorker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SteppedWorker")
-            .field("id", &self.me.id)
+            .field("id", &self.me.id())
             .field("in_flight", &self.in_flight())
             .finish()
     }
@@ -53,11 +53,6 @@ impl std::fmt::Debug for SteppedWorker {
 impl SteppedWorker {
     /// A worker of `db` under `config`, recorded as `host:pid:label`.
     pub fn new(db: &Database, config: &Config, label: &str) -> SteppedWorker {
-        let id = format!(
-            "{}:{}:{label}",
-            gethostname::gethostname().to_string_lossy(),
-            std::process::id()
-        );
         SteppedWorker {
             shared: Shared {
                 db: db.with_own_pool(2),
@@ -69,22 +64,15 @@ impl SteppedWorker {
                 batches: AtomicU64::new(0),
                 error: Mutex::new(None),
             },
-            me: Me {
-                id,
-                // Not 0: thread 0 of a process also removes long-dead workers' rows.
-                index: 1000,
-                round: 0,
-                tables: None,
-                idle: IDLE_POLL_FIRST,
-                last_heartbeat: None,
-            },
+            // Not thread 0: thread 0 of a process also removes long-dead workers' rows.
+            me: WorkerThread::new(label.to_owned(), 1000),
             in_flight: None,
         }
     }
 
     /// Its worker row's id.
     pub fn id(&self) -> &str {
-        &self.me.id
+        self.me.id()
     }
 
     /// The keys of the batch it claimed and has not written, if any.
@@ -100,18 +88,27 @@ impl SteppedWorker {
         if self.in_flight.is_some() {
             return Err(Error::msg(format!(
                 "{} claims while a batch is in flight",
-                self.me.id
+                self.me.id()
             )));
         }
-        Ok(match begin(&self.shared, &mut self.me)? {
+        Ok(match self.me.begin(&self.shared)? {
             Begun::Claimed(flight) => {
                 let keys = flight.batch.rows.iter().map(|r| r.key).collect();
                 self.in_flight = Some(flight);
                 Claim::Batch(keys)
             }
             Begun::Done(Step::Idle) => Claim::Idle,
-            Begun::Done(Step::Wait(_)) => Claim::Wait,
-            Begun::Done(Step::Again | Step::Batch) => Claim::Again,
+            Begun::Done(Step::Locked(_) | Step::Retry { .. } | Step::FinishingElsewhere) => {
+                Claim::Wait
+            }
+            Begun::Done(
+                Step::SweepEnded
+                | Step::Finished
+                | Step::Failed
+                | Step::HeldForReplicas(_)
+                | Step::Stopped
+                | Step::Wrote { .. },
+            ) => Claim::Again,
         })
     }
 
@@ -119,10 +116,13 @@ impl SteppedWorker {
     /// (rows the guard left alone are not).
     pub fn finish(&mut self) -> Result<u64> {
         let Some(flight) = self.in_flight.take() else {
-            return Err(Error::msg(format!("{} has no batch in flight", self.me.id)));
+            return Err(Error::msg(format!(
+                "{} has no batch in flight",
+                self.me.id()
+            )));
         };
         let before = self.shared.rows.load(Ordering::Relaxed);
-        complete(&self.shared, &self.me, *flight)?;
+        self.me.complete(&self.shared, *flight)?;
         Ok(self.shared.rows.load(Ordering::Relaxed) - before)
     }
 
@@ -135,10 +135,10 @@ impl SteppedWorker {
     /// What the clean-up of dead workers does to this one once its process is gone: its row,
     /// and with it its lease, is removed.
     pub fn reap(&self) -> Result<()> {
-        let Some(tables) = &self.me.tables else {
+        let Some(tables) = self.me.tables() else {
             return Ok(());
         };
         let mut conn = self.shared.db.get()?;
-        store::remove_worker(&mut conn, tables, &self.me.id)
+        store::remove_worker(&mut conn, tables, self.me.id())
     }
 }
