@@ -24,6 +24,8 @@ use diesel_migrations::MigrationHarness;
 use crate::connection::AnyConnection;
 use crate::url::Backend;
 
+#[cfg(feature = "backfill")]
+pub(crate) use dialect::BatchWrites;
 pub(crate) use dialect::Dialect;
 pub(crate) use postgres::lock as pg_lock;
 pub(crate) use postgres::{CURRENT_SCHEMA, REGCLASS};
@@ -47,6 +49,26 @@ pub(crate) fn qualified(schema: Option<&str>, name: &str) -> String {
     match schema {
         Some(schema) => format!("{}.{name}", quote_ident(schema)),
         None => name.to_owned(),
+    }
+}
+
+/// `conn`'s own PostgreSQL connection, for statements that bind PostgreSQL's types (arrays)
+/// or are built for PostgreSQL alone; `None` on another backend.
+#[cfg(feature = "backfill")]
+pub(crate) fn postgres_connection(conn: &mut AnyConnection) -> Option<&mut diesel::PgConnection> {
+    match conn {
+        AnyConnection::Postgres(pg) => Some(pg),
+        AnyConnection::Sqlite(_) => None,
+    }
+}
+
+/// `conn`'s own SQLite connection, for statements built for SQLite alone (a batch write's
+/// chunks of anonymous parameters); `None` on another backend.
+#[cfg(feature = "backfill")]
+pub(crate) fn sqlite_connection(conn: &mut AnyConnection) -> Option<&mut diesel::SqliteConnection> {
+    match conn {
+        AnyConnection::Sqlite(lite) => Some(lite),
+        AnyConnection::Postgres(_) => None,
     }
 }
 

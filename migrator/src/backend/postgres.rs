@@ -8,6 +8,8 @@ use std::process::{Command, Stdio};
 use diesel::sql_types::Text;
 use diesel::{QueryableByName, RunQueryDsl};
 
+#[cfg(feature = "backfill")]
+use super::dialect::BatchWrites;
 use super::dialect::Dialect;
 use crate::config::Config;
 use crate::connection::Database;
@@ -226,6 +228,108 @@ impl Dialect for Postgres {
     #[cfg(feature = "backfill")]
     fn replica_lag_sql(&self) -> Option<&'static str> {
         Some(LAG_SQL)
+    }
+
+    /// The candidates `c` (the pending keys of the window, at most a batch), and of those `l`
+    /// the rows still pending, not leased by another live worker and not locked by another
+    /// transaction (`FOR NO KEY UPDATE SKIP LOCKED`: an open transaction is stepped around,
+    /// never waited for), with their versions (`xmin`); with a lease, `w` records the claimed
+    /// range as this worker's lease in the same statement (which commits when it ends). The
+    /// lease then covers every batch this worker has in flight (from the oldest unwritten one,
+    /// kept, to this one).
+    #[cfg(feature = "backfill")]
+    fn claim_sql(
+        &self,
+        table: &str,
+        key: &str,
+        pending: &str,
+        columns: &str,
+        lease: Option<&str>,
+    ) -> String {
+        let (leased, take) = match lease {
+            Some(workers) => (
+                format!(
+                    " AND NOT EXISTS (SELECT 1 FROM {workers} w WHERE w.backfill = $4 \
+                     AND w.id <> $5 AND w.lease_until > CURRENT_TIMESTAMP \
+                     AND {table}.{key} BETWEEN w.lease_lo AND w.lease_hi)",
+                ),
+                format!(
+                    ", w AS (UPDATE {workers} SET backfill = $4, \
+                     lease_lo = LEAST(COALESCE(lease_lo, m.lo), m.lo), \
+                     lease_hi = GREATEST(COALESCE(lease_hi, m.hi), m.hi), \
+                     lease_until = CURRENT_TIMESTAMP + make_interval(secs => $6), \
+                     heartbeat = CURRENT_TIMESTAMP \
+                     FROM (SELECT MIN(k) AS lo, MAX(k) AS hi FROM l) AS m \
+                     WHERE id = $5 AND m.lo IS NOT NULL)",
+                ),
+            ),
+            None => (String::new(), String::new()),
+        };
+        format!(
+            "WITH c AS (SELECT {key} AS k FROM {table} \
+             WHERE {key} >= $1 AND {key} <= $2 AND ({pending}) ORDER BY {key} LIMIT $3), \
+             l AS (SELECT CAST({key} AS BIGINT) AS k, {columns}, \
+             CAST({table}.xmin AS TEXT) AS x FROM {table} \
+             WHERE {key} >= $1 AND {key} <= $2 AND {key} IN (SELECT k FROM c) \
+             AND ({pending}){leased} \
+             FOR NO KEY UPDATE OF {table} SKIP LOCKED){take} \
+             SELECT CAST(c.k AS BIGINT) AS c, l.k, l.i0, l.i1, l.i2, l.i3, l.x \
+             FROM c LEFT JOIN l ON l.k = c.k ORDER BY c.k",
+        )
+    }
+
+    #[cfg(feature = "backfill")]
+    fn data_version_sql(&self) -> Option<&'static str> {
+        None
+    }
+
+    #[cfg(feature = "backfill")]
+    fn batch_writes(&self) -> BatchWrites {
+        BatchWrites::OneStatement
+    }
+
+    /// Never analysed: reltuples is -1 (PostgreSQL 14+) or 0 with relpages 0; else the rows
+    /// per page of the last analysis times the pages now.
+    #[cfg(feature = "backfill")]
+    fn statistics_sql(&self) -> &'static str {
+        "SELECT CAST(CASE WHEN c.reltuples >= 0 AND c.relpages > 0 \
+         THEN c.reltuples / c.relpages * GREATEST(1, pg_relation_size(c.oid) \
+           / CAST(current_setting('block_size') AS DOUBLE PRECISION)) END \
+         AS DOUBLE PRECISION) AS n FROM pg_class c WHERE c.oid = to_regclass($1)"
+    }
+
+    #[cfg(feature = "backfill")]
+    fn statistics_table(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// An advisory lock held by the session (released when its connection closes).
+    #[cfg(feature = "backfill")]
+    fn finish_lock_sql(&self) -> Option<&'static str> {
+        Some("SELECT pg_try_advisory_lock($1, hashtext($2)) AS taken")
+    }
+
+    /// `CREATE INDEX CONCURRENTLY IF NOT EXISTS` would keep an invalid index that an
+    /// interrupted build left: it is looked for first.
+    #[cfg(feature = "backfill")]
+    fn invalid_index_sql(&self) -> Option<&'static str> {
+        Some(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indexrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = $1 AND n.nspname = current_schema() \
+             AND NOT i.indisvalid) AS taken",
+        )
+    }
+
+    #[cfg(feature = "backfill")]
+    fn drop_index(&self, name: &str) -> String {
+        format!("DROP INDEX CONCURRENTLY IF EXISTS {name}")
+    }
+
+    #[cfg(feature = "backfill")]
+    fn create_index(&self, name: &str, on: &str) -> String {
+        format!("CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {on}")
     }
 
     fn lock_timeouts(&self) -> bool {

@@ -8,6 +8,8 @@ use std::path::Path;
 use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
 
+#[cfg(feature = "backfill")]
+use super::dialect::BatchWrites;
 use super::dialect::Dialect;
 use crate::config::Config;
 use crate::connection::Database;
@@ -130,6 +132,67 @@ impl Dialect for Sqlite {
     #[cfg(feature = "backfill")]
     fn replica_lag_sql(&self) -> Option<&'static str> {
         None
+    }
+
+    /// The pending rows of the window, read (one process at a time: no locks, no leases, no
+    /// versions).
+    #[cfg(feature = "backfill")]
+    fn claim_sql(
+        &self,
+        table: &str,
+        key: &str,
+        pending: &str,
+        columns: &str,
+        _lease: Option<&str>,
+    ) -> String {
+        format!(
+            "SELECT CAST({key} AS BIGINT) AS c, CAST({key} AS BIGINT) AS k, {columns}, \
+             CAST(NULL AS TEXT) AS x FROM {table} \
+             WHERE {key} >= $1 AND {key} <= $2 AND ({pending}) ORDER BY {key} LIMIT $3",
+        )
+    }
+
+    #[cfg(feature = "backfill")]
+    fn data_version_sql(&self) -> Option<&'static str> {
+        Some("PRAGMA data_version")
+    }
+
+    #[cfg(feature = "backfill")]
+    fn batch_writes(&self) -> BatchWrites {
+        BatchWrites::OnTheClaimingConnection
+    }
+
+    /// The first number of each of the table's rows of `sqlite_stat1` is its row count.
+    #[cfg(feature = "backfill")]
+    fn statistics_sql(&self) -> &'static str {
+        "SELECT CAST(MAX(CAST(stat AS INTEGER)) AS REAL) AS n FROM sqlite_stat1 \
+         WHERE tbl = $1"
+    }
+
+    /// `sqlite_stat1` exists once `ANALYZE` ran.
+    #[cfg(feature = "backfill")]
+    fn statistics_table(&self) -> Option<&'static str> {
+        Some("sqlite_stat1")
+    }
+
+    #[cfg(feature = "backfill")]
+    fn finish_lock_sql(&self) -> Option<&'static str> {
+        None
+    }
+
+    #[cfg(feature = "backfill")]
+    fn invalid_index_sql(&self) -> Option<&'static str> {
+        None
+    }
+
+    #[cfg(feature = "backfill")]
+    fn drop_index(&self, name: &str) -> String {
+        format!("DROP INDEX IF EXISTS {name}")
+    }
+
+    #[cfg(feature = "backfill")]
+    fn create_index(&self, name: &str, on: &str) -> String {
+        format!("CREATE INDEX IF NOT EXISTS {name} ON {on}")
     }
 
     fn lock_timeouts(&self) -> bool {

@@ -239,6 +239,7 @@ fn capabilities() {
 #[cfg(feature = "backfill")]
 mod backfill {
     use super::{postgres, same, sqlite};
+    use crate::backend::BatchWrites;
 
     const BACKFILLS: &str = r#""app".migrator_backfills"#;
     const WORKERS: &str = r#""app".migrator_backfill_workers"#;
@@ -320,5 +321,97 @@ mod backfill {
             "SELECT COALESCE(NULLIF(application_name, ''), host(client_addr), 'pid ' || pid::text) AS name, CASE WHEN replay_lsn IS NOT NULL THEN GREATEST(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint END AS bytes, EXTRACT(EPOCH FROM replay_lag)::float8 AS replay_secs, GREATEST(EXTRACT(EPOCH FROM clock_timestamp() - reply_time), 0)::float8 AS since_reply, NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid AND a.datid IS NOT NULL) AS physical, (replay_lsn IS NULL AND flush_lsn IS NOT NULL) AS no_replay FROM pg_stat_replication r WHERE NOT pg_is_in_recovery() ORDER BY 1",
         );
         assert_eq!(sqlite().replica_lag_sql(), None);
+    }
+
+    const TABLE: &str = "users";
+    const KEY: &str = "id";
+    const PENDING: &str = "pw_hash IS NULL";
+    const INPUTS: &str = "CAST(password AS TEXT) AS i0, CAST(NULL AS TEXT) AS i1, CAST(NULL AS TEXT) AS i2, CAST(NULL AS TEXT) AS i3";
+
+    #[test]
+    fn postgres_claims_lock_and_lease_in_one_statement() {
+        same(
+            postgres().claim_sql(TABLE, KEY, PENDING, INPUTS, None),
+            r#"WITH c AS (SELECT id AS k FROM users WHERE id >= $1 AND id <= $2 AND (pw_hash IS NULL) ORDER BY id LIMIT $3), l AS (SELECT CAST(id AS BIGINT) AS k, CAST(password AS TEXT) AS i0, CAST(NULL AS TEXT) AS i1, CAST(NULL AS TEXT) AS i2, CAST(NULL AS TEXT) AS i3, CAST(users.xmin AS TEXT) AS x FROM users WHERE id >= $1 AND id <= $2 AND id IN (SELECT k FROM c) AND (pw_hash IS NULL) FOR NO KEY UPDATE OF users SKIP LOCKED) SELECT CAST(c.k AS BIGINT) AS c, l.k, l.i0, l.i1, l.i2, l.i3, l.x FROM c LEFT JOIN l ON l.k = c.k ORDER BY c.k"#,
+        );
+        same(
+            postgres().claim_sql(TABLE, KEY, PENDING, INPUTS, Some(WORKERS)),
+            r#"WITH c AS (SELECT id AS k FROM users WHERE id >= $1 AND id <= $2 AND (pw_hash IS NULL) ORDER BY id LIMIT $3), l AS (SELECT CAST(id AS BIGINT) AS k, CAST(password AS TEXT) AS i0, CAST(NULL AS TEXT) AS i1, CAST(NULL AS TEXT) AS i2, CAST(NULL AS TEXT) AS i3, CAST(users.xmin AS TEXT) AS x FROM users WHERE id >= $1 AND id <= $2 AND id IN (SELECT k FROM c) AND (pw_hash IS NULL) AND NOT EXISTS (SELECT 1 FROM "app".migrator_backfill_workers w WHERE w.backfill = $4 AND w.id <> $5 AND w.lease_until > CURRENT_TIMESTAMP AND users.id BETWEEN w.lease_lo AND w.lease_hi) FOR NO KEY UPDATE OF users SKIP LOCKED), w AS (UPDATE "app".migrator_backfill_workers SET backfill = $4, lease_lo = LEAST(COALESCE(lease_lo, m.lo), m.lo), lease_hi = GREATEST(COALESCE(lease_hi, m.hi), m.hi), lease_until = CURRENT_TIMESTAMP + make_interval(secs => $6), heartbeat = CURRENT_TIMESTAMP FROM (SELECT MIN(k) AS lo, MAX(k) AS hi FROM l) AS m WHERE id = $5 AND m.lo IS NOT NULL) SELECT CAST(c.k AS BIGINT) AS c, l.k, l.i0, l.i1, l.i2, l.i3, l.x FROM c LEFT JOIN l ON l.k = c.k ORDER BY c.k"#,
+        );
+    }
+
+    #[test]
+    fn sqlite_claims_read_without_locks_or_leases() {
+        same(
+            sqlite().claim_sql(TABLE, KEY, PENDING, INPUTS, None),
+            r#"SELECT CAST(id AS BIGINT) AS c, CAST(id AS BIGINT) AS k, CAST(password AS TEXT) AS i0, CAST(NULL AS TEXT) AS i1, CAST(NULL AS TEXT) AS i2, CAST(NULL AS TEXT) AS i3, CAST(NULL AS TEXT) AS x FROM users WHERE id >= $1 AND id <= $2 AND (pw_hash IS NULL) ORDER BY id LIMIT $3"#,
+        );
+        // No leases on SQLite: the workers' table changes nothing.
+        same(
+            sqlite().claim_sql(TABLE, KEY, PENDING, INPUTS, Some(WORKERS)),
+            r#"SELECT CAST(id AS BIGINT) AS c, CAST(id AS BIGINT) AS k, CAST(password AS TEXT) AS i0, CAST(NULL AS TEXT) AS i1, CAST(NULL AS TEXT) AS i2, CAST(NULL AS TEXT) AS i3, CAST(NULL AS TEXT) AS x FROM users WHERE id >= $1 AND id <= $2 AND (pw_hash IS NULL) ORDER BY id LIMIT $3"#,
+        );
+    }
+
+    #[test]
+    fn data_version_and_batch_writes_per_backend() {
+        assert_eq!(postgres().data_version_sql(), None);
+        same(
+            sqlite().data_version_sql().unwrap_or_default(),
+            "PRAGMA data_version",
+        );
+        assert_eq!(postgres().batch_writes(), BatchWrites::OneStatement);
+        assert_eq!(
+            sqlite().batch_writes(),
+            BatchWrites::OnTheClaimingConnection
+        );
+    }
+
+    #[test]
+    fn row_statistics_per_backend() {
+        same(
+            postgres().statistics_sql(),
+            "SELECT CAST(CASE WHEN c.reltuples >= 0 AND c.relpages > 0 THEN c.reltuples / c.relpages * GREATEST(1, pg_relation_size(c.oid) / CAST(current_setting('block_size') AS DOUBLE PRECISION)) END AS DOUBLE PRECISION) AS n FROM pg_class c WHERE c.oid = to_regclass($1)",
+        );
+        assert_eq!(postgres().statistics_table(), None);
+        same(
+            sqlite().statistics_sql(),
+            "SELECT CAST(MAX(CAST(stat AS INTEGER)) AS REAL) AS n FROM sqlite_stat1 WHERE tbl = $1",
+        );
+        assert_eq!(sqlite().statistics_table(), Some("sqlite_stat1"));
+    }
+
+    #[test]
+    fn postgres_finishing_statements_lock_and_build_concurrently() {
+        same(
+            postgres().finish_lock_sql().unwrap_or_default(),
+            "SELECT pg_try_advisory_lock($1, hashtext($2)) AS taken",
+        );
+        same(
+            postgres().invalid_index_sql().unwrap_or_default(),
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $1 AND n.nspname = current_schema() AND NOT i.indisvalid) AS taken",
+        );
+        same(
+            postgres().drop_index("users_email"),
+            "DROP INDEX CONCURRENTLY IF EXISTS users_email",
+        );
+        same(
+            postgres().create_index("users_email", "users (email)"),
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS users_email ON users (email)",
+        );
+    }
+
+    #[test]
+    fn sqlite_finishing_statements_without_lock_or_invalid_indexes() {
+        assert_eq!(sqlite().finish_lock_sql(), None);
+        assert_eq!(sqlite().invalid_index_sql(), None);
+        same(
+            sqlite().drop_index("users_email"),
+            "DROP INDEX IF EXISTS users_email",
+        );
+        same(
+            sqlite().create_index("users_email", "users (email)"),
+            "CREATE INDEX IF NOT EXISTS users_email ON users (email)",
+        );
     }
 }

@@ -31,6 +31,7 @@ use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 use super::claim::{data_version, release_lease, Batch, Claimed, Lease, Sweep};
 use super::store::Sink;
 use super::{Backfill, BackfillReport};
+use crate::backend::{self, BatchWrites};
 use crate::connection::AnyConnection;
 use crate::context::Progress;
 use crate::error::{Error, Result};
@@ -108,9 +109,9 @@ impl Backfill {
                 ),
             });
         }
-        let written = match conn {
-            AnyConnection::Postgres(pg) => {
-                let mut keys = self.write_postgres(pg, batch, outputs, sink, lease)?;
+        let written = match backend::of(conn.backend()).batch_writes() {
+            BatchWrites::OneStatement => {
+                let mut keys = self.write_postgres(conn, batch, outputs, sink, lease)?;
                 keys.sort_unstable();
                 let unwritten = batch
                     .rows
@@ -121,7 +122,7 @@ impl Backfill {
                 }
                 keys.len() as u64
             }
-            AnyConnection::Sqlite(_) => {
+            BatchWrites::OnTheClaimingConnection => {
                 let written = self.write_sqlite(conn, batch, outputs, sink, lease)?;
                 // Which rows were not written is not asked for (a RETURNING costs more than
                 // the guard): the next sweep looks at the whole batch again.
@@ -152,7 +153,7 @@ impl Backfill {
     /// the same for every batch and its parsing and planning do not grow with it.
     fn write_postgres(
         &self,
-        pg: &mut diesel::PgConnection,
+        conn: &mut AnyConnection,
         batch: &Batch,
         outputs: Vec<Vec<Option<String>>>,
         sink: Option<&Sink>,
@@ -195,6 +196,9 @@ impl Backfill {
                 query = query.bind::<Text, _>(lease.holder.clone());
             }
         }
+        let Some(pg) = backend::postgres_connection(conn) else {
+            return Ok(Vec::new());
+        };
         let written: Vec<Written> = query.load(pg).map_err(Error::db(context()))?;
         Ok(written.into_iter().map(|w| w.k).collect())
     }
@@ -310,14 +314,14 @@ impl Backfill {
         conn.batch_execute("BEGIN IMMEDIATE")
             .map_err(Error::db(context()))?;
         let result = (|| -> Result<u64> {
-            let AnyConnection::Sqlite(lite) = &mut *conn else {
-                return Ok(0);
-            };
             // With the write lock held nobody else commits until this transaction ends: the
             // data version now against the one the claim read first.
             let unchanged = match batch.seen {
-                Some(seen) => data_version(lite)? == seen,
+                Some(seen) => data_version(conn)? == Some(seen),
                 None => false,
+            };
+            let Some(lite) = backend::sqlite_connection(conn) else {
+                return Ok(0);
             };
             let compare_inputs = !unchanged;
             let (head, tail) = self.sqlite_write_sql(compare_inputs);
