@@ -1,9 +1,11 @@
 //! One seam per backend: [`Dialect`], implemented once for PostgreSQL (`postgres.rs`) and once
 //! for SQLite (`sqlite.rs`), holds what differs between them: the tracking table's columns and
 //! time expressions, the catalog probes, the audit and backfill tables, the backfill state's
-//! time arithmetic, replica lag, backups, the PostgreSQL lock's statements (`pg_lock`), and
-//! Diesel's SQL migrations. The rest of the crate
-//! asks [`of`] for the dialect of a backend and never matches on the backend itself.
+//! time arithmetic, replica lag, backups, the backfill engine's claims, data version, row
+//! statistics, finishing statements and write algorithm ([`BatchWrites`]), the PostgreSQL
+//! lock's statements (`pg_lock`), the DDL lock timeout's and blocker watch's (`pg_ddl`), and
+//! Diesel's SQL migrations. The rest of the crate asks [`of`] for the dialect of a backend and
+//! never matches on the backend itself.
 //!
 //! Statements whose text is the same on both backends but is built at run time (a table's
 //! name spliced in) are default methods of the trait, so that `tests.rs` pins every
@@ -27,6 +29,7 @@ use crate::url::Backend;
 #[cfg(feature = "backfill")]
 pub(crate) use dialect::BatchWrites;
 pub(crate) use dialect::Dialect;
+pub(crate) use postgres::ddl as pg_ddl;
 pub(crate) use postgres::lock as pg_lock;
 pub(crate) use postgres::{CURRENT_SCHEMA, REGCLASS};
 

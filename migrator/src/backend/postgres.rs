@@ -100,6 +100,39 @@ pub(crate) mod lock {
     }
 }
 
+/// The statements of a migration's DDL lock timeout and its blocker watch (`ddl_lock.rs` runs
+/// them, on a backend with [`Dialect::lock_timeouts`]).
+pub(crate) mod ddl {
+    /// `v`: the session's `statement_timeout` (the role's, database's or server's).
+    pub(crate) const STATEMENT_TIMEOUT: &str = "SELECT current_setting('statement_timeout') AS v";
+
+    /// Sets an attempt's `lock_timeout` and `statement_timeout` (milliseconds), for the
+    /// transaction (`local`) or the session.
+    pub(crate) fn set_timeouts(local: bool, lock_ms: u128, statement_ms: u128) -> String {
+        let set = if local { "SET LOCAL" } else { "SET" };
+        format!("{set} lock_timeout = {lock_ms}; {set} statement_timeout = {statement_ms};")
+    }
+
+    /// Undoes [`set_timeouts`]'s session-level settings.
+    pub(crate) const RESET_TIMEOUTS: &str = "RESET lock_timeout; RESET statement_timeout;";
+
+    /// `pid`: the backend serving the statement (the session the watch looks at).
+    pub(crate) const BACKEND_PID: &str = super::lock::BACKEND_PID;
+
+    /// The sessions blocking pid `$1`: identities, states and lock modes only (no `query` column).
+    pub(crate) const BLOCKERS: &str = "SELECT a.pid AS pid, COALESCE(a.state, '') AS state, \
+         COALESCE(a.wait_event_type || ':' || a.wait_event, '') AS wait_event, \
+         CAST(floor(EXTRACT(EPOCH FROM clock_timestamp() - COALESCE(a.xact_start, a.state_change))) \
+         AS INTEGER) AS age_secs, \
+         COALESCE(a.application_name, '') AS application_name, \
+         COALESCE((SELECT string_agg(DISTINCT h.mode, '+' ORDER BY h.mode) FROM pg_locks h \
+           WHERE h.pid = a.pid AND h.granted AND h.relation IS NOT NULL \
+           AND (h.relation IN (SELECT w.relation FROM pg_locks w WHERE w.pid = $1 AND NOT w.granted) \
+           OR NOT EXISTS (SELECT 1 FROM pg_locks w WHERE w.pid = $1 AND NOT w.granted \
+           AND w.relation IS NOT NULL))), '') AS modes \
+         FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids($1)) ORDER BY a.pid";
+}
+
 impl Dialect for Postgres {
     fn columns_sql(&self) -> &'static str {
         "SELECT CAST(attname AS TEXT) AS name, format_type(atttypid, atttypmod) AS ty \

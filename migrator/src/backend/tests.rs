@@ -229,6 +229,32 @@ fn postgres_lock_statements() {
 }
 
 #[test]
+fn postgres_ddl_lock_statements() {
+    use super::pg_ddl;
+    same(
+        pg_ddl::STATEMENT_TIMEOUT,
+        "SELECT current_setting('statement_timeout') AS v",
+    );
+    same(
+        pg_ddl::set_timeouts(true, 5000, 0),
+        "SET LOCAL lock_timeout = 5000; SET LOCAL statement_timeout = 0;",
+    );
+    same(
+        pg_ddl::set_timeouts(false, 1, 60000),
+        "SET lock_timeout = 1; SET statement_timeout = 60000;",
+    );
+    same(
+        pg_ddl::RESET_TIMEOUTS,
+        "RESET lock_timeout; RESET statement_timeout;",
+    );
+    same(pg_ddl::BACKEND_PID, "SELECT pg_backend_pid() AS pid");
+    same(
+        pg_ddl::BLOCKERS,
+        "SELECT a.pid AS pid, COALESCE(a.state, '') AS state, COALESCE(a.wait_event_type || ':' || a.wait_event, '') AS wait_event, CAST(floor(EXTRACT(EPOCH FROM clock_timestamp() - COALESCE(a.xact_start, a.state_change))) AS INTEGER) AS age_secs, COALESCE(a.application_name, '') AS application_name, COALESCE((SELECT string_agg(DISTINCT h.mode, '+' ORDER BY h.mode) FROM pg_locks h WHERE h.pid = a.pid AND h.granted AND h.relation IS NOT NULL AND (h.relation IN (SELECT w.relation FROM pg_locks w WHERE w.pid = $1 AND NOT w.granted) OR NOT EXISTS (SELECT 1 FROM pg_locks w WHERE w.pid = $1 AND NOT w.granted AND w.relation IS NOT NULL))), '') AS modes FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids($1)) ORDER BY a.pid",
+    );
+}
+
+#[test]
 fn capabilities() {
     assert!(postgres().lock_timeouts());
     assert!(!sqlite().lock_timeouts());
