@@ -289,3 +289,44 @@ pub(crate) enum BatchWrites {
     /// inputs must be compared: one connection claims and writes every batch of a sweep.
     OnTheClaimingConnection,
 }
+
+/// The table a batch write updates, as the backfill names it: the statements of
+/// `postgres::write` and `sqlite::write` are built from it.
+#[cfg(feature = "backfill")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriteTarget<'a> {
+    /// The table.
+    pub(crate) table: &'a str,
+    /// Its integer key column.
+    pub(crate) key: &'a str,
+    /// The predicate of a row still pending.
+    pub(crate) pending: &'a str,
+    /// The columns written, in the order of the computed values.
+    pub(crate) outputs: &'a [&'a str],
+    /// The columns read, in the order of the claimed values.
+    pub(crate) inputs: &'a [&'a str],
+}
+
+/// The backfill's progress that a PostgreSQL batch write records in the same statement.
+#[cfg(feature = "backfill")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriteProgress<'a> {
+    /// The backfills' table, whose row advances.
+    pub(crate) backfills: &'a str,
+    /// The workers' table.
+    pub(crate) workers: &'a str,
+    /// Whether a worker's row advances too.
+    pub(crate) worker_row: bool,
+}
+
+/// The lease that a PostgreSQL batch write releases (up to the batch's largest key) in the same
+/// statement.
+#[cfg(feature = "backfill")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriteRelease<'a> {
+    /// The workers' table.
+    pub(crate) workers: &'a str,
+    /// Whether the lease is on the worker row that [`WriteProgress`] advances (then one
+    /// `UPDATE` does both: a statement may change a row once).
+    pub(crate) same_row: bool,
+}

@@ -26,12 +26,16 @@ use diesel_migrations::MigrationHarness;
 use crate::connection::AnyConnection;
 use crate::url::Backend;
 
-#[cfg(feature = "backfill")]
-pub(crate) use dialect::BatchWrites;
 pub(crate) use dialect::Dialect;
+#[cfg(feature = "backfill")]
+pub(crate) use dialect::{BatchWrites, WriteProgress, WriteRelease, WriteTarget};
 pub(crate) use postgres::ddl as pg_ddl;
 pub(crate) use postgres::lock as pg_lock;
+#[cfg(feature = "backfill")]
+pub(crate) use postgres::write as pg_write;
 pub(crate) use postgres::{CURRENT_SCHEMA, REGCLASS};
+#[cfg(feature = "backfill")]
+pub(crate) use sqlite::write as sqlite_write;
 
 /// The dialect of `backend`: the one place that chooses between the backend files.
 pub(crate) fn of(backend: Backend) -> &'static dyn Dialect {

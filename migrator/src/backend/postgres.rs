@@ -133,6 +133,116 @@ pub(crate) mod ddl {
          FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids($1)) ORDER BY a.pid";
 }
 
+/// A batch write's one statement (`backfill/write.rs` runs it on a backend whose
+/// [`Dialect::batch_writes`] is [`BatchWrites::OneStatement`]).
+#[cfg(feature = "backfill")]
+pub(crate) mod write {
+    use crate::backend::dialect::{WriteProgress, WriteRelease, WriteTarget};
+
+    /// The batch, its progress and the lease's release in one statement, so one round trip
+    /// and one transaction (data-modifying `WITH` queries): the rows arrive as one array per
+    /// column (`unnest`), whatever the batch size, so that the statement's text is the same
+    /// for every batch and its parsing and planning do not grow with it. Returns the keys
+    /// written (`k`). Its bind parameters, in order: the keys, one array per output, the
+    /// versions, the smallest and largest keys; with `progress`, the backfill's name, the batch
+    /// size and (with a worker row) the worker's id; with `release`, the batch's largest key
+    /// and (unless the same row) the holder.
+    pub(crate) fn batch(
+        target: &WriteTarget<'_>,
+        progress: Option<WriteProgress<'_>>,
+        release: Option<WriteRelease<'_>>,
+    ) -> String {
+        let width = target.outputs.len();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        let mut names = vec!["__k".to_owned()];
+        names.extend((0..width).map(|i| format!("__o{i}")));
+        names.push("__v".to_owned());
+        let mut arrays = vec![format!("CAST({} AS BIGINT[])", next())];
+        arrays.extend((0..=width).map(|_| format!("CAST({} AS TEXT[])", next())));
+        // The batch's smallest and largest keys bound both scans of the table to the batch's
+        // key range, whatever plan the join gets (a merge join would otherwise walk the key
+        // index from its start: a batch would cost more the further it is in the table).
+        let (lo, hi) = (next(), next());
+        let set: Vec<String> = target
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, col)| format!("{col} = v.__o{i}"))
+            .collect();
+        // Rows another transaction holds are skipped, never waited for; a row is written only
+        // if still pending and at the version it was read.
+        let mut sql = format!(
+            "WITH v ({names}) AS (SELECT * FROM unnest({arrays})), \
+             l AS (SELECT t.{key} AS __k FROM {table} t JOIN v ON t.{key} = v.__k \
+             WHERE t.{key} BETWEEN {lo} AND {hi} FOR NO KEY UPDATE OF t SKIP LOCKED), \
+             u AS (UPDATE {table} SET {set} FROM v JOIN l ON l.__k = v.__k \
+             WHERE {table}.{key} = v.__k AND {table}.{key} BETWEEN {lo} AND {hi} \
+             AND ({pending}) \
+             AND CAST({table}.xmin AS TEXT) = v.__v \
+             RETURNING CAST({table}.{key} AS BIGINT) AS k)",
+            names = names.join(", "),
+            arrays = arrays.join(", "),
+            key = target.key,
+            table = target.table,
+            set = set.join(", "),
+            pending = target.pending,
+        );
+        // The worker row's updates (progress, the lease's release) go in one UPDATE: a
+        // statement may change a row once.
+        let mut worker_sets: Vec<(String, Vec<String>)> = Vec::new();
+        if let Some(progress) = progress {
+            let (name, size) = (next(), next());
+            sql.push_str(&format!(
+                ", s AS (UPDATE {} SET rows_done = rows_done + (SELECT COUNT(*) FROM u), \
+                 batch_size = {size}, updated_at = CURRENT_TIMESTAMP WHERE name = {name})",
+                progress.backfills
+            ));
+            if progress.worker_row {
+                let id = next();
+                worker_sets.push((
+                    id,
+                    vec![
+                        "rows_done = rows_done + (SELECT COUNT(*) FROM u)".to_owned(),
+                        format!("backfill = {name}"),
+                        "heartbeat = CURRENT_TIMESTAMP".to_owned(),
+                    ],
+                ));
+            }
+        }
+        if let Some(release) = release {
+            let hi = next();
+            let sets = vec![
+                format!(
+                    "lease_lo = CASE WHEN lease_hi > {hi} THEN GREATEST(lease_lo, {hi} + 1) END"
+                ),
+                format!("lease_until = CASE WHEN lease_hi > {hi} THEN lease_until END"),
+                format!("lease_hi = CASE WHEN lease_hi > {hi} THEN lease_hi END"),
+            ];
+            match worker_sets.first_mut() {
+                // The same worker row: one UPDATE.
+                Some((_, worker)) if release.same_row => worker.extend(sets),
+                _ => worker_sets.push((next(), sets)),
+            }
+        }
+        let workers = progress
+            .map(|p| p.workers)
+            .or_else(|| release.map(|r| r.workers))
+            .unwrap_or_default();
+        for (i, (id, sets)) in worker_sets.iter().enumerate() {
+            sql.push_str(&format!(
+                ", w{i} AS (UPDATE {workers} SET {} WHERE id = {id})",
+                sets.join(", ")
+            ));
+        }
+        sql.push_str(" SELECT k FROM u");
+        sql
+    }
+}
+
 impl Dialect for Postgres {
     fn columns_sql(&self) -> &'static str {
         "SELECT CAST(attname AS TEXT) AS name, format_type(atttypid, atttypmod) AS ty \

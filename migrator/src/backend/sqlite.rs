@@ -19,6 +19,61 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub(crate) struct Sqlite;
 
+/// A batch write's statements (`backfill/write.rs` runs them on a backend whose
+/// [`Dialect::batch_writes`] is [`BatchWrites::OnTheClaimingConnection`]).
+#[cfg(feature = "backfill")]
+pub(crate) mod write {
+    use crate::backend::dialect::WriteTarget;
+
+    /// The `UPDATE ... FROM (VALUES ...)` statement, around its rows: what comes before the
+    /// `VALUES` tuples and what after. Each tuple holds a row's key, its outputs and (with
+    /// `compare_inputs`) the inputs that were read, compared with the row's (`IS`).
+    pub(crate) fn chunk(target: &WriteTarget<'_>, compare_inputs: bool) -> (String, String) {
+        let inputs = if compare_inputs {
+            target.inputs.len()
+        } else {
+            0
+        };
+        let mut names = vec!["__k".to_owned()];
+        names.extend((0..target.outputs.len()).map(|i| format!("__o{i}")));
+        names.extend((0..inputs).map(|i| format!("__i{i}")));
+        let set: Vec<String> = target
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, col)| format!("{col} = v.__o{i}"))
+            .collect();
+        let mut conditions = vec![
+            format!("{}.{} = v.__k", target.table, target.key),
+            format!("({})", target.pending),
+        ];
+        conditions.extend(
+            target
+                .inputs
+                .iter()
+                .take(inputs)
+                .enumerate()
+                .map(|(i, col)| format!("{}.{col} IS v.__i{i}", target.table)),
+        );
+        // Columns renamed from VALUES' `columnN`, which a table's own columns could shadow in
+        // the pending predicate.
+        let renamed: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("column{} AS {name}", i + 1))
+            .collect();
+        (
+            format!(
+                "UPDATE {table} SET {set} FROM (SELECT {renamed} FROM (VALUES ",
+                table = target.table,
+                set = set.join(", "),
+                renamed = renamed.join(", "),
+            ),
+            format!(")) AS v WHERE {}", conditions.join(" AND ")),
+        )
+    }
+}
+
 impl Dialect for Sqlite {
     fn columns_sql(&self) -> &'static str {
         "SELECT name, type AS ty FROM pragma_table_info($1)"

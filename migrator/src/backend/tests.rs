@@ -265,7 +265,9 @@ fn capabilities() {
 #[cfg(feature = "backfill")]
 mod backfill {
     use super::{postgres, same, sqlite};
-    use crate::backend::BatchWrites;
+    use crate::backend::{
+        pg_write, sqlite_write, BatchWrites, WriteProgress, WriteRelease, WriteTarget,
+    };
 
     const BACKFILLS: &str = r#""app".migrator_backfills"#;
     const WORKERS: &str = r#""app".migrator_backfill_workers"#;
@@ -439,5 +441,92 @@ mod backfill {
             sqlite().create_index("users_email", "users (email)"),
             "CREATE INDEX IF NOT EXISTS users_email ON users (email)",
         );
+    }
+
+    const USERS: WriteTarget<'static> = WriteTarget {
+        table: "users",
+        key: "id",
+        pending: "pw_hash IS NULL",
+        outputs: &["pw_hash", "pw_algo"],
+        inputs: &["password"],
+    };
+
+    fn progress(worker_row: bool) -> WriteProgress<'static> {
+        WriteProgress {
+            backfills: BACKFILLS,
+            workers: WORKERS,
+            worker_row,
+        }
+    }
+
+    fn release(same_row: bool) -> WriteRelease<'static> {
+        WriteRelease {
+            workers: WORKERS,
+            same_row,
+        }
+    }
+
+    #[test]
+    fn postgres_batch_writes_in_one_statement() {
+        same(
+            pg_write::batch(&USERS, None, None),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k) SELECT k FROM u"#,
+        );
+        same(
+            pg_write::batch(&USERS, Some(progress(true)), None),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), s AS (UPDATE "app".migrator_backfills SET rows_done = rows_done + (SELECT COUNT(*) FROM u), batch_size = $8, updated_at = CURRENT_TIMESTAMP WHERE name = $7), w0 AS (UPDATE "app".migrator_backfill_workers SET rows_done = rows_done + (SELECT COUNT(*) FROM u), backfill = $7, heartbeat = CURRENT_TIMESTAMP WHERE id = $9) SELECT k FROM u"#,
+        );
+        same(
+            pg_write::batch(&USERS, Some(progress(false)), None),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), s AS (UPDATE "app".migrator_backfills SET rows_done = rows_done + (SELECT COUNT(*) FROM u), batch_size = $8, updated_at = CURRENT_TIMESTAMP WHERE name = $7) SELECT k FROM u"#,
+        );
+        same(
+            pg_write::batch(&USERS, None, Some(release(false))),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), w0 AS (UPDATE "app".migrator_backfill_workers SET lease_lo = CASE WHEN lease_hi > $7 THEN GREATEST(lease_lo, $7 + 1) END, lease_until = CASE WHEN lease_hi > $7 THEN lease_until END, lease_hi = CASE WHEN lease_hi > $7 THEN lease_hi END WHERE id = $8) SELECT k FROM u"#,
+        );
+    }
+
+    #[test]
+    fn postgres_batch_writes_release_the_lease_on_the_worker_row() {
+        // The worker row that advances holds the lease: one UPDATE of it.
+        same(
+            pg_write::batch(&USERS, Some(progress(true)), Some(release(true))),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), s AS (UPDATE "app".migrator_backfills SET rows_done = rows_done + (SELECT COUNT(*) FROM u), batch_size = $8, updated_at = CURRENT_TIMESTAMP WHERE name = $7), w0 AS (UPDATE "app".migrator_backfill_workers SET rows_done = rows_done + (SELECT COUNT(*) FROM u), backfill = $7, heartbeat = CURRENT_TIMESTAMP, lease_lo = CASE WHEN lease_hi > $10 THEN GREATEST(lease_lo, $10 + 1) END, lease_until = CASE WHEN lease_hi > $10 THEN lease_until END, lease_hi = CASE WHEN lease_hi > $10 THEN lease_hi END WHERE id = $9) SELECT k FROM u"#,
+        );
+        // Another row holds it: two.
+        same(
+            pg_write::batch(&USERS, Some(progress(true)), Some(release(false))),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), s AS (UPDATE "app".migrator_backfills SET rows_done = rows_done + (SELECT COUNT(*) FROM u), batch_size = $8, updated_at = CURRENT_TIMESTAMP WHERE name = $7), w0 AS (UPDATE "app".migrator_backfill_workers SET rows_done = rows_done + (SELECT COUNT(*) FROM u), backfill = $7, heartbeat = CURRENT_TIMESTAMP WHERE id = $9), w1 AS (UPDATE "app".migrator_backfill_workers SET lease_lo = CASE WHEN lease_hi > $10 THEN GREATEST(lease_lo, $10 + 1) END, lease_until = CASE WHEN lease_hi > $10 THEN lease_until END, lease_hi = CASE WHEN lease_hi > $10 THEN lease_hi END WHERE id = $11) SELECT k FROM u"#,
+        );
+        same(
+            pg_write::batch(&USERS, Some(progress(false)), Some(release(false))),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), s AS (UPDATE "app".migrator_backfills SET rows_done = rows_done + (SELECT COUNT(*) FROM u), batch_size = $8, updated_at = CURRENT_TIMESTAMP WHERE name = $7), w0 AS (UPDATE "app".migrator_backfill_workers SET lease_lo = CASE WHEN lease_hi > $9 THEN GREATEST(lease_lo, $9 + 1) END, lease_until = CASE WHEN lease_hi > $9 THEN lease_until END, lease_hi = CASE WHEN lease_hi > $9 THEN lease_hi END WHERE id = $10) SELECT k FROM u"#,
+        );
+    }
+
+    #[test]
+    fn sqlite_batch_writes_in_chunks_comparing_inputs_when_asked() {
+        let target = WriteTarget {
+            table: "users",
+            key: "id",
+            pending: "o IS NULL",
+            outputs: &["o"],
+            inputs: &["a", "b"],
+        };
+        let (head, tail) = sqlite_write::chunk(&target, true);
+        same(
+            head,
+            r#"UPDATE users SET o = v.__o0 FROM (SELECT column1 AS __k, column2 AS __o0, column3 AS __i0, column4 AS __i1 FROM (VALUES "#,
+        );
+        same(
+            tail,
+            r#")) AS v WHERE users.id = v.__k AND (o IS NULL) AND users.a IS v.__i0 AND users.b IS v.__i1"#,
+        );
+        let (head, tail) = sqlite_write::chunk(&target, false);
+        same(
+            head,
+            r#"UPDATE users SET o = v.__o0 FROM (SELECT column1 AS __k, column2 AS __o0 FROM (VALUES "#,
+        );
+        same(tail, r#")) AS v WHERE users.id = v.__k AND (o IS NULL)"#);
     }
 }
