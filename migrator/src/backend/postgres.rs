@@ -241,6 +241,18 @@ pub(crate) mod write {
         sql.push_str(" SELECT k FROM u");
         sql
     }
+
+    /// Releases the part of the lease of the worker row `$2` of `workers` up to the key `$1`
+    /// (its batches up to there are written or given up), alone: what [`batch`] does in its
+    /// statement, for a batch given up.
+    pub(crate) fn release_lease(workers: &str) -> String {
+        format!(
+            "UPDATE {workers} SET \
+             lease_lo = CASE WHEN lease_hi > $1 THEN GREATEST(lease_lo, $1 + 1) END, \
+             lease_until = CASE WHEN lease_hi > $1 THEN lease_until END, \
+             lease_hi = CASE WHEN lease_hi > $1 THEN lease_hi END WHERE id = $2"
+        )
+    }
 }
 
 impl Dialect for Postgres {

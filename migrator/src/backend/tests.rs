@@ -484,6 +484,11 @@ mod backfill {
             pg_write::batch(&USERS, None, Some(release(false))),
             r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), w0 AS (UPDATE "app".migrator_backfill_workers SET lease_lo = CASE WHEN lease_hi > $7 THEN GREATEST(lease_lo, $7 + 1) END, lease_until = CASE WHEN lease_hi > $7 THEN lease_until END, lease_hi = CASE WHEN lease_hi > $7 THEN lease_hi END WHERE id = $8) SELECT k FROM u"#,
         );
+        // A batch given up releases its lease alone.
+        same(
+            pg_write::release_lease(WORKERS),
+            r#"UPDATE "app".migrator_backfill_workers SET lease_lo = CASE WHEN lease_hi > $1 THEN GREATEST(lease_lo, $1 + 1) END, lease_until = CASE WHEN lease_hi > $1 THEN lease_until END, lease_hi = CASE WHEN lease_hi > $1 THEN lease_hi END WHERE id = $2"#,
+        );
     }
 
     #[test]

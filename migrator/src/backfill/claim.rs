@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 
 pub(crate) use super::store::Lease;
 use super::{Backfill, MAX_COLUMNS};
-use crate::backend;
+use crate::backend::{self, pg_write};
 use crate::backoff::Backoff;
 use crate::connection::AnyConnection;
 use crate::error::{panic_message, Error, Result};
@@ -362,16 +362,10 @@ pub(super) fn release_lease(
     lease: &Lease,
     hi: Option<i64>,
 ) -> diesel::QueryResult<()> {
-    diesel::sql_query(format!(
-        "UPDATE {} SET \
-         lease_lo = CASE WHEN lease_hi > $1 THEN GREATEST(lease_lo, $1 + 1) END, \
-         lease_until = CASE WHEN lease_hi > $1 THEN lease_until END, \
-         lease_hi = CASE WHEN lease_hi > $1 THEN lease_hi END WHERE id = $2",
-        lease.tables.workers
-    ))
-    .bind::<BigInt, _>(hi.unwrap_or(i64::MAX - 1))
-    .bind::<Text, _>(&lease.holder)
-    .execute(conn)?;
+    diesel::sql_query(pg_write::release_lease(&lease.tables.workers))
+        .bind::<BigInt, _>(hi.unwrap_or(i64::MAX - 1))
+        .bind::<Text, _>(&lease.holder)
+        .execute(conn)?;
     Ok(())
 }
 
