@@ -18,7 +18,7 @@ use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::{Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
-use crate::backend;
+use crate::backend::{self, pg_ddl};
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::connection::{AnyConnection, Database};
@@ -54,10 +54,9 @@ pub(crate) fn configure(
                     #[diesel(sql_type = Text)]
                     v: String,
                 }
-                let current: Current =
-                    diesel::sql_query("SELECT current_setting('statement_timeout') AS v")
-                        .get_result(conn)
-                        .map_err(Error::db(context()))?;
+                let current: Current = diesel::sql_query(pg_ddl::STATEMENT_TIMEOUT)
+                    .get_result(conn)
+                    .map_err(Error::db(context()))?;
                 if current.v != "0" {
                     log::info!(
                         "Migration {}: overriding the role-level statement_timeout of {} \
@@ -73,10 +72,10 @@ pub(crate) fn configure(
             0
         }
     };
-    let set = if local { "SET LOCAL" } else { "SET" };
-    conn.batch_execute(&format!(
-        "{set} lock_timeout = {}; {set} statement_timeout = {statement_ms};",
-        lock_timeout(m, config).as_millis()
+    conn.batch_execute(&pg_ddl::set_timeouts(
+        local,
+        lock_timeout(m, config).as_millis(),
+        statement_ms,
     ))
     .map_err(Error::db(context()))
 }
@@ -92,7 +91,7 @@ pub(crate) fn lock_timeout(m: &Migration, config: &Config) -> Duration {
 /// with the role's settings. The caller has rolled back any open transaction first.
 pub(crate) fn reset(conn: &mut AnyConnection, m: &Migration) {
     if backend::of(conn.backend()).lock_timeouts() {
-        if let Err(e) = conn.batch_execute("RESET lock_timeout; RESET statement_timeout;") {
+        if let Err(e) = conn.batch_execute(pg_ddl::RESET_TIMEOUTS) {
             log::warn!(
                 "Could not reset lock_timeout and statement_timeout after migration {}: {e}",
                 m.id()
@@ -245,7 +244,7 @@ impl BlockerWatch {
         if !backend::of(conn.backend()).lock_timeouts() {
             return None;
         }
-        let pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        let pid = diesel::sql_query(pg_ddl::BACKEND_PID)
             .get_result::<Pid>(conn)
             .ok()?
             .pid;
@@ -280,19 +279,6 @@ impl BlockerWatch {
     }
 }
 
-/// The sessions blocking pid `$1`: identities, states and lock modes only (no `query` column).
-const BLOCKERS: &str = "SELECT a.pid AS pid, COALESCE(a.state, '') AS state, \
-     COALESCE(a.wait_event_type || ':' || a.wait_event, '') AS wait_event, \
-     CAST(floor(EXTRACT(EPOCH FROM clock_timestamp() - COALESCE(a.xact_start, a.state_change))) \
-     AS INTEGER) AS age_secs, \
-     COALESCE(a.application_name, '') AS application_name, \
-     COALESCE((SELECT string_agg(DISTINCT h.mode, '+' ORDER BY h.mode) FROM pg_locks h \
-       WHERE h.pid = a.pid AND h.granted AND h.relation IS NOT NULL \
-       AND (h.relation IN (SELECT w.relation FROM pg_locks w WHERE w.pid = $1 AND NOT w.granted) \
-       OR NOT EXISTS (SELECT 1 FROM pg_locks w WHERE w.pid = $1 AND NOT w.granted \
-       AND w.relation IS NOT NULL))), '') AS modes \
-     FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids($1)) ORDER BY a.pid";
-
 /// The watch thread: no connection for attempts that end within the first interval; then a
 /// look every `interval`.
 fn watch(db: &Database, pid: i32, interval: Duration, shared: &Shared) {
@@ -307,7 +293,7 @@ fn watch(db: &Database, pid: i32, interval: Duration, shared: &Shared) {
         }
     };
     loop {
-        let found = diesel::sql_query(BLOCKERS)
+        let found = diesel::sql_query(pg_ddl::BLOCKERS)
             .bind::<Integer, _>(pid)
             .load::<Blocker>(&mut conn);
         match found {

@@ -197,6 +197,65 @@ pub(crate) trait Dialect: Sync {
     #[cfg(feature = "backfill")]
     fn replica_lag_sql(&self) -> Option<&'static str>;
 
+    // --- The backfill engine (`backfill/claim.rs`, `write.rs`, `estimate.rs`, `run.rs`) ---
+
+    /// The claim of a batch: at most `$3` pending rows (`pending`, a predicate) of `table` with
+    /// `key`s in `$1..=$2`, in key order, as rows `c` (the key looked at), `k` (the key if
+    /// claimed, else NULL), `columns` (the inputs `i0..i3` as text) and `x` (the row's version
+    /// as text, or NULL). `lease`: the workers' table, when the claim leaves out the keys other
+    /// live workers lease and records this worker's lease (`$4` the backfill, `$5` the holder,
+    /// `$6` the lease's seconds), on a backend whose workers take leases ([`Dialect::leases`]).
+    #[cfg(feature = "backfill")]
+    fn claim_sql(
+        &self,
+        table: &str,
+        key: &str,
+        pending: &str,
+        columns: &str,
+        lease: Option<&str>,
+    ) -> String;
+
+    /// `data_version` (a `BIGINT`): what the connection has seen committed, which changes when
+    /// another connection commits and only then; `None` on a backend without it.
+    #[cfg(feature = "backfill")]
+    fn data_version_sql(&self) -> Option<&'static str>;
+
+    /// How a batch is written back (an algorithm of its own per backend).
+    #[cfg(feature = "backfill")]
+    fn batch_writes(&self) -> BatchWrites;
+
+    /// `n` (a float): the rows of the table `$1` from the database's statistics (NULL or no
+    /// row when it has none).
+    #[cfg(feature = "backfill")]
+    fn statistics_sql(&self) -> &'static str;
+
+    /// The catalog table that [`Dialect::statistics_sql`] reads, when it exists only once
+    /// statistics were gathered (then, without it, there are none); `None`: always there.
+    #[cfg(feature = "backfill")]
+    fn statistics_table(&self) -> Option<&'static str>;
+
+    // --- A backfill's finishing statements (`backfill/finish.rs`) ---
+
+    /// `taken` (a boolean): takes the session lock of the finishing statements of the backfill
+    /// `$2` in the lock class `$1` (an `INTEGER`) if it is free; `None` on a backend where one
+    /// process at a time runs them anyway.
+    #[cfg(feature = "backfill")]
+    fn finish_lock_sql(&self) -> Option<&'static str>;
+
+    /// `taken` (a boolean): whether the index `$1` of the current schema exists and is invalid
+    /// (left by an interrupted build); `None` on a backend whose index builds leave none.
+    #[cfg(feature = "backfill")]
+    fn invalid_index_sql(&self) -> Option<&'static str>;
+
+    /// Drops the index `name` if it exists.
+    #[cfg(feature = "backfill")]
+    fn drop_index(&self, name: &str) -> String;
+
+    /// Creates the index `name` `on` (a table and its columns) if it does not exist, without
+    /// blocking writes to the table where the backend can.
+    #[cfg(feature = "backfill")]
+    fn create_index(&self, name: &str, on: &str) -> String;
+
     // --- Table locks (`ddl_lock.rs`, `context.rs`) ---
 
     /// Whether sessions have `lock_timeout` and `statement_timeout` (set per migration, lifted
@@ -214,4 +273,60 @@ pub(crate) trait Dialect: Sync {
 
     /// Writes a backup of `db` into `out` (an empty file, created mode 0600).
     fn backup_into(&self, db: &Database, config: &Config, out: &Path) -> Result<()>;
+}
+
+/// How a backend writes a computed batch back: the two algorithms of `backfill/write.rs`.
+#[cfg(feature = "backfill")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BatchWrites {
+    /// One statement on any connection (the rows as one array per column, the progress and
+    /// the lease's release as data-modifying `WITH` queries), guarded by the rows' versions
+    /// as claimed; the claims take a connection from the pool each, so that a write overlaps
+    /// the next claim.
+    OneStatement,
+    /// A transaction on the connection that claimed the batch (`BEGIN IMMEDIATE`, chunks of
+    /// `UPDATE ... FROM (VALUES ...)`), whose [`Dialect::data_version_sql`] tells whether the
+    /// inputs must be compared: one connection claims and writes every batch of a sweep.
+    OnTheClaimingConnection,
+}
+
+/// The table a batch write updates, as the backfill names it: the statements of
+/// `postgres::write` and `sqlite::write` are built from it.
+#[cfg(feature = "backfill")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriteTarget<'a> {
+    /// The table.
+    pub(crate) table: &'a str,
+    /// Its integer key column.
+    pub(crate) key: &'a str,
+    /// The predicate of a row still pending.
+    pub(crate) pending: &'a str,
+    /// The columns written, in the order of the computed values.
+    pub(crate) outputs: &'a [&'a str],
+    /// The columns read, in the order of the claimed values.
+    pub(crate) inputs: &'a [&'a str],
+}
+
+/// The backfill's progress that a PostgreSQL batch write records in the same statement.
+#[cfg(feature = "backfill")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriteProgress<'a> {
+    /// The backfills' table, whose row advances.
+    pub(crate) backfills: &'a str,
+    /// The workers' table.
+    pub(crate) workers: &'a str,
+    /// Whether a worker's row advances too.
+    pub(crate) worker_row: bool,
+}
+
+/// The lease that a PostgreSQL batch write releases (up to the batch's largest key) in the same
+/// statement.
+#[cfg(feature = "backfill")]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriteRelease<'a> {
+    /// The workers' table.
+    pub(crate) workers: &'a str,
+    /// Whether the lease is on the worker row that [`WriteProgress`] advances (then one
+    /// `UPDATE` does both: a statement may change a row once).
+    pub(crate) same_row: bool,
 }

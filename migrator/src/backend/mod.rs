@@ -1,9 +1,11 @@
 //! One seam per backend: [`Dialect`], implemented once for PostgreSQL (`postgres.rs`) and once
 //! for SQLite (`sqlite.rs`), holds what differs between them: the tracking table's columns and
 //! time expressions, the catalog probes, the audit and backfill tables, the backfill state's
-//! time arithmetic, replica lag, backups, the PostgreSQL lock's statements (`pg_lock`), and
-//! Diesel's SQL migrations. The rest of the crate
-//! asks [`of`] for the dialect of a backend and never matches on the backend itself.
+//! time arithmetic, replica lag, backups, the backfill engine's claims, data version, row
+//! statistics, finishing statements and write algorithm ([`BatchWrites`]), the PostgreSQL
+//! lock's statements (`pg_lock`), the DDL lock timeout's and blocker watch's (`pg_ddl`), and
+//! Diesel's SQL migrations. The rest of the crate asks [`of`] for the dialect of a backend and
+//! never matches on the backend itself.
 //!
 //! Statements whose text is the same on both backends but is built at run time (a table's
 //! name spliced in) are default methods of the trait, so that `tests.rs` pins every
@@ -25,8 +27,15 @@ use crate::connection::AnyConnection;
 use crate::url::Backend;
 
 pub(crate) use dialect::Dialect;
+#[cfg(feature = "backfill")]
+pub(crate) use dialect::{BatchWrites, WriteProgress, WriteRelease, WriteTarget};
+pub(crate) use postgres::ddl as pg_ddl;
 pub(crate) use postgres::lock as pg_lock;
+#[cfg(feature = "backfill")]
+pub(crate) use postgres::write as pg_write;
 pub(crate) use postgres::{CURRENT_SCHEMA, REGCLASS};
+#[cfg(feature = "backfill")]
+pub(crate) use sqlite::write as sqlite_write;
 
 /// The dialect of `backend`: the one place that chooses between the backend files.
 pub(crate) fn of(backend: Backend) -> &'static dyn Dialect {
@@ -47,6 +56,26 @@ pub(crate) fn qualified(schema: Option<&str>, name: &str) -> String {
     match schema {
         Some(schema) => format!("{}.{name}", quote_ident(schema)),
         None => name.to_owned(),
+    }
+}
+
+/// `conn`'s own PostgreSQL connection, for statements that bind PostgreSQL's types (arrays)
+/// or are built for PostgreSQL alone; `None` on another backend.
+#[cfg(feature = "backfill")]
+pub(crate) fn postgres_connection(conn: &mut AnyConnection) -> Option<&mut diesel::PgConnection> {
+    match conn {
+        AnyConnection::Postgres(pg) => Some(pg),
+        AnyConnection::Sqlite(_) => None,
+    }
+}
+
+/// `conn`'s own SQLite connection, for statements built for SQLite alone (a batch write's
+/// chunks of anonymous parameters); `None` on another backend.
+#[cfg(feature = "backfill")]
+pub(crate) fn sqlite_connection(conn: &mut AnyConnection) -> Option<&mut diesel::SqliteConnection> {
+    match conn {
+        AnyConnection::Sqlite(lite) => Some(lite),
+        AnyConnection::Postgres(_) => None,
     }
 }
 

@@ -8,6 +8,8 @@ use std::path::Path;
 use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
 
+#[cfg(feature = "backfill")]
+use super::dialect::BatchWrites;
 use super::dialect::Dialect;
 use crate::config::Config;
 use crate::connection::Database;
@@ -16,6 +18,61 @@ use crate::error::{Error, Result};
 /// SQLite.
 #[derive(Debug)]
 pub(crate) struct Sqlite;
+
+/// A batch write's statements (`backfill/write.rs` runs them on a backend whose
+/// [`Dialect::batch_writes`] is [`BatchWrites::OnTheClaimingConnection`]).
+#[cfg(feature = "backfill")]
+pub(crate) mod write {
+    use crate::backend::dialect::WriteTarget;
+
+    /// The `UPDATE ... FROM (VALUES ...)` statement, around its rows: what comes before the
+    /// `VALUES` tuples and what after. Each tuple holds a row's key, its outputs and (with
+    /// `compare_inputs`) the inputs that were read, compared with the row's (`IS`).
+    pub(crate) fn chunk(target: &WriteTarget<'_>, compare_inputs: bool) -> (String, String) {
+        let inputs = if compare_inputs {
+            target.inputs.len()
+        } else {
+            0
+        };
+        let mut names = vec!["__k".to_owned()];
+        names.extend((0..target.outputs.len()).map(|i| format!("__o{i}")));
+        names.extend((0..inputs).map(|i| format!("__i{i}")));
+        let set: Vec<String> = target
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, col)| format!("{col} = v.__o{i}"))
+            .collect();
+        let mut conditions = vec![
+            format!("{}.{} = v.__k", target.table, target.key),
+            format!("({})", target.pending),
+        ];
+        conditions.extend(
+            target
+                .inputs
+                .iter()
+                .take(inputs)
+                .enumerate()
+                .map(|(i, col)| format!("{}.{col} IS v.__i{i}", target.table)),
+        );
+        // Columns renamed from VALUES' `columnN`, which a table's own columns could shadow in
+        // the pending predicate.
+        let renamed: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("column{} AS {name}", i + 1))
+            .collect();
+        (
+            format!(
+                "UPDATE {table} SET {set} FROM (SELECT {renamed} FROM (VALUES ",
+                table = target.table,
+                set = set.join(", "),
+                renamed = renamed.join(", "),
+            ),
+            format!(")) AS v WHERE {}", conditions.join(" AND ")),
+        )
+    }
+}
 
 impl Dialect for Sqlite {
     fn columns_sql(&self) -> &'static str {
@@ -130,6 +187,67 @@ impl Dialect for Sqlite {
     #[cfg(feature = "backfill")]
     fn replica_lag_sql(&self) -> Option<&'static str> {
         None
+    }
+
+    /// The pending rows of the window, read (one process at a time: no locks, no leases, no
+    /// versions).
+    #[cfg(feature = "backfill")]
+    fn claim_sql(
+        &self,
+        table: &str,
+        key: &str,
+        pending: &str,
+        columns: &str,
+        _lease: Option<&str>,
+    ) -> String {
+        format!(
+            "SELECT CAST({key} AS BIGINT) AS c, CAST({key} AS BIGINT) AS k, {columns}, \
+             CAST(NULL AS TEXT) AS x FROM {table} \
+             WHERE {key} >= $1 AND {key} <= $2 AND ({pending}) ORDER BY {key} LIMIT $3",
+        )
+    }
+
+    #[cfg(feature = "backfill")]
+    fn data_version_sql(&self) -> Option<&'static str> {
+        Some("PRAGMA data_version")
+    }
+
+    #[cfg(feature = "backfill")]
+    fn batch_writes(&self) -> BatchWrites {
+        BatchWrites::OnTheClaimingConnection
+    }
+
+    /// The first number of each of the table's rows of `sqlite_stat1` is its row count.
+    #[cfg(feature = "backfill")]
+    fn statistics_sql(&self) -> &'static str {
+        "SELECT CAST(MAX(CAST(stat AS INTEGER)) AS REAL) AS n FROM sqlite_stat1 \
+         WHERE tbl = $1"
+    }
+
+    /// `sqlite_stat1` exists once `ANALYZE` ran.
+    #[cfg(feature = "backfill")]
+    fn statistics_table(&self) -> Option<&'static str> {
+        Some("sqlite_stat1")
+    }
+
+    #[cfg(feature = "backfill")]
+    fn finish_lock_sql(&self) -> Option<&'static str> {
+        None
+    }
+
+    #[cfg(feature = "backfill")]
+    fn invalid_index_sql(&self) -> Option<&'static str> {
+        None
+    }
+
+    #[cfg(feature = "backfill")]
+    fn drop_index(&self, name: &str) -> String {
+        format!("DROP INDEX IF EXISTS {name}")
+    }
+
+    #[cfg(feature = "backfill")]
+    fn create_index(&self, name: &str, on: &str) -> String {
+        format!("CREATE INDEX IF NOT EXISTS {name} ON {on}")
     }
 
     fn lock_timeouts(&self) -> bool {

@@ -229,6 +229,32 @@ fn postgres_lock_statements() {
 }
 
 #[test]
+fn postgres_ddl_lock_statements() {
+    use super::pg_ddl;
+    same(
+        pg_ddl::STATEMENT_TIMEOUT,
+        "SELECT current_setting('statement_timeout') AS v",
+    );
+    same(
+        pg_ddl::set_timeouts(true, 5000, 0),
+        "SET LOCAL lock_timeout = 5000; SET LOCAL statement_timeout = 0;",
+    );
+    same(
+        pg_ddl::set_timeouts(false, 1, 60000),
+        "SET lock_timeout = 1; SET statement_timeout = 60000;",
+    );
+    same(
+        pg_ddl::RESET_TIMEOUTS,
+        "RESET lock_timeout; RESET statement_timeout;",
+    );
+    same(pg_ddl::BACKEND_PID, "SELECT pg_backend_pid() AS pid");
+    same(
+        pg_ddl::BLOCKERS,
+        "SELECT a.pid AS pid, COALESCE(a.state, '') AS state, COALESCE(a.wait_event_type || ':' || a.wait_event, '') AS wait_event, CAST(floor(EXTRACT(EPOCH FROM clock_timestamp() - COALESCE(a.xact_start, a.state_change))) AS INTEGER) AS age_secs, COALESCE(a.application_name, '') AS application_name, COALESCE((SELECT string_agg(DISTINCT h.mode, '+' ORDER BY h.mode) FROM pg_locks h WHERE h.pid = a.pid AND h.granted AND h.relation IS NOT NULL AND (h.relation IN (SELECT w.relation FROM pg_locks w WHERE w.pid = $1 AND NOT w.granted) OR NOT EXISTS (SELECT 1 FROM pg_locks w WHERE w.pid = $1 AND NOT w.granted AND w.relation IS NOT NULL))), '') AS modes FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids($1)) ORDER BY a.pid",
+    );
+}
+
+#[test]
 fn capabilities() {
     assert!(postgres().lock_timeouts());
     assert!(!sqlite().lock_timeouts());
@@ -239,6 +265,9 @@ fn capabilities() {
 #[cfg(feature = "backfill")]
 mod backfill {
     use super::{postgres, same, sqlite};
+    use crate::backend::{
+        pg_write, sqlite_write, BatchWrites, WriteProgress, WriteRelease, WriteTarget,
+    };
 
     const BACKFILLS: &str = r#""app".migrator_backfills"#;
     const WORKERS: &str = r#""app".migrator_backfill_workers"#;
@@ -320,5 +349,189 @@ mod backfill {
             "SELECT COALESCE(NULLIF(application_name, ''), host(client_addr), 'pid ' || pid::text) AS name, CASE WHEN replay_lsn IS NOT NULL THEN GREATEST(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint END AS bytes, EXTRACT(EPOCH FROM replay_lag)::float8 AS replay_secs, GREATEST(EXTRACT(EPOCH FROM clock_timestamp() - reply_time), 0)::float8 AS since_reply, NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid AND a.datid IS NOT NULL) AS physical, (replay_lsn IS NULL AND flush_lsn IS NOT NULL) AS no_replay FROM pg_stat_replication r WHERE NOT pg_is_in_recovery() ORDER BY 1",
         );
         assert_eq!(sqlite().replica_lag_sql(), None);
+    }
+
+    const TABLE: &str = "users";
+    const KEY: &str = "id";
+    const PENDING: &str = "pw_hash IS NULL";
+    const INPUTS: &str = "CAST(password AS TEXT) AS i0, CAST(NULL AS TEXT) AS i1, CAST(NULL AS TEXT) AS i2, CAST(NULL AS TEXT) AS i3";
+
+    #[test]
+    fn postgres_claims_lock_and_lease_in_one_statement() {
+        same(
+            postgres().claim_sql(TABLE, KEY, PENDING, INPUTS, None),
+            r#"WITH c AS (SELECT id AS k FROM users WHERE id >= $1 AND id <= $2 AND (pw_hash IS NULL) ORDER BY id LIMIT $3), l AS (SELECT CAST(id AS BIGINT) AS k, CAST(password AS TEXT) AS i0, CAST(NULL AS TEXT) AS i1, CAST(NULL AS TEXT) AS i2, CAST(NULL AS TEXT) AS i3, CAST(users.xmin AS TEXT) AS x FROM users WHERE id >= $1 AND id <= $2 AND id IN (SELECT k FROM c) AND (pw_hash IS NULL) FOR NO KEY UPDATE OF users SKIP LOCKED) SELECT CAST(c.k AS BIGINT) AS c, l.k, l.i0, l.i1, l.i2, l.i3, l.x FROM c LEFT JOIN l ON l.k = c.k ORDER BY c.k"#,
+        );
+        same(
+            postgres().claim_sql(TABLE, KEY, PENDING, INPUTS, Some(WORKERS)),
+            r#"WITH c AS (SELECT id AS k FROM users WHERE id >= $1 AND id <= $2 AND (pw_hash IS NULL) ORDER BY id LIMIT $3), l AS (SELECT CAST(id AS BIGINT) AS k, CAST(password AS TEXT) AS i0, CAST(NULL AS TEXT) AS i1, CAST(NULL AS TEXT) AS i2, CAST(NULL AS TEXT) AS i3, CAST(users.xmin AS TEXT) AS x FROM users WHERE id >= $1 AND id <= $2 AND id IN (SELECT k FROM c) AND (pw_hash IS NULL) AND NOT EXISTS (SELECT 1 FROM "app".migrator_backfill_workers w WHERE w.backfill = $4 AND w.id <> $5 AND w.lease_until > CURRENT_TIMESTAMP AND users.id BETWEEN w.lease_lo AND w.lease_hi) FOR NO KEY UPDATE OF users SKIP LOCKED), w AS (UPDATE "app".migrator_backfill_workers SET backfill = $4, lease_lo = LEAST(COALESCE(lease_lo, m.lo), m.lo), lease_hi = GREATEST(COALESCE(lease_hi, m.hi), m.hi), lease_until = CURRENT_TIMESTAMP + make_interval(secs => $6), heartbeat = CURRENT_TIMESTAMP FROM (SELECT MIN(k) AS lo, MAX(k) AS hi FROM l) AS m WHERE id = $5 AND m.lo IS NOT NULL) SELECT CAST(c.k AS BIGINT) AS c, l.k, l.i0, l.i1, l.i2, l.i3, l.x FROM c LEFT JOIN l ON l.k = c.k ORDER BY c.k"#,
+        );
+    }
+
+    #[test]
+    fn sqlite_claims_read_without_locks_or_leases() {
+        same(
+            sqlite().claim_sql(TABLE, KEY, PENDING, INPUTS, None),
+            r#"SELECT CAST(id AS BIGINT) AS c, CAST(id AS BIGINT) AS k, CAST(password AS TEXT) AS i0, CAST(NULL AS TEXT) AS i1, CAST(NULL AS TEXT) AS i2, CAST(NULL AS TEXT) AS i3, CAST(NULL AS TEXT) AS x FROM users WHERE id >= $1 AND id <= $2 AND (pw_hash IS NULL) ORDER BY id LIMIT $3"#,
+        );
+        // No leases on SQLite: the workers' table changes nothing.
+        same(
+            sqlite().claim_sql(TABLE, KEY, PENDING, INPUTS, Some(WORKERS)),
+            r#"SELECT CAST(id AS BIGINT) AS c, CAST(id AS BIGINT) AS k, CAST(password AS TEXT) AS i0, CAST(NULL AS TEXT) AS i1, CAST(NULL AS TEXT) AS i2, CAST(NULL AS TEXT) AS i3, CAST(NULL AS TEXT) AS x FROM users WHERE id >= $1 AND id <= $2 AND (pw_hash IS NULL) ORDER BY id LIMIT $3"#,
+        );
+    }
+
+    #[test]
+    fn data_version_and_batch_writes_per_backend() {
+        assert_eq!(postgres().data_version_sql(), None);
+        same(
+            sqlite().data_version_sql().unwrap_or_default(),
+            "PRAGMA data_version",
+        );
+        assert_eq!(postgres().batch_writes(), BatchWrites::OneStatement);
+        assert_eq!(
+            sqlite().batch_writes(),
+            BatchWrites::OnTheClaimingConnection
+        );
+    }
+
+    #[test]
+    fn row_statistics_per_backend() {
+        same(
+            postgres().statistics_sql(),
+            "SELECT CAST(CASE WHEN c.reltuples >= 0 AND c.relpages > 0 THEN c.reltuples / c.relpages * GREATEST(1, pg_relation_size(c.oid) / CAST(current_setting('block_size') AS DOUBLE PRECISION)) END AS DOUBLE PRECISION) AS n FROM pg_class c WHERE c.oid = to_regclass($1)",
+        );
+        assert_eq!(postgres().statistics_table(), None);
+        same(
+            sqlite().statistics_sql(),
+            "SELECT CAST(MAX(CAST(stat AS INTEGER)) AS REAL) AS n FROM sqlite_stat1 WHERE tbl = $1",
+        );
+        assert_eq!(sqlite().statistics_table(), Some("sqlite_stat1"));
+    }
+
+    #[test]
+    fn postgres_finishing_statements_lock_and_build_concurrently() {
+        same(
+            postgres().finish_lock_sql().unwrap_or_default(),
+            "SELECT pg_try_advisory_lock($1, hashtext($2)) AS taken",
+        );
+        same(
+            postgres().invalid_index_sql().unwrap_or_default(),
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $1 AND n.nspname = current_schema() AND NOT i.indisvalid) AS taken",
+        );
+        same(
+            postgres().drop_index("users_email"),
+            "DROP INDEX CONCURRENTLY IF EXISTS users_email",
+        );
+        same(
+            postgres().create_index("users_email", "users (email)"),
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS users_email ON users (email)",
+        );
+    }
+
+    #[test]
+    fn sqlite_finishing_statements_without_lock_or_invalid_indexes() {
+        assert_eq!(sqlite().finish_lock_sql(), None);
+        assert_eq!(sqlite().invalid_index_sql(), None);
+        same(
+            sqlite().drop_index("users_email"),
+            "DROP INDEX IF EXISTS users_email",
+        );
+        same(
+            sqlite().create_index("users_email", "users (email)"),
+            "CREATE INDEX IF NOT EXISTS users_email ON users (email)",
+        );
+    }
+
+    const USERS: WriteTarget<'static> = WriteTarget {
+        table: "users",
+        key: "id",
+        pending: "pw_hash IS NULL",
+        outputs: &["pw_hash", "pw_algo"],
+        inputs: &["password"],
+    };
+
+    fn progress(worker_row: bool) -> WriteProgress<'static> {
+        WriteProgress {
+            backfills: BACKFILLS,
+            workers: WORKERS,
+            worker_row,
+        }
+    }
+
+    fn release(same_row: bool) -> WriteRelease<'static> {
+        WriteRelease {
+            workers: WORKERS,
+            same_row,
+        }
+    }
+
+    #[test]
+    fn postgres_batch_writes_in_one_statement() {
+        same(
+            pg_write::batch(&USERS, None, None),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k) SELECT k FROM u"#,
+        );
+        same(
+            pg_write::batch(&USERS, Some(progress(true)), None),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), s AS (UPDATE "app".migrator_backfills SET rows_done = rows_done + (SELECT COUNT(*) FROM u), batch_size = $8, updated_at = CURRENT_TIMESTAMP WHERE name = $7), w0 AS (UPDATE "app".migrator_backfill_workers SET rows_done = rows_done + (SELECT COUNT(*) FROM u), backfill = $7, heartbeat = CURRENT_TIMESTAMP WHERE id = $9) SELECT k FROM u"#,
+        );
+        same(
+            pg_write::batch(&USERS, Some(progress(false)), None),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), s AS (UPDATE "app".migrator_backfills SET rows_done = rows_done + (SELECT COUNT(*) FROM u), batch_size = $8, updated_at = CURRENT_TIMESTAMP WHERE name = $7) SELECT k FROM u"#,
+        );
+        same(
+            pg_write::batch(&USERS, None, Some(release(false))),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), w0 AS (UPDATE "app".migrator_backfill_workers SET lease_lo = CASE WHEN lease_hi > $7 THEN GREATEST(lease_lo, $7 + 1) END, lease_until = CASE WHEN lease_hi > $7 THEN lease_until END, lease_hi = CASE WHEN lease_hi > $7 THEN lease_hi END WHERE id = $8) SELECT k FROM u"#,
+        );
+        // A batch given up releases its lease alone.
+        same(
+            pg_write::release_lease(WORKERS),
+            r#"UPDATE "app".migrator_backfill_workers SET lease_lo = CASE WHEN lease_hi > $1 THEN GREATEST(lease_lo, $1 + 1) END, lease_until = CASE WHEN lease_hi > $1 THEN lease_until END, lease_hi = CASE WHEN lease_hi > $1 THEN lease_hi END WHERE id = $2"#,
+        );
+    }
+
+    #[test]
+    fn postgres_batch_writes_release_the_lease_on_the_worker_row() {
+        // The worker row that advances holds the lease: one UPDATE of it.
+        same(
+            pg_write::batch(&USERS, Some(progress(true)), Some(release(true))),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), s AS (UPDATE "app".migrator_backfills SET rows_done = rows_done + (SELECT COUNT(*) FROM u), batch_size = $8, updated_at = CURRENT_TIMESTAMP WHERE name = $7), w0 AS (UPDATE "app".migrator_backfill_workers SET rows_done = rows_done + (SELECT COUNT(*) FROM u), backfill = $7, heartbeat = CURRENT_TIMESTAMP, lease_lo = CASE WHEN lease_hi > $10 THEN GREATEST(lease_lo, $10 + 1) END, lease_until = CASE WHEN lease_hi > $10 THEN lease_until END, lease_hi = CASE WHEN lease_hi > $10 THEN lease_hi END WHERE id = $9) SELECT k FROM u"#,
+        );
+        // Another row holds it: two.
+        same(
+            pg_write::batch(&USERS, Some(progress(true)), Some(release(false))),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), s AS (UPDATE "app".migrator_backfills SET rows_done = rows_done + (SELECT COUNT(*) FROM u), batch_size = $8, updated_at = CURRENT_TIMESTAMP WHERE name = $7), w0 AS (UPDATE "app".migrator_backfill_workers SET rows_done = rows_done + (SELECT COUNT(*) FROM u), backfill = $7, heartbeat = CURRENT_TIMESTAMP WHERE id = $9), w1 AS (UPDATE "app".migrator_backfill_workers SET lease_lo = CASE WHEN lease_hi > $10 THEN GREATEST(lease_lo, $10 + 1) END, lease_until = CASE WHEN lease_hi > $10 THEN lease_until END, lease_hi = CASE WHEN lease_hi > $10 THEN lease_hi END WHERE id = $11) SELECT k FROM u"#,
+        );
+        same(
+            pg_write::batch(&USERS, Some(progress(false)), Some(release(false))),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), s AS (UPDATE "app".migrator_backfills SET rows_done = rows_done + (SELECT COUNT(*) FROM u), batch_size = $8, updated_at = CURRENT_TIMESTAMP WHERE name = $7), w0 AS (UPDATE "app".migrator_backfill_workers SET lease_lo = CASE WHEN lease_hi > $9 THEN GREATEST(lease_lo, $9 + 1) END, lease_until = CASE WHEN lease_hi > $9 THEN lease_until END, lease_hi = CASE WHEN lease_hi > $9 THEN lease_hi END WHERE id = $10) SELECT k FROM u"#,
+        );
+    }
+
+    #[test]
+    fn sqlite_batch_writes_in_chunks_comparing_inputs_when_asked() {
+        let target = WriteTarget {
+            table: "users",
+            key: "id",
+            pending: "o IS NULL",
+            outputs: &["o"],
+            inputs: &["a", "b"],
+        };
+        let (head, tail) = sqlite_write::chunk(&target, true);
+        same(
+            head,
+            r#"UPDATE users SET o = v.__o0 FROM (SELECT column1 AS __k, column2 AS __o0, column3 AS __i0, column4 AS __i1 FROM (VALUES "#,
+        );
+        same(
+            tail,
+            r#")) AS v WHERE users.id = v.__k AND (o IS NULL) AND users.a IS v.__i0 AND users.b IS v.__i1"#,
+        );
+        let (head, tail) = sqlite_write::chunk(&target, false);
+        same(
+            head,
+            r#"UPDATE users SET o = v.__o0 FROM (SELECT column1 AS __k, column2 AS __o0 FROM (VALUES "#,
+        );
+        same(tail, r#")) AS v WHERE users.id = v.__k AND (o IS NULL)"#);
     }
 }

@@ -29,6 +29,7 @@ use zeroize::Zeroizing;
 
 pub(crate) use super::store::Lease;
 use super::{Backfill, MAX_COLUMNS};
+use crate::backend::{self, pg_write};
 use crate::backoff::Backoff;
 use crate::connection::AnyConnection;
 use crate::error::{panic_message, Error, Result};
@@ -214,10 +215,7 @@ impl Backfill {
             let window = sweep.window.clamp(MIN_WINDOW, MAX_WINDOW);
             let end = from.saturating_add(window - 1).min(upper);
             // SQLite: what the connection has seen committed, read before the rows are.
-            let seen = match conn {
-                AnyConnection::Sqlite(lite) => Some(data_version(lite)?),
-                AnyConnection::Postgres(_) => None,
-            };
+            let seen = data_version(conn)?;
             let looked = match self.claim_window(conn, from, end, limit, lease) {
                 // A role's statement_timeout shorter than this window's walk: smaller windows.
                 Err(error) if error.is_timeout() && window > MIN_WINDOW => {
@@ -316,94 +314,45 @@ impl Backfill {
             })
             .collect();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        match conn {
-            AnyConnection::Sqlite(lite) => {
-                let sql = format!(
-                    "SELECT CAST({key} AS BIGINT) AS c, CAST({key} AS BIGINT) AS k, {columns}, \
-                     CAST(NULL AS TEXT) AS x FROM {table} \
-                     WHERE {key} >= $1 AND {key} <= $2 AND ({pending}) ORDER BY {key} LIMIT $3",
-                    key = self.key,
-                    columns = columns.join(", "),
-                    table = self.table,
-                    pending = self.pending,
-                );
-                diesel::sql_query(sql)
-                    .bind::<BigInt, _>(from)
-                    .bind::<BigInt, _>(end)
-                    .bind::<BigInt, _>(limit)
-                    .load(lite)
-                    .map_err(Error::db(context()))
-            }
-            AnyConnection::Postgres(pg) => {
-                let (leased, take) = match lease {
-                    Some(lease) => (
-                        format!(
-                            " AND NOT EXISTS (SELECT 1 FROM {workers} w WHERE w.backfill = $4 \
-                             AND w.id <> $5 AND w.lease_until > CURRENT_TIMESTAMP \
-                             AND {table}.{key} BETWEEN w.lease_lo AND w.lease_hi)",
-                            workers = lease.tables.workers,
-                            table = self.table,
-                            key = self.key,
-                        ),
-                        // The lease then covers every batch this worker has in flight (from
-                        // the oldest unwritten one, kept, to this one).
-                        format!(
-                            ", w AS (UPDATE {workers} SET backfill = $4, \
-                             lease_lo = LEAST(COALESCE(lease_lo, m.lo), m.lo), \
-                             lease_hi = GREATEST(COALESCE(lease_hi, m.hi), m.hi), \
-                             lease_until = CURRENT_TIMESTAMP + make_interval(secs => $6), \
-                             heartbeat = CURRENT_TIMESTAMP \
-                             FROM (SELECT MIN(k) AS lo, MAX(k) AS hi FROM l) AS m \
-                             WHERE id = $5 AND m.lo IS NOT NULL)",
-                            workers = lease.tables.workers,
-                        ),
-                    ),
-                    None => (String::new(), String::new()),
-                };
-                let sql = format!(
-                    "WITH c AS (SELECT {key} AS k FROM {table} \
-                     WHERE {key} >= $1 AND {key} <= $2 AND ({pending}) ORDER BY {key} LIMIT $3), \
-                     l AS (SELECT CAST({key} AS BIGINT) AS k, {columns}, \
-                     CAST({table}.xmin AS TEXT) AS x FROM {table} \
-                     WHERE {key} >= $1 AND {key} <= $2 AND {key} IN (SELECT k FROM c) \
-                     AND ({pending}){leased} \
-                     FOR NO KEY UPDATE OF {table} SKIP LOCKED){take} \
-                     SELECT CAST(c.k AS BIGINT) AS c, l.k, l.i0, l.i1, l.i2, l.i3, l.x \
-                     FROM c LEFT JOIN l ON l.k = c.k ORDER BY c.k",
-                    key = self.key,
-                    columns = columns.join(", "),
-                    table = self.table,
-                    pending = self.pending,
-                );
-                let mut query = diesel::sql_query(sql)
-                    .into_boxed::<diesel::pg::Pg>()
-                    .bind::<BigInt, _>(from)
-                    .bind::<BigInt, _>(end)
-                    .bind::<BigInt, _>(limit);
-                if let Some(lease) = lease {
-                    query = query
-                        .bind::<Text, _>(lease.name.clone())
-                        .bind::<Text, _>(lease.holder.clone())
-                        .bind::<diesel::sql_types::Double, _>(lease.ttl.as_secs_f64());
-                }
-                query.load(pg).map_err(Error::db(context()))
-            }
+        let sql = backend::of(conn.backend()).claim_sql(
+            self.table,
+            self.key,
+            self.pending,
+            &columns.join(", "),
+            lease.map(|lease| lease.tables.workers.as_str()),
+        );
+        let query = diesel::sql_query(sql)
+            .bind::<BigInt, _>(from)
+            .bind::<BigInt, _>(end)
+            .bind::<BigInt, _>(limit);
+        match lease {
+            Some(lease) => query
+                .bind::<Text, _>(&lease.name)
+                .bind::<Text, _>(&lease.holder)
+                .bind::<diesel::sql_types::Double, _>(lease.ttl.as_secs_f64())
+                .load(conn),
+            None => query.load(conn),
         }
+        .map_err(Error::db(context()))
     }
 }
 
-/// The connection's `PRAGMA data_version`: it changes when another connection (of this process
-/// or another) commits a change to the database, and only then.
-pub(super) fn data_version(lite: &mut diesel::SqliteConnection) -> Result<i64> {
+/// What `conn` has seen committed (SQLite's `PRAGMA data_version`): it changes when another
+/// connection (of this process or another) commits a change to the database, and only then.
+/// `None` on a backend without it.
+pub(super) fn data_version(conn: &mut AnyConnection) -> Result<Option<i64>> {
     #[derive(QueryableByName)]
     struct Version {
         #[diesel(sql_type = BigInt)]
         data_version: i64,
     }
-    let version: Version = diesel::sql_query("PRAGMA data_version")
-        .get_result(lite)
+    let Some(sql) = backend::of(conn.backend()).data_version_sql() else {
+        return Ok(None);
+    };
+    let version: Version = diesel::sql_query(sql)
+        .get_result(conn)
         .map_err(Error::db("cannot read the SQLite data version"))?;
-    Ok(version.data_version)
+    Ok(Some(version.data_version))
 }
 
 /// Releases the part of `lease` up to `hi` (its batches up to there are written or given up),
@@ -413,16 +362,10 @@ pub(super) fn release_lease(
     lease: &Lease,
     hi: Option<i64>,
 ) -> diesel::QueryResult<()> {
-    diesel::sql_query(format!(
-        "UPDATE {} SET \
-         lease_lo = CASE WHEN lease_hi > $1 THEN GREATEST(lease_lo, $1 + 1) END, \
-         lease_until = CASE WHEN lease_hi > $1 THEN lease_until END, \
-         lease_hi = CASE WHEN lease_hi > $1 THEN lease_hi END WHERE id = $2",
-        lease.tables.workers
-    ))
-    .bind::<BigInt, _>(hi.unwrap_or(i64::MAX - 1))
-    .bind::<Text, _>(&lease.holder)
-    .execute(conn)?;
+    diesel::sql_query(pg_write::release_lease(&lease.tables.workers))
+        .bind::<BigInt, _>(hi.unwrap_or(i64::MAX - 1))
+        .bind::<Text, _>(&lease.holder)
+        .execute(conn)?;
     Ok(())
 }
 

@@ -22,9 +22,9 @@ use diesel::sql_types::{BigInt, Double, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use super::Backfill;
+use crate::backend;
 use crate::connection::AnyConnection;
 use crate::error::{Error, Result};
-use crate::url::Backend;
 
 /// Rows read at each end of the key range by the probe.
 pub(crate) const SAMPLE: i64 = 10_000;
@@ -111,23 +111,13 @@ impl Backfill {
     /// The table's rows from the database's statistics, if it has any.
     fn statistics(&self, conn: &mut AnyConnection) -> Result<Option<f64>> {
         let context = || format!("cannot read the statistics of {}", self.table);
-        let sql = match conn.backend() {
-            // Never analysed: reltuples is -1 (PostgreSQL 14+) or 0 with relpages 0.
-            Backend::Postgres => {
-                "SELECT CAST(CASE WHEN c.reltuples >= 0 AND c.relpages > 0 \
-                 THEN c.reltuples / c.relpages * GREATEST(1, pg_relation_size(c.oid) \
-                   / CAST(current_setting('block_size') AS DOUBLE PRECISION)) END \
-                 AS DOUBLE PRECISION) AS n FROM pg_class c WHERE c.oid = to_regclass($1)"
+        let dialect = backend::of(conn.backend());
+        if let Some(table) = dialect.statistics_table() {
+            if !crate::schema::table_exists(conn, table)? {
+                return Ok(None);
             }
-            Backend::Sqlite => {
-                if !crate::schema::table_exists(conn, "sqlite_stat1")? {
-                    return Ok(None);
-                }
-                // The first number of each of the table's rows is its row count.
-                "SELECT CAST(MAX(CAST(stat AS INTEGER)) AS REAL) AS n FROM sqlite_stat1 \
-                 WHERE tbl = $1"
-            }
-        };
+        }
+        let sql = dialect.statistics_sql();
         let found: Vec<Rows> = diesel::sql_query(sql)
             .bind::<Text, _>(self.table)
             .load(conn)

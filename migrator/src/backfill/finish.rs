@@ -22,9 +22,9 @@ use diesel::{QueryableByName, RunQueryDsl};
 
 use super::definition::Then;
 use super::Backfill;
+use crate::backend;
 use crate::connection::{AnyConnection, Database};
 use crate::error::{Error, Result};
-use crate::url::Backend;
 
 /// The first key of the advisory lock that serializes finishing a backfill: ASCII "bkfl".
 const FINISH_CLASS: i32 = 0x626B_666C;
@@ -59,14 +59,13 @@ impl Backfill {
         // A session of its own (the migration URL: a transaction-mode pooler keeps no session
         // lock), closed when dropped, and its session lock with it.
         let mut conn = db.for_migrations().dedicated_connection()?;
-        if conn.backend() == Backend::Postgres {
+        if let Some(lock) = backend::of(conn.backend()).finish_lock_sql() {
             loop {
-                let taken: Taken =
-                    diesel::sql_query("SELECT pg_try_advisory_lock($1, hashtext($2)) AS taken")
-                        .bind::<diesel::sql_types::Integer, _>(FINISH_CLASS)
-                        .bind::<Text, _>(name)
-                        .get_result(&mut conn)
-                        .map_err(Error::db(context()))?;
+                let taken: Taken = diesel::sql_query(lock)
+                    .bind::<diesel::sql_types::Integer, _>(FINISH_CLASS)
+                    .bind::<Text, _>(name)
+                    .get_result(&mut conn)
+                    .map_err(Error::db(context()))?;
                 if taken.taken {
                     break;
                 }
@@ -103,34 +102,24 @@ impl Backfill {
 
     /// The statements of `step` on `conn`'s backend.
     fn statements(&self, conn: &mut AnyConnection, step: &Then) -> Result<Vec<String>> {
-        Ok(match (step, conn.backend()) {
-            (Then::Sql(sql), _) => vec![(*sql).to_owned()],
-            (Then::Index { name, on }, Backend::Sqlite) => {
-                vec![format!("CREATE INDEX IF NOT EXISTS {name} ON {on}")]
-            }
-            (Then::Index { name, on }, Backend::Postgres) => {
-                // IF NOT EXISTS would keep an invalid index that an interrupted build left.
-                let invalid: Taken = diesel::sql_query(
-                    "SELECT EXISTS (SELECT 1 FROM pg_index i \
-                     JOIN pg_class c ON c.oid = i.indexrelid \
-                     JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE c.relname = $1 AND n.nspname = current_schema() \
-                     AND NOT i.indisvalid) AS taken",
-                )
-                .bind::<Text, _>(*name)
+        let (name, on) = match step {
+            Then::Sql(sql) => return Ok(vec![(*sql).to_owned()]),
+            Then::Index { name, on } => (*name, *on),
+        };
+        let dialect = backend::of(conn.backend());
+        let mut sql = Vec::new();
+        if let Some(invalid) = dialect.invalid_index_sql() {
+            let invalid: Taken = diesel::sql_query(invalid)
+                .bind::<Text, _>(name)
                 .get_result(conn)
                 .map_err(Error::db(format!("cannot look up index {name}")))?;
-                let mut sql = Vec::new();
-                if invalid.taken {
-                    log::warn!("Dropping the invalid index {name} left by an interrupted build");
-                    sql.push(format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"));
-                }
-                sql.push(format!(
-                    "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {on}"
-                ));
-                sql
+            if invalid.taken {
+                log::warn!("Dropping the invalid index {name} left by an interrupted build");
+                sql.push(dialect.drop_index(name));
             }
-        })
+        }
+        sql.push(dialect.create_index(name, on));
+        Ok(sql)
     }
 
     fn run_step(
@@ -145,7 +134,7 @@ impl Backfill {
                 self.table
             )
         };
-        if conn.backend() == Backend::Sqlite {
+        if !backend::of(conn.backend()).lock_timeouts() {
             return conn.batch_execute(sql).map_err(Error::db(context()));
         }
         let lock_ms = if crate::context::is_concurrently(sql) {

@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 use super::claim::{Batch, Sweep, LOCKED_WAIT};
 use super::state::BackfillStatus;
 use super::{store, Backfill, BackfillReport};
+use crate::backend::{self, BatchWrites};
 use crate::backoff::Waits;
 use crate::connection::{AnyConnection, Database, PooledConnection};
 use crate::context::Progress;
 use crate::error::{panic_message, Error, Result};
-use crate::url::Backend;
 
 impl Backfill {
     /// Runs until no row is pending. `compute` gets a row's inputs (in the order of
@@ -218,9 +218,9 @@ impl Backfill {
         // other (a write checks what was committed since its batch's claim on the same
         // connection: see `Batch::seen`); between them it holds no transaction, so no lock.
         // PostgreSQL: a connection from the pool for each claim and each write.
-        let mut held = match db.backend() {
-            Backend::Sqlite => Some(db.get()?),
-            Backend::Postgres => None,
+        let mut held = match backend::of(db.backend()).batch_writes() {
+            BatchWrites::OnTheClaimingConnection => Some(db.get()?),
+            BatchWrites::OneStatement => None,
         };
         let mut current = on(db, &mut held, |conn| {
             self.claim_next(conn, sweep, limit, self.upper_key, self.lease.as_ref())

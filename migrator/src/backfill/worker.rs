@@ -29,6 +29,7 @@ use super::named::{self, Job};
 use super::state::{self, BackfillStatus};
 use super::store::{self, Sink, Tables};
 use super::Backfill;
+use crate::backend::BatchWrites;
 use crate::backoff::{Backoff, Waits};
 use crate::config::Config;
 use crate::connection::{Database, PooledConnection};
@@ -579,8 +580,8 @@ impl WorkerThread {
         let mut backfill = lane.job.backfill.clone();
         // PostgreSQL: claims are leased, so that other processes' workers step around them.
         // SQLite: one process at a time; this process's threads share one sweep.
-        let postgres = shared.db.backend() == crate::url::Backend::Postgres;
-        backfill.lease = postgres.then(|| Lease {
+        let dialect = crate::backend::of(shared.db.backend());
+        backfill.lease = dialect.leases().then(|| Lease {
             tables: tables.clone(),
             name: name.to_owned(),
             holder: self.id.clone(),
@@ -615,8 +616,9 @@ impl WorkerThread {
             name: name.to_owned(),
             backfill,
             batch: claimed,
-            // PostgreSQL: back to the pool while computing.
-            conn: (!postgres).then_some(conn),
+            // PostgreSQL: back to the pool while computing. SQLite: kept, to write the batch
+            // on the connection that claimed it.
+            conn: (dialect.batch_writes() == BatchWrites::OnTheClaimingConnection).then_some(conn),
             size,
             started,
         })))

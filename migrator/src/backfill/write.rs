@@ -31,6 +31,9 @@ use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 use super::claim::{data_version, release_lease, Batch, Claimed, Lease, Sweep};
 use super::store::Sink;
 use super::{Backfill, BackfillReport};
+use crate::backend::{
+    self, pg_write, sqlite_write, BatchWrites, WriteProgress, WriteRelease, WriteTarget,
+};
 use crate::connection::AnyConnection;
 use crate::context::Progress;
 use crate::error::{Error, Result};
@@ -108,9 +111,9 @@ impl Backfill {
                 ),
             });
         }
-        let written = match conn {
-            AnyConnection::Postgres(pg) => {
-                let mut keys = self.write_postgres(pg, batch, outputs, sink, lease)?;
+        let written = match backend::of(conn.backend()).batch_writes() {
+            BatchWrites::OneStatement => {
+                let mut keys = self.write_postgres(conn, batch, outputs, sink, lease)?;
                 keys.sort_unstable();
                 let unwritten = batch
                     .rows
@@ -121,7 +124,7 @@ impl Backfill {
                 }
                 keys.len() as u64
             }
-            AnyConnection::Sqlite(_) => {
+            BatchWrites::OnTheClaimingConnection => {
                 let written = self.write_sqlite(conn, batch, outputs, sink, lease)?;
                 // Which rows were not written is not asked for (a RETURNING costs more than
                 // the guard): the next sweep looks at the whole batch again.
@@ -146,13 +149,11 @@ impl Backfill {
         }
     }
 
-    /// PostgreSQL: the batch, its progress and the lease's release in one statement, so one
-    /// round trip and one transaction (data-modifying `WITH` queries): the rows arrive as one
-    /// array per column (`unnest`), whatever the batch size, so that the statement's text is
-    /// the same for every batch and its parsing and planning do not grow with it.
+    /// PostgreSQL: the batch, its progress and the lease's release in one statement
+    /// ([`pg_write::batch`]): one round trip and one transaction; returns the keys written.
     fn write_postgres(
         &self,
-        pg: &mut diesel::PgConnection,
+        conn: &mut AnyConnection,
         batch: &Batch,
         outputs: Vec<Vec<Option<String>>>,
         sink: Option<&Sink>,
@@ -195,102 +196,11 @@ impl Backfill {
                 query = query.bind::<Text, _>(lease.holder.clone());
             }
         }
+        let Some(pg) = backend::postgres_connection(conn) else {
+            return Ok(Vec::new());
+        };
         let written: Vec<Written> = query.load(pg).map_err(Error::db(context()))?;
         Ok(written.into_iter().map(|w| w.k).collect())
-    }
-
-    /// The statement of [`Backfill::write_postgres`]. Its bind parameters, in order: the keys,
-    /// one array per output, the versions, the smallest and largest keys; with a `sink`, its name, the batch size and its
-    /// worker (if any); with a `lease`, the batch's largest key and the holder.
-    fn postgres_write_sql(&self, sink: Option<&Sink>, lease: Option<&Lease>) -> String {
-        let width = self.outputs.len();
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            format!("${n}")
-        };
-        let mut names = vec!["__k".to_owned()];
-        names.extend((0..width).map(|i| format!("__o{i}")));
-        names.push("__v".to_owned());
-        let mut arrays = vec![format!("CAST({} AS BIGINT[])", next())];
-        arrays.extend((0..=width).map(|_| format!("CAST({} AS TEXT[])", next())));
-        // The batch's smallest and largest keys bound both scans of the table to the batch's
-        // key range, whatever plan the join gets (a merge join would otherwise walk the key
-        // index from its start: a batch would cost more the further it is in the table).
-        let (lo, hi) = (next(), next());
-        let set: Vec<String> = self
-            .outputs
-            .iter()
-            .enumerate()
-            .map(|(i, col)| format!("{col} = v.__o{i}"))
-            .collect();
-        // Rows another transaction holds are skipped, never waited for; a row is written only
-        // if still pending and at the version it was read.
-        let mut sql = format!(
-            "WITH v ({names}) AS (SELECT * FROM unnest({arrays})), \
-             l AS (SELECT t.{key} AS __k FROM {table} t JOIN v ON t.{key} = v.__k \
-             WHERE t.{key} BETWEEN {lo} AND {hi} FOR NO KEY UPDATE OF t SKIP LOCKED), \
-             u AS (UPDATE {table} SET {set} FROM v JOIN l ON l.__k = v.__k \
-             WHERE {table}.{key} = v.__k AND {table}.{key} BETWEEN {lo} AND {hi} \
-             AND ({pending}) \
-             AND CAST({table}.xmin AS TEXT) = v.__v \
-             RETURNING CAST({table}.{key} AS BIGINT) AS k)",
-            names = names.join(", "),
-            arrays = arrays.join(", "),
-            key = self.key,
-            table = self.table,
-            set = set.join(", "),
-            pending = self.pending,
-        );
-        // The worker row's updates (progress, the lease's release) go in one UPDATE: a
-        // statement may change a row once.
-        let mut worker_sets: Vec<(String, Vec<String>)> = Vec::new();
-        if let Some(sink) = sink {
-            let (name, size) = (next(), next());
-            sql.push_str(&format!(
-                ", s AS (UPDATE {} SET rows_done = rows_done + (SELECT COUNT(*) FROM u), \
-                 batch_size = {size}, updated_at = CURRENT_TIMESTAMP WHERE name = {name})",
-                sink.tables.backfills
-            ));
-            if sink.worker.is_some() {
-                let id = next();
-                worker_sets.push((
-                    id,
-                    vec![
-                        "rows_done = rows_done + (SELECT COUNT(*) FROM u)".to_owned(),
-                        format!("backfill = {name}"),
-                        "heartbeat = CURRENT_TIMESTAMP".to_owned(),
-                    ],
-                ));
-            }
-        }
-        if let Some(lease) = lease {
-            let hi = next();
-            let release = vec![
-                format!(
-                    "lease_lo = CASE WHEN lease_hi > {hi} THEN GREATEST(lease_lo, {hi} + 1) END"
-                ),
-                format!("lease_until = CASE WHEN lease_hi > {hi} THEN lease_until END"),
-                format!("lease_hi = CASE WHEN lease_hi > {hi} THEN lease_hi END"),
-            ];
-            match worker_sets.first_mut() {
-                // The same worker row: one UPDATE.
-                Some((_, sets)) if same_worker(sink, lease) => sets.extend(release),
-                _ => worker_sets.push((next(), release)),
-            }
-        }
-        let workers = sink
-            .map(|s| s.tables.workers.clone())
-            .or_else(|| lease.map(|l| l.tables.workers.clone()))
-            .unwrap_or_default();
-        for (i, (id, sets)) in worker_sets.iter().enumerate() {
-            sql.push_str(&format!(
-                ", w{i} AS (UPDATE {workers} SET {} WHERE id = {id})",
-                sets.join(", ")
-            ));
-        }
-        sql.push_str(" SELECT k FROM u");
-        sql
     }
 
     /// SQLite: the batch in one `UPDATE ... FROM (VALUES ...)` statement with its progress, in
@@ -310,17 +220,17 @@ impl Backfill {
         conn.batch_execute("BEGIN IMMEDIATE")
             .map_err(Error::db(context()))?;
         let result = (|| -> Result<u64> {
-            let AnyConnection::Sqlite(lite) = &mut *conn else {
-                return Ok(0);
-            };
             // With the write lock held nobody else commits until this transaction ends: the
             // data version now against the one the claim read first.
             let unchanged = match batch.seen {
-                Some(seen) => data_version(lite)? == seen,
+                Some(seen) => data_version(conn)? == Some(seen),
                 None => false,
             };
+            let Some(lite) = backend::sqlite_connection(conn) else {
+                return Ok(0);
+            };
             let compare_inputs = !unchanged;
-            let (head, tail) = self.sqlite_write_sql(compare_inputs);
+            let (head, tail) = sqlite_write::chunk(&self.write_target(), compare_inputs);
             let mut written = 0u64;
             let mut outputs = outputs.as_slice();
             for rows in batch.rows.chunks(SQLITE_CHUNK) {
@@ -359,47 +269,32 @@ impl Backfill {
         result
     }
 
-    /// The `UPDATE ... FROM (VALUES ...)` statement on SQLite, around its rows: what comes
-    /// before the `VALUES` tuples and what after. Each tuple holds a row's key, its outputs
-    /// and (with `compare_inputs`) the inputs that were read.
-    fn sqlite_write_sql(&self, compare_inputs: bool) -> (String, String) {
-        let inputs = if compare_inputs { self.inputs.len() } else { 0 };
-        let mut names = vec!["__k".to_owned()];
-        names.extend((0..self.outputs.len()).map(|i| format!("__o{i}")));
-        names.extend((0..inputs).map(|i| format!("__i{i}")));
-        let set: Vec<String> = self
-            .outputs
-            .iter()
-            .enumerate()
-            .map(|(i, col)| format!("{col} = v.__o{i}"))
-            .collect();
-        let mut conditions = vec![
-            format!("{}.{} = v.__k", self.table, self.key),
-            format!("({})", self.pending),
-        ];
-        conditions.extend(
-            self.inputs
-                .iter()
-                .take(inputs)
-                .enumerate()
-                .map(|(i, col)| format!("{}.{col} IS v.__i{i}", self.table)),
-        );
-        // Columns renamed from VALUES' `columnN`, which a table's own columns could shadow in
-        // the pending predicate.
-        let renamed: Vec<String> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| format!("column{} AS {name}", i + 1))
-            .collect();
-        (
-            format!(
-                "UPDATE {table} SET {set} FROM (SELECT {renamed} FROM (VALUES ",
-                table = self.table,
-                set = set.join(", "),
-                renamed = renamed.join(", "),
-            ),
-            format!(")) AS v WHERE {}", conditions.join(" AND ")),
+    /// The statement of [`Backfill::write_postgres`] ([`pg_write::batch`]), recording the
+    /// progress in `sink` and releasing `lease`.
+    fn postgres_write_sql(&self, sink: Option<&Sink>, lease: Option<&Lease>) -> String {
+        pg_write::batch(
+            &self.write_target(),
+            sink.map(|sink| WriteProgress {
+                backfills: &sink.tables.backfills,
+                workers: &sink.tables.workers,
+                worker_row: sink.worker.is_some(),
+            }),
+            lease.map(|lease| WriteRelease {
+                workers: &lease.tables.workers,
+                same_row: same_worker(sink, lease),
+            }),
         )
+    }
+
+    /// The table and columns a batch write updates, for the backend's statements.
+    fn write_target(&self) -> WriteTarget<'_> {
+        WriteTarget {
+            table: self.table,
+            key: self.key,
+            pending: self.pending,
+            outputs: &self.outputs,
+            inputs: &self.inputs,
+        }
     }
 }
 
@@ -452,3 +347,44 @@ impl QueryFragment<Sqlite> for SqliteChunk<'_> {
 }
 
 impl<Conn> RunQueryDsl<Conn> for SqliteChunk<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backfill::store::Tables;
+
+    /// A sink and a lease map onto the statement's progress and release (the statements
+    /// themselves are pinned in `backend/tests.rs`).
+    #[test]
+    fn the_write_records_the_sink_and_releases_the_lease() {
+        let tables = Tables {
+            backfills: r#""app".migrator_backfills"#.to_owned(),
+            workers: r#""app".migrator_backfill_workers"#.to_owned(),
+        };
+        let mut backfill = Backfill::new("users", "id");
+        backfill
+            .input("password")
+            .output("pw_hash")
+            .output("pw_algo")
+            .pending_when("pw_hash IS NULL");
+        let sink = |worker: &str| Sink {
+            tables: tables.clone(),
+            name: "n".into(),
+            worker: Some(worker.into()),
+        };
+        let lease = Lease {
+            tables: tables.clone(),
+            name: "n".into(),
+            holder: "w1".into(),
+            ttl: std::time::Duration::from_secs(30),
+        };
+        assert_eq!(
+            backfill.postgres_write_sql(Some(&sink("w1")), Some(&lease)),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), s AS (UPDATE "app".migrator_backfills SET rows_done = rows_done + (SELECT COUNT(*) FROM u), batch_size = $8, updated_at = CURRENT_TIMESTAMP WHERE name = $7), w0 AS (UPDATE "app".migrator_backfill_workers SET rows_done = rows_done + (SELECT COUNT(*) FROM u), backfill = $7, heartbeat = CURRENT_TIMESTAMP, lease_lo = CASE WHEN lease_hi > $10 THEN GREATEST(lease_lo, $10 + 1) END, lease_until = CASE WHEN lease_hi > $10 THEN lease_until END, lease_hi = CASE WHEN lease_hi > $10 THEN lease_hi END WHERE id = $9) SELECT k FROM u"#,
+        );
+        assert_eq!(
+            backfill.postgres_write_sql(Some(&sink("w2")), Some(&lease)),
+            r#"WITH v (__k, __o0, __o1, __v) AS (SELECT * FROM unnest(CAST($1 AS BIGINT[]), CAST($2 AS TEXT[]), CAST($3 AS TEXT[]), CAST($4 AS TEXT[]))), l AS (SELECT t.id AS __k FROM users t JOIN v ON t.id = v.__k WHERE t.id BETWEEN $5 AND $6 FOR NO KEY UPDATE OF t SKIP LOCKED), u AS (UPDATE users SET pw_hash = v.__o0, pw_algo = v.__o1 FROM v JOIN l ON l.__k = v.__k WHERE users.id = v.__k AND users.id BETWEEN $5 AND $6 AND (pw_hash IS NULL) AND CAST(users.xmin AS TEXT) = v.__v RETURNING CAST(users.id AS BIGINT) AS k), s AS (UPDATE "app".migrator_backfills SET rows_done = rows_done + (SELECT COUNT(*) FROM u), batch_size = $8, updated_at = CURRENT_TIMESTAMP WHERE name = $7), w0 AS (UPDATE "app".migrator_backfill_workers SET rows_done = rows_done + (SELECT COUNT(*) FROM u), backfill = $7, heartbeat = CURRENT_TIMESTAMP WHERE id = $9), w1 AS (UPDATE "app".migrator_backfill_workers SET lease_lo = CASE WHEN lease_hi > $10 THEN GREATEST(lease_lo, $10 + 1) END, lease_until = CASE WHEN lease_hi > $10 THEN lease_until END, lease_hi = CASE WHEN lease_hi > $10 THEN lease_hi END WHERE id = $11) SELECT k FROM u"#,
+        );
+    }
+}
