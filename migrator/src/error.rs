@@ -189,7 +189,7 @@ pub enum Error {
     },
 
     /// A migration function returned an error of its own ([`Error::msg`], [`Error::custom`]);
-    /// migrator raises no `Custom` error itself (outside [`crate::testing`]'s harness).
+    /// migrator raises no `Custom` error itself (outside the `testing` harness).
     #[error("{0}")]
     Custom(Box<dyn std::error::Error + Send + Sync + 'static>),
 
@@ -453,7 +453,7 @@ impl Error {
     /// by an operator, a failover, a network cut): running again on a fresh connection may
     /// succeed, e.g. an application's start-up migrations. A failed migration counts when its
     /// cause does. A database error counts by its SQLSTATE (class 08, 57P01–57P03) or Diesel's
-    /// kind (see [`classify`]).
+    /// kind (see `error/classify.rs`).
     pub fn is_connection_lost(&self) -> bool {
         match self {
             Error::LockLost { .. } | Error::Connect { .. } | Error::Pool(_) => true,
