@@ -313,3 +313,106 @@ fn a_role_level_statement_timeout_does_not_cancel_a_migration() {
         "{lines:#?}"
     );
 }
+
+/// The SQLSTATE PostgreSQL sent with a database error, if any.
+fn sqlstate(error: &diesel::result::Error) -> Option<String> {
+    match error {
+        diesel::result::Error::DatabaseError(_, info) => {
+            info.sqlstate().map(|code| code.as_str().to_owned())
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn database_errors_are_classified_by_their_sqlstate_not_their_message() {
+    use migrator::{Error, ErrorKind};
+    let (t, _db) = with_user_profiles();
+    let mut conn = PgConnection::establish(&t.url).unwrap();
+
+    // statement_timeout: 57014, a timeout, transient.
+    conn.batch_execute("SET statement_timeout = '100ms'")
+        .unwrap();
+    let raw = conn.batch_execute("SELECT pg_sleep(5)").unwrap_err();
+    assert_eq!(sqlstate(&raw).as_deref(), Some("57014"), "{raw}");
+    let err = Error::from(raw);
+    assert!(err.is_timeout() && !err.is_connection_lost() && !err.is_deterministic());
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    conn.batch_execute("RESET statement_timeout").unwrap();
+
+    // lock_timeout behind a long transaction: 55P03, a timeout, transient.
+    let holder = Holder::start(&t.url, Duration::from_secs(30));
+    conn.batch_execute("SET lock_timeout = '200ms'").unwrap();
+    let raw = conn
+        .batch_execute("ALTER TABLE user_profiles ADD COLUMN blocked INTEGER")
+        .unwrap_err();
+    holder.end();
+    assert_eq!(sqlstate(&raw).as_deref(), Some("55P03"), "{raw}");
+    let err = Error::from(raw);
+    assert!(err.is_timeout() && !err.is_connection_lost() && !err.is_deterministic());
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    conn.batch_execute("RESET lock_timeout").unwrap();
+
+    // An undefined table: 42P01, the same on every retry.
+    let raw = conn
+        .batch_execute("SELECT * FROM no_such_table")
+        .unwrap_err();
+    assert_eq!(sqlstate(&raw).as_deref(), Some("42P01"), "{raw}");
+    let err = Error::from(raw);
+    assert!(err.is_deterministic() && !err.is_timeout() && !err.is_connection_lost());
+    assert_eq!(err.kind(), ErrorKind::Database);
+
+    // pg_terminate_backend: 57P01 (or, when libpq saw the socket close first, Diesel's
+    // ClosedConnection without a code), a lost connection.
+    let victim = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result::<Pid>(&mut conn)
+        .unwrap()
+        .pid;
+    let mut operator = PgConnection::establish(&t.url).unwrap();
+    operator
+        .batch_execute(&format!("SELECT pg_terminate_backend({victim})"))
+        .unwrap();
+    let raw = conn.batch_execute("SELECT 1").unwrap_err();
+    let code = sqlstate(&raw);
+    assert!(
+        code.as_deref() == Some("57P01")
+            || matches!(
+                raw,
+                diesel::result::Error::DatabaseError(
+                    diesel::result::DatabaseErrorKind::ClosedConnection,
+                    _
+                )
+            ),
+        "{raw} ({code:?})"
+    );
+    let err = Error::from(raw);
+    assert!(err.is_connection_lost() && !err.is_timeout() && !err.is_deterministic());
+    assert_eq!(err.kind(), ErrorKind::ConnectionLost);
+}
+
+#[test]
+fn a_failed_migrations_source_chain_reaches_the_diesel_error() {
+    let t = TestDb::new(Backend::Postgres);
+    let db = t.connect();
+    let err = only("002_sleeps_past_its_statement_timeout")
+        .run(&db, &config(&[]))
+        .unwrap_err();
+    assert_eq!(err.kind(), migrator::ErrorKind::MigrationFailed);
+    let mut chain = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = next {
+        chain.push(e);
+        next = e.source();
+    }
+    let diesel_error = chain
+        .iter()
+        .find_map(|e| e.downcast_ref::<diesel::result::Error>())
+        .unwrap_or_else(|| panic!("no Diesel error in the chain of {err}"));
+    assert_eq!(sqlstate(diesel_error).as_deref(), Some("57014"));
+    // The migrator error in between (the failed migration's cause, a `Box<Error>`) says what
+    // it is, too.
+    let cause = chain[1]
+        .downcast_ref::<Box<migrator::Error>>()
+        .unwrap_or_else(|| panic!("the source of {err} is not the cause"));
+    assert!(cause.is_timeout() && !cause.is_deterministic(), "{cause}");
+}

@@ -182,7 +182,7 @@ impl<'a> Attempt<'_, 'a> {
             };
             let seen = watch.map(BlockerWatch::stop).unwrap_or_default();
             let e = match outcome {
-                Err(e) if ddl_lock::is_lock_timeout(&e, &seen) => e,
+                Err(e) if ddl_lock::is_lock_timeout(&e) => e,
                 other => return other,
             };
             let blockers = ddl_lock::describe(&seen.ever);

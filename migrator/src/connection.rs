@@ -239,6 +239,7 @@ impl Database {
                 expected: "postgres://USER:PASSWORD@HOST:PORT/DATABASE or sqlite://PATH",
             }),
             Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidDatabaseUrl {
+                variable: "DATABASE_URL",
                 url: "<not shown>".into(),
                 reason: "DATABASE_URL is not valid UTF-8".into(),
             }),
@@ -253,7 +254,8 @@ impl Database {
             Ok(url) if url.trim().is_empty() => Ok(self),
             Ok(url) => self.with_migration_url(&url),
             Err(std::env::VarError::NotPresent) => Ok(self),
-            Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidMigrationDatabaseUrl {
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidDatabaseUrl {
+                variable,
                 url: "<not shown>".into(),
                 reason: "MIGRATION_DATABASE_URL is not valid UTF-8".into(),
             }),
@@ -269,13 +271,16 @@ impl Database {
     /// Connects at once, so that a wrong URL fails here (password scrubbed).
     pub fn with_migration_url(mut self, url: &str) -> Result<Database> {
         let migration = Database::connect(url).map_err(|e| match e {
-            Error::InvalidDatabaseUrl { url, reason } => {
-                Error::InvalidMigrationDatabaseUrl { url, reason }
-            }
+            Error::InvalidDatabaseUrl { url, reason, .. } => Error::InvalidDatabaseUrl {
+                variable: crate::config::vars::MIGRATION_DATABASE_URL,
+                url,
+                reason,
+            },
             other => other,
         })?;
         if migration.backend() != self.backend() {
-            return Err(Error::InvalidMigrationDatabaseUrl {
+            return Err(Error::InvalidDatabaseUrl {
+                variable: crate::config::vars::MIGRATION_DATABASE_URL,
                 url: migration.url().redacted().to_owned(),
                 reason: format!(
                     "it names a {} database while DATABASE_URL names a {} one: both must name \

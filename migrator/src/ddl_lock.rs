@@ -14,7 +14,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
-use diesel::result::DatabaseErrorKind;
 use diesel::sql_types::{Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
@@ -100,31 +99,12 @@ pub(crate) fn reset(conn: &mut AnyConnection, m: &Migration) {
     }
 }
 
-/// Whether `error` is PostgreSQL's lock timeout (SQLSTATE 55P03, `lock_not_available`).
-///
-/// Diesel does not expose the SQLSTATE, so it is recognised by the server's message
-/// (`canceling statement due to lock timeout`); on a server whose `lc_messages` translates it,
-/// by a database error raised while the blocker watch last saw the attempt blocked.
-pub(crate) fn is_lock_timeout(error: &Error, seen: &Seen) -> bool {
-    let source = match error {
-        Error::Query(source) | Error::Database { source, .. } => source,
-        _ => return false,
-    };
-    match source {
-        diesel::result::Error::DatabaseError(kind, info) => {
-            let message = info.message();
-            // An operator's pg_cancel_backend ("canceling statement due to user request") or a
-            // statement timeout is not a lock timeout, even while blockers were seen.
-            message.contains("lock timeout")
-                || (matches!(kind, DatabaseErrorKind::Unknown)
-                    && !message.contains("statement timeout")
-                    && !message.contains("user request")
-                    && !message.contains("conflict with recovery")
-                    && !message.contains("terminating connection")
-                    && !seen.latest.is_empty())
-        }
-        _ => false,
-    }
+/// Whether `error` is PostgreSQL's lock timeout (SQLSTATE 55P03, `lock_not_available`),
+/// told by its SQLSTATE whatever the server's `lc_messages`: a statement timeout or an
+/// operator's cancel (57014) or a terminated session (57P01) is not one, even while blockers
+/// were seen.
+pub(crate) fn is_lock_timeout(error: &Error) -> bool {
+    error.is_lock_not_available()
 }
 
 /// The waits between retries of a statement that hit the DDL lock timeout: 250 ms doubling up

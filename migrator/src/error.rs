@@ -1,9 +1,12 @@
-//! The crate's one error type.
+//! The crate's one error type; [`classify`] tells what a database error means.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::report::Report;
+
+mod classify;
+
+use classify::{classify, Failure};
 
 /// A `Result` whose error defaults to [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -27,7 +30,8 @@ pub enum ErrorKind {
     LockTimeout,
     /// The connection or the migration lock was lost: a fresh attempt may succeed.
     ConnectionLost,
-    /// PostgreSQL cancelled a statement at its `statement_timeout` or `lock_timeout`.
+    /// PostgreSQL cancelled a statement: its `statement_timeout` (SQLSTATE 57014, also an
+    /// operator's `pg_cancel_backend`) or its `lock_timeout` (55P03).
     Timeout,
     /// Any other error of the database.
     Database,
@@ -43,7 +47,10 @@ pub enum ErrorKind {
 /// A database's error is shown with every value from a row or a statement redacted (a
 /// PostgreSQL `DETAIL`, a quoted literal, the statement near a SQLite syntax error), in
 /// `Display` and `Debug` alike: these texts reach `applied_migrations.error_message`, logs and
-/// pages. The driver's error is still the [`source`](std::error::Error::source), for matching.
+/// pages. The driver's error is still the [`source`](std::error::Error::source) (Diesel's,
+/// r2d2's, the I/O error), for matching and downcasting; its own `Display` is the driver's raw
+/// text, unredacted, so code that prints a whole chain of causes must not print the source of
+/// a database error where a value must not appear.
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -82,18 +89,12 @@ pub enum Error {
         expected: &'static str,
     },
 
-    /// `DATABASE_URL` (or a URL given in code) cannot be used.
-    #[error("invalid DATABASE_URL {url}: {reason}")]
+    /// `DATABASE_URL` (or a URL given in code) or `MIGRATION_DATABASE_URL` (see
+    /// [`crate::Database::with_migration_url`]) cannot be used.
+    #[error("invalid {variable} {url}: {reason}")]
     InvalidDatabaseUrl {
-        /// The URL, redacted (or `<not shown>` where no password could be told apart).
-        url: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-
-    /// `MIGRATION_DATABASE_URL` cannot be used (see [`crate::Database::with_migration_url`]).
-    #[error("invalid MIGRATION_DATABASE_URL {url}: {reason}")]
-    InvalidMigrationDatabaseUrl {
+        /// Which: `DATABASE_URL` or `MIGRATION_DATABASE_URL`.
+        variable: &'static str,
         /// The URL, redacted (or `<not shown>` where no password could be told apart).
         url: String,
         /// What is wrong with it.
@@ -116,7 +117,8 @@ pub enum Error {
     Connect {
         /// The redacted URL.
         url: String,
-        /// The driver's message, with the password scrubbed.
+        /// The driver's message, with the password scrubbed. (The driver's error itself is not
+        /// kept as a source: libpq may quote the URL, password included, in it.)
         reason: String,
     },
 
@@ -139,10 +141,11 @@ pub enum Error {
     Query(#[from] diesel::result::Error),
 
     /// Diesel's SQL migrations failed.
-    #[error("diesel SQL migrations failed: {reason}")]
+    #[error("diesel SQL migrations failed: {source}")]
     SqlMigrations {
-        /// Diesel's message.
-        reason: String,
+        /// Diesel's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
     /// Two registered migrations share one ID.
@@ -177,13 +180,16 @@ pub enum Error {
     MigrationFailed {
         /// The migration's ID.
         id: String,
-        /// Why, as recorded in `applied_migrations.error_message`.
+        /// Why, as recorded in `applied_migrations.error_message`; also the
+        /// [`source`](std::error::Error::source) (a `Box<Error>`).
+        #[source]
         cause: Box<Error>,
         /// What the run did up to the failure.
         report: Box<Report>,
     },
 
-    /// A migration function returned an error of its own.
+    /// A migration function returned an error of its own ([`Error::msg`], [`Error::custom`]);
+    /// migrator raises no `Custom` error itself (outside the `testing` harness).
     #[error("{0}")]
     Custom(Box<dyn std::error::Error + Send + Sync + 'static>),
 
@@ -269,6 +275,7 @@ pub enum Error {
         /// waited, or that none was seen.
         blockers: String,
         /// The database's error of the last attempt.
+        #[source]
         cause: Box<Error>,
     },
 
@@ -280,11 +287,13 @@ pub enum Error {
         lock: String,
     },
 
-    /// The migration lock could not be taken for a reason other than another holder.
-    #[error("cannot take the migration lock {path:?}: {source}")]
-    LockFile {
-        /// The lock file.
-        path: PathBuf,
+    /// An operation of the operating system failed: the migration lock's file could not be
+    /// taken for a reason other than another holder, a worker thread or a signal handler could
+    /// not be started, output could not be written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What migrator was doing, e.g. `cannot take the migration lock "/data/app.db.lock"`.
+        context: String,
         /// The I/O error.
         #[source]
         source: std::io::Error,
@@ -396,7 +405,6 @@ impl Error {
                 | Error::VariableOutOfRange { .. }
                 | Error::MissingVariable { .. }
                 | Error::InvalidDatabaseUrl { .. }
-                | Error::InvalidMigrationDatabaseUrl { .. }
                 | Error::TransactionPooling { .. }
                 | Error::DuplicateMigration { .. }
                 | Error::InvalidMigrationId { .. }
@@ -420,48 +428,37 @@ impl Error {
         }
     }
 
-    /// Whether a statement was cancelled by PostgreSQL's `statement_timeout` or
-    /// `lock_timeout` (SQLSTATE 57014 / 55P03; recognised by the server's message, which
-    /// Diesel passes on without the SQLSTATE).
+    /// What the database error this error carries means (see [`classify`]).
+    fn failure(&self) -> Option<Failure> {
+        self.database_source().map(classify)
+    }
+
+    /// Whether this is PostgreSQL's `lock_timeout` (SQLSTATE 55P03 `lock_not_available`), not a
+    /// statement timeout or a cancel (57014).
+    pub(crate) fn is_lock_not_available(&self) -> bool {
+        self.failure() == Some(Failure::LockNotAvailable)
+    }
+
+    /// Whether PostgreSQL cancelled a statement: its `statement_timeout` or an operator's
+    /// `pg_cancel_backend` (SQLSTATE 57014 `query_canceled`), or its `lock_timeout` (55P03
+    /// `lock_not_available`). Told by the SQLSTATE, never by the message.
     pub fn is_timeout(&self) -> bool {
-        match self.database_source() {
-            Some(diesel::result::Error::DatabaseError(_, info)) => {
-                let message = info.message();
-                message.contains("statement timeout") || message.contains("lock timeout")
-            }
-            _ => false,
-        }
+        matches!(
+            self.failure(),
+            Some(Failure::Cancelled | Failure::LockNotAvailable)
+        )
     }
 
     /// Whether the error is a lost connection or a lost migration lock (a session terminated
     /// by an operator, a failover, a network cut): running again on a fresh connection may
     /// succeed, e.g. an application's start-up migrations. A failed migration counts when its
-    /// cause does.
+    /// cause does. A database error counts by its SQLSTATE (class 08, 57P01–57P03) or Diesel's
+    /// kind (see `error/classify.rs`).
     pub fn is_connection_lost(&self) -> bool {
-        use diesel::result::DatabaseErrorKind as Kind;
         match self {
             Error::LockLost { .. } | Error::Connect { .. } | Error::Pool(_) => true,
             Error::MigrationFailed { cause, .. } => cause.is_connection_lost(),
-            Error::Tracking { .. } => {
-                let text = self.to_string();
-                text.contains("closed the connection") || text.contains("terminating connection")
-            }
-            _ => match self.database_source() {
-                Some(diesel::result::Error::DatabaseError(kind, info)) => {
-                    matches!(kind, Kind::ClosedConnection)
-                        || [
-                            "terminating connection",
-                            "server closed the connection",
-                            "no connection to the server",
-                            "connection to server",
-                            "could not receive data from server",
-                        ]
-                        .iter()
-                        .any(|needle| info.message().contains(needle))
-                }
-                Some(diesel::result::Error::BrokenTransactionManager) => true,
-                _ => false,
-            },
+            _ => self.failure() == Some(Failure::ConnectionLost),
         }
     }
 
@@ -470,48 +467,18 @@ impl Error {
     /// backfill's computation that returns the wrong shape. Connection losses, timeouts,
     /// cancellations, deadlocks and serialization failures are transient.
     pub fn is_deterministic(&self) -> bool {
-        use diesel::result::DatabaseErrorKind as Kind;
-        if matches!(self, Error::Backfill { .. }) {
-            return true;
-        }
-        match self.database_source() {
-            Some(diesel::result::Error::DatabaseError(kind, info)) => match kind {
-                Kind::UniqueViolation
-                | Kind::ForeignKeyViolation
-                | Kind::NotNullViolation
-                | Kind::CheckViolation
-                | Kind::RestrictViolation
-                | Kind::ExclusionViolation => true,
-                Kind::Unknown => {
-                    let message = info.message();
-                    [
-                        "permission denied",
-                        "does not exist",
-                        "invalid input syntax",
-                        "syntax error",
-                        "value too long",
-                        "out of range",
-                        "violates",
-                        "cannot be cast",
-                        "must be owner",
-                        "no such column",
-                        "no such table",
-                        "datatype mismatch",
-                    ]
-                    .iter()
-                    .any(|needle| message.contains(needle))
-                }
-                _ => false,
-            },
-            Some(diesel::result::Error::DeserializationError(_))
-            | Some(diesel::result::Error::SerializationError(_)) => true,
-            _ => false,
-        }
+        matches!(self, Error::Backfill { .. }) || self.failure() == Some(Failure::Deterministic)
     }
 
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(diesel::result::Error) -> Error {
         let context = context.into();
         move |source| Error::Database { context, source }
+    }
+
+    /// An [`Error::Io`] with what migrator was doing.
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
     }
 }
 

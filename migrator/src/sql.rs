@@ -25,9 +25,7 @@ impl<DB: Backend> MigrationSource<DB> for SqlMigrations {
 }
 
 fn sql_error(e: Box<dyn std::error::Error + Send + Sync>) -> Error {
-    Error::SqlMigrations {
-        reason: e.to_string(),
-    }
+    Error::SqlMigrations { source: e }
 }
 
 impl SqlMigrations {

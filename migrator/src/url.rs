@@ -46,8 +46,11 @@ const ACCEPTED: &str = "expected postgres://USER:PASSWORD@HOST:PORT/DATABASE, \
 impl DatabaseUrl {
     /// Parses a URL; the error never contains the password.
     pub fn parse(url: &str) -> Result<DatabaseUrl> {
-        let invalid =
-            |shown: String, reason: String| Error::InvalidDatabaseUrl { url: shown, reason };
+        let invalid = |shown: String, reason: String| Error::InvalidDatabaseUrl {
+            variable: "DATABASE_URL",
+            url: shown,
+            reason,
+        };
         let Some((scheme, rest)) = url.split_once("://") else {
             // Without a scheme nothing tells which part is a password: show nothing of it.
             return Err(invalid(

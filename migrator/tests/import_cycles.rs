@@ -49,6 +49,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "foundation",
         &[
             "error.rs",
+            "error/",
             "backoff.rs",
             "redact.rs",
             "report.rs",

@@ -171,7 +171,7 @@ impl Workers {
             let handle = std::thread::Builder::new()
                 .name(format!("backfill-worker-{index}"))
                 .spawn(move || WorkerThread::new(index.to_string(), index).run(&shared))
-                .map_err(|e| Error::msg(format!("cannot start a backfill worker thread: {e}")))?;
+                .map_err(Error::io("cannot start a backfill worker thread"))?;
             handles.push(handle);
         }
         if threads == 0 {

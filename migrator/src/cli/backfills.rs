@@ -21,7 +21,7 @@ pub(super) fn list(db: &Database, json: bool) -> Result<u8> {
     let all = backfill::list(db.for_migrations())?;
     if json {
         let out = serde_json::to_string_pretty(&all)
-            .map_err(|e| Error::msg(format!("cannot print the backfills as JSON: {e}")))?;
+            .map_err(|e| Error::io("cannot print the backfills as JSON")(e.into()))?;
         println!("{out}");
         return Ok(EXIT_OK);
     }
@@ -88,7 +88,7 @@ pub(super) fn work(
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
-            .map_err(|e| Error::msg(format!("cannot handle signal {signal}: {e}")))?;
+            .map_err(Error::io(format!("cannot handle signal {signal}")))?;
     }
     let db = db.for_migrations();
     if !wait_for_active(migrator, db, &config, &stop)? {

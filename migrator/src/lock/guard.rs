@@ -16,7 +16,8 @@ pub struct LockGuard {
 
 #[derive(Debug)]
 enum Inner {
-    Postgres(postgres::PgLock),
+    /// Boxed: the lock's connection (Diesel 2.4's `PgConnection`) is ten times the file lock.
+    Postgres(Box<postgres::PgLock>),
     Sqlite(sqlite::FileLock),
 }
 
@@ -25,7 +26,7 @@ impl LockGuard {
     pub fn acquire(db: &Database, timeout: Duration) -> Result<LockGuard> {
         let start = std::time::Instant::now();
         let inner = match db.backend() {
-            Backend::Postgres => Inner::Postgres(postgres::PgLock::acquire(db, timeout)?),
+            Backend::Postgres => Inner::Postgres(Box::new(postgres::PgLock::acquire(db, timeout)?)),
             Backend::Sqlite => Inner::Sqlite(sqlite::FileLock::acquire(db, timeout)?),
         };
         crate::metrics::lock_acquired(start.elapsed());

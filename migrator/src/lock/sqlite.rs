@@ -81,8 +81,8 @@ impl FileLock {
             return Ok(FileLock::Memory);
         }
         let path = lock_path(db.url().sqlite_path().unwrap_or_default());
-        let io_error = |source| Error::LockFile {
-            path: path.clone(),
+        let io_error = |source| Error::Io {
+            context: format!("cannot take the migration lock {path:?}"),
             source,
         };
         let mut file = OpenOptions::new()

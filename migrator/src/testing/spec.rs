@@ -109,8 +109,10 @@ impl Spec {
     /// Adds the SQL script in file `path` (see [`Spec::fixture`]).
     pub fn fixture_file(&mut self, path: impl AsRef<Path>) -> Result<&mut Spec> {
         let path = path.as_ref();
-        let sql = std::fs::read_to_string(path)
-            .map_err(|e| Error::msg(format!("cannot read test fixture {}: {e}", path.display())))?;
+        let sql = std::fs::read_to_string(path).map_err(Error::io(format!(
+            "cannot read test fixture {}",
+            path.display()
+        )))?;
         Ok(self.fixture(path.display().to_string(), sql))
     }
 
