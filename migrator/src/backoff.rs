@@ -79,11 +79,19 @@ impl Waits {
     }
 
     /// Back to the first wait.
+    #[cfg_attr(
+        not(feature = "backfill"),
+        allow(dead_code, reason = "the workers' idle polls")
+    )]
     pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 
     /// Whether the waits reached their maximum (the next one is no longer than the last).
+    #[cfg_attr(
+        not(feature = "backfill"),
+        allow(dead_code, reason = "the workers' idle polls")
+    )]
     pub(crate) fn at_max(&self) -> bool {
         self.attempt > 0 && self.backoff.full(self.attempt - 1) >= self.backoff.max
     }

@@ -11,6 +11,7 @@ use crate::url::Backend;
 pub use crate::url::DatabaseUrl;
 
 pub use any::AnyConnection;
+#[cfg(feature = "backfill")]
 pub(crate) use any::MultiBackend;
 
 /// In a private module of its own: Diesel's derive adds public helper items beside the enum,

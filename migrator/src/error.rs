@@ -476,6 +476,13 @@ impl Error {
     }
 
     /// An [`Error::Io`] with what migrator was doing.
+    #[cfg_attr(
+        not(any(feature = "backfill", feature = "testing")),
+        allow(
+            dead_code,
+            reason = "the workers' threads and signals, the harness's fixtures"
+        )
+    )]
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }

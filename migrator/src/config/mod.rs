@@ -34,6 +34,7 @@ pub use lock::{
     DEFAULT_DDL_LOCK_RETRIES, DEFAULT_DDL_LOCK_TIMEOUT, DEFAULT_LOCK_TIMEOUT,
     DEFAULT_PROGRESS_INTERVAL,
 };
+#[cfg(feature = "password")]
 pub(crate) use parse::parse_u32;
 
 /// The tracking table's name.
