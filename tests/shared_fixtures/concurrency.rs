@@ -12,7 +12,7 @@ use common::{count, TestDb};
 use migrator::{config::Environment, report::Outcome, report::Status, Backend, Config, Migrator};
 use migrator_tests::fixtures;
 
-const RUNNER: &str = env!("CARGO_BIN_EXE_migrator-test-runner");
+use crate::RUNNER;
 
 fn assert_each_applied_once(t: &TestDb) {
     let db = t.connect();
@@ -68,29 +68,7 @@ fn eight_threads_sqlite() {
 
 fn four_processes(backend: Backend) {
     let t = TestDb::new(backend);
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            Command::new(RUNNER)
-                .env("DATABASE_URL", &t.url)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start migrator-test-runner")
-        })
-        .collect();
-    let mut applied = Vec::new();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "runner failed: {stderr}");
-        assert!(!stderr.contains(common::pg_password()), "{stderr}");
-        applied.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| l.strip_prefix("applied ").map(str::to_owned)),
-        );
-    }
-    applied.sort();
+    let applied = crate::runners_at_once([t.url.as_str(); 4]);
     assert_eq!(
         applied,
         fixtures::IDS,

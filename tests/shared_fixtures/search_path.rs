@@ -6,7 +6,6 @@
 
 use crate::common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::{count, exec, texts, users, TestDb};
@@ -19,7 +18,6 @@ use migrator::{
 };
 use migrator_tests::fixtures;
 
-const RUNNER: &str = env!("CARGO_BIN_EXE_migrator-test-runner");
 const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
 
 fn dev() -> Config {
@@ -247,30 +245,8 @@ fn runners_whose_search_paths_differ_share_the_table_and_the_lock() {
     assert!(matches!(err, migrator::Error::LockTimeout { .. }), "{err}");
     drop(held);
     // Two runners of each kind, at once.
-    let children: Vec<_> = [&r.url, &r.admin_url, &r.url, &r.admin_url]
-        .into_iter()
-        .map(|url| {
-            common::isolated(RUNNER)
-                .env("DATABASE_URL", url)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start migrator-test-runner")
-        })
-        .collect();
-    let mut applied = Vec::new();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "runner failed: {stderr}");
-        assert!(!stderr.contains(pg_password()), "{stderr}");
-        applied.extend(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .filter_map(|l| l.strip_prefix("applied ").map(str::to_owned)),
-        );
-    }
-    applied.sort();
+    let applied =
+        crate::runners_at_once([&r.url, &r.admin_url, &r.url, &r.admin_url].map(String::as_str));
     assert_eq!(applied, ["002_slow_insert", "003_nontx_insert"]);
     assert_eq!(schemas_of(&admin, "applied_migrations"), ["public"]);
     assert_eq!(schemas_of(&admin, "run_effects"), ["public"]);
