@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::parse::{invalid, parse_mb, parse_seconds};
+use super::parse::{invalid, parse_mb, parse_millis, parse_seconds};
 use super::vars;
 use crate::error::Result;
 
@@ -45,22 +45,6 @@ impl Default for Background {
     }
 }
 
-fn millis(variable: &'static str, value: &str, allow_zero: bool) -> Result<Duration> {
-    match value.trim().parse::<u32>() {
-        Ok(ms) if allow_zero || ms > 0 => Ok(Duration::from_millis(u64::from(ms))),
-        _ if allow_zero => Err(invalid(
-            variable,
-            value,
-            "a whole number of milliseconds (0 or more)",
-        )),
-        _ => Err(invalid(
-            variable,
-            value,
-            "a whole number of milliseconds greater than 0",
-        )),
-    }
-}
-
 /// A comma-separated list of names, trimmed, empty items dropped.
 fn name_list(value: Option<String>) -> Vec<String> {
     value
@@ -85,10 +69,10 @@ impl Background {
             })?);
         }
         if let Some(v) = lookup(vars::MIGRATION_BACKFILL_PAUSE_MS) {
-            settings.pause = millis(vars::MIGRATION_BACKFILL_PAUSE_MS, &v, true)?;
+            settings.pause = parse_millis(vars::MIGRATION_BACKFILL_PAUSE_MS, &v, true)?;
         }
         if let Some(v) = lookup(vars::MIGRATION_BATCH_TARGET_MS) {
-            settings.batch_target = millis(vars::MIGRATION_BATCH_TARGET_MS, &v, false)?;
+            settings.batch_target = parse_millis(vars::MIGRATION_BATCH_TARGET_MS, &v, false)?;
         }
         if let Some(v) = lookup(vars::MIGRATION_MAX_REPLICA_LAG_SECS) {
             settings.max_replica_lag_time =

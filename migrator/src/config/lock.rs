@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::parse::{invalid, parse_seconds};
+use super::parse::{invalid, parse_millis, parse_seconds};
 use super::vars;
 use crate::error::Result;
 
@@ -62,16 +62,7 @@ impl Lock {
             lock.progress_interval = parse_seconds(vars::MIGRATION_PROGRESS_INTERVAL_SECS, &v)?;
         }
         if let Some(v) = lookup(vars::MIGRATION_DDL_LOCK_TIMEOUT_MS) {
-            lock.ddl_lock.timeout = match v.trim().parse::<u32>() {
-                Ok(ms) if ms > 0 => Duration::from_millis(u64::from(ms)),
-                _ => {
-                    return Err(invalid(
-                        vars::MIGRATION_DDL_LOCK_TIMEOUT_MS,
-                        &v,
-                        "a whole number of milliseconds greater than 0",
-                    ))
-                }
-            };
+            lock.ddl_lock.timeout = parse_millis(vars::MIGRATION_DDL_LOCK_TIMEOUT_MS, &v, false)?;
         }
         if let Some(v) = lookup(vars::MIGRATION_DDL_LOCK_RETRIES) {
             lock.ddl_lock.retries = v.trim().parse::<u32>().map_err(|_| {

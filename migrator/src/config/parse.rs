@@ -51,3 +51,25 @@ pub(super) fn parse_mb(variable: &'static str, value: &str) -> Result<u64> {
         .parse::<u64>()
         .map_err(|_| invalid(variable, value, "a whole number of megabytes (0 or more)"))
 }
+
+/// Parses a whole number of milliseconds strictly: 0 or more with `allow_zero`, else more
+/// than 0.
+pub(super) fn parse_millis(
+    variable: &'static str,
+    value: &str,
+    allow_zero: bool,
+) -> Result<Duration> {
+    match value.trim().parse::<u32>() {
+        Ok(ms) if allow_zero || ms > 0 => Ok(Duration::from_millis(u64::from(ms))),
+        _ if allow_zero => Err(invalid(
+            variable,
+            value,
+            "a whole number of milliseconds (0 or more)",
+        )),
+        _ => Err(invalid(
+            variable,
+            value,
+            "a whole number of milliseconds greater than 0",
+        )),
+    }
+}
