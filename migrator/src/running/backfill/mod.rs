@@ -61,19 +61,18 @@ mod lag;
 mod named;
 mod run;
 mod schedule;
-mod state;
-mod store;
-mod tables;
 mod worker;
 #[cfg(feature = "testing")]
 pub(crate) use worker::stepped;
 mod write;
 
+pub use crate::records::backfill::state::{
+    control, get, list, BackfillState, BackfillStatus, Control, WorkerState,
+};
 pub use definition::{
     Backfill, BackfillReport, DEFAULT_BATCH_SIZE, DEFAULT_WAIT_FOR_LOCKED_ROWS, MAX_COLUMNS,
 };
 pub use lag::{over_limit, replica_lag, replica_lag_for, wait_for_replicas, LagLimits, ReplicaLag};
 pub use named::{registered, valid_name, Job, Registered};
 pub use schedule::Scheduled;
-pub use state::{control, get, list, BackfillState, BackfillStatus, Control, WorkerState};
 pub use worker::{WorkReport, Workers};
