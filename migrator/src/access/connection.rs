@@ -6,9 +6,9 @@ use std::sync::{Arc, OnceLock};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, SqliteConnection};
 
-use crate::error::{Error, Result};
-use crate::url::Backend;
-pub use crate::url::DatabaseUrl;
+use crate::access::url::Backend;
+pub use crate::access::url::DatabaseUrl;
+use crate::foundation::error::{Error, Result};
 
 pub use any::AnyConnection;
 #[cfg(feature = "backfill")]
@@ -250,7 +250,7 @@ impl Database {
     /// [`Database::with_migration_url`] with `MIGRATION_DATABASE_URL`, when it is set and not
     /// empty; else this database as it is.
     pub fn with_migration_url_from_env(self) -> Result<Database> {
-        let variable = crate::config::vars::MIGRATION_DATABASE_URL;
+        let variable = crate::foundation::config::vars::MIGRATION_DATABASE_URL;
         match std::env::var(variable) {
             Ok(url) if url.trim().is_empty() => Ok(self),
             Ok(url) => self.with_migration_url(&url),
@@ -273,7 +273,7 @@ impl Database {
     pub fn with_migration_url(mut self, url: &str) -> Result<Database> {
         let migration = Database::connect(url).map_err(|e| match e {
             Error::InvalidDatabaseUrl { url, reason, .. } => Error::InvalidDatabaseUrl {
-                variable: crate::config::vars::MIGRATION_DATABASE_URL,
+                variable: crate::foundation::config::vars::MIGRATION_DATABASE_URL,
                 url,
                 reason,
             },
@@ -281,7 +281,7 @@ impl Database {
         })?;
         if migration.backend() != self.backend() {
             return Err(Error::InvalidDatabaseUrl {
-                variable: crate::config::vars::MIGRATION_DATABASE_URL,
+                variable: crate::foundation::config::vars::MIGRATION_DATABASE_URL,
                 url: migration.url().redacted().to_owned(),
                 reason: format!(
                     "it names a {} database while DATABASE_URL names a {} one: both must name \

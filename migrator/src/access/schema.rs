@@ -17,9 +17,9 @@
 use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
-use crate::backend;
-use crate::connection::AnyConnection;
-use crate::error::{Error, Result};
+use crate::access::backend;
+use crate::access::connection::AnyConnection;
+use crate::foundation::error::{Error, Result};
 
 /// The row of a `SELECT COUNT(*) AS n ...` query run with `diesel::sql_query`.
 ///

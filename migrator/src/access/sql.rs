@@ -4,9 +4,9 @@ use diesel::backend::Backend;
 use diesel::migration::{Migration, MigrationSource};
 use diesel_migrations::EmbeddedMigrations;
 
-use crate::backend;
-use crate::connection::AnyConnection;
-use crate::error::{Error, Result};
+use crate::access::backend;
+use crate::access::connection::AnyConnection;
+use crate::foundation::error::{Error, Result};
 
 /// A `'static` set of embedded migrations (Diesel's type is not `Clone`).
 #[derive(Clone, Copy)]
@@ -37,7 +37,7 @@ impl SqlMigrations {
     /// Like [`SqlMigrations::pending`], but never creates Diesel's table (for read-only
     /// callers): without the table, every SQL migration is pending.
     pub(crate) fn pending_read_only(self, conn: &mut AnyConnection) -> Result<Vec<String>> {
-        if crate::schema::table_exists(conn, "__diesel_schema_migrations")? {
+        if crate::access::schema::table_exists(conn, "__diesel_schema_migrations")? {
             return self.pending(conn);
         }
         let all: Vec<Box<dyn Migration<diesel::sqlite::Sqlite>>> =

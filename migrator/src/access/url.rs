@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use crate::error::{Error, Result};
-use crate::pg_url::PgUrl;
+use crate::access::pg_url::PgUrl;
+use crate::foundation::error::{Error, Result};
 
 /// The database engines migrator runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::report::Report;
+use crate::foundation::report::Report;
 
 mod classify;
 
@@ -127,7 +127,7 @@ pub enum Error {
     Pool(#[from] r2d2::Error),
 
     /// A query of migrator's own failed.
-    #[error("{context}: {}", crate::redact::DatabaseError(.source))]
+    #[error("{context}: {}", crate::foundation::redact::DatabaseError(.source))]
     Database {
         /// What migrator was doing.
         context: String,
@@ -137,7 +137,7 @@ pub enum Error {
     },
 
     /// A query in migration code failed (converted by `?`).
-    #[error("{}", crate::redact::DatabaseError(.0))]
+    #[error("{}", crate::foundation::redact::DatabaseError(.0))]
     Query(#[from] diesel::result::Error),
 
     /// Diesel's SQL migrations failed.
@@ -321,7 +321,7 @@ pub enum Error {
 impl std::fmt::Debug for Error {
     /// Like `Display` (values redacted), with the variant's name for the database errors.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::redact::DatabaseError;
+        use crate::foundation::redact::DatabaseError;
         match self {
             Error::Database { context, source } => f
                 .debug_struct("Database")

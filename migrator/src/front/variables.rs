@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use crate::config::vars::*;
-use crate::config::{
+use crate::foundation::config::vars::*;
+use crate::foundation::config::{
     DEFAULT_BACKUP_DIR, DEFAULT_BATCH_TARGET, DEFAULT_DDL_LOCK_RETRIES, DEFAULT_DDL_LOCK_TIMEOUT,
     DEFAULT_INLINE_BACKFILL, DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_REPLICA_LAG_MB,
     DEFAULT_MAX_REPLICA_LAG_TIME, DEFAULT_PG_DUMP, DEFAULT_PROGRESS_INTERVAL,
@@ -134,8 +134,10 @@ pub fn table() -> Vec<Variable> {
     ];
     #[cfg(feature = "password")]
     {
-        let argon2 = crate::password::Params::default();
-        use crate::password::vars::{ARGON2_ITERATIONS, ARGON2_MEMORY_KIB, ARGON2_PARALLELISM};
+        let argon2 = crate::hashing::password::Params::default();
+        use crate::hashing::password::vars::{
+            ARGON2_ITERATIONS, ARGON2_MEMORY_KIB, ARGON2_PARALLELISM,
+        };
         rows.extend([
             row(
                 ARGON2_MEMORY_KIB,
@@ -204,7 +206,7 @@ mod tests {
     #[test]
     fn every_variable_has_one_row() {
         let rows = table();
-        let argon2 = crate::password::vars::ALL;
+        let argon2 = crate::hashing::password::vars::ALL;
         for name in ALL.iter().chain(&argon2) {
             let count = rows.iter().filter(|v| v.name == *name).count();
             let deprecated = *name == MIGRATION_WORKER_THREADS;

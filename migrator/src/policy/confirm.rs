@@ -10,10 +10,10 @@
 
 use std::io::{BufRead, Write};
 
-use crate::config::vars;
-use crate::connection::Database;
-use crate::error::{Error, Result};
-use crate::plan::{Confirmation, Plan};
+use crate::access::connection::Database;
+use crate::foundation::config::vars;
+use crate::foundation::error::{Error, Result};
+use crate::policy::plan::{Confirmation, Plan};
 
 fn plan_lines(plan: &Plan, name: &str) -> Vec<String> {
     let mut lines = vec![format!(
@@ -41,7 +41,7 @@ pub(crate) fn confirm(db: &Database, plan: &Plan) -> Result<()> {
     if plan.confirmation == Confirmation::NotRequired {
         return Ok(());
     }
-    let name = crate::backup::database_name(db)?;
+    let name = crate::records::backup::database_name(db)?;
     let lines = plan_lines(plan, &name);
     for line in &lines {
         log::info!("{line}");

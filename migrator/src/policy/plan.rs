@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::{vars, Config, Environment, Setting, Source};
-use crate::error::{Error, Result};
-use crate::report::StatusReport;
+use crate::foundation::config::{vars, Config, Environment, Setting, Source};
+use crate::foundation::error::{Error, Result};
+use crate::foundation::report::StatusReport;
 
 /// Where a pending migration comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

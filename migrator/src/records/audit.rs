@@ -25,10 +25,10 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
-use crate::backend;
-use crate::connection::{AnyConnection, Database};
-use crate::error::{Error, Result};
-use crate::tracking::{self, Table};
+use crate::access::backend;
+use crate::access::connection::{AnyConnection, Database};
+use crate::foundation::error::{Error, Result};
+use crate::records::tracking::{self, Table};
 
 /// The table's name.
 pub const AUDIT: &str = "migrator_audit";
@@ -180,15 +180,15 @@ pub fn control_backfill(
     db: &Database,
     actor: &Actor,
     name: &str,
-    action: crate::backfill::Control,
-) -> Result<crate::backfill::BackfillState> {
-    use crate::backfill::Control;
+    action: crate::records::backfill::state::Control,
+) -> Result<crate::records::backfill::state::BackfillState> {
+    use crate::records::backfill::state::Control;
     let (what, done) = match action {
         Control::Pause => ("backfill pause", "paused"),
         Control::Resume => ("backfill resume", "resumed"),
         _ => ("backfill cancel", "cancelled"),
     };
-    let result = crate::backfill::control(db, name, action);
+    let result = crate::records::backfill::state::control(db, name, action);
     let _ = record(db, actor, what, name, &outcome(&result, done));
     result
 }

@@ -21,12 +21,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::backend;
-use crate::config::Config;
-use crate::connection::Database;
-use crate::error::{Error, Result};
+use crate::access::backend;
+use crate::access::connection::Database;
+use crate::foundation::config::Config;
+use crate::foundation::error::{Error, Result};
 
-pub(crate) use crate::report::Backup;
+pub(crate) use crate::foundation::report::Backup;
 
 fn failed(reason: impl Into<String>) -> Error {
     Error::Backup {
@@ -45,7 +45,7 @@ fn timestamp() -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     // 2026-11-28T00:29:22Z -> 20261128T002922Z
-    crate::lock::format_utc(secs).replace(['-', ':'], "")
+    crate::records::lock::format_utc(secs).replace(['-', ':'], "")
 }
 
 fn safe(name: &str) -> String {

@@ -11,11 +11,11 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
-use crate::backend;
-use crate::connection::AnyConnection;
-use crate::error::{Error, Result};
+use crate::access::backend;
+use crate::access::connection::AnyConnection;
+use crate::foundation::error::{Error, Result};
 
-pub(crate) use crate::report::{AppliedMigration, Status};
+pub(crate) use crate::foundation::report::{AppliedMigration, Status};
 use location::Columns;
 pub(crate) use location::TABLE;
 pub(crate) use location::{exists, exists_beside, find, locate, remember, Table};

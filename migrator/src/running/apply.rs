@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 
 use diesel::Connection;
 
-use crate::config::Config;
-use crate::connection::{AnyConnection, Database};
-use crate::context::{Context, ProgressObserver};
-use crate::ddl_lock::{self, BlockerWatch};
-use crate::error::{Error, Result};
-use crate::lock::LockWatch;
-use crate::metrics;
-use crate::migrations::Migrator;
-use crate::registry::Migration;
-use crate::report::{ChecksumDrift, MigrationState, Outcome, Report, StatusReport};
-use crate::tracking::{self, Record, Status, Table};
+use crate::access::connection::{AnyConnection, Database};
+use crate::foundation::config::Config;
+use crate::foundation::error::{Error, Result};
+use crate::foundation::metrics;
+use crate::foundation::report::{ChecksumDrift, MigrationState, Outcome, Report, StatusReport};
+use crate::records::lock::LockWatch;
+use crate::records::tracking::{self, Record, Status, Table};
+use crate::running::context::{Context, ProgressObserver};
+use crate::running::ddl_lock::{self, BlockerWatch};
+use crate::running::migrations::Migrator;
+use crate::running::registry::Migration;
 
 /// The outcome of a migration this run does not attempt.
 pub(crate) fn settled(m: &MigrationState) -> Outcome {
@@ -302,7 +302,7 @@ pub(crate) fn call(m: &Migration, ctx: &mut Context<'_>) -> Result<()> {
     match catch_unwind(AssertUnwindSafe(|| m.call(ctx))) {
         Ok(result) => result,
         Err(payload) => {
-            let message = crate::error::panic_message(&*payload);
+            let message = crate::foundation::error::panic_message(&*payload);
             Err(Error::Panic { message })
         }
     }

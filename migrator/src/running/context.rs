@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 
-use crate::backend;
-use crate::config::Config;
-use crate::connection::{AnyConnection, Database, Pool};
-use crate::error::{Error, Result};
-use crate::lock::LockWatch;
-use crate::url::Backend;
+use crate::access::backend;
+use crate::access::connection::{AnyConnection, Database, Pool};
+use crate::access::url::Backend;
+use crate::foundation::config::Config;
+use crate::foundation::error::{Error, Result};
+use crate::records::lock::LockWatch;
 
 /// The migration's view of the world: its connection, the pool, the policy, a progress reporter.
 ///
@@ -273,7 +273,7 @@ impl Progress {
 
     fn notify(&self) {
         let s = self.snapshot();
-        crate::metrics::migration_progress(self.inner.id, s.done, s.total);
+        crate::foundation::metrics::migration_progress(self.inner.id, s.done, s.total);
         if let Some(observer) = &self.inner.observer {
             observer(self.inner.id, s);
         }

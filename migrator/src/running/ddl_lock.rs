@@ -17,12 +17,12 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
-use crate::backend::{self, pg_ddl};
-use crate::backoff::Backoff;
-use crate::config::Config;
-use crate::connection::{AnyConnection, Database};
-use crate::error::{Error, Result};
-use crate::registry::Migration;
+use crate::access::backend::{self, pg_ddl};
+use crate::access::connection::{AnyConnection, Database};
+use crate::foundation::backoff::Backoff;
+use crate::foundation::config::Config;
+use crate::foundation::error::{Error, Result};
+use crate::running::registry::Migration;
 
 /// Sets the attempt's `lock_timeout` and `statement_timeout` on PostgreSQL (nothing on SQLite):
 /// with `SET LOCAL` when `local` (inside the migration's transaction), else with `SET` (undone by

@@ -3,15 +3,15 @@
 //! plan, read only). Running them is `runner.rs`; start-up, waiting and the operator's actions
 //! are `startup.rs`, `wait.rs` and `operate.rs`, each adding its methods to [`Migrator`].
 
-use crate::config::Config;
-use crate::connection::Database;
-use crate::context::ProgressObserver;
-use crate::error::Result;
-use crate::plan::Plan;
-use crate::registry::{self, Migration};
-use crate::report::{MigrationState, StatusReport};
-use crate::sql::SqlMigrations;
-use crate::tracking::{self, AppliedMigration, Status};
+use crate::access::connection::Database;
+use crate::access::sql::SqlMigrations;
+use crate::foundation::config::Config;
+use crate::foundation::error::Result;
+use crate::foundation::report::{MigrationState, StatusReport};
+use crate::policy::plan::Plan;
+use crate::records::tracking::{self, AppliedMigration, Status};
+use crate::running::context::ProgressObserver;
+use crate::running::registry::{self, Migration};
 
 /// Runs a set of migrations against a [`Database`].
 ///
@@ -100,7 +100,7 @@ impl Migrator {
         if let Some(sql) = &self.sql {
             status.pending_sql = sql.pending_read_only(&mut conn)?;
         }
-        crate::metrics::pending(status.pending_count());
+        crate::foundation::metrics::pending(status.pending_count());
         Ok(status)
     }
 
@@ -157,10 +157,10 @@ impl Migrator {
 #[cfg(test)]
 mod tests {
     use super::Migrator;
-    use crate::context::Context;
-    use crate::error::Result;
-    use crate::registry::Migration;
-    use crate::tracking::{AppliedMigration, Status};
+    use crate::foundation::error::Result;
+    use crate::records::tracking::{AppliedMigration, Status};
+    use crate::running::context::Context;
+    use crate::running::registry::Migration;
 
     fn noop(_: &mut Context<'_>) -> Result<()> {
         Ok(())

@@ -5,18 +5,18 @@ use std::time::Instant;
 
 use diesel::Connection;
 
-use crate::apply::{call, settled, warn_anomalies};
-use crate::audit;
-use crate::backup::{self, Backup};
-use crate::config::Config;
-use crate::connection::Database;
-use crate::context::Context;
-use crate::error::{Error, Result};
-use crate::lock::LockGuard;
-use crate::migrations::Migrator;
-use crate::plan::MarkAs;
-use crate::report::{MigrationReport, Outcome, Report};
-use crate::tracking::{self, Record, Status};
+use crate::access::connection::Database;
+use crate::foundation::config::Config;
+use crate::foundation::error::{Error, Result};
+use crate::foundation::report::{MigrationReport, Outcome, Report};
+use crate::policy::plan::MarkAs;
+use crate::records::audit;
+use crate::records::backup::{self, Backup};
+use crate::records::lock::LockGuard;
+use crate::records::tracking::{self, Record, Status};
+use crate::running::apply::{call, settled, warn_anomalies};
+use crate::running::context::Context;
+use crate::running::migrations::Migrator;
 
 /// [`Migrator::backup`].
 pub(crate) fn backup(db: &Database, config: &Config) -> Result<Backup> {
@@ -137,8 +137,8 @@ fn mark_unrecorded(
 impl Migrator {
     /// Backs the database up now, under the migration lock, into `MIGRATION_BACKUP_DIR` (the
     /// CLI's `backup`): `pg_dump` custom format on PostgreSQL, `VACUUM INTO` on SQLite.
-    pub fn backup(&self, db: &Database, config: &Config) -> Result<crate::backup::Backup> {
-        crate::operate::backup(db.for_migrations(), config)
+    pub fn backup(&self, db: &Database, config: &Config) -> Result<crate::records::backup::Backup> {
+        crate::running::operate::backup(db.for_migrations(), config)
     }
 
     /// Rehearses the pending migrations without changing anything (the CLI's `up --dry-run`):
@@ -150,12 +150,12 @@ impl Migrator {
     /// `sql_migrations` and not rehearsed. No row of `applied_migrations` is written, no backup
     /// is taken, and no confirmation is asked.
     pub fn dry_run(&self, db: &Database, config: &Config) -> Result<Report> {
-        crate::operate::dry_run(self, db.for_migrations(), config)
+        crate::running::operate::dry_run(self, db.for_migrations(), config)
     }
 
     /// Sets the status of migration `id` by hand, under the lock (what an operator would
     /// otherwise do with `UPDATE applied_migrations ...`). Unknown IDs are refused.
     pub fn mark(&self, db: &Database, config: &Config, id: &str, to: MarkAs) -> Result<()> {
-        crate::operate::mark(self, db.for_migrations(), config, id, to)
+        crate::running::operate::mark(self, db.for_migrations(), config, id, to)
     }
 }

@@ -4,8 +4,8 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::time::Duration;
 
-use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::foundation::error::{Error, Result};
+use crate::running::context::Context;
 
 /// The signature of a code migration.
 pub type MigrationFn = for<'a, 'b> fn(&'a mut Context<'b>) -> Result<()>;

@@ -1,16 +1,16 @@
 //! The runner: plan, lock, plan again under the lock, confirm, back up, apply.
 
-use crate::apply::{apply, settled, warn_anomalies, Run};
-use crate::backup::{self, Backup};
-use crate::config::Config;
-use crate::confirm::confirm;
-use crate::connection::Database;
-use crate::error::{Error, Result};
-use crate::lock::{LockGuard, LockWatch};
-use crate::migrations::Migrator;
-use crate::plan::Plan;
-use crate::report::{MigrationReport, Outcome, Report, StatusReport};
-use crate::tracking::{self, Table};
+use crate::access::connection::Database;
+use crate::foundation::config::Config;
+use crate::foundation::error::{Error, Result};
+use crate::foundation::report::{MigrationReport, Outcome, Report, StatusReport};
+use crate::policy::confirm::confirm;
+use crate::policy::plan::Plan;
+use crate::records::backup::{self, Backup};
+use crate::records::lock::{LockGuard, LockWatch};
+use crate::records::tracking::{self, Table};
+use crate::running::apply::{apply, settled, warn_anomalies, Run};
+use crate::running::migrations::Migrator;
 
 impl Migrator {
     /// Applies every pending migration, in order, under the migration lock: an explicit run
@@ -30,7 +30,7 @@ impl Migrator {
         }
         let lock = LockGuard::acquire(db, config.lock_timeout())?;
         let table = lock.tracking_table();
-        let lock = LockWatch::hold(lock, crate::lock::CHECK_INTERVAL);
+        let lock = LockWatch::hold(lock, crate::records::lock::CHECK_INTERVAL);
         let plan = self.plan_under_lock(db, config, &table)?;
         if plan.pending.is_empty() {
             return Ok(self.nothing_to_do(&plan.status));
@@ -74,7 +74,7 @@ impl Migrator {
         if let Some(sql) = &self.sql {
             status.pending_sql = sql.pending(&mut conn)?;
         }
-        crate::metrics::pending(status.pending_count());
+        crate::foundation::metrics::pending(status.pending_count());
         Ok(Plan::new(config, db.url().redacted().to_string(), status))
     }
 

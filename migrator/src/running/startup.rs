@@ -1,10 +1,10 @@
 //! The start-up entry point: the environment policy applied around a run.
 
-use crate::config::Config;
-use crate::connection::Database;
-use crate::error::{Error, Result};
-use crate::migrations::Migrator;
-use crate::report::Report;
+use crate::access::connection::Database;
+use crate::foundation::config::Config;
+use crate::foundation::error::{Error, Result};
+use crate::foundation::report::Report;
+use crate::running::migrations::Migrator;
 
 /// How start-up migration ended, when the application may go on.
 #[derive(Debug)]
@@ -80,6 +80,6 @@ impl Migrator {
     /// # Ok(()) }
     /// ```
     pub fn run_on_startup(&self, db: &Database, config: &Config) -> Result<StartupOutcome> {
-        crate::startup::run_on_startup(self, db, config)
+        crate::running::startup::run_on_startup(self, db, config)
     }
 }

@@ -4,9 +4,9 @@
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::connection::Database;
-use crate::error::Result;
-use crate::migrations::Migrator;
+use crate::access::connection::Database;
+use crate::foundation::error::Result;
+use crate::running::migrations::Migrator;
 
 /// How often a waiter logs that it is still waiting.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -74,6 +74,6 @@ impl Migrator {
         poll: std::time::Duration,
     ) -> Result<bool> {
         let db = db.for_migrations();
-        crate::wait::until_applied(self, db, timeout, poll)
+        crate::running::wait::until_applied(self, db, timeout, poll)
     }
 }

@@ -3,16 +3,16 @@
 
 use std::path::Path;
 
-use crate::config::Config;
-use crate::connection::Database;
-use crate::error::Result;
+use crate::access::connection::Database;
+use crate::foundation::config::Config;
+use crate::foundation::error::Result;
 
 /// What differs between the backends, as SQL text and the few operations that are not SQL.
 ///
 /// Identifiers spliced into statements (`table`, `name`) come from the code (constants and
 /// catalog names quoted with [`quote_ident`]), never from input; values are bound.
 pub(crate) trait Dialect: Sync {
-    // --- Catalog probes (`schema.rs`, `tracking/location.rs`) ---
+    // --- Catalog probes (`access/schema.rs`, `records/tracking/location.rs`) ---
 
     /// `name, ty` of the columns of the table `$1` (resolved as an unqualified name in a query
     /// would be; none if it does not exist).
@@ -29,7 +29,7 @@ pub(crate) trait Dialect: Sync {
     #[cfg(feature = "backfill")]
     fn key_column_sql(&self) -> &'static str;
 
-    // --- Tracking table (`tracking.rs`) ---
+    // --- Tracking table (`records/tracking.rs`) ---
 
     /// The column list of a new `applied_migrations`.
     fn tracking_columns(&self) -> &'static str;
@@ -108,7 +108,7 @@ pub(crate) trait Dialect: Sync {
         )
     }
 
-    // --- Audit log (`audit.rs`) ---
+    // --- Audit log (`records/audit.rs`) ---
 
     /// The column list of a new `migrator_audit`.
     fn audit_columns(&self) -> &'static str;
@@ -121,7 +121,7 @@ pub(crate) trait Dialect: Sync {
         )
     }
 
-    // --- Backfill tables and state (`backfill/tables.rs`, `state.rs`, `store.rs`) ---
+    // --- Backfill tables and state (`records/backfill/`) ---
 
     /// The column lists of new `migrator_backfills` and `migrator_backfill_workers`.
     #[cfg(feature = "backfill")]
@@ -197,7 +197,7 @@ pub(crate) trait Dialect: Sync {
     #[cfg(feature = "backfill")]
     fn replica_lag_sql(&self) -> Option<&'static str>;
 
-    // --- The backfill engine (`backfill/claim.rs`, `write.rs`, `estimate.rs`, `run.rs`) ---
+    // --- The backfill engine (`running/backfill/`: claim, write, estimate, run) ---
 
     /// The claim of a batch: at most `$3` pending rows (`pending`, a predicate) of `table` with
     /// `key`s in `$1..=$2`, in key order, as rows `c` (the key looked at), `k` (the key if
@@ -234,7 +234,7 @@ pub(crate) trait Dialect: Sync {
     #[cfg(feature = "backfill")]
     fn statistics_table(&self) -> Option<&'static str>;
 
-    // --- A backfill's finishing statements (`backfill/finish.rs`) ---
+    // --- A backfill's finishing statements (`running/backfill/finish.rs`) ---
 
     /// `taken` (a boolean): takes the session lock of the finishing statements of the backfill
     /// `$2` in the lock class `$1` (an `INTEGER`) if it is free; `None` on a backend where one
@@ -256,14 +256,14 @@ pub(crate) trait Dialect: Sync {
     #[cfg(feature = "backfill")]
     fn create_index(&self, name: &str, on: &str) -> String;
 
-    // --- Table locks (`ddl_lock.rs`, `context.rs`) ---
+    // --- Table locks (`running/ddl_lock.rs`, `context.rs`) ---
 
     /// Whether sessions have `lock_timeout` and `statement_timeout` (set per migration, lifted
     /// for `CREATE INDEX CONCURRENTLY`) and the server tells who blocks whom: the DDL lock
     /// timeout and its blocker watch.
     fn lock_timeouts(&self) -> bool;
 
-    // --- Backups (`backup.rs`) ---
+    // --- Backups (`records/backup.rs`) ---
 
     /// The extension of a backup file.
     fn backup_extension(&self) -> &'static str;

@@ -23,8 +23,8 @@ use diesel::pg::Pg;
 use diesel::sqlite::Sqlite;
 use diesel_migrations::MigrationHarness;
 
-use crate::connection::AnyConnection;
-use crate::url::Backend;
+use crate::access::connection::AnyConnection;
+use crate::access::url::Backend;
 
 pub(crate) use dialect::Dialect;
 #[cfg(feature = "backfill")]

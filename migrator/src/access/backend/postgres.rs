@@ -11,9 +11,9 @@ use diesel::{QueryableByName, RunQueryDsl};
 #[cfg(feature = "backfill")]
 use super::dialect::BatchWrites;
 use super::dialect::Dialect;
-use crate::config::Config;
-use crate::connection::Database;
-use crate::error::{Error, Result};
+use crate::access::connection::Database;
+use crate::foundation::config::Config;
+use crate::foundation::error::{Error, Result};
 
 /// PostgreSQL.
 #[derive(Debug)]
@@ -39,9 +39,10 @@ const LAG_SQL: &str = "SELECT COALESCE(NULLIF(application_name, ''), host(client
     (replay_lsn IS NULL AND flush_lsn IS NOT NULL) AS no_replay \
     FROM pg_stat_replication r WHERE NOT pg_is_in_recovery() ORDER BY 1";
 
-/// The statements of the PostgreSQL migration lock (`lock/postgres.rs` runs them): a session
-/// advisory lock `(LOCK_CLASS, hashtext(DATABASE.SCHEMA.applied_migrations))`, the schema
-/// bound as `$1`, taken and released only by the session's own backend (pid bound as `$2`).
+/// The statements of the PostgreSQL migration lock (`records/lock/postgres.rs` runs them): a
+/// session advisory lock `(LOCK_CLASS, hashtext(DATABASE.SCHEMA.applied_migrations))`, the
+/// schema bound as `$1`, taken and released only by the session's own backend (pid bound as
+/// `$2`).
 pub(crate) mod lock {
     /// The first key of the advisory lock: ASCII "migr".
     pub(crate) const LOCK_CLASS: i32 = 0x6D69_6772;
@@ -100,8 +101,8 @@ pub(crate) mod lock {
     }
 }
 
-/// The statements of a migration's DDL lock timeout and its blocker watch (`ddl_lock.rs` runs
-/// them, on a backend with [`Dialect::lock_timeouts`]).
+/// The statements of a migration's DDL lock timeout and its blocker watch
+/// (`running/ddl_lock.rs` runs them, on a backend with [`Dialect::lock_timeouts`]).
 pub(crate) mod ddl {
     /// `v`: the session's `statement_timeout` (the role's, database's or server's).
     pub(crate) const STATEMENT_TIMEOUT: &str = "SELECT current_setting('statement_timeout') AS v";
@@ -137,7 +138,7 @@ pub(crate) mod ddl {
 /// [`Dialect::batch_writes`] is [`BatchWrites::OneStatement`]).
 #[cfg(feature = "backfill")]
 pub(crate) mod write {
-    use crate::backend::dialect::{WriteProgress, WriteRelease, WriteTarget};
+    use crate::access::backend::dialect::{WriteProgress, WriteRelease, WriteTarget};
 
     /// The batch, its progress and the lease's release in one statement, so one round trip
     /// and one transaction (data-modifying `WITH` queries): the rows arrive as one array per

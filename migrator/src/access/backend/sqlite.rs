@@ -11,9 +11,9 @@ use diesel::RunQueryDsl;
 #[cfg(feature = "backfill")]
 use super::dialect::BatchWrites;
 use super::dialect::Dialect;
-use crate::config::Config;
-use crate::connection::Database;
-use crate::error::{Error, Result};
+use crate::access::connection::Database;
+use crate::foundation::config::Config;
+use crate::foundation::error::{Error, Result};
 
 /// SQLite.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub(crate) struct Sqlite;
 /// [`Dialect::batch_writes`] is [`BatchWrites::OnTheClaimingConnection`]).
 #[cfg(feature = "backfill")]
 pub(crate) mod write {
-    use crate::backend::dialect::WriteTarget;
+    use crate::access::backend::dialect::WriteTarget;
 
     /// The `UPDATE ... FROM (VALUES ...)` statement, around its rows: what comes before the
     /// `VALUES` tuples and what after. Each tuple holds a row's key, its outputs and (with

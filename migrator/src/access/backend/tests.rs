@@ -3,7 +3,7 @@
 //! reviewed diff of this file (the integration tests check that the SQL works).
 
 use super::{of, qualified, quote_ident, Dialect};
-use crate::url::Backend;
+use crate::access::url::Backend;
 
 fn postgres() -> &'static dyn Dialect {
     of(Backend::Postgres)
@@ -265,7 +265,7 @@ fn capabilities() {
 #[cfg(feature = "backfill")]
 mod backfill {
     use super::{postgres, same, sqlite};
-    use crate::backend::{
+    use crate::access::backend::{
         pg_write, sqlite_write, BatchWrites, WriteProgress, WriteRelease, WriteTarget,
     };
 

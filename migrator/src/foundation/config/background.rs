@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::parse::{invalid, parse_mb, parse_millis, parse_seconds};
 use super::vars;
-use crate::error::Result;
+use crate::foundation::error::Result;
 
 /// Default of `MIGRATION_BATCH_TARGET_MS`: the batch size adapts so that a batch takes about this.
 pub const DEFAULT_BATCH_TARGET: Duration = Duration::from_millis(1000);

@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::parse::{invalid, ENVIRONMENTS};
-use crate::error::{Error, Result};
+use crate::foundation::error::{Error, Result};
 
 /// The deployment environment (`ENVIRONMENT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]

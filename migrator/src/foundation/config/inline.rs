@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::parse::{invalid, parse_seconds, parse_u32};
 use super::vars;
-use crate::error::{Error, Result};
+use crate::foundation::error::{Error, Result};
 
 /// Default of `MIGRATION_INLINE_BACKFILL_SECS`: how long `auto` works inline before handing off.
 pub const DEFAULT_INLINE_BACKFILL: Duration = Duration::from_secs(30);

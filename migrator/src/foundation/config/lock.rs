@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::parse::{invalid, parse_millis, parse_seconds};
 use super::vars;
-use crate::error::Result;
+use crate::foundation::error::Result;
 
 /// Default of `MIGRATION_LOCK_TIMEOUT_SECS`: one hour, so that replicas started during a long
 /// migration wait for it instead of failing.

@@ -22,7 +22,7 @@ mod parse;
 mod policy;
 pub mod vars;
 
-use crate::error::Result;
+use crate::foundation::error::Result;
 
 pub use background::{
     DEFAULT_BATCH_TARGET, DEFAULT_MAX_REPLICA_LAG_MB, DEFAULT_MAX_REPLICA_LAG_TIME,

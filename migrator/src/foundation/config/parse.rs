@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+use crate::foundation::error::{Error, Result};
 
 /// What `ENVIRONMENT` accepts.
 pub(super) const ENVIRONMENTS: &str = "one of development, staging, production";

@@ -5,7 +5,7 @@
 
 use super::parse::{parse_bool, ENVIRONMENTS};
 use super::{vars, Environment};
-use crate::error::{Error, Result};
+use crate::foundation::error::{Error, Result};
 
 /// The policy settings of a [`Config`]. The booleans are `None` when not set: their defaults
 /// depend on the environment (see [`Config`]'s table), and a [`Setting`] says which applied.

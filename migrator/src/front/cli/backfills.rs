@@ -7,11 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::EXIT_OK;
-use crate::backfill::{self, BackfillState, BackfillStatus, Control, Workers};
-use crate::config::Config;
-use crate::connection::Database;
-use crate::error::{Error, Result};
-use crate::migrations::Migrator;
+use crate::access::connection::Database;
+use crate::foundation::config::Config;
+use crate::foundation::error::{Error, Result};
+use crate::running::migrations::Migrator;
+use crate::{
+    records::backfill::state::{BackfillState, BackfillStatus, Control},
+    running::backfill::{self, Workers},
+};
 
 /// How often `work` looks for a backfill while migrations that may schedule one are pending.
 const WORK_POLL: Duration = Duration::from_millis(500);
@@ -58,8 +61,8 @@ fn line(b: &BackfillState) -> String {
 
 /// `backfill pause|resume|cancel NAME`, recorded in `migrator_audit` as the OS user.
 pub(super) fn control(db: &Database, action: Control, name: &str) -> Result<u8> {
-    let actor = crate::audit::Actor::os_user();
-    let state = crate::audit::control_backfill(db.for_migrations(), &actor, name, action)?;
+    let actor = crate::records::audit::Actor::os_user();
+    let state = crate::records::audit::control_backfill(db.for_migrations(), &actor, name, action)?;
     println!("{name} is {}", state.status);
     Ok(EXIT_OK)
 }

@@ -1,6 +1,6 @@
 //! Exit codes, as the command-line contract fixes them, and which one an error gets.
 
-use crate::error::Error;
+use crate::foundation::error::Error;
 
 /// Exit code: done.
 pub const EXIT_OK: u8 = 0;

@@ -67,11 +67,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, Environment};
-use crate::connection::Database;
-use crate::error::{Error, Result};
-use crate::migrations::Migrator;
-use crate::plan::MarkAs;
+use crate::access::connection::Database;
+use crate::foundation::config::{Config, Environment};
+use crate::foundation::error::{Error, Result};
+use crate::policy::plan::MarkAs;
+use crate::running::migrations::Migrator;
 
 /// How often `wait` reads the tracking table.
 const WAIT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
@@ -174,7 +174,7 @@ enum Command<C: AppCommand> {
     #[cfg(feature = "backfill")]
     Backfill {
         /// What to do.
-        action: crate::backfill::Control,
+        action: crate::records::backfill::state::Control,
         /// The backfill's name.
         name: String,
     },
@@ -276,7 +276,7 @@ fn mark(migrator: &Migrator, db: &Database, name: &str, to: MarkAs, yes: bool) -
             "Mark {name} as {to} in the production database ({})?",
             db.for_migrations().url()
         );
-        if !(config.interactive() && crate::confirm::ask(&question)) {
+        if !(config.interactive() && crate::policy::confirm::ask(&question)) {
             return Err(Error::Refused {
                 reason: "marking a migration in production needs confirmation: answer y at \
                          the prompt, or pass --yes"

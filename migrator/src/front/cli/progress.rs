@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::context::ProgressObserver;
+use crate::running::context::ProgressObserver;
 
 type Current = Option<(String, indicatif::ProgressBar)>;
 

@@ -3,9 +3,9 @@
 use serde_json::json;
 
 use super::{EXIT_FAILED, EXIT_OK};
-use crate::connection::Database;
-use crate::plan::Plan;
-use crate::report::{Outcome, Report, StatusReport};
+use crate::access::connection::Database;
+use crate::foundation::report::{Outcome, Report, StatusReport};
+use crate::policy::plan::Plan;
 
 /// `status`: every migration and its row (a table, or JSON).
 pub(super) fn status(db: &Database, status: &StatusReport, json: bool) {
@@ -85,7 +85,7 @@ pub(super) fn plan(plan: &Plan, json: bool) {
             "non-transactional"
         };
         let kind = match m.kind {
-            crate::plan::Kind::Sql => ", SQL",
+            crate::policy::plan::Kind::Sql => ", SQL",
             _ => "",
         };
         println!("  {} ({tx}{kind})", m.id);
@@ -97,7 +97,7 @@ pub(super) fn plan(plan: &Plan, json: bool) {
             d.variable,
             d.value,
             match d.source {
-                crate::config::Source::Default => "default",
+                crate::foundation::config::Source::Default => "default",
                 _ => "set",
             },
             d.why

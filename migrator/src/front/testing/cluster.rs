@@ -8,7 +8,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::error::Error;
+use crate::foundation::error::Error;
 
 /// What to do when the cluster cannot start.
 pub(crate) const HOW_TO_FIX: &str = "#[migrator::test] needs PostgreSQL: install its server \

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::cluster::PostgresCluster;
 use super::postgres::{fresh_name, handle, PostgresServer};
 use super::TEST_DATABASE_URL;
-use crate::error::{Error, Result};
+use crate::foundation::error::{Error, Result};
 
 static ROLES: AtomicU64 = AtomicU64::new(0);
 

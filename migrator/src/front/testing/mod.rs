@@ -70,16 +70,16 @@ pub use server::{KEEP_TEST_DB, TEST_DATABASE_URL};
 pub(crate) use spec::Fixture;
 pub use spec::{Backfills, Migrations, Spec};
 
-use crate::connection::Database;
-use crate::error::Result;
-use crate::url::Backend;
+use crate::access::connection::Database;
+use crate::access::url::Backend;
+use crate::foundation::error::Result;
 
 /// Not public API: a background worker driven a half-step at a time (claim, then compute and
 /// write), for property tests of the backfill's claim/write protocol (feature `backfill` too).
 /// May change at any time.
 #[cfg(feature = "backfill")]
 #[doc(hidden)]
-pub use crate::backfill::stepped::{Claim, SteppedWorker};
+pub use crate::running::backfill::stepped::{Claim, SteppedWorker};
 
 impl Spec {
     /// A fresh database on `backend` in this state. It is dropped with the value unless

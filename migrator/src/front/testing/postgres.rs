@@ -12,10 +12,10 @@ use diesel::RunQueryDsl;
 
 use super::cluster::{self, PostgresCluster};
 use super::{Server, TEST_DATABASE_URL};
-use crate::connection::{AnyConnection, ConnectionManager, Database};
-use crate::error::{Error, Result};
-use crate::schema::Count;
-use crate::url::DatabaseUrl;
+use crate::access::connection::{AnyConnection, ConnectionManager, Database};
+use crate::access::schema::Count;
+use crate::access::url::DatabaseUrl;
+use crate::foundation::error::{Error, Result};
 
 /// The PostgreSQL server of this test binary (see [`postgres`](super::postgres)): the server of
 /// `MIGRATOR_TEST_DATABASE_URL`, or the throwaway cluster the harness started. Its `Debug`
@@ -57,7 +57,7 @@ fn start() -> std::result::Result<PostgresServer, String> {
         Ok(url) if !url.trim().is_empty() => {
             let admin = DatabaseUrl::parse(url.trim())
                 .map_err(|e| format!("{TEST_DATABASE_URL} is not a usable PostgreSQL URL: {e}"))?;
-            if admin.backend() != crate::url::Backend::Postgres {
+            if admin.backend() != crate::access::url::Backend::Postgres {
                 return Err(format!(
                     "{TEST_DATABASE_URL}={} is not a PostgreSQL URL: set it to \
                      postgres://USER:PASSWORD@HOST:PORT/postgres (a role that may CREATE \

@@ -5,10 +5,10 @@ use std::fmt::Debug;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use super::{tell, Spec, TestDatabase, KEEP_TEST_DB};
-use crate::config::{Config, Environment};
-use crate::connection::{Database, PooledConnection};
-use crate::context::Context;
-use crate::url::Backend;
+use crate::access::connection::{Database, PooledConnection};
+use crate::access::url::Backend;
+use crate::foundation::config::{Config, Environment};
+use crate::running::context::Context;
 
 /// What a test function may return: `()` or a `Result` whose error is a failure.
 pub trait TestResult {

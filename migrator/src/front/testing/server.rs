@@ -1,8 +1,8 @@
 //! Where the test databases come from: the servers' common interface, and the variables that
 //! choose and keep them.
 
-use crate::connection::Database;
-use crate::error::Result;
+use crate::access::connection::Database;
+use crate::foundation::error::Result;
 
 /// The variable that names an existing PostgreSQL server for the tests.
 pub const TEST_DATABASE_URL: &str = "MIGRATOR_TEST_DATABASE_URL";

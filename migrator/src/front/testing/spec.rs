@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::foundation::error::{Error, Result};
 
 /// Which of the registered migrations a test database has.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use super::{cluster, Server};
-use crate::connection::Database;
-use crate::error::{Error, Result};
+use crate::access::connection::Database;
+use crate::foundation::error::{Error, Result};
 
 /// The directory of this process's SQLite test databases.
 struct Sqlite {

@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use diesel::connection::SimpleConnection;
 
 use super::{Backfills, Fixture, Migrations, Server, Spec};
-use crate::config::{BackfillMode, Config, Environment};
-use crate::connection::Database;
-use crate::error::{Error, Result};
-use crate::migrations::Migrator;
-use crate::registry::Migration;
-use crate::url::Backend;
+use crate::access::connection::Database;
+use crate::access::url::Backend;
+use crate::foundation::config::{BackfillMode, Config, Environment};
+use crate::foundation::error::{Error, Result};
+use crate::running::migrations::Migrator;
+use crate::running::registry::Migration;
 
 /// The version of the key's input format: a change to it gives every template a new name.
 const KEY_FORMAT: &str = "migrator-test-template-v1";
@@ -203,8 +203,8 @@ pub(crate) fn template(backend: Backend, server: &dyn Server, state: &State) -> 
 #[cfg(test)]
 mod tests {
     use super::{fnv1a_hex, Backfills, Fixture, State};
-    use crate::context::Context;
-    use crate::registry::Migration;
+    use crate::running::context::Context;
+    use crate::running::registry::Migration;
 
     fn noop(_: &mut Context<'_>) -> crate::Result<()> {
         Ok(())

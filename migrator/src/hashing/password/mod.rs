@@ -40,8 +40,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 use migrator_hasher as engine;
 
-use crate::config::parse_u32;
-use crate::error::{Error, Result};
+use crate::foundation::config::parse_u32;
+use crate::foundation::error::{Error, Result};
 use bounds::out_of_bounds;
 
 mod bounds;

@@ -9,9 +9,9 @@ use diesel::{QueryableByName, RunQueryDsl};
 use serde::Serialize;
 
 use super::store::{find, Tables, BACKFILLS, WORKERS};
-use crate::backend;
-use crate::connection::{AnyConnection, Database};
-use crate::error::{Error, Result};
+use crate::access::backend;
+use crate::access::connection::{AnyConnection, Database};
+use crate::foundation::error::{Error, Result};
 
 /// A worker whose heartbeat is older than this many seconds is not listed.
 const WORKER_STALE_SECS: i64 = 60;
@@ -332,7 +332,7 @@ pub fn control(db: &Database, name: &str, action: Control) -> Result<BackfillSta
         tables.backfills,
         placeholders.join(", ")
     ))
-    .into_boxed::<crate::connection::MultiBackend>()
+    .into_boxed::<crate::access::connection::MultiBackend>()
     .bind::<Text, _>(action.target().as_str())
     .bind::<Text, _>(name);
     for state in allowed {
@@ -355,11 +355,13 @@ pub fn control(db: &Database, name: &str, action: Control) -> Result<BackfillSta
 /// The state of a background backfill as read from `migrator_backfills` (by the workers'
 /// progress ticks, and by [`list`]).
 pub(crate) fn record_metrics(state: &BackfillState) {
-    use crate::metrics::BACKGROUND_ROWS_PER_SECOND;
-    use crate::metrics::{BACKGROUND_ACTIVE, BACKGROUND_ROWS_DONE, BACKGROUND_ROWS_EXPECTED};
+    use crate::foundation::metrics::BACKGROUND_ROWS_PER_SECOND;
+    use crate::foundation::metrics::{
+        BACKGROUND_ACTIVE, BACKGROUND_ROWS_DONE, BACKGROUND_ROWS_EXPECTED,
+    };
     use ::metrics::gauge;
 
-    crate::metrics::describe();
+    crate::foundation::metrics::describe();
     let name = state.name.clone();
     gauge!(BACKGROUND_ROWS_DONE, "backfill" => name.clone()).set(state.rows_done as f64);
     gauge!(BACKGROUND_ROWS_EXPECTED, "backfill" => name.clone()).set(state.rows_total as f64);

@@ -7,9 +7,9 @@ use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 
 use super::state::{load_one, BackfillState, BackfillStatus};
 pub(crate) use super::tables::{ensure, find, upgrade, Tables, BACKFILLS, WORKERS};
-use crate::backend;
-use crate::connection::AnyConnection;
-use crate::error::{Error, Result};
+use crate::access::backend;
+use crate::access::connection::AnyConnection;
+use crate::foundation::error::{Error, Result};
 
 /// The status of backfill `name` (`None`: no such row).
 pub(crate) fn status(
@@ -60,7 +60,7 @@ pub(crate) struct Lease {
 impl Lease {
     /// How long a claim holds its rows against other workers without being written: ten
     /// times the batch target, at least 30 s (a worker that dies loses its rows after this).
-    pub(crate) fn ttl_for(config: &crate::config::Config) -> std::time::Duration {
+    pub(crate) fn ttl_for(config: &crate::foundation::config::Config) -> std::time::Duration {
         (config.batch_target() * 10).max(std::time::Duration::from_secs(30))
     }
 }

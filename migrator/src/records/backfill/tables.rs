@@ -4,10 +4,10 @@
 
 use diesel::connection::SimpleConnection;
 
-use crate::backend;
-use crate::connection::{AnyConnection, Database};
-use crate::error::{Error, Result};
-use crate::tracking::{self, Table};
+use crate::access::backend;
+use crate::access::connection::{AnyConnection, Database};
+use crate::foundation::error::{Error, Result};
+use crate::records::tracking::{self, Table};
 
 /// The table of backfills.
 pub(crate) const BACKFILLS: &str = "migrator_backfills";
@@ -48,7 +48,7 @@ pub(crate) fn ensure(conn: &mut AnyConnection, table: &Table) -> Result<Tables> 
 pub(crate) fn upgrade(conn: &mut AnyConnection, tables: &Tables) -> Result<()> {
     let context = || format!("cannot add columns to the {BACKFILLS} tables");
     let missing = |conn: &mut AnyConnection, table: &str, column: &str| -> Result<bool> {
-        Ok(!crate::schema::has_column(conn, table, column)?)
+        Ok(!crate::access::schema::has_column(conn, table, column)?)
     };
     if missing(conn, &tables.backfills, "definition")? {
         conn.batch_execute(&format!(

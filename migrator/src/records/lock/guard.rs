@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use super::{postgres, sqlite};
-use crate::connection::Database;
-use crate::error::Result;
-use crate::url::Backend;
+use crate::access::connection::Database;
+use crate::access::url::Backend;
+use crate::foundation::error::Result;
 
 /// Held while migrating; dropping it releases the lock.
 #[derive(Debug)]
@@ -29,7 +29,7 @@ impl LockGuard {
             Backend::Postgres => Inner::Postgres(Box::new(postgres::PgLock::acquire(db, timeout)?)),
             Backend::Sqlite => Inner::Sqlite(sqlite::FileLock::acquire(db, timeout)?),
         };
-        crate::metrics::lock_acquired(start.elapsed());
+        crate::foundation::metrics::lock_acquired(start.elapsed());
         Ok(LockGuard { inner })
     }
 
@@ -46,10 +46,10 @@ impl LockGuard {
     }
 
     /// The tracking table this lock guards: every query of the locked run names it.
-    pub(crate) fn tracking_table(&self) -> crate::tracking::Table {
+    pub(crate) fn tracking_table(&self) -> crate::records::tracking::Table {
         match &self.inner {
             Inner::Postgres(lock) => lock.table(),
-            Inner::Sqlite(_) => crate::tracking::Table::sqlite(),
+            Inner::Sqlite(_) => crate::records::tracking::Table::sqlite(),
         }
     }
 

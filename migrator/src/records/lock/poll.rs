@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::backoff::{Backoff, Waits};
-use crate::error::{Error, Result};
+use crate::foundation::backoff::{Backoff, Waits};
+use crate::foundation::error::{Error, Result};
 
 /// The polls of a lock another runner holds: 20 ms, doubling up to 500 ms.
 const POLL: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(500));

@@ -31,9 +31,9 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{Bool, Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
-use crate::backend::pg_lock::{self, LOCK_CLASS};
-use crate::connection::{AnyConnection, Database};
-use crate::error::{Error, Result};
+use crate::access::backend::pg_lock::{self, LOCK_CLASS};
+use crate::access::connection::{AnyConnection, Database};
+use crate::foundation::error::{Error, Result};
 
 /// How many times [`check_session_kept`] looks for a pooler before the lock is tried.
 const PROBE_ROUNDS: usize = 3;
@@ -137,20 +137,20 @@ fn check_session_kept(db: &Database, conn: &mut AnyConnection, pid: i32) -> Resu
 impl PgLock {
     pub(crate) fn acquire(db: &Database, timeout: Duration) -> Result<PgLock> {
         let mut conn = db.dedicated_connection()?;
-        let me = crate::tracking::runner_identity();
+        let me = crate::records::tracking::runner_identity();
         let session: Session = diesel::sql_query(pg_lock::PREPARE)
             .bind::<Text, _>(format!("migrator {me}"))
             .get_result(&mut conn)
             .map_err(Error::db("cannot prepare the migration lock connection"))?;
         let (database, pid) = (session.name, session.pid);
         let url = db.url().redacted().to_owned();
-        let table = crate::tracking::locate(db, &mut conn)?;
+        let table = crate::records::tracking::locate(db, &mut conn)?;
         let schema = table.schema().unwrap_or_default().to_owned();
         check_session_kept(db, &mut conn, pid)?;
         // Waiters look the holder up on a second connection, opened only if they have to wait.
         let mut observer: Option<AnyConnection> = None;
         let what = format!("(PostgreSQL advisory lock {LOCK_CLASS} on database {database})");
-        crate::lock::wait_for(
+        crate::records::lock::wait_for(
             &what,
             timeout,
             || {
@@ -212,8 +212,8 @@ impl PgLock {
     }
 
     /// The tracking table this lock guards.
-    pub(crate) fn table(&self) -> crate::tracking::Table {
-        crate::tracking::Table::in_schema(self.schema.clone())
+    pub(crate) fn table(&self) -> crate::records::tracking::Table {
+        crate::records::tracking::Table::in_schema(self.schema.clone())
     }
 }
 

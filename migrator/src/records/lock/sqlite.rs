@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::connection::Database;
-use crate::error::{Error, Result};
+use crate::access::connection::Database;
+use crate::foundation::error::{Error, Result};
 
 /// Whether a runner of this process holds the in-memory database's lock.
 static MEMORY_HELD: AtomicBool = AtomicBool::new(false);
@@ -67,7 +67,7 @@ fn canonical(path: &Path) -> PathBuf {
 impl FileLock {
     pub(crate) fn acquire(db: &Database, timeout: Duration) -> Result<FileLock> {
         if db.url().is_sqlite_memory() {
-            crate::lock::wait_for(
+            crate::records::lock::wait_for(
                 "(in-memory SQLite)",
                 timeout,
                 || {
@@ -93,7 +93,7 @@ impl FileLock {
             .open(&path)
             .map_err(io_error)?;
         let what = format!("({})", path.display());
-        crate::lock::wait_for(
+        crate::records::lock::wait_for(
             &what,
             timeout,
             || match file.try_lock() {
@@ -114,8 +114,8 @@ impl FileLock {
             .unwrap_or(0);
         let holder = format!(
             "{} since {}",
-            crate::tracking::runner_identity(),
-            crate::lock::format_utc(since)
+            crate::records::tracking::runner_identity(),
+            crate::records::lock::format_utc(since)
         );
         // Best effort: the holder line only serves the waiters' logs.
         let _ = file

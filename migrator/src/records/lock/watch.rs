@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::LockGuard;
-use crate::error::{Error, Result};
+use crate::foundation::error::{Error, Result};
 
 /// How often, at most, a running migration asks the database whether it still holds the lock.
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_secs(2);

@@ -10,12 +10,12 @@
 use diesel::sql_types::{Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
-use crate::backend::{self, quote_ident};
-use crate::connection::{AnyConnection, Database};
-use crate::error::{Error, Result};
-use crate::schema;
+use crate::access::backend::{self, quote_ident};
+use crate::access::connection::{AnyConnection, Database};
+use crate::access::schema;
+use crate::foundation::error::{Error, Result};
 
-pub(crate) use crate::config::TABLE;
+pub(crate) use crate::foundation::config::TABLE;
 
 /// The tracking table of one database: its schema (PostgreSQL) or the main database (SQLite).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -27,12 +27,12 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use zeroize::Zeroizing;
 
-pub(crate) use super::store::Lease;
 use super::{Backfill, MAX_COLUMNS};
-use crate::backend::{self, pg_write};
-use crate::backoff::Backoff;
-use crate::connection::AnyConnection;
-use crate::error::{panic_message, Error, Result};
+use crate::access::backend::{self, pg_write};
+use crate::access::connection::AnyConnection;
+use crate::foundation::backoff::Backoff;
+use crate::foundation::error::{panic_message, Error, Result};
+pub(crate) use crate::records::backfill::store::Lease;
 
 /// One claimed row: its key and its input values, zeroized when dropped (the copies the
 /// database driver makes to bind them in the write are not).

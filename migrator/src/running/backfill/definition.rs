@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use diesel::RunQueryDsl;
 
 use super::claim::Lease;
-use super::state::BackfillStatus;
-use super::store::Sink;
-use crate::backend;
-use crate::connection::Database;
-use crate::error::{Error, Result};
-use crate::schema::Count;
+use crate::access::backend;
+use crate::access::connection::Database;
+use crate::access::schema::Count;
+use crate::foundation::error::{Error, Result};
+use crate::records::backfill::state::BackfillStatus;
+use crate::records::backfill::store::Sink;
 
 /// The most input or output columns a backfill takes.
 pub const MAX_COLUMNS: usize = 4;
@@ -102,7 +102,7 @@ impl Backfill {
             obey_operator: false,
             deadline: None,
             then: Vec::new(),
-            ddl_lock_timeout: crate::config::DEFAULT_DDL_LOCK_TIMEOUT,
+            ddl_lock_timeout: crate::foundation::config::DEFAULT_DDL_LOCK_TIMEOUT,
         }
     }
 

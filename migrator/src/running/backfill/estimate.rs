@@ -22,9 +22,9 @@ use diesel::sql_types::{BigInt, Double, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use super::Backfill;
-use crate::backend;
-use crate::connection::AnyConnection;
-use crate::error::{Error, Result};
+use crate::access::backend;
+use crate::access::connection::AnyConnection;
+use crate::foundation::error::{Error, Result};
 
 /// Rows read at each end of the key range by the probe.
 pub(crate) const SAMPLE: i64 = 10_000;
@@ -113,7 +113,7 @@ impl Backfill {
         let context = || format!("cannot read the statistics of {}", self.table);
         let dialect = backend::of(conn.backend());
         if let Some(table) = dialect.statistics_table() {
-            if !crate::schema::table_exists(conn, table)? {
+            if !crate::access::schema::table_exists(conn, table)? {
                 return Ok(None);
             }
         }

@@ -22,9 +22,9 @@ use diesel::{QueryableByName, RunQueryDsl};
 
 use super::definition::Then;
 use super::Backfill;
-use crate::backend;
-use crate::connection::{AnyConnection, Database};
-use crate::error::{Error, Result};
+use crate::access::backend;
+use crate::access::connection::{AnyConnection, Database};
+use crate::foundation::error::{Error, Result};
 
 /// The first key of the advisory lock that serializes finishing a backfill: ASCII "bkfl".
 const FINISH_CLASS: i32 = 0x626B_666C;
@@ -137,7 +137,7 @@ impl Backfill {
         if !backend::of(conn.backend()).lock_timeouts() {
             return conn.batch_execute(sql).map_err(Error::db(context()));
         }
-        let lock_ms = if crate::context::is_concurrently(sql) {
+        let lock_ms = if crate::running::context::is_concurrently(sql) {
             0
         } else {
             ddl_lock_timeout.as_millis().max(1)

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 use diesel::sql_types::{BigInt, Double, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
-use crate::backend;
-use crate::config::Config;
-use crate::connection::AnyConnection;
-use crate::error::{Error, Result};
+use crate::access::backend;
+use crate::access::connection::AnyConnection;
+use crate::foundation::config::Config;
+use crate::foundation::error::{Error, Result};
 
 /// How often [`wait_for_replicas`] measures again while it holds.
 const POLL: Duration = Duration::from_millis(500);
@@ -205,7 +205,7 @@ pub fn wait_for_replicas(
 /// for minutes holds no connection; replicas are chosen by `MIGRATION_REPLICA_LAG_INCLUDE`
 /// and `_EXCLUDE`.
 pub(crate) fn hold_for_replicas(
-    db: &crate::connection::Database,
+    db: &crate::access::connection::Database,
     config: &Config,
     should_stop: &dyn Fn() -> bool,
 ) -> Result<Duration> {

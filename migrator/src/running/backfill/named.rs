@@ -5,8 +5,8 @@ use std::fmt;
 
 use super::definition::Then;
 use super::Backfill;
-use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::foundation::config::Config;
+use crate::foundation::error::{Error, Result};
 
 /// The computation of a backfill: a row's inputs (in the order of [`Backfill::input`]) to its
 /// outputs (in the order of [`Backfill::output`]).

@@ -3,13 +3,14 @@
 use std::time::{Duration, Instant};
 
 use super::claim::{Batch, Sweep, LOCKED_WAIT};
-use super::state::BackfillStatus;
-use super::{store, Backfill, BackfillReport};
-use crate::backend::{self, BatchWrites};
-use crate::backoff::Waits;
-use crate::connection::{AnyConnection, Database, PooledConnection};
-use crate::context::Progress;
-use crate::error::{panic_message, Error, Result};
+use super::{Backfill, BackfillReport};
+use crate::access::backend::{self, BatchWrites};
+use crate::access::connection::{AnyConnection, Database, PooledConnection};
+use crate::foundation::backoff::Waits;
+use crate::foundation::error::{panic_message, Error, Result};
+use crate::records::backfill::state::BackfillStatus;
+use crate::records::backfill::store;
+use crate::running::context::Progress;
 
 impl Backfill {
     /// Runs until no row is pending. `compute` gets a row's inputs (in the order of

@@ -7,13 +7,13 @@ use diesel::sql_types::{BigInt, Nullable};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use super::claim::Lease;
-use super::state::{self, BackfillState, BackfillStatus};
-use super::store::{self, NewBackfill, Sink, Tables};
 use super::{named, Backfill, BackfillReport};
-use crate::config::BackfillMode;
-use crate::context::Context;
-use crate::error::{Error, Result};
-use crate::tracking;
+use crate::foundation::config::BackfillMode;
+use crate::foundation::error::{Error, Result};
+use crate::records::backfill::state::{self, BackfillState, BackfillStatus};
+use crate::records::backfill::store::{self, NewBackfill, Sink, Tables};
+use crate::records::tracking;
+use crate::running::context::Context;
 
 /// What [`Context::backfill`] did.
 #[derive(Clone, Debug, PartialEq)]
@@ -216,7 +216,7 @@ impl Context<'_> {
             gethostname::gethostname().to_string_lossy(),
             std::process::id()
         );
-        let leased = crate::backend::of(db.backend()).leases();
+        let leased = crate::access::backend::of(db.backend()).leases();
         if leased {
             // Under the migration lock: another inline run's lease is a dead one's.
             store::remove_gone_workers(self.conn(), tables, &holder, true)?;

@@ -26,14 +26,14 @@ use std::time::{Duration, Instant};
 use super::claim::{Batch, Lease, Sweep, LOCKED_WAIT};
 use super::lag::hold_for_replicas;
 use super::named::{self, Job};
-use super::state::{self, BackfillStatus};
-use super::store::{self, Sink, Tables};
 use super::Backfill;
-use crate::backend::BatchWrites;
-use crate::backoff::{Backoff, Waits};
-use crate::config::Config;
-use crate::connection::{Database, PooledConnection};
-use crate::error::{panic_message, Error, Result};
+use crate::access::backend::BatchWrites;
+use crate::access::connection::{Database, PooledConnection};
+use crate::foundation::backoff::{Backoff, Waits};
+use crate::foundation::config::Config;
+use crate::foundation::error::{panic_message, Error, Result};
+use crate::records::backfill::state::{self, BackfillStatus};
+use crate::records::backfill::store::{self, Sink, Tables};
 
 #[cfg(feature = "testing")]
 pub(crate) mod stepped;
@@ -556,7 +556,7 @@ impl WorkerThread {
             shared.stop.load(Ordering::Relaxed) || started.elapsed() >= HOLD_SLICE
         })?;
         if !held.is_zero() {
-            crate::metrics::replica_lag_held(held);
+            crate::foundation::metrics::replica_lag_held(held);
             let mut conn = shared.db.get()?;
             store::heartbeat(&mut conn, &tables, &self.id, self.index, Some(name))?;
             return Ok(Begun::Done(Step::HeldForReplicas(held)));
@@ -580,7 +580,7 @@ impl WorkerThread {
         let mut backfill = lane.job.backfill.clone();
         // PostgreSQL: claims are leased, so that other processes' workers step around them.
         // SQLite: one process at a time; this process's threads share one sweep.
-        let dialect = crate::backend::of(shared.db.backend());
+        let dialect = crate::access::backend::of(shared.db.backend());
         backfill.lease = dialect.leases().then(|| Lease {
             tables: tables.clone(),
             name: name.to_owned(),
@@ -716,7 +716,7 @@ impl WorkerThread {
 /// A worker whose definition of `name` differs from the one that scheduled it leaves it alone
 /// and says why, once per process: in its log and in the backfill's `last_error`.
 fn definition_differs(
-    conn: &mut crate::connection::AnyConnection,
+    conn: &mut crate::access::connection::AnyConnection,
     tables: &Tables,
     name: &str,
     lane: &Lane,

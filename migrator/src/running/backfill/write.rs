@@ -29,14 +29,14 @@ use diesel::sqlite::Sqlite;
 use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 
 use super::claim::{data_version, release_lease, Batch, Claimed, Lease, Sweep};
-use super::store::Sink;
 use super::{Backfill, BackfillReport};
-use crate::backend::{
+use crate::access::backend::{
     self, pg_write, sqlite_write, BatchWrites, WriteProgress, WriteRelease, WriteTarget,
 };
-use crate::connection::AnyConnection;
-use crate::context::Progress;
-use crate::error::{Error, Result};
+use crate::access::connection::AnyConnection;
+use crate::foundation::error::{Error, Result};
+use crate::records::backfill::store::Sink;
+use crate::running::context::Progress;
 
 #[derive(QueryableByName)]
 struct Written {
@@ -351,7 +351,7 @@ impl<Conn> RunQueryDsl<Conn> for SqliteChunk<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backfill::store::Tables;
+    use crate::records::backfill::store::Tables;
 
     /// A sink and a lease map onto the statement's progress and release (the statements
     /// themselves are pinned in `backend/tests.rs`).

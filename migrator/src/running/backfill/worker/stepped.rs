@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::{Begun, InFlight, Shared, Step, WorkerThread};
-use crate::backfill::store;
-use crate::config::Config;
-use crate::connection::Database;
-use crate::error::{Error, Result};
+use crate::access::connection::Database;
+use crate::foundation::config::Config;
+use crate::foundation::error::{Error, Result};
+use crate::records::backfill::store;
 
 /// What [`SteppedWorker::claim`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
