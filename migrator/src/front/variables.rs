@@ -223,7 +223,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            crate::Config::from_lookup(move |name| {
+            crate::foundation::config::Config::from_lookup(move |name| {
                 pairs
                     .iter()
                     .find(|(k, _)| k == name)

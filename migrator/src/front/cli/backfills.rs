@@ -10,11 +10,9 @@ use super::EXIT_OK;
 use crate::access::connection::Database;
 use crate::foundation::config::Config;
 use crate::foundation::error::{Error, Result};
+use crate::records::backfill::state::{BackfillState, BackfillStatus, Control};
+use crate::running::backfill::{self, Workers};
 use crate::running::migrations::Migrator;
-use crate::{
-    records::backfill::state::{BackfillState, BackfillStatus, Control},
-    running::backfill::{self, Workers},
-};
 
 /// How often `work` looks for a backfill while migrations that may schedule one are pending.
 const WORK_POLL: Duration = Duration::from_millis(500);

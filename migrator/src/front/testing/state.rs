@@ -206,7 +206,7 @@ mod tests {
     use crate::running::context::Context;
     use crate::running::registry::Migration;
 
-    fn noop(_: &mut Context<'_>) -> crate::Result<()> {
+    fn noop(_: &mut Context<'_>) -> crate::foundation::error::Result<()> {
         Ok(())
     }
 

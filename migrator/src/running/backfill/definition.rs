@@ -238,7 +238,7 @@ impl Backfill {
     /// single-column unique index without a predicate): claims walk the keys in order and
     /// write rows back by key, so a nullable, duplicate or non-integer key would skip or
     /// double rows. The error names the table and the column.
-    pub fn check_key(&self, conn: &mut crate::AnyConnection) -> Result<()> {
+    pub fn check_key(&self, conn: &mut crate::access::connection::AnyConnection) -> Result<()> {
         use diesel::sql_types::{Integer, Text};
         #[derive(diesel::QueryableByName)]
         struct KeyColumn {
