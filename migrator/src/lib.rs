@@ -119,73 +119,39 @@
 
 extern crate self as migrator;
 
-// The layers, lowest first. A file imports only from its own layer and the ones above it in
-// this list, and no two files import each other (`tests/import_cycles.rs` checks both, with
-// this map as its table):
-// - foundation: the values every layer uses (errors, reports, metric names, configuration,
-//   the backoff of every retry and poll);
-// - hasher: password hashing (PHC strings, parameters; the raw Argon2id and all of its
-//   `unsafe` are the `migrator-hasher` package), no database code;
-// - database access: URLs, connections, the catalog, Diesel SQL migrations, and the seam per
-//   backend (`backend/`: one file per backend holding its SQL, the only place that chooses
-//   between them);
-// - records: the tables the library keeps (`applied_migrations`, the audit log, the
-//   backfill tables), the lock that guards them, backups;
-// - policy: what a run may do (the plan, confirmation);
-// - running: migrations, their context and the runner, start-up, waiting, operator actions,
-//   the backfill engine;
-// - front ends: the command line and the test harness (metrics are recorded from every layer
-//   through the `metrics` facade; exporting them is the application's).
+// The layers, lowest first, one folder each (blank lines keep rustfmt from sorting them). A
+// file imports only from its own layer and the ones before it, and no two files import each
+// other (`tests/import_cycles.rs` checks both); each folder's `mod.rs` is its map. The public
+// modules stay where users see them through the `pub use`s below.
+mod foundation;
 
-// Foundation.
-mod backoff;
-pub mod config;
-mod error;
-pub mod metrics;
-mod redact;
-pub mod report;
-
-// Hasher.
 #[cfg(feature = "password")]
-pub mod password;
+mod hashing;
 
-// Database access.
-mod backend;
-pub mod connection;
-mod pg_url;
-pub mod schema;
-mod sql;
-mod url;
+mod access;
 
-// Records.
-pub mod audit;
-mod backup;
-pub mod lock;
-mod tracking;
+mod records;
 
-// Policy.
-mod confirm;
-pub mod plan;
+mod policy;
 
-// Running.
-mod apply;
-#[cfg(feature = "backfill")]
-pub mod backfill;
-pub mod context;
-mod ddl_lock;
-mod migrations;
-mod operate;
-mod registry;
-mod runner;
-mod startup;
-mod wait;
+mod running;
 
-// Front ends.
+mod front;
+
+pub use access::{connection, schema};
+pub use foundation::{config, metrics, report};
 #[cfg(feature = "cli")]
-pub mod cli;
+pub use front::cli;
 #[cfg(feature = "testing")]
-pub mod testing;
-pub mod variables;
+pub use front::testing;
+pub use front::variables;
+#[cfg(feature = "password")]
+pub use hashing::password;
+pub use policy::plan;
+pub use records::{audit, lock};
+#[cfg(feature = "backfill")]
+pub use running::backfill;
+pub use running::context;
 
 /// Registers a function as a code migration.
 ///
@@ -272,21 +238,21 @@ pub use migrator_macros::migration;
 #[doc(inline)]
 pub use migrator_macros::test;
 
-pub use config::Config;
-pub use connection::{AnyConnection, Database};
-pub use context::Context;
-pub use error::{Error, ErrorKind, Result};
-pub use migrations::Migrator;
-pub use registry::{registered, Migration};
-pub use startup::StartupOutcome;
-pub use url::Backend;
+pub use access::connection::{AnyConnection, Database};
+pub use access::url::Backend;
+pub use foundation::config::Config;
+pub use foundation::error::{Error, ErrorKind, Result};
+pub use running::context::Context;
+pub use running::migrations::Migrator;
+pub use running::registry::{registered, Migration};
+pub use running::startup::StartupOutcome;
 
 /// Not public API. Used by generated code.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::registry::{Migration, MigrationFn};
     #[cfg(feature = "testing")]
-    pub use crate::testing::run::{run_test, Harness, TestResult};
+    pub use crate::front::testing::run::{run_test, Harness, TestResult};
+    pub use crate::running::registry::{Migration, MigrationFn};
     #[cfg(feature = "testing")]
     pub use diesel_migrations::EmbeddedMigrations;
     pub use inventory;

@@ -7,8 +7,9 @@
 //! of its target's file even when it only re-exports it. The graph of files must be acyclic; a
 //! failure prints each cycle as a list of files, with the line of each import.
 //!
-//! The files also sit in layers, each importing only from itself and the layers before it
-//! ([`LAYERS`], the map that `lib.rs` describes); a new file must be given a layer here.
+//! The files also sit in layers, one folder each (a file's layer is its top folder), each
+//! importing only from itself and the layers before it ([`LAYERS`], in order); each folder's
+//! `mod.rs` opens with its map, which names every file in it.
 //!
 //! Run alone: `scripts/check-cycles` (or `cargo test -p migrator --test import_cycles`).
 
@@ -40,86 +41,52 @@ fn src() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
 }
 
-/// The layers of `migrator/src`, lowest first: files (or folders, ending in `/`; the longest
-/// match wins) and what they hold. A file may import from its own layer and those above it in
-/// this list, never from one below.
-const LAYERS: &[(&str, &[&str])] = &[
-    // Values every layer uses: errors, reports, metric names, configuration.
+/// The layers of `migrator/src`, lowest first: one folder each, and what it holds. A file's
+/// layer is its top folder; it may import from its own layer and those before it in this list,
+/// never from one after it. `lib.rs`, the crate root, declares the layers and re-exports the
+/// public modules: it stands above all of them. Each folder's `mod.rs` opens with its map.
+const LAYERS: &[(&str, &str)] = &[
     (
         "foundation",
-        &[
-            "error.rs",
-            "error/",
-            "backoff.rs",
-            "redact.rs",
-            "report.rs",
-            "metrics.rs",
-            "config/",
-        ],
+        "errors, reports, metric names, configuration, backoff",
     ),
-    // Password hashing: no database code. PHC strings, parameters and verification; the raw
-    // Argon2id (kernels, lanes, memory, all of the hashing's `unsafe`) is the migrator-hasher
-    // package (`migrator/hasher/`), outside `migrator/src`.
-    ("hasher", &["password/"]),
+    // The raw Argon2id (kernels, lanes, memory, all of the hashing's `unsafe`) is the
+    // migrator-hasher package (`migrator/hasher/`), outside `migrator/src`.
+    ("hashing", "password hashing, no database code"),
     (
-        "database access",
-        &[
-            "url.rs",
-            "pg_url.rs",
-            "connection.rs",
-            "backend/",
-            "schema.rs",
-            "sql.rs",
-        ],
+        "access",
+        "URLs, connections, the catalog, one file per backend with its SQL",
     ),
-    // The tables the library keeps, and the lock that guards them.
     (
         "records",
-        &[
-            "tracking.rs",
-            "tracking/",
-            "lock/",
-            "backup.rs",
-            "audit.rs",
-            "backfill/tables.rs",
-            "backfill/state.rs",
-            "backfill/store.rs",
-        ],
+        "the library's tables, the migration lock, backups, the backfill tables",
     ),
-    ("policy", &["plan.rs", "confirm.rs"]),
+    ("policy", "what a run may do: the plan, confirmation"),
     (
         "running",
-        &[
-            "registry.rs",
-            "context.rs",
-            "ddl_lock.rs",
-            "migrations.rs",
-            "apply.rs",
-            "runner.rs",
-            "startup.rs",
-            "wait.rs",
-            "operate.rs",
-            "backfill/",
-        ],
+        "registry, context, runner, start-up, waiting, the backfill engine",
     ),
     (
-        "front ends",
-        &["cli/", "testing/", "variables.rs", "lib.rs"],
+        "front",
+        "the command line, the test harness, the variable table",
     ),
 ];
 
-/// The layer of `file` (relative to `src`), as an index into [`LAYERS`].
+/// The crate root: above every layer.
+const ROOT: &str = "lib.rs";
+
+/// The layer of `file` (relative to `src`), as an index into [`LAYERS`]; `lib.rs` is
+/// `LAYERS.len()`, above them all. `None` for a file outside the layer folders.
 fn layer(file: &str) -> Option<usize> {
-    let mut best: Option<(usize, usize)> = None;
-    for (i, (_, entries)) in LAYERS.iter().enumerate() {
-        for entry in *entries {
-            let hit = file == *entry || (entry.ends_with('/') && file.starts_with(entry));
-            if hit && best.is_none_or(|(len, _)| entry.len() > len) {
-                best = Some((entry.len(), i));
-            }
-        }
+    if file == ROOT {
+        return Some(LAYERS.len());
     }
-    best.map(|(_, i)| i)
+    let (top, _) = file.split_once('/')?;
+    LAYERS.iter().position(|(name, _)| *name == top)
+}
+
+fn layer_name(i: usize) -> &'static str {
+    LAYERS.get(i).map_or("the crate root", |(name, _)| name)
 }
 
 #[test]
@@ -127,8 +94,15 @@ fn layers_import_downward() {
     let graph = Graph::read(&src());
     let mut problems = Vec::new();
     for f in 0..graph.files.len() {
-        if layer(&graph.name(f)).is_none() {
-            problems.push(format!("{} has no layer: add it to LAYERS", graph.name(f)));
+        let name = graph.name(f);
+        if layer(&name).is_none() {
+            problems.push(match name.split_once('/') {
+                Some((top, _)) => format!(
+                    "{name} is in {top}/, which is not a layer: move it into a layer's \
+                     folder, or add {top} to LAYERS (in order)"
+                ),
+                None => format!("{name} is outside the layer folders: move it into one of them"),
+            });
         }
     }
     for (&(from, to), line) in &graph.edges() {
@@ -137,7 +111,8 @@ fn layers_import_downward() {
             if lb > la {
                 problems.push(format!(
                     "{a}:{line} ({}) imports {b} ({}), a layer above it",
-                    LAYERS[la].0, LAYERS[lb].0
+                    layer_name(la),
+                    layer_name(lb)
                 ));
             }
         }
@@ -157,6 +132,67 @@ fn layers_import_downward() {
     assert!(
         problems.is_empty(),
         "layers broken:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Each layer is a folder whose `mod.rs` opens with its map, a `//!` paragraph that names every
+/// file and folder in it; `lib.rs` declares the layers in the order of [`LAYERS`].
+#[test]
+fn each_layer_is_a_folder_with_a_map() {
+    let src = src();
+    let mut problems = Vec::new();
+    for (name, _) in LAYERS {
+        let dir = src.join(name);
+        let Ok(map) = fs::read_to_string(dir.join("mod.rs")) else {
+            problems.push(format!(
+                "{name}/mod.rs is missing: each layer is a folder with a map"
+            ));
+            continue;
+        };
+        let doc: String = map
+            .lines()
+            .take_while(|l| l.starts_with("//!"))
+            .map(|l| format!("{}\n", l.trim_start_matches("//!")))
+            .collect();
+        if doc.trim().is_empty() {
+            problems.push(format!("{name}/mod.rs does not open with a `//!` map"));
+        }
+        let mut children: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let file = e.file_name().to_string_lossy().into_owned();
+                if e.path().is_dir() {
+                    format!("`{file}/")
+                } else {
+                    format!("`{file}`")
+                }
+            })
+            .filter(|c| c != "`mod.rs`")
+            .collect();
+        children.sort();
+        for child in children {
+            if !doc.contains(&child) {
+                problems.push(format!(
+                    "{name}/mod.rs: its map does not name {}",
+                    child.trim_matches('`')
+                ));
+            }
+        }
+    }
+    let root = fs::read_to_string(src.join(ROOT)).unwrap();
+    let declared: Vec<usize> = LAYERS
+        .iter()
+        .filter_map(|(name, _)| root.find(&format!("mod {name};")))
+        .collect();
+    if declared.len() != LAYERS.len() || !declared.windows(2).all(|w| w[0] < w[1]) {
+        problems
+            .push("lib.rs must declare every layer (`mod NAME;`), in the order of LAYERS".into());
+    }
+    assert!(
+        problems.is_empty(),
+        "layer folders:\n{}",
         problems.join("\n")
     );
 }

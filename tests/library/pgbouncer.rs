@@ -18,7 +18,8 @@ use migrator::Backend;
 const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
 const ROWS: i64 = 400;
 const RUNNERS: usize = 4;
-/// The first key of migrator's advisory lock (ASCII "migr", see migrator/src/lock/postgres.rs).
+/// The first key of migrator's advisory lock (ASCII "migr", see
+/// migrator/src/records/lock/postgres.rs).
 const LOCK_CLASS: i64 = 1_835_624_306;
 
 /// `kroger-cli-under-test up --yes` in production, through `url`.
