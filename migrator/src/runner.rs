@@ -1,6 +1,6 @@
 //! The runner: plan, lock, plan again under the lock, confirm, back up, apply.
 
-use crate::apply::{apply, settled, warn_anomalies, Run};
+use crate::apply::{apply, settled, warn_anomalies, NotApplied, Run};
 use crate::backup::{self, Backup};
 use crate::config::Config;
 use crate::confirm::confirm;
@@ -19,8 +19,9 @@ impl Migrator {
     /// It plans (without the lock: a run with nothing pending, every start of every replica but
     /// the first, ends there), takes the lock, plans again under it, asks for confirmation,
     /// backs up, and applies: SQL migrations first, then code migrations. A failure stops the
-    /// run: later migrations are not attempted. The error carries the [`Report`] of what was
-    /// done.
+    /// run: later migrations are not attempted. From the backup on, the error carries the
+    /// [`Report`] of what was done ([`Error::report`]): a failed migration's, and any other
+    /// error's that stopped the run (a failed backup, the lock lost between two migrations).
     pub fn run(&self, db: &Database, config: &Config) -> Result<Report> {
         let db = db.for_migrations();
         let plan = self.plan(db, config)?;
@@ -38,7 +39,10 @@ impl Migrator {
         confirm(db, &plan)?;
         let mut report = Report::default();
         warn_anomalies(&plan.status, &mut report, self);
-        report.backup = self.back_up(db, config, &plan)?;
+        report.backup = match self.back_up(db, config, &plan) {
+            Ok(backup) => backup,
+            Err(e) => return Err(e.with_report(report)),
+        };
         let report = self.apply_sql(db, &plan, report)?;
         let run = Run {
             db,
@@ -91,7 +95,10 @@ impl Migrator {
         let Some(sql) = self.sql.filter(|_| !plan.status.pending_sql.is_empty()) else {
             return Ok(report);
         };
-        let mut conn = db.get()?;
+        let mut conn = match db.get() {
+            Ok(conn) => conn,
+            Err(e) => return Err(e.with_report(report)),
+        };
         match sql.run(&mut conn) {
             Ok(versions) => {
                 report.sql_migrations = versions;
@@ -116,6 +123,8 @@ impl Migrator {
     }
 
     /// Applies the pending code migrations in order; after a failure the rest are `NotRun`.
+    /// A run stopped before a migration started (the lock lost, no connection) ends there,
+    /// that migration and the rest `NotRun`, the error carrying the report.
     fn apply_code(
         &self,
         run: &Run<'_>,
@@ -123,13 +132,21 @@ impl Migrator {
         mut report: Report,
     ) -> Result<Report> {
         let mut failure = None;
+        let mut stopped = None;
         for m in &status.migrations {
-            let migration = self.find(&m.id).ok_or_else(|| Error::Tracking {
-                migration: m.id.clone(),
-                reason: "vanished from the registry during the run".into(),
-            })?;
             let mut entry = MigrationReport::with_outcome(m.id.clone(), settled(m));
-            if m.pending && failure.is_some() {
+            let migration = match self.find(&m.id) {
+                Some(migration) => migration,
+                None if stopped.is_none() && failure.is_none() => {
+                    stopped = Some(Error::Tracking {
+                        migration: m.id.clone(),
+                        reason: "vanished from the registry during the run".into(),
+                    });
+                    continue;
+                }
+                None => continue,
+            };
+            if m.pending && (failure.is_some() || stopped.is_some()) {
                 entry.outcome = Outcome::NotRun;
             } else if m.pending {
                 match apply(run, migration, self.observer.clone()) {
@@ -138,23 +155,29 @@ impl Migrator {
                         entry.duration = Some(duration);
                         entry.rows = (rows > 0).then_some(rows);
                     }
-                    Err((duration, cause)) => {
+                    Err(NotApplied::Failed(duration, cause)) => {
                         entry.outcome = Outcome::Failed;
                         entry.duration = Some(duration);
                         entry.error = Some(cause.to_string());
                         failure = Some((m.id.clone(), cause));
                     }
+                    Err(NotApplied::NotStarted(cause)) => {
+                        log::error!("Stopping before migration {}: {cause}", m.id);
+                        entry.outcome = Outcome::NotRun;
+                        stopped = Some(cause);
+                    }
                 }
             }
             report.migrations.push(entry);
         }
-        match failure {
-            None => Ok(report),
-            Some((id, cause)) => Err(Error::MigrationFailed {
+        match (failure, stopped) {
+            (Some((id, cause)), _) => Err(Error::MigrationFailed {
                 id,
                 cause: Box::new(cause),
                 report: Box::new(report),
             }),
+            (None, Some(cause)) => Err(cause.with_report(report)),
+            (None, None) => Ok(report),
         }
     }
 }
