@@ -147,6 +147,13 @@ fn an_in_memory_sqlite_database_refuses_a_backup_at_once() {
     );
     let report = err.report().expect("the run's report");
     assert_eq!(report.applied().count(), 0);
+    assert!(
+        report
+            .migrations
+            .iter()
+            .all(|m| m.outcome == Outcome::NotRun),
+        "{report:?}"
+    );
     assert_eq!(report.backup, None);
     let err = only(NOOP).backup(&db, &config).unwrap_err();
     assert!(err.report().is_none(), "{err:?}");

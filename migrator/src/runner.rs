@@ -19,9 +19,10 @@ impl Migrator {
     /// It plans (without the lock: a run with nothing pending, every start of every replica but
     /// the first, ends there), takes the lock, plans again under it, asks for confirmation,
     /// backs up, and applies: SQL migrations first, then code migrations. A failure stops the
-    /// run: later migrations are not attempted. From the backup on, the error carries the
-    /// [`Report`] of what was done ([`Error::report`]): a failed migration's, and any other
-    /// error's that stopped the run (a failed backup, the lock lost between two migrations).
+    /// run: later migrations are not attempted. Once the lock is held and the plan read under
+    /// it, the error carries the [`Report`] of what was done ([`Error::report`]; the migrations
+    /// not attempted are `NotRun`): a failed migration's, and any other error's that stopped
+    /// the run (a refusal, a failed backup, the lock lost between two migrations).
     pub fn run(&self, db: &Database, config: &Config) -> Result<Report> {
         let db = db.for_migrations();
         let plan = self.plan(db, config)?;
@@ -36,14 +37,22 @@ impl Migrator {
         if plan.pending.is_empty() {
             return Ok(self.nothing_to_do(&plan.status));
         }
-        confirm(db, &plan)?;
         let mut report = Report::default();
         warn_anomalies(&plan.status, &mut report, self);
+        let stopped = |e: Error, report: Report| e.with_report(not_run(&plan.status, report));
+        if let Err(e) = confirm(db, &plan) {
+            return Err(stopped(e, report));
+        }
         report.backup = match self.back_up(db, config, &plan) {
             Ok(backup) => backup,
-            Err(e) => return Err(e.with_report(report)),
+            Err(e) => return Err(stopped(e, report)),
         };
-        let report = self.apply_sql(db, &plan, report)?;
+        let report = self
+            .apply_sql(db, &plan, report)
+            .map_err(|e| match e.report().cloned() {
+                Some(report) => e.with_report(not_run(&plan.status, report)),
+                None => e,
+            })?;
         let run = Run {
             db,
             config,
@@ -180,4 +189,24 @@ impl Migrator {
             (None, None) => Ok(report),
         }
     }
+}
+
+/// `report` of a run that stopped before its code migrations: each listed, the pending ones
+/// `NotRun` (a report that lists them already is kept).
+fn not_run(status: &StatusReport, mut report: Report) -> Report {
+    if report.migrations.is_empty() {
+        report.migrations = status
+            .migrations
+            .iter()
+            .map(|m| {
+                let outcome = if m.pending {
+                    Outcome::NotRun
+                } else {
+                    settled(m)
+                };
+                MigrationReport::with_outcome(m.id.clone(), outcome)
+            })
+            .collect();
+    }
+    report
 }
