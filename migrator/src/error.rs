@@ -122,13 +122,16 @@ pub enum Error {
     },
 
     /// The database could not be reached or refused the connection.
-    #[error("cannot connect to {url}: {reason}")]
+    #[error("cannot connect to {url}: {source}")]
     Connect {
         /// The redacted URL.
         url: String,
-        /// The driver's message, with the password scrubbed. (The driver's error itself is not
-        /// kept as a source: libpq may quote the URL, password included, in it.)
-        reason: String,
+        /// The driver's error, rebuilt with its texts scrubbed of the password (libpq may quote
+        /// the URL, password included): `BadConnection` with the server's or libpq's message,
+        /// `InvalidConnectionUrl`; a failed set-up query's error is redacted into
+        /// `BadConnection`.
+        #[source]
+        source: diesel::ConnectionError,
     },
 
     /// No pooled connection became available.
