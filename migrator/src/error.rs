@@ -203,9 +203,9 @@ pub enum Error {
     #[error("{0}")]
     Custom(Box<dyn std::error::Error + Send + Sync + 'static>),
 
-    /// A run stopped early for another reason than a failed migration (the migration lock
-    /// lost between two migrations, no connection for the next one, a backup failing, ...),
-    /// after doing what `report` lists. [`Error::kind`], [`Error::migration_id`] and the `is_*`
+    /// A run stopped under its lock for another reason than a failed migration (a refusal of
+    /// the confirmation, a backup failing, the migration lock lost between two migrations, no
+    /// connection for the next one), after doing what `report` lists. [`Error::kind`], [`Error::migration_id`] and the `is_*`
     /// methods answer for the `cause`; its message is the cause's. Made by
     /// [`Error::with_report`]; [`Error::without_report`] gives the cause to match on.
     #[error("{cause}")]
