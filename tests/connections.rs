@@ -140,7 +140,23 @@ fn an_in_memory_sqlite_database_refuses_a_backup_at_once() {
     let expected = "backup failed, nothing was migrated: an in-memory SQLite database \
                     (sqlite://:memory:) cannot be backed up";
     assert!(err.to_string().starts_with(expected), "{err}");
+    // The run's error carries its report (nothing applied), the backup's error under it.
+    assert!(
+        matches!(err.without_report(), Error::Backup { source: None, .. }),
+        "{err:?}"
+    );
+    let report = err.report().expect("the run's report");
+    assert_eq!(report.applied().count(), 0);
+    assert!(
+        report
+            .migrations
+            .iter()
+            .all(|m| m.outcome == Outcome::NotRun),
+        "{report:?}"
+    );
+    assert_eq!(report.backup, None);
     let err = only(NOOP).backup(&db, &config).unwrap_err();
+    assert!(err.report().is_none(), "{err:?}");
     assert!(err.to_string().starts_with(expected), "{err}");
     assert_eq!(std::fs::read_dir(backups.path()).unwrap().count(), 0);
 }

@@ -13,9 +13,10 @@ use common::users::{self, assert_all_hashed, assert_each_updated_once};
 use common::{count, TestDb};
 use diesel::RunQueryDsl;
 use migrator::lock::LockGuard;
+use migrator::report::Outcome;
 use migrator::{
-    config::Environment, context::Progress, migration, Backend, Config, Context, Error, Migrator,
-    Result,
+    config::Environment, context::Progress, migration, Backend, Config, Context, Error, ErrorKind,
+    Migrator, Result,
 };
 
 const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
@@ -43,6 +44,36 @@ fn terminate_the_lock_session(ctx: &mut Context<'_>) -> Result<()> {
     )
     .execute(ctx.conn())?;
     Ok(())
+}
+
+/// The first of three migrations of a run that stops between the second and the third.
+#[migration("010_stop_after_two_first")]
+fn stop_after_two_first(ctx: &mut Context<'_>) -> Result<()> {
+    ctx.batch_execute("CREATE TABLE stop_first (x INTEGER)")
+}
+
+/// The second: once its `success` row is written, a trigger ends the lock's session (waiting
+/// until it is gone), so the run loses its lock after this migration and before the next.
+#[migration("011_stop_after_two_second")]
+fn stop_after_two_second(ctx: &mut Context<'_>) -> Result<()> {
+    ctx.batch_execute(
+        "CREATE FUNCTION end_the_lock_session() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+             PERFORM pg_terminate_backend(pid, 10000) FROM pg_stat_activity \
+             WHERE application_name LIKE 'migrator %' AND pid <> pg_backend_pid() \
+             AND datname = current_database(); \
+             RETURN NEW; \
+         END $$; \
+         CREATE TRIGGER end_the_lock_session AFTER INSERT OR UPDATE ON applied_migrations \
+         FOR EACH ROW WHEN (NEW.migration_name = '011_stop_after_two_second' \
+         AND NEW.status = 'success') EXECUTE FUNCTION end_the_lock_session()",
+    )
+}
+
+/// The third, never started.
+#[migration("012_stop_after_two_third")]
+fn stop_after_two_third(ctx: &mut Context<'_>) -> Result<()> {
+    ctx.batch_execute("CREATE TABLE stop_third (x INTEGER)")
 }
 
 fn only(id: &str) -> Migrator {
@@ -75,6 +106,61 @@ fn a_lost_lock_stops_the_run_and_rolls_back() {
     assert_eq!(
         count(&db, "SELECT COUNT(*) AS n FROM applied_migrations"),
         0
+    );
+}
+
+#[test]
+fn a_lock_lost_between_two_migrations_returns_what_was_applied() {
+    let t = TestDb::new(Backend::Postgres);
+    let db = t.connect();
+    let err = Migrator::from_migrations(
+        migrator::registered().filter(|m| m.id().contains("_stop_after_two_")),
+    )
+    .unwrap()
+    .run(&db, &Config::new(Environment::Development))
+    .unwrap_err();
+    // Not a migration's failure: the lost lock itself, with the report of the run.
+    assert!(
+        matches!(err.without_report(), Error::LockLost { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::ConnectionLost);
+    assert!(err.is_connection_lost());
+    assert_eq!(err.migration_id(), None);
+    assert_eq!(migrator::cli::exit_code(&err), migrator::cli::EXIT_FAILED);
+    assert!(
+        err.to_string().starts_with("the migration lock was lost"),
+        "{err}"
+    );
+    let report = err.report().expect("the report of the run");
+    let applied: Vec<&str> = report.applied().map(|m| m.id.as_str()).collect();
+    assert_eq!(
+        applied,
+        ["010_stop_after_two_first", "011_stop_after_two_second"]
+    );
+    let third = report
+        .migrations
+        .iter()
+        .find(|m| m.id == "012_stop_after_two_third")
+        .expect("the third is in the report");
+    assert_eq!(third.outcome, Outcome::NotRun);
+    assert_eq!(report.failed().map(|m| m.id.as_str()), None);
+    // The two are recorded; the third was never started, and nothing claims it.
+    let rows = common::texts(
+        &db,
+        "SELECT migration_name || ' ' || status AS v FROM applied_migrations \
+         ORDER BY migration_name",
+    );
+    assert_eq!(
+        rows,
+        [
+            "010_stop_after_two_first success",
+            "011_stop_after_two_second success"
+        ]
+    );
+    assert_eq!(
+        common::try_count(&db, "SELECT COUNT(*) AS n FROM stop_third"),
+        None
     );
 }
 

@@ -306,6 +306,15 @@ fn production_needs_a_pinned_plan_and_takes_a_backup() {
         "refused by policy: MIGRATION_REQUIRE_CONFIRMATION is true and there is no terminal \
          to ask: review the plan and set MIGRATION_CONFIRM=001_ok,002_fails_if_switch"
     );
+    // Refused under the lock: the report says nothing was applied, both not run.
+    let report = err.report().expect("the run's report");
+    let not_run: Vec<&str> = report
+        .migrations
+        .iter()
+        .filter(|m| m.outcome == migrator::report::Outcome::NotRun)
+        .map(|m| m.id.as_str())
+        .collect();
+    assert_eq!(not_run, ["001_ok", "002_fails_if_switch"]);
     assert_eq!(pending(&t), 2, "nothing ran");
     assert_eq!(
         std::fs::read_dir(backups.path()).unwrap().count(),

@@ -146,7 +146,7 @@ impl ConnectionManager {
         let url = &self.url;
         let connect_error = |e: diesel::ConnectionError| Error::Connect {
             url: url.redacted().to_owned(),
-            reason: url.scrub(e.to_string().trim_end()),
+            source: scrubbed(url, e),
         };
         match url.backend() {
             Backend::Postgres => {
@@ -165,6 +165,22 @@ impl ConnectionManager {
                 Ok(AnyConnection::Sqlite(conn))
             }
         }
+    }
+}
+
+/// The driver's error with every text in it scrubbed of `url`'s password, and nothing of the
+/// URL's bytes left in its `Debug` (a NUL error would keep them).
+fn scrubbed(url: &DatabaseUrl, e: diesel::ConnectionError) -> diesel::ConnectionError {
+    use diesel::ConnectionError as E;
+    match e {
+        E::BadConnection(text) => E::BadConnection(url.scrub(text.trim_end())),
+        E::InvalidConnectionUrl(text) => E::InvalidConnectionUrl(url.scrub(text.trim_end())),
+        E::InvalidCString(nul) => E::InvalidConnectionUrl(nul.to_string()),
+        E::CouldntSetupConfiguration(query) => E::BadConnection(format!(
+            "cannot configure the connection: {}",
+            url.scrub(&crate::foundation::redact::DatabaseError(&query).to_string())
+        )),
+        other => E::BadConnection(url.scrub(other.to_string().trim_end())),
     }
 }
 

@@ -11,6 +11,14 @@ use classify::{classify, Failure};
 /// A `Result` whose error defaults to [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `": CAUSE"` after a message when a lower error is kept as its source, else nothing.
+fn and_source(source: &Option<Box<dyn std::error::Error + Send + Sync + 'static>>) -> String {
+    source
+        .as_ref()
+        .map(|source| format!(": {source}"))
+        .unwrap_or_default()
+}
+
 /// What kind of failure an [`enum@Error`] is, to match on ([`Error::kind`]); the error itself
 /// carries the details and, through [`source`](std::error::Error::source), the cause.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,7 +43,8 @@ pub enum ErrorKind {
     Timeout,
     /// Any other error of the database.
     Database,
-    /// Anything else (backups, backfills, hashing, the tracking table's contents).
+    /// Anything else (backups, backfills, hashing, the tracking table's contents, the test
+    /// support).
     Other,
 }
 
@@ -113,32 +122,32 @@ pub enum Error {
     },
 
     /// The database could not be reached or refused the connection.
-    #[error("cannot connect to {url}: {reason}")]
+    #[error("cannot connect to {url}: {source}")]
     Connect {
         /// The redacted URL.
         url: String,
-        /// The driver's message, with the password scrubbed. (The driver's error itself is not
-        /// kept as a source: libpq may quote the URL, password included, in it.)
-        reason: String,
+        /// The driver's error, rebuilt with its texts scrubbed of the password (libpq may quote
+        /// the URL, password included): `BadConnection` with the server's or libpq's message,
+        /// `InvalidConnectionUrl`; a failed set-up query's error is redacted into
+        /// `BadConnection`.
+        #[source]
+        source: diesel::ConnectionError,
     },
 
     /// No pooled connection became available.
     #[error("cannot get a database connection from the pool: {0}")]
     Pool(#[from] r2d2::Error),
 
-    /// A query of migrator's own failed.
-    #[error("{context}: {}", crate::foundation::redact::DatabaseError(.source))]
+    /// A query failed: one of migrator's own (`context` says what it was doing), or one in
+    /// migration code, converted by `?` (`context` is empty).
+    #[error("{context}{}{}", if context.is_empty() { "" } else { ": " }, crate::foundation::redact::DatabaseError(.source))]
     Database {
-        /// What migrator was doing.
+        /// What migrator was doing; empty for a query of migration code.
         context: String,
         /// The database's error.
         #[source]
         source: diesel::result::Error,
     },
-
-    /// A query in migration code failed (converted by `?`).
-    #[error("{}", crate::foundation::redact::DatabaseError(.0))]
-    Query(#[from] diesel::result::Error),
 
     /// Diesel's SQL migrations failed.
     #[error("diesel SQL migrations failed: {source}")]
@@ -188,10 +197,34 @@ pub enum Error {
         report: Box<Report>,
     },
 
-    /// A migration function returned an error of its own ([`Error::msg`], [`Error::custom`]);
-    /// migrator raises no `Custom` error itself (outside the `testing` harness).
+    /// A migration function returned an error of its own ([`Error::msg`], [`Error::custom`]).
+    /// Only for migration code (and a backfill's computation): migrator never raises a
+    /// `Custom` error itself.
     #[error("{0}")]
     Custom(Box<dyn std::error::Error + Send + Sync + 'static>),
+
+    /// A run stopped under its lock for another reason than a failed migration (a refusal of
+    /// the confirmation, a backup failing, the migration lock lost between two migrations, no
+    /// connection for the next one), after doing what `report` lists. [`Error::kind`], [`Error::migration_id`] and the `is_*`
+    /// methods answer for the `cause`; its message is the cause's. Made by
+    /// [`Error::with_report`]; [`Error::without_report`] gives the cause to match on.
+    #[error("{cause}")]
+    Stopped {
+        /// Why the run stopped (also the [`source`](std::error::Error::source)).
+        #[source]
+        cause: Box<Error>,
+        /// What the run did before it stopped.
+        report: Box<Report>,
+    },
+
+    /// The test support (the `testing` feature's harness, the stepped worker of the protocol
+    /// tests) cannot do what was asked: no PostgreSQL server could be started, a template
+    /// database could not be built, the test asks for something its set-up does not give.
+    #[error("{reason}")]
+    Testing {
+        /// What failed and how to fix it (a database URL in it is redacted).
+        reason: String,
+    },
 
     /// A migration function panicked.
     #[error("panicked: {message}")]
@@ -215,42 +248,61 @@ pub enum Error {
     NoTrackingSchema,
 
     /// A backup before migrating failed; nothing was migrated.
-    #[error("backup failed, nothing was migrated: {reason}")]
+    #[error("backup failed, nothing was migrated: {context}{}", and_source(.source))]
     Backup {
-        /// Why.
-        reason: String,
+        /// What failed, or why a backup cannot be taken at all (an in-memory SQLite database).
+        context: String,
+        /// The lower error, when there is one: the I/O error, the database's error (an
+        /// [`enum@Error`], redacted), `pg_dump`'s exit status with its standard error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
 
     /// A backfill is misconfigured or cannot progress.
-    #[error("backfill of {table}: {reason}")]
+    #[error("backfill of {table}: {reason}{}", and_source(.source))]
     Backfill {
         /// The table.
         table: String,
         /// Why.
         reason: String,
+        /// The lower error, when there is one (the worker threads could not be started).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
 
     /// A named background backfill is unknown, misconfigured, or cannot change state.
-    #[error("backfill {name}: {reason}")]
+    #[error("backfill {name}: {reason}{}", and_source(.source))]
     BackgroundBackfill {
         /// The backfill's name.
         name: String,
         /// Why.
         reason: String,
+        /// The lower error, when there is one (its definition could not be built: the
+        /// [`enum@Error`] its builder returned).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
 
     /// Hashing a password failed (bad parameters, no OS randomness).
-    #[error("password hashing failed: {reason}")]
+    #[error("password hashing failed: {context}: {source}")]
     Hashing {
-        /// Why.
-        reason: String,
+        /// What failed.
+        context: String,
+        /// Why: the Argon2 engine's error (`migrator_hasher::Error`), the argon2 or
+        /// password-hash crate's, the OS random number generator's, or the parameter out of
+        /// bounds.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
     /// A stored password hash cannot be parsed.
-    #[error("invalid password hash: {reason}")]
+    #[error("invalid password hash: {reason}{}", and_source(.source))]
     InvalidPasswordHash {
         /// Why (never the hash or the password).
         reason: String,
+        /// The password-hash or argon2 crate's error, when one tells more.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
 
     /// Another runner held the migration lock for longer than the lock timeout.
@@ -318,6 +370,16 @@ pub enum Error {
     },
 }
 
+impl From<diesel::result::Error> for Error {
+    /// A query of migration code that failed, as [`Error::Database`] without a context.
+    fn from(source: diesel::result::Error) -> Error {
+        Error::Database {
+            context: String::new(),
+            source,
+        }
+    }
+}
+
 impl std::fmt::Debug for Error {
     /// Like `Display` (values redacted), with the variant's name for the database errors.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -328,13 +390,14 @@ impl std::fmt::Debug for Error {
                 .field("context", context)
                 .field("source", &DatabaseError(source))
                 .finish(),
-            Error::Query(source) => f
-                .debug_tuple("Query")
-                .field(&DatabaseError(source))
-                .finish(),
             Error::MigrationFailed { id, cause, report } => f
                 .debug_struct("MigrationFailed")
                 .field("id", id)
+                .field("cause", cause)
+                .field("report", report)
+                .finish(),
+            Error::Stopped { cause, report } => f
+                .debug_struct("Stopped")
                 .field("cause", cause)
                 .field("report", report)
                 .finish(),
@@ -353,6 +416,7 @@ impl Error {
     /// ```
     pub fn kind(&self) -> ErrorKind {
         match self {
+            Error::Stopped { cause, .. } => cause.kind(),
             Error::Refused { .. } => ErrorKind::Refused,
             Error::MigrationFailed { .. } => ErrorKind::MigrationFailed,
             Error::Custom(_) => ErrorKind::Custom,
@@ -381,11 +445,51 @@ impl Error {
         Error::Custom(Box::new(error))
     }
 
-    /// What the run did before it failed, when the error comes from a run.
+    /// What the run did before it failed, when the error comes from a run that had started
+    /// working (taken its backup, applied a migration): a failed migration's, or any other
+    /// error's that stopped the run ([`Error::with_report`]).
     pub fn report(&self) -> Option<&Report> {
         match self {
-            Error::MigrationFailed { report, .. } => Some(report),
+            Error::MigrationFailed { report, .. } | Error::Stopped { report, .. } => Some(report),
             _ => None,
+        }
+    }
+
+    /// This error with `report`, what the run did before it: a failed migration's report is
+    /// replaced, any other error becomes [`Error::Stopped`] (its kind, message and exit code
+    /// those of the error).
+    ///
+    /// ```
+    /// use migrator::{report::Report, Error, ErrorKind};
+    /// let lost = Error::LockLost { lock: "the migration lock".into() };
+    /// let stopped = lost.with_report(Report::default());
+    /// assert!(stopped.report().is_some());
+    /// assert_eq!(stopped.kind(), ErrorKind::ConnectionLost);
+    /// assert!(matches!(stopped.without_report(), Error::LockLost { .. }));
+    /// ```
+    pub fn with_report(self, report: Report) -> Error {
+        match self {
+            Error::MigrationFailed { id, cause, .. } => Error::MigrationFailed {
+                id,
+                cause,
+                report: Box::new(report),
+            },
+            Error::Stopped { cause, .. } => Error::Stopped {
+                cause,
+                report: Box::new(report),
+            },
+            cause => Error::Stopped {
+                cause: Box::new(cause),
+                report: Box::new(report),
+            },
+        }
+    }
+
+    /// The error itself, seen through [`Error::Stopped`], to match its variant.
+    pub fn without_report(&self) -> &Error {
+        match self {
+            Error::Stopped { cause, .. } => cause.without_report(),
+            other => other,
         }
     }
 
@@ -393,6 +497,7 @@ impl Error {
     pub fn migration_id(&self) -> Option<&str> {
         match self {
             Error::MigrationFailed { id, .. } => Some(id),
+            Error::Stopped { cause, .. } => cause.migration_id(),
             _ => None,
         }
     }
@@ -400,7 +505,7 @@ impl Error {
     /// Whether the error is a configuration or usage problem (exit code 2 in the CLI).
     pub fn is_configuration(&self) -> bool {
         matches!(
-            self,
+            self.without_report(),
             Error::InvalidVariable { .. }
                 | Error::VariableOutOfRange { .. }
                 | Error::MissingVariable { .. }
@@ -415,15 +520,17 @@ impl Error {
 
     /// Whether the environment policy refused to run (exit code 3 in the CLI).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, Error::Refused { .. })
+        matches!(self.without_report(), Error::Refused { .. })
     }
 
     /// The database error this error carries (directly or as the cause of a failed DDL
     /// attempt), if any.
     fn database_source(&self) -> Option<&diesel::result::Error> {
         match self {
-            Error::Query(source) | Error::Database { source, .. } => Some(source),
-            Error::DdlLockTimeout { cause, .. } => cause.database_source(),
+            Error::Database { source, .. } => Some(source),
+            Error::DdlLockTimeout { cause, .. } | Error::Stopped { cause, .. } => {
+                cause.database_source()
+            }
             _ => None,
         }
     }
@@ -457,7 +564,9 @@ impl Error {
     pub fn is_connection_lost(&self) -> bool {
         match self {
             Error::LockLost { .. } | Error::Connect { .. } | Error::Pool(_) => true,
-            Error::MigrationFailed { cause, .. } => cause.is_connection_lost(),
+            Error::MigrationFailed { cause, .. } | Error::Stopped { cause, .. } => {
+                cause.is_connection_lost()
+            }
             _ => self.failure() == Some(Failure::ConnectionLost),
         }
     }
@@ -467,7 +576,8 @@ impl Error {
     /// backfill's computation that returns the wrong shape. Connection losses, timeouts,
     /// cancellations, deadlocks and serialization failures are transient.
     pub fn is_deterministic(&self) -> bool {
-        matches!(self, Error::Backfill { .. }) || self.failure() == Some(Failure::Deterministic)
+        matches!(self.without_report(), Error::Backfill { .. })
+            || self.failure() == Some(Failure::Deterministic)
     }
 
     pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(diesel::result::Error) -> Error {
@@ -522,7 +632,7 @@ mod tests {
         };
         assert_eq!(timeout.kind(), ErrorKind::LockTimeout);
         assert_eq!(Error::msg("no").kind(), ErrorKind::Custom);
-        let closed = Error::Query(diesel::result::Error::BrokenTransactionManager);
+        let closed = Error::from(diesel::result::Error::BrokenTransactionManager);
         assert_eq!(closed.kind(), ErrorKind::ConnectionLost);
         let failed = Error::MigrationFailed {
             id: "001_x".into(),
@@ -530,5 +640,79 @@ mod tests {
             report: Box::new(Report::default()),
         };
         assert_eq!(failed.kind(), ErrorKind::MigrationFailed);
+    }
+
+    #[test]
+    fn a_report_attaches_to_any_error_and_is_seen_through() {
+        use super::{Error, ErrorKind, Report};
+        let mut applied = Report::default();
+        applied.sql_migrations.push("2026-01-01-000000_init".into());
+        let refused = Error::Refused {
+            reason: "ENABLE_PROD_MIGRATIONS is false".into(),
+        };
+        let message = refused.to_string();
+        let stopped = refused.with_report(applied.clone());
+        assert_eq!(stopped.report(), Some(&applied));
+        assert_eq!(stopped.kind(), ErrorKind::Refused);
+        assert!(stopped.is_refusal() && !stopped.is_configuration());
+        assert_eq!(stopped.to_string(), message);
+        assert!(matches!(stopped.without_report(), Error::Refused { .. }));
+        assert_eq!(stopped.migration_id(), None);
+        // Attached again, it replaces the report rather than wrapping twice.
+        let again = stopped.with_report(Report::default());
+        assert!(
+            matches!(&again, Error::Stopped { cause, .. } if matches!(**cause, Error::Refused { .. }))
+        );
+        assert_eq!(again.report(), Some(&Report::default()));
+        // A failed migration's own report is replaced; it stays a migration failure.
+        let failed = Error::MigrationFailed {
+            id: "001_x".into(),
+            cause: Box::new(Error::msg("no")),
+            report: Box::new(Report::default()),
+        }
+        .with_report(applied.clone());
+        assert_eq!(failed.kind(), ErrorKind::MigrationFailed);
+        assert_eq!(failed.migration_id(), Some("001_x"));
+        assert_eq!(failed.report(), Some(&applied));
+        // A database error's class is seen through too.
+        let closed = Error::from(diesel::result::Error::BrokenTransactionManager)
+            .with_report(Report::default());
+        assert_eq!(closed.kind(), ErrorKind::ConnectionLost);
+        assert!(closed.is_connection_lost());
+    }
+
+    #[test]
+    fn lower_errors_are_kept_as_sources() {
+        use super::Error;
+        use std::error::Error as _;
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let backup = Error::Backup {
+            context: "cannot create the backup directory /b".into(),
+            source: Some(Box::new(io)),
+        };
+        assert_eq!(
+            backup.to_string(),
+            "backup failed, nothing was migrated: cannot create the backup directory /b: denied"
+        );
+        let source = backup.source().expect("the I/O error");
+        assert_eq!(
+            source.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+        let alone = Error::Backup {
+            context: "an in-memory SQLite database cannot be backed up".into(),
+            source: None,
+        };
+        assert_eq!(
+            alone.to_string(),
+            "backup failed, nothing was migrated: an in-memory SQLite database cannot be backed up"
+        );
+        assert!(alone.source().is_none());
+        let query = Error::from(diesel::result::Error::NotFound);
+        assert_eq!(query.to_string(), "Record not found");
+        assert!(query
+            .source()
+            .and_then(|s| s.downcast_ref::<diesel::result::Error>())
+            .is_some());
     }
 }

@@ -28,9 +28,19 @@ use crate::foundation::error::{Error, Result};
 
 pub(crate) use crate::foundation::report::Backup;
 
-fn failed(reason: impl Into<String>) -> Error {
+/// A backup that cannot be taken, for a reason of the library's own.
+fn refused(context: impl Into<String>) -> Error {
     Error::Backup {
-        reason: reason.into(),
+        context: context.into(),
+        source: None,
+    }
+}
+
+/// A backup step that failed with an I/O error, kept as the source.
+fn failed(context: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Backup {
+        context,
+        source: Some(Box::new(source)),
     }
 }
 
@@ -74,18 +84,16 @@ impl Drop for Partial {
 /// Backs `db` up; `label` ends the file name (`before-ID`, or `manual`).
 pub(crate) fn take(db: &Database, config: &Config, label: &str) -> Result<Backup> {
     if db.url().is_sqlite_memory() {
-        return Err(failed(
+        return Err(refused(
             "an in-memory SQLite database (sqlite://:memory:) cannot be backed up: it lives \
              in this process only; use a database file, or set MIGRATION_BACKUP_BEFORE=false",
         ));
     }
     let dir = config.backup_dir();
-    std::fs::create_dir_all(dir).map_err(|e| {
-        failed(format!(
-            "cannot create the backup directory {}: {e}",
-            dir.display()
-        ))
-    })?;
+    std::fs::create_dir_all(dir).map_err(failed(format!(
+        "cannot create the backup directory {}",
+        dir.display()
+    )))?;
     let dialect = backend::of(db.backend());
     let database = dialect.database_name(db)?;
     let extension = dialect.backup_extension();
@@ -97,14 +105,16 @@ pub(crate) fn take(db: &Database, config: &Config, label: &str) -> Result<Backup
         .create_new(true)
         .mode(0o600)
         .open(&temporary)
-        .map_err(|e| failed(format!("cannot create {}: {e}", temporary.display())))?;
+        .map_err(failed(format!("cannot create {}", temporary.display())))?;
     let mut partial = Partial(Some(temporary.clone()));
     log::info!("Backing up database {database} into {}", dir.display());
     dialect.backup_into(db, config, &temporary)?;
-    let file = File::open(&temporary)
-        .map_err(|e| failed(format!("cannot reopen {}: {e}", temporary.display())))?;
-    file.sync_all()
-        .map_err(|e| failed(format!("cannot flush {} to disk: {e}", temporary.display())))?;
+    let file =
+        File::open(&temporary).map_err(failed(format!("cannot reopen {}", temporary.display())))?;
+    file.sync_all().map_err(failed(format!(
+        "cannot flush {} to disk",
+        temporary.display()
+    )))?;
     let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     let path = publish(&temporary, dir, &stem, extension)?;
     partial.0 = None;
@@ -140,14 +150,12 @@ fn publish(temporary: &Path, dir: &Path, stem: &str, extension: &str) -> Result<
             Err(_) if !path.exists() => std::fs::rename(temporary, &path),
             Err(e) => Err(e),
         };
-        return moved.map(|()| path.clone()).map_err(|e| {
-            failed(format!(
-                "cannot move the backup into {}: {e}",
-                path.display()
-            ))
-        });
+        return moved.map(|()| path.clone()).map_err(failed(format!(
+            "cannot move the backup into {}",
+            path.display()
+        )));
     }
-    Err(failed(format!(
+    Err(refused(format!(
         "{MAX_SAME_NAME} backups named {stem}.{extension} already exist in {}",
         dir.display()
     )))

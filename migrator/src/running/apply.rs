@@ -73,17 +73,26 @@ pub(crate) struct Run<'a> {
     pub(crate) lock: &'a Arc<LockWatch>,
 }
 
-/// Applies one migration and records the attempt, and its metrics. On failure returns the
-/// duration and cause.
+/// Why a migration was not applied.
+pub(crate) enum NotApplied {
+    /// It never started: the lock was lost, or no connection could be had, before it. Not the
+    /// migration's failure: nothing was attempted or recorded.
+    NotStarted(Error),
+    /// It ran and failed, after this long (its `failed` row written unless the lock was lost).
+    Failed(Duration, Error),
+}
+
+/// Applies one migration and records the attempt, and its metrics.
 pub(crate) fn apply(
     run: &Run<'_>,
     m: &'static Migration,
     observer: Option<ProgressObserver>,
-) -> std::result::Result<(Duration, u64), (Duration, Error)> {
+) -> std::result::Result<(Duration, u64), NotApplied> {
     let outcome = apply_and_record(run, m, observer);
     let (finished, duration) = match &outcome {
         Ok((duration, _)) => (metrics::Finished::Applied, *duration),
-        Err((duration, _)) => (metrics::Finished::Failed, *duration),
+        Err(NotApplied::Failed(duration, _)) => (metrics::Finished::Failed, *duration),
+        Err(NotApplied::NotStarted(_)) => return outcome,
     };
     metrics::migration_finished(m.id(), finished, duration);
     let attempts = run
@@ -102,7 +111,7 @@ fn apply_and_record(
     run: &Run<'_>,
     m: &'static Migration,
     observer: Option<ProgressObserver>,
-) -> std::result::Result<(Duration, u64), (Duration, Error)> {
+) -> std::result::Result<(Duration, u64), NotApplied> {
     let attempt = Attempt {
         run,
         m,
@@ -111,11 +120,10 @@ fn apply_and_record(
     };
     // Never start, or record, a migration without holding the lock. While it runs, its context
     // and progress reporter watch the lock too.
-    let started = attempt
+    let mut conn = attempt
         .held()
         .and_then(|()| run.db.get())
-        .map_err(|e| (attempt.start.elapsed(), e));
-    let mut conn = started?;
+        .map_err(NotApplied::NotStarted)?;
     log::info!("Applying migration {}", m.id());
     let result = attempt.with_retries(&mut conn);
     let elapsed = attempt.start.elapsed();
@@ -124,7 +132,10 @@ fn apply_and_record(
             log::info!("Migration {} applied in {} ms", m.id(), elapsed.as_millis());
             Ok((elapsed, rows))
         }
-        Err(cause) => Err((elapsed, attempt.record_failure(&mut conn, cause, elapsed))),
+        Err(cause) => Err(NotApplied::Failed(
+            elapsed,
+            attempt.record_failure(&mut conn, cause, elapsed),
+        )),
     }
 }
 

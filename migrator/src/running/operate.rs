@@ -72,7 +72,7 @@ pub(crate) fn dry_run(migrator: &Migrator, db: &Database, config: &Config) -> Re
             report.migrations.push(entry);
         }
         // Roll everything back.
-        Err(Error::Query(diesel::result::Error::RollbackTransaction))
+        Err(Error::from(diesel::result::Error::RollbackTransaction))
     });
     Ok(report)
 }

@@ -1,16 +1,16 @@
 //! The runner: plan, lock, plan again under the lock, confirm, back up, apply.
 
-use crate::access::connection::Database;
-use crate::foundation::config::Config;
-use crate::foundation::error::{Error, Result};
-use crate::foundation::report::{MigrationReport, Outcome, Report, StatusReport};
-use crate::policy::confirm::confirm;
-use crate::policy::plan::Plan;
+use crate::running::apply::{NotApplied, Run, apply, settled, warn_anomalies};
 use crate::records::backup::{self, Backup};
+use crate::foundation::config::Config;
+use crate::policy::confirm::confirm;
+use crate::access::connection::Database;
+use crate::foundation::error::{Error, Result};
 use crate::records::lock::{LockGuard, LockWatch};
-use crate::records::tracking::{self, Table};
-use crate::running::apply::{apply, settled, warn_anomalies, Run};
 use crate::running::migrations::Migrator;
+use crate::policy::plan::Plan;
+use crate::foundation::report::{MigrationReport, Outcome, Report, StatusReport};
+use crate::records::tracking::{self, Table};
 
 impl Migrator {
     /// Applies every pending migration, in order, under the migration lock: an explicit run
@@ -19,8 +19,10 @@ impl Migrator {
     /// It plans (without the lock: a run with nothing pending, every start of every replica but
     /// the first, ends there), takes the lock, plans again under it, asks for confirmation,
     /// backs up, and applies: SQL migrations first, then code migrations. A failure stops the
-    /// run: later migrations are not attempted. The error carries the [`Report`] of what was
-    /// done.
+    /// run: later migrations are not attempted. Once the lock is held and the plan read under
+    /// it, the error carries the [`Report`] of what was done ([`Error::report`]; the migrations
+    /// not attempted are `NotRun`): a failed migration's, and any other error's that stopped
+    /// the run (a refusal, a failed backup, the lock lost between two migrations).
     pub fn run(&self, db: &Database, config: &Config) -> Result<Report> {
         let db = db.for_migrations();
         let plan = self.plan(db, config)?;
@@ -35,11 +37,22 @@ impl Migrator {
         if plan.pending.is_empty() {
             return Ok(self.nothing_to_do(&plan.status));
         }
-        confirm(db, &plan)?;
         let mut report = Report::default();
         warn_anomalies(&plan.status, &mut report, self);
-        report.backup = self.back_up(db, config, &plan)?;
-        let report = self.apply_sql(db, &plan, report)?;
+        let stopped = |e: Error, report: Report| e.with_report(not_run(&plan.status, report));
+        if let Err(e) = confirm(db, &plan) {
+            return Err(stopped(e, report));
+        }
+        report.backup = match self.back_up(db, config, &plan) {
+            Ok(backup) => backup,
+            Err(e) => return Err(stopped(e, report)),
+        };
+        let report = self
+            .apply_sql(db, &plan, report)
+            .map_err(|e| match e.report().cloned() {
+                Some(report) => e.with_report(not_run(&plan.status, report)),
+                None => e,
+            })?;
         let run = Run {
             db,
             config,
@@ -91,7 +104,10 @@ impl Migrator {
         let Some(sql) = self.sql.filter(|_| !plan.status.pending_sql.is_empty()) else {
             return Ok(report);
         };
-        let mut conn = db.get()?;
+        let mut conn = match db.get() {
+            Ok(conn) => conn,
+            Err(e) => return Err(e.with_report(report)),
+        };
         match sql.run(&mut conn) {
             Ok(versions) => {
                 report.sql_migrations = versions;
@@ -116,6 +132,8 @@ impl Migrator {
     }
 
     /// Applies the pending code migrations in order; after a failure the rest are `NotRun`.
+    /// A run stopped before a migration started (the lock lost, no connection) ends there,
+    /// that migration and the rest `NotRun`, the error carrying the report.
     fn apply_code(
         &self,
         run: &Run<'_>,
@@ -123,13 +141,21 @@ impl Migrator {
         mut report: Report,
     ) -> Result<Report> {
         let mut failure = None;
+        let mut stopped = None;
         for m in &status.migrations {
-            let migration = self.find(&m.id).ok_or_else(|| Error::Tracking {
-                migration: m.id.clone(),
-                reason: "vanished from the registry during the run".into(),
-            })?;
             let mut entry = MigrationReport::with_outcome(m.id.clone(), settled(m));
-            if m.pending && failure.is_some() {
+            let migration = match self.find(&m.id) {
+                Some(migration) => migration,
+                None if stopped.is_none() && failure.is_none() => {
+                    stopped = Some(Error::Tracking {
+                        migration: m.id.clone(),
+                        reason: "vanished from the registry during the run".into(),
+                    });
+                    continue;
+                }
+                None => continue,
+            };
+            if m.pending && (failure.is_some() || stopped.is_some()) {
                 entry.outcome = Outcome::NotRun;
             } else if m.pending {
                 match apply(run, migration, self.observer.clone()) {
@@ -138,23 +164,49 @@ impl Migrator {
                         entry.duration = Some(duration);
                         entry.rows = (rows > 0).then_some(rows);
                     }
-                    Err((duration, cause)) => {
+                    Err(NotApplied::Failed(duration, cause)) => {
                         entry.outcome = Outcome::Failed;
                         entry.duration = Some(duration);
                         entry.error = Some(cause.to_string());
                         failure = Some((m.id.clone(), cause));
                     }
+                    Err(NotApplied::NotStarted(cause)) => {
+                        log::error!("Stopping before migration {}: {cause}", m.id);
+                        entry.outcome = Outcome::NotRun;
+                        stopped = Some(cause);
+                    }
                 }
             }
             report.migrations.push(entry);
         }
-        match failure {
-            None => Ok(report),
-            Some((id, cause)) => Err(Error::MigrationFailed {
+        match (failure, stopped) {
+            (Some((id, cause)), _) => Err(Error::MigrationFailed {
                 id,
                 cause: Box::new(cause),
                 report: Box::new(report),
             }),
+            (None, Some(cause)) => Err(cause.with_report(report)),
+            (None, None) => Ok(report),
         }
     }
+}
+
+/// `report` of a run that stopped before its code migrations: each listed, the pending ones
+/// `NotRun` (a report that lists them already is kept).
+fn not_run(status: &StatusReport, mut report: Report) -> Report {
+    if report.migrations.is_empty() {
+        report.migrations = status
+            .migrations
+            .iter()
+            .map(|m| {
+                let outcome = if m.pending {
+                    Outcome::NotRun
+                } else {
+                    settled(m)
+                };
+                MigrationReport::with_outcome(m.id.clone(), outcome)
+            })
+            .collect();
+    }
+    report
 }

@@ -512,7 +512,6 @@ impl Dialect for Postgres {
     /// The real `pg_dump` (`MIGRATION_PG_DUMP`), custom format (restore with `pg_restore`).
     /// The password reaches it through `PGPASSWORD`, never its arguments.
     fn backup_into(&self, db: &Database, config: &Config, out: &Path) -> Result<()> {
-        let failed = |reason: String| Error::Backup { reason };
         let program = config.pg_dump();
         let (url, password) = db.url().split_password();
         let mut command = Command::new(program);
@@ -530,21 +529,43 @@ impl Dialect for Postgres {
         if let Some(password) = password {
             command.env("PGPASSWORD", password);
         }
-        let output = command.output().map_err(|e| {
-            failed(format!(
-                "cannot run {} ({e}); install the PostgreSQL client tools or set MIGRATION_PG_DUMP",
+        let output = command.output().map_err(|e| Error::Backup {
+            context: format!(
+                "cannot run {}; install the PostgreSQL client tools or set MIGRATION_PG_DUMP",
                 program.display()
-            ))
+            ),
+            source: Some(Box::new(e)),
         })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(failed(format!(
-                "{} failed ({}): {}",
-                program.display(),
-                output.status,
-                db.url().scrub(stderr.trim())
-            )));
+            return Err(Error::Backup {
+                context: format!("{} failed", program.display()),
+                source: Some(Box::new(Exited {
+                    status: output.status,
+                    stderr: db.url().scrub(stderr.trim()),
+                })),
+            });
         }
         Ok(())
     }
 }
+
+/// A child process that exited unsuccessfully: its status and its standard error (a password
+/// in it scrubbed).
+#[derive(Debug)]
+struct Exited {
+    status: std::process::ExitStatus,
+    stderr: String,
+}
+
+impl std::fmt::Display for Exited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.status)?;
+        if !self.stderr.is_empty() {
+            write!(f, ": {}", self.stderr)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Exited {}

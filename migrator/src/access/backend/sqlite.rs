@@ -275,7 +275,11 @@ impl Dialect for Sqlite {
             .bind::<Text, _>(&target)
             .execute(&mut *conn)
             .map_err(|e| Error::Backup {
-                reason: format!("VACUUM INTO {target} failed: {e}"),
+                context: "cannot write the SQLite backup".into(),
+                // The database's error as migrator shows it (values redacted).
+                source: Some(Box::new(Error::db(format!("VACUUM INTO {target} failed"))(
+                    e,
+                ))),
             })?;
         Ok(())
     }

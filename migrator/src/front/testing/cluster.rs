@@ -88,8 +88,11 @@ impl PostgresCluster {
     /// process between choosing and binding it is replaced by another. Stop the server with
     /// `pg_ctl -D DATA stop` through [`command`](Self::command); it is not stopped for you.
     pub fn start_server(&self, data: &Path, log: &Path, extra: &str) -> Result<u16, Error> {
-        start_server(|tool| self.command(tool), data, log, &self.base, extra)
-            .map_err(|why| Error::msg(format!("cannot start a PostgreSQL server: {why}")))
+        start_server(|tool| self.command(tool), data, log, &self.base, extra).map_err(|why| {
+            Error::Testing {
+                reason: format!("cannot start a PostgreSQL server: {why}"),
+            }
+        })
     }
 }
 

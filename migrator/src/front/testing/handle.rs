@@ -126,7 +126,9 @@ impl PostgresServer {
                 let at_host = rest.split_once('@').map_or(rest, |(_, host)| host);
                 format!("{scheme}://{role}:{}@{at_host}", self.password)
             })
-            .ok_or_else(|| Error::msg(format!("cannot name role {role} in a URL")))?;
+            .ok_or_else(|| Error::Testing {
+                reason: format!("cannot name role {role} in a URL"),
+            })?;
         Ok(RoleDatabase {
             role,
             name,
@@ -139,13 +141,13 @@ impl PostgresServer {
     /// tools, a second server beside it. An error when the server is the one of
     /// `MIGRATOR_TEST_DATABASE_URL`: such a test needs the throwaway cluster.
     pub fn cluster(&self) -> Result<&PostgresCluster> {
-        self.cluster.as_ref().ok_or_else(|| {
-            Error::msg(format!(
+        self.cluster.as_ref().ok_or_else(|| Error::Testing {
+            reason: format!(
                 "this test needs the throwaway PostgreSQL cluster (its files, its log or a \
                  server beside it), not the server of {TEST_DATABASE_URL}={}: unset \
                  {TEST_DATABASE_URL} to run it",
                 self.admin.redacted()
-            ))
+            ),
         })
     }
 }

@@ -48,7 +48,9 @@ pub(super) fn server() -> Result<&'static dyn Server> {
 pub(super) fn handle() -> Result<&'static PostgresServer> {
     match SERVER.get_or_init(start) {
         Ok(server) => Ok(server),
-        Err(why) => Err(Error::msg(why.clone())),
+        Err(why) => Err(Error::Testing {
+            reason: why.clone(),
+        }),
     }
 }
 
@@ -156,12 +158,11 @@ impl PostgresServer {
     }
 
     pub(super) fn url_of(&self, name: &str) -> Result<DatabaseUrl> {
-        self.admin.with_database(name).ok_or_else(|| {
-            Error::msg(format!(
-                "cannot name database {name} in {}",
-                self.admin.redacted()
-            ))
-        })
+        self.admin
+            .with_database(name)
+            .ok_or_else(|| Error::Testing {
+                reason: format!("cannot name database {name} in {}", self.admin.redacted()),
+            })
     }
 
     fn exists(conn: &mut AnyConnection, name: &str) -> Result<bool> {

@@ -31,7 +31,9 @@ pub(super) fn server() -> Result<&'static dyn Server> {
     });
     match server {
         Ok(server) => Ok(server),
-        Err(why) => Err(Error::msg(why.clone())),
+        Err(why) => Err(Error::Testing {
+            reason: why.clone(),
+        }),
     }
 }
 
@@ -52,12 +54,10 @@ impl Server for Sqlite {
         // Every connection closes: the file is complete (no journal left) once the pool is gone.
         drop(db);
         built?;
-        std::fs::rename(&building, &path).map_err(|e| {
-            Error::msg(format!(
-                "cannot move the SQLite template into place at {}: {e}",
-                path.display()
-            ))
-        })?;
+        std::fs::rename(&building, &path).map_err(Error::io(format!(
+            "cannot move the SQLite template into place at {}",
+            path.display()
+        )))?;
         Ok(path.display().to_string())
     }
 
@@ -67,12 +67,10 @@ impl Server for Sqlite {
             DATABASES.fetch_add(1, Ordering::Relaxed)
         ));
         if let Some(template) = template {
-            std::fs::copy(template, &path).map_err(|e| {
-                Error::msg(format!(
-                    "cannot copy the SQLite template {template} to {}: {e}",
-                    path.display()
-                ))
-            })?;
+            std::fs::copy(template, &path).map_err(Error::io(format!(
+                "cannot copy the SQLite template {template} to {}",
+                path.display()
+            )))?;
         }
         let db = Sqlite::connect(&path)?;
         Ok((path.display().to_string(), db))

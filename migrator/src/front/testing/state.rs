@@ -38,7 +38,8 @@ impl State {
                 Some(last) => all[..=last].to_vec(),
                 None => {
                     let ids: Vec<&str> = all.iter().map(|m| m.id()).collect();
-                    return Err(Error::msg(format!(
+                    return Err(Error::Testing {
+                        reason: format!(
                         "migrations = \"up_to = {id}\": this test binary registers no migration \
                          {id} (it registers: {}); link the crate that defines it \
                          (`use my_migrations as _;`) or fix the ID",
@@ -47,7 +48,8 @@ impl State {
                         } else {
                             ids.join(", ")
                         }
-                    )));
+                        ),
+                    });
                 }
             },
         };
@@ -193,10 +195,12 @@ pub(crate) fn template(backend: Backend, server: &dyn Server, state: &State) -> 
     });
     match built {
         Ok(name) => Ok(name.clone()),
-        Err(why) => Err(Error::msg(format!(
-            "building the {backend} template database (migrations, then fixtures) failed: \
-             {why}"
-        ))),
+        Err(why) => Err(Error::Testing {
+            reason: format!(
+                "building the {backend} template database (migrations, then fixtures) \
+                 failed: {why}"
+            ),
+        }),
     }
 }
 

@@ -17,6 +17,7 @@ pub(super) const PARALLELISM: RangeInclusive<u32> = argon2::Params::MIN_P_COST..
 pub(super) const MIN_MEMORY_KIB_PER_LANE: u32 = 8;
 
 /// A parameter outside the bounds of [`Params`](super::Params).
+#[derive(Debug)]
 pub(crate) struct OutOfBounds {
     /// The variable that sets it.
     pub(crate) variable: &'static str,
@@ -29,6 +30,8 @@ pub(crate) struct OutOfBounds {
     /// Why the bounds are what they are, when another parameter sets them (else empty).
     pub(crate) why: &'static str,
 }
+
+impl std::error::Error for OutOfBounds {}
 
 impl fmt::Display for OutOfBounds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

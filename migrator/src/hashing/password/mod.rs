@@ -156,10 +156,11 @@ impl Params {
     fn argon2_params(&self) -> Result<argon2::Params> {
         if let Some(bad) = out_of_bounds(self.memory_kib, self.iterations, self.parallelism) {
             return Err(Error::Hashing {
-                reason: format!(
-                    "invalid Argon2 parameters m={} t={} p={}: {bad}",
+                context: format!(
+                    "invalid Argon2 parameters m={} t={} p={}",
                     self.memory_kib, self.iterations, self.parallelism
                 ),
+                source: Box::new(bad),
             });
         }
         argon2::Params::new(
@@ -169,10 +170,11 @@ impl Params {
             Some(OUTPUT_LEN),
         )
         .map_err(|e| Error::Hashing {
-            reason: format!(
-                "invalid Argon2 parameters m={} t={} p={}: {e}",
+            context: format!(
+                "invalid Argon2 parameters m={} t={} p={}",
                 self.memory_kib, self.iterations, self.parallelism
             ),
+            source: Box::new(e),
         })
     }
 }
@@ -201,29 +203,24 @@ thread_local! {
     static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-/// An error of the engine as [`Error::Hashing`], its causes in the message.
-fn engine_error(e: engine::Error) -> Error {
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        reason.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    Error::Hashing { reason }
-}
-
-fn hashing_error(what: &str) -> impl FnOnce(argon2::Error) -> Error + '_ {
+/// An [`Error::Hashing`] saying what failed, with the lower error (the engine's, the argon2 or
+/// password-hash crate's, the OS random number generator's) as its source.
+fn hashing_error<E>(what: &str) -> impl FnOnce(E) -> Error + '_
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     move |e| Error::Hashing {
-        reason: format!("{what}: {e}"),
+        context: what.to_owned(),
+        source: Box::new(e),
     }
 }
 
 /// Runs the argon2 crate with this thread's reused memory, and wipes that memory after.
 fn compute(argon2: &Argon2<'_>, password: &[u8], salt: &[u8], out: &mut [u8]) -> Result<()> {
     MEMORY.with(|memory| {
-        let mut memory = memory.try_borrow_mut().map_err(|_| Error::Hashing {
-            reason: "Argon2 memory already in use on this thread".into(),
-        })?;
+        let mut memory = memory
+            .try_borrow_mut()
+            .map_err(|_| hashing_error("Argon2 failed")(engine::Error::MemoryInUse))?;
         let needed = argon2.params().block_count();
         if memory.len() < needed {
             memory.resize(needed, Block::new());
@@ -251,7 +248,9 @@ impl Hasher {
     /// [`Kernel::detected`]), or an error if this CPU cannot run it. Hashes are the same.
     pub fn with_kernel(mut self, kernel: Kernel) -> Result<Hasher> {
         if !kernel.is_supported() {
-            return Err(engine_error(engine::Error::UnsupportedKernel(kernel)));
+            return Err(hashing_error("cannot use this kernel")(
+                engine::Error::UnsupportedKernel(kernel),
+            ));
         }
         self.kernel = kernel;
         Ok(self)
@@ -313,7 +312,8 @@ impl Hasher {
             reuse,
             ..self.options
         };
-        engine::hash(self.kernel, costs, &inputs, out, options).map_err(engine_error)
+        engine::hash(self.kernel, costs, &inputs, out, options)
+            .map_err(hashing_error("Argon2id failed"))
     }
 
     /// The parameters new hashes use.
@@ -340,21 +340,16 @@ impl Hasher {
     }
 
     fn hash_inner(&self, password: &Password, salt: &[u8], reuse: bool) -> Result<HashedPassword> {
-        let salt_string = SaltString::encode_b64(salt).map_err(|e| Error::Hashing {
-            reason: format!("invalid salt: {e}"),
-        })?;
+        let salt_string = SaltString::encode_b64(salt).map_err(hashing_error("invalid salt"))?;
         let mut out = Zeroizing::new([0u8; OUTPUT_LEN]);
         self.argon2id(&self.argon2_params, password, salt, &mut out[..], reuse)?;
         let phc = PasswordHash {
             algorithm: argon2::ARGON2ID_IDENT,
             version: Some(Version::V0x13.into()),
-            params: ParamsString::try_from(&self.argon2_params).map_err(|e| Error::Hashing {
-                reason: format!("cannot encode the parameters: {e}"),
-            })?,
+            params: ParamsString::try_from(&self.argon2_params)
+                .map_err(hashing_error("cannot encode the parameters"))?,
             salt: Some(salt_string.as_salt()),
-            hash: Some(Output::new(&out[..]).map_err(|e| Error::Hashing {
-                reason: format!("cannot encode the hash: {e}"),
-            })?),
+            hash: Some(Output::new(&out[..]).map_err(hashing_error("cannot encode the hash"))?),
         }
         .to_string();
         Ok(HashedPassword {
@@ -366,23 +361,25 @@ impl Hasher {
     /// Whether `password` matches the PHC string `phc` (any Argon2 variant and parameters, so
     /// hashes made with older parameters still verify). Constant-time comparison.
     pub fn verify(&self, password: &Password, phc: &str) -> Result<bool> {
-        let invalid = |reason: String| Error::InvalidPasswordHash { reason };
-        let parsed = PasswordHash::new(phc).map_err(|e| invalid(e.to_string()))?;
-        let algorithm = Algorithm::try_from(parsed.algorithm)
-            .map_err(|e| invalid(format!("not an Argon2 hash: {e}")))?;
+        let invalid = |reason: String| Error::InvalidPasswordHash {
+            reason,
+            source: None,
+        };
+        let parsed = PasswordHash::new(phc).map_err(because("not a PHC string"))?;
+        let algorithm =
+            Algorithm::try_from(parsed.algorithm).map_err(because("not an Argon2 hash"))?;
         let version = parsed
             .version
             .map(Version::try_from)
             .transpose()
-            .map_err(|e| invalid(format!("unknown Argon2 version: {e}")))?
+            .map_err(because("unknown Argon2 version"))?
             .unwrap_or_default();
-        let params = argon2::Params::try_from(&parsed)
-            .map_err(|e| invalid(format!("bad parameters: {e}")))?;
+        let params = argon2::Params::try_from(&parsed).map_err(because("bad parameters"))?;
         // The parameters come from stored data: bound them before allocating or iterating.
         if let Some(bad) = out_of_bounds(params.m_cost(), params.t_cost(), params.p_cost()) {
-            return Err(invalid(format!(
-                "its parameters are outside what this crate hashes and verifies with: {bad}"
-            )));
+            return Err(because(
+                "its parameters are outside what this crate hashes and verifies with",
+            )(bad));
         }
         let expected = parsed
             .hash
@@ -393,7 +390,7 @@ impl Hasher {
         let mut salt_buf = [0u8; 64];
         let salt = salt
             .decode_b64(&mut salt_buf)
-            .map_err(|e| invalid(format!("bad salt: {e}")))?;
+            .map_err(because("bad salt"))?;
         let mut out = Zeroizing::new(vec![0u8; expected.len()]);
         if algorithm == Algorithm::Argon2id && version == Version::V0x13 {
             self.argon2id(&params, password, salt, &mut out, true)?;
@@ -422,13 +419,23 @@ impl Hasher {
     }
 }
 
+/// An [`Error::InvalidPasswordHash`] saying why, with the crate's error that told it as its
+/// source.
+fn because<E>(reason: &'static str) -> impl FnOnce(E) -> Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    move |e| Error::InvalidPasswordHash {
+        reason: reason.into(),
+        source: Some(Box::new(e)),
+    }
+}
+
 fn random_salt() -> Result<[u8; SALT_LEN]> {
     let mut salt = [0u8; SALT_LEN];
     OsRng
         .try_fill_bytes(&mut salt)
-        .map_err(|e| Error::Hashing {
-            reason: format!("the OS random number generator failed: {e}"),
-        })?;
+        .map_err(hashing_error("the OS random number generator failed"))?;
     Ok(salt)
 }
 

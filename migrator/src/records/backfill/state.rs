@@ -217,6 +217,7 @@ impl Row {
                 .map_err(|reason: String| Error::BackgroundBackfill {
                     name: self.name.clone(),
                     reason,
+                    source: None,
                 })?;
         // rows_total is an estimate: never read as less than what is done.
         let (done, total) = (to_u64(self.rows_done), to_u64(self.rows_total));
@@ -317,6 +318,7 @@ pub fn control(db: &Database, name: &str, action: Control) -> Result<BackfillSta
     let unknown = || Error::BackgroundBackfill {
         name: name.to_owned(),
         reason: "no such backfill was scheduled".into(),
+        source: None,
     };
     let tables = find(db, &mut conn)?.ok_or_else(unknown)?;
     let allowed = action.allowed_states();
@@ -346,6 +348,7 @@ pub fn control(db: &Database, name: &str, action: Control) -> Result<BackfillSta
         return Err(Error::BackgroundBackfill {
             name: name.to_owned(),
             reason: format!("it is {} and cannot be {}", state.status, action.verb()),
+            source: None,
         });
     }
     log::info!("Backfill {name} {} by an operator", action.verb());

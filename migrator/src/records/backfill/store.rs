@@ -39,6 +39,7 @@ pub(crate) fn status(
                 .map_err(|reason| Error::BackgroundBackfill {
                     name: name.to_owned(),
                     reason,
+                    source: None,
                 })
         })
         .transpose()
@@ -149,6 +150,7 @@ pub(crate) fn schedule(
     load_one(conn, tables, new.name)?.ok_or_else(|| Error::BackgroundBackfill {
         name: new.name.to_owned(),
         reason: "its row vanished right after it was written".into(),
+        source: None,
     })
 }
 

@@ -207,6 +207,7 @@ impl Backfill {
         let bad = |reason: String| Error::Backfill {
             table: self.table.to_owned(),
             reason,
+            source: None,
         };
         let indexes = self.then.iter().filter_map(|step| match step {
             Then::Index { name, .. } => Some(name),
@@ -262,6 +263,7 @@ impl Backfill {
         let bad = |reason: String| Error::Backfill {
             table: self.table.to_owned(),
             reason: format!("its key column {}: {reason}", self.key),
+            source: None,
         };
         let Some(column) = found.into_iter().next() else {
             return Err(bad("no such column (or no such table)".into()));

@@ -143,7 +143,8 @@ impl Registered {
     pub fn build(&self, config: &Config) -> Result<Job> {
         let job = (self.build)(config).map_err(|e| Error::BackgroundBackfill {
             name: self.name.to_owned(),
-            reason: format!("cannot be prepared: {e}"),
+            reason: "cannot be prepared".into(),
+            source: Some(Box::new(e)),
         })?;
         job.backfill.check()?;
         Ok(job)
@@ -189,6 +190,7 @@ pub fn registered() -> Result<Vec<&'static Registered>> {
                 pair[0].location(),
                 pair[1].location()
             ),
+            source: None,
         });
     }
     Ok(all)
@@ -204,6 +206,7 @@ pub(crate) fn find(name: &str) -> Result<&'static Registered> {
             reason: "no backfill of this name is registered in this binary \
                      (migrator::register_backfill!)"
                 .into(),
+            source: None,
         })
 }
 

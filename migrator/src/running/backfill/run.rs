@@ -35,6 +35,7 @@ impl Backfill {
                          connection, and a backfill needs several (to claim a batch while \
                          writing the previous one): use a database file"
                     .into(),
+                source: None,
             });
         }
         self.check_key(&mut *db.get()?)?;
@@ -45,7 +46,8 @@ impl Backfill {
             .build()
             .map_err(|e| Error::Backfill {
                 table: self.table.to_owned(),
-                reason: format!("cannot start worker threads: {e}"),
+                reason: "cannot start worker threads".into(),
+                source: Some(Box::new(e)),
             })?;
         // For the progress line only, an estimate in bounded time (a count would read the
         // whole table first); one that fails (a role's statement_timeout) leaves the total
@@ -105,6 +107,7 @@ impl Backfill {
                             sweep.skipped_from.unwrap_or_default(),
                             waited.as_secs()
                         ),
+                        source: None,
                     });
                 }
                 if locked_waits.at_max() || waited.is_zero() {
@@ -140,6 +143,7 @@ impl Backfill {
                              after being written; the predicate must become false once a row \
                              is done"
                         ),
+                        source: None,
                     });
                 }
                 previous = Some((written, keys));

@@ -256,6 +256,7 @@ impl Context<'_> {
             Error::BackgroundBackfill {
                 name: name.to_owned(),
                 reason: "its row vanished".into(),
+                source: None,
             }
         })?;
         Ok(Scheduled {

@@ -99,6 +99,7 @@ impl Backfill {
                     bad.len(),
                     self.outputs.len()
                 ),
+                source: None,
             });
         }
         if outputs.len() != batch.rows.len() {
@@ -109,6 +110,7 @@ impl Backfill {
                     outputs.len(),
                     batch.rows.len()
                 ),
+                source: None,
             });
         }
         let written = match backend::of(conn.backend()).batch_writes() {

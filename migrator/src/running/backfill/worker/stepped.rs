@@ -86,10 +86,9 @@ impl SteppedWorker {
     /// flight already (a thread has one at a time).
     pub fn claim(&mut self) -> Result<Claim> {
         if self.in_flight.is_some() {
-            return Err(Error::msg(format!(
-                "{} claims while a batch is in flight",
-                self.me.id()
-            )));
+            return Err(Error::Testing {
+                reason: format!("{} claims while a batch is in flight", self.me.id()),
+            });
         }
         Ok(match self.me.begin(&self.shared)? {
             Begun::Claimed(flight) => {
@@ -116,10 +115,9 @@ impl SteppedWorker {
     /// (rows the guard left alone are not).
     pub fn finish(&mut self) -> Result<u64> {
         let Some(flight) = self.in_flight.take() else {
-            return Err(Error::msg(format!(
-                "{} has no batch in flight",
-                self.me.id()
-            )));
+            return Err(Error::Testing {
+                reason: format!("{} has no batch in flight", self.me.id()),
+            });
         };
         let before = self.shared.rows.load(Ordering::Relaxed);
         self.me.complete(&self.shared, *flight)?;
