@@ -4,6 +4,8 @@
 //! its `TIMESTAMP` (without time zone) `applied_at` written and read as UTC whatever the
 //! session's time zone.
 
+#[macro_use]
+extern crate migrator_test_support;
 mod common;
 
 use common::{count, exec, texts, TestDb};

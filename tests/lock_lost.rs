@@ -3,6 +3,8 @@
 //! another runner may now own. Terminated in the middle of a long backfill, the runner stops
 //! within seconds (not at the end of the backfill), and the next runner finishes the work.
 
+#[macro_use]
+extern crate migrator_test_support;
 mod common;
 
 use std::process::{Command, Stdio};

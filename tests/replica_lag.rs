@@ -1,5 +1,5 @@
 //! Replica lag, measured on a real streaming standby of the test cluster (`pg_basebackup -R`,
-//! tests/common/standby.rs): about zero when it has caught up; bytes and seconds that grow
+//! tests/support/src/standby.rs): about zero when it has caught up; bytes and seconds that grow
 //! while its replay is paused (`pg_wal_replay_pause()`); `over_limit` names it;
 //! `wait_for_replicas` holds while it is behind, says why in the log, and lets go after
 //! `pg_wal_replay_resume()`. Background workers (the app's `work` command) hold their batches

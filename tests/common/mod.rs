@@ -1,255 +1,52 @@
-//! Shared fixtures: a throwaway PostgreSQL cluster (one per test binary, one fresh database per
-//! test), SQLite files in temporary directories, a log capture, the demo server as a child
-//! process, and small query helpers.
-//!
-//! The cluster is the harness's (`migrator::testing::postgres`, the same one `#[migrator::test]`
-//! uses: one per test binary), started with the machine's `initdb`/`pg_ctl` (as the `postgres`
-//! user when running as root) and stopped when the binary exits; `MIGRATOR_TEST_DATABASE_URL`
-//! names a server to use instead, except for tests that need the cluster's files
-//! ([`cluster`]). If it cannot be started, the tests fail with a message saying how to fix it;
-//! nothing is skipped.
+//! The shared test helpers ([`migrator_test_support`]), with the two app programs this package
+//! builds for its tests (`demo-server-under-test`, `kroger-cli-under-test`: Cargo only tells a
+//! test the binaries of its own package) filled in.
 
-#![allow(dead_code)]
-// Each test binary is its own crate and reaches a different part of these helpers (and the
-// benches' library includes some of them as public modules): `pub` here means "for the tests".
-#![allow(unreachable_pub)]
+// Each test binary is its own crate and reaches a different part of these helpers.
+#![allow(dead_code, unused_imports, unreachable_pub)]
 
-pub mod browser;
-pub mod cdp;
-pub mod demo;
-pub mod http;
-pub mod kroger_cli;
-pub mod logs;
-pub mod matrix;
-pub mod pgbouncer;
-pub mod server;
-pub mod standby;
-pub mod users;
+pub use migrator_test_support::*;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+/// The demo server as a child process (this package's `demo-server-under-test`).
+pub mod server {
+    pub use migrator_test_support::server::*;
 
-use diesel::sql_types::Text;
-use diesel::{QueryableByName, RunQueryDsl};
-use migrator::schema::Count;
-use migrator::testing::{PostgresCluster, PostgresServer, RoleDatabase};
-use migrator::{Backend, Database};
+    /// The demo server binary.
+    pub const SERVER: &str = env!("CARGO_BIN_EXE_demo-server-under-test");
 
-/// This binary's PostgreSQL server (the harness's); panics with how to fix it if it cannot
-/// start.
-pub fn pg() -> &'static PostgresServer {
-    migrator::testing::postgres().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The throwaway cluster itself (its log, tools, a standby beside it); panics saying so when
-/// `MIGRATOR_TEST_DATABASE_URL` names a server instead.
-pub fn cluster() -> &'static PostgresCluster {
-    pg().cluster().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The password of the server's superuser and of the roles of [`role_database`]: tests check
-/// that it never shows.
-pub fn pg_password() -> &'static str {
-    pg().password()
-}
-
-/// The superuser's URL of database `name` on [`pg`].
-pub fn pg_url(name: &str) -> String {
-    pg().url(name).unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// A new role and an empty database it owns ([`PostgresServer::role_database`]).
-pub fn role_database() -> RoleDatabase {
-    pg().role_database().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// Makes every new session of the database of `url` (on [`pg`]) log each statement with its
-/// bind parameters (`log_statement = 'all'`, parameters in full), as an audited production
-/// server does. Sessions already open keep their settings.
-pub fn log_all_statements(url: &str) {
-    let name = url.rsplit('/').next().unwrap_or_default();
-    let admin = Database::connect(&pg_url("postgres"))
-        .unwrap_or_else(|e| panic!("connect to the test server: {e}"));
-    exec(
-        &admin,
-        &format!(
-            "ALTER DATABASE \"{name}\" SET log_statement = 'all';
-             ALTER DATABASE \"{name}\" SET log_parameter_max_length = -1;"
-        ),
-    );
-}
-
-/// Generates a module with one test per backend calling `$name(backend)`.
-#[macro_export]
-macro_rules! both {
-    ($name:ident) => {
-        mod $name {
-            #[test]
-            fn postgres() {
-                super::$name(migrator::Backend::Postgres)
-            }
-            #[test]
-            fn sqlite() {
-                super::$name(migrator::Backend::Sqlite)
-            }
-        }
-    };
-}
-
-/// Both backends, for tests that run on each.
-pub const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
-
-/// A fresh, empty database of one backend. SQLite files live until the value is dropped.
-pub struct TestDb {
-    pub url: String,
-    pub backend: Backend,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl TestDb {
-    /// A fresh database on `backend`.
-    pub fn new(backend: Backend) -> TestDb {
-        logs::init();
-        match backend {
-            Backend::Postgres => TestDb {
-                url: pg().fresh_database().unwrap_or_else(|e| panic!("{e}")),
-                backend,
-                _dir: None,
-            },
-            _ => {
-                let dir = tempfile::Builder::new()
-                    .prefix("migrator-sqlite-")
-                    .tempdir()
-                    .expect("create a temporary directory");
-                let url = format!("sqlite://{}", dir.path().join("test.db").display());
-                TestDb {
-                    url,
-                    backend,
-                    _dir: Some(dir),
-                }
-            }
-        }
-    }
-
-    /// An existing database (e.g. a restored backup); nothing is deleted when dropped.
-    pub fn at(url: String, backend: Backend) -> TestDb {
-        logs::init();
-        TestDb {
-            url,
-            backend,
-            _dir: None,
-        }
-    }
-
-    /// A pool on it.
-    pub fn connect(&self) -> Database {
-        Database::connect(&self.url).unwrap_or_else(|e| panic!("connect to {}: {e}", self.backend))
-    }
-
-    /// The SQLite file's path.
-    pub fn sqlite_path(&self) -> Option<PathBuf> {
-        self.url.strip_prefix("sqlite://").map(PathBuf::from)
+    /// [`start_program`] with [`SERVER`].
+    pub fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
+        start_program(SERVER, dir, env)
     }
 }
 
-#[derive(QueryableByName)]
-struct TextValue {
-    #[diesel(sql_type = Text)]
-    v: String,
-}
+/// The demo server for tests that only need its `/health`.
+pub mod demo {
+    pub use migrator_test_support::demo::*;
 
-/// `SELECT COUNT(*) ...` given as `sql` whose single column is aliased `n`.
-pub fn count(db: &Database, sql: &str) -> i64 {
-    let mut conn = db.get().expect("pooled connection");
-    let row: Count = diesel::sql_query(sql)
-        .get_result(&mut *conn)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    row.n
-}
-
-/// Like [`count`], `None` when the query fails (e.g. the table does not exist yet).
-pub fn try_count(db: &Database, sql: &str) -> Option<i64> {
-    let mut conn = db.get().ok()?;
-    let row: Count = diesel::sql_query(sql).get_result(&mut *conn).ok()?;
-    Some(row.n)
-}
-
-/// One text column aliased `v`, every row.
-pub fn texts(db: &Database, sql: &str) -> Vec<String> {
-    let mut conn = db.get().expect("pooled connection");
-    let rows: Vec<TextValue> = diesel::sql_query(sql)
-        .load(&mut *conn)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.into_iter().map(|r| r.v).collect()
-}
-
-/// Runs statements.
-pub fn exec(db: &Database, sql: &str) {
-    use diesel::connection::SimpleConnection;
-    let mut conn = db.get().expect("pooled connection");
-    conn.batch_execute(sql)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-/// A child command with none of the variables migrator or the app read inherited from the
-/// test's environment: a test sets exactly what it means.
-pub fn isolated(program: &str) -> std::process::Command {
-    let mut cmd = std::process::Command::new(program);
-    for var in migrator::config::vars::ALL {
-        cmd.env_remove(var);
+    /// [`start_program`] with this package's demo server.
+    pub fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Demo {
+        start_program(super::server::SERVER, dir, env)
     }
-    for var in migrator::password::vars::ALL {
-        cmd.env_remove(var);
+}
+
+/// `migrate_kroger_passwords` as a child process (this package's `kroger-cli-under-test`).
+pub mod kroger_cli {
+    pub use migrator_test_support::kroger_cli::*;
+
+    /// The command under test.
+    pub const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
+
+    /// [`command`] with [`CLI`].
+    pub fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
+        command(CLI, url, args, env)
     }
-    // The demo's own variables by name: naming `smart_meal_planner::demo::VARS` here would
-    // link the app's migrations into every test binary (inventory).
-    for var in [
-        "LOG_FILE",
-        "MIGRATION_ADMIN_TOKEN",
-        "MIGRATION_ADMIN_TOKEN_LABEL",
-        "MIGRATION_ADMIN_SESSION_SECS",
-        "MIGRATION_ADMIN_COOKIE_SECURE",
-        "HASHING_QUEUE_LIMIT",
-        "PGPASSWORD",
-    ] {
-        cmd.env_remove(var);
+
+    /// [`scheduled_with`] with [`CLI`].
+    pub fn scheduled(
+        backend: migrator::Backend,
+        rows: i64,
+    ) -> (super::TestDb, migrator::Database) {
+        scheduled_with(CLI, backend, rows)
     }
-    cmd
-}
-
-/// How many migrations of this binary are pending on `t`.
-pub fn pending(t: &TestDb) -> usize {
-    migrator::Migrator::from_registry()
-        .expect("the registry")
-        .status(&t.connect())
-        .expect("status")
-        .pending()
-        .count()
-}
-
-static UNIQUE: AtomicUsize = AtomicUsize::new(0);
-
-/// A name unique in this process.
-pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}_{}",
-        std::process::id(),
-        UNIQUE.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Whether `table` exists, from inside a migration (a failing probe query would abort a
-/// PostgreSQL transaction).
-pub fn table_exists(ctx: &mut migrator::Context<'_>, table: &str) -> migrator::Result<bool> {
-    let sql = match ctx.backend() {
-        Backend::Postgres => {
-            "SELECT COUNT(*) AS n FROM information_schema.tables \
-             WHERE table_schema = current_schema() AND table_name = $1"
-        }
-        _ => "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = $1",
-    };
-    let row: Count = diesel::sql_query(sql)
-        .bind::<Text, _>(table)
-        .get_result(ctx.conn())?;
-    Ok(row.n > 0)
 }

@@ -3,6 +3,7 @@
 //! cluster, one fresh database per test.
 
 #[macro_use]
+extern crate migrator_test_support;
 #[path = "../common/mod.rs"]
 mod common;
 

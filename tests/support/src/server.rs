@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 
 use super::http::{self, Response};
 
-/// The demo server binary.
-pub const SERVER: &str = env!("CARGO_BIN_EXE_demo-server-under-test");
-
 /// A running server; killed if the test fails.
+#[derive(Debug)]
 pub struct Server {
     pub child: Child,
     pub port: u16,
@@ -39,12 +37,12 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Starts the server in `dir` with `env` on top of the defaults (cheap Argon2, batches of 50,
-/// a log file in `dir`).
-pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+/// Starts the demo server `program` (the test package's build of it) in `dir` with `env` on top
+/// of the defaults (cheap Argon2, batches of 50, a log file in `dir`).
+pub fn start_program(program: &str, dir: &Path, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let log = dir.join(format!("server-{port}.log"));
-    let mut cmd = super::isolated(SERVER);
+    let mut cmd = super::isolated(program);
     let child = cmd
         .current_dir(dir)
         .env("PORT", port.to_string())

@@ -6,6 +6,7 @@
 //! set the same fast ones; `server_guards` needs the heavy ones and stays a binary of its own.
 
 #[macro_use]
+extern crate migrator_test_support;
 #[path = "../common/mod.rs"]
 mod common;
 

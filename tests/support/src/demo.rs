@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::http::{self, Response};
 
-const SERVER: &str = env!("CARGO_BIN_EXE_demo-server-under-test");
-
 /// A running demo server; killed when dropped.
+#[derive(Debug)]
 pub struct Demo {
     child: Child,
     port: u16,
@@ -23,14 +22,15 @@ impl Drop for Demo {
     }
 }
 
-/// Starts the demo server in `dir` with exactly `env` (plus its port and log file).
-pub fn start(dir: &Path, env: &[(&str, &str)]) -> Demo {
+/// Starts the demo server `program` (the test package's build of it) in `dir` with exactly
+/// `env` (plus its port and log file).
+pub fn start_program(program: &str, dir: &Path, env: &[(&str, &str)]) -> Demo {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port");
     let log = dir.join(format!("demo-{port}.log"));
-    let child = super::isolated(SERVER)
+    let child = super::isolated(program)
         .current_dir(dir)
         .env("PORT", port.to_string())
         .env("ARGON2_MEMORY_KIB", "2048")
