@@ -43,10 +43,7 @@ pub mod kroger_cli {
     }
 
     /// [`scheduled_with`] with [`CLI`].
-    pub fn scheduled(
-        backend: migrator::Backend,
-        rows: i64,
-    ) -> (super::TestDb, migrator::Database) {
+    pub fn scheduled(backend: migrator::Backend, rows: i64) -> (super::TestDb, migrator::Database) {
         scheduled_with(CLI, backend, rows)
     }
 }

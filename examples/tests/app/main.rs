@@ -1,6 +1,9 @@
-//! The integration tests that link the reference app, `smart_meal_planner`: its migrations
-//! register themselves (inventory), so "every registered migration" here is the app's set.
-//! One binary, one throwaway PostgreSQL cluster, one fresh database per test.
+//! The Smart Meal Planner's integration tests: its migrations, commands and demo server, the
+//! programs (`migrate_kroger_passwords`, `smart-meal-planner`) run as child processes, their
+//! operator page in a browser, their hash parameters and pool, PgBouncer in front of them. The
+//! binary links the app, so its migrations register themselves (inventory) and "every registered
+//! migration" here is the app's set. One binary, one throwaway PostgreSQL cluster, one fresh
+//! database per test; the helpers are the library's tests' (migrator-test-support).
 //!
 //! Tests that set the app's hash parameters (`kroger::set_hash_params`, once per process) all
 //! set the same fast ones; `server_guards` needs the heavy ones and stays a binary of its own.
@@ -10,10 +13,17 @@ extern crate migrator_test_support;
 #[path = "../common/mod.rs"]
 mod common;
 
+mod audit;
 mod background;
+mod background_demo;
+mod cli_edges;
+mod hash_params;
+mod hash_pool;
 mod k8s_manifests;
 mod kroger;
 mod metrics;
+mod operator_page;
+mod pgbouncer;
 mod safety;
 mod schema;
 mod server;

@@ -42,10 +42,7 @@ pub mod kroger_cli {
     }
 
     /// [`scheduled_with`] with [`CLI`].
-    pub fn scheduled(
-        backend: migrator::Backend,
-        rows: i64,
-    ) -> (super::TestDb, migrator::Database) {
+    pub fn scheduled(backend: migrator::Backend, rows: i64) -> (super::TestDb, migrator::Database) {
         scheduled_with(CLI, backend, rows)
     }
 }

@@ -105,7 +105,9 @@ pub const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
 /// A fresh, empty database of one backend. SQLite files live until the value is dropped.
 #[derive(Debug)]
 pub struct TestDb {
+    /// Its URL (`postgres://...` or `sqlite://...`).
     pub url: String,
+    /// Its backend.
     pub backend: Backend,
     _dir: Option<tempfile::TempDir>,
 }

@@ -16,8 +16,11 @@ use super::http::{self, Response};
 /// A running server; killed if the test fails.
 #[derive(Debug)]
 pub struct Server {
+    /// The server process.
     pub child: Child,
+    /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Its log file.
     pub log: std::path::PathBuf,
 }
 
