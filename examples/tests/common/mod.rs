@@ -1,48 +1,23 @@
-//! The shared test helpers ([`migrator_test_support`]), with this package's two programs (the
-//! demo server `smart-meal-planner` and `migrate_kroger_passwords`) filled in.
+//! The helpers of the app's tests: those the library's tests share ([`migrator_test_support`]),
+//! and the app's own: its `user_profiles` table ([`users`]), `migrate_kroger_passwords`
+//! ([`kroger_cli`]) and the demo server ([`server`], [`demo`]) as child processes.
 
 // Each test binary is its own crate and reaches a different part of these helpers.
 #![allow(dead_code, unused_imports, unreachable_pub)]
 
+pub mod demo;
+pub mod kroger_cli;
+pub mod server;
+pub mod users;
+
 pub use migrator_test_support::*;
 
-/// The demo server as a child process.
-pub mod server {
-    pub use migrator_test_support::server::*;
-
-    /// The demo server binary.
-    pub const SERVER: &str = env!("CARGO_BIN_EXE_smart-meal-planner");
-
-    /// [`start_program`] with [`SERVER`].
-    pub fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
-        start_program(SERVER, dir, env)
+/// A child command with none of the variables migrator or the app read inherited from the
+/// test's environment: a test sets exactly what it means.
+pub fn isolated(program: &str) -> std::process::Command {
+    let mut cmd = migrator_test_support::isolated(program);
+    for var in smart_meal_planner::demo::VARS {
+        cmd.env_remove(var);
     }
-}
-
-/// The demo server for tests that only need its `/health`.
-pub mod demo {
-    pub use migrator_test_support::demo::*;
-
-    /// [`start_program`] with the demo server.
-    pub fn start(dir: &std::path::Path, env: &[(&str, &str)]) -> Demo {
-        start_program(super::server::SERVER, dir, env)
-    }
-}
-
-/// `migrate_kroger_passwords` as a child process.
-pub mod kroger_cli {
-    pub use migrator_test_support::kroger_cli::*;
-
-    /// The command under test.
-    pub const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
-
-    /// [`command`] with [`CLI`].
-    pub fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> std::process::Command {
-        command(CLI, url, args, env)
-    }
-
-    /// [`scheduled_with`] with [`CLI`].
-    pub fn scheduled(backend: migrator::Backend, rows: i64) -> (super::TestDb, migrator::Database) {
-        scheduled_with(CLI, backend, rows)
-    }
+    cmd
 }

@@ -1,9 +1,9 @@
-//! What the integration tests of migrator (`migrator-tests`) and of the Smart Meal Planner
-//! (`smart-meal-planner`'s tests) share: a throwaway PostgreSQL cluster (one per test binary, one
-//! fresh database per test), SQLite files in temporary directories, a log capture, HTTP and
-//! browser clients, PgBouncer and a standby beside the cluster, child processes with a clean
-//! environment, and small query helpers. It registers no migration and links no app: a test
-//! binary's registered set is still exactly what the binary itself links.
+//! What the integration tests of migrator (`migrator-tests`) and of the reference app (its
+//! package's tests/) share: a throwaway PostgreSQL cluster (one per test binary, one fresh
+//! database per test), SQLite files in temporary directories, a log capture, HTTP and browser
+//! clients, PgBouncer and a standby beside the cluster, the Python runner's legacy table, child
+//! processes with a clean environment, and small query helpers. It registers no migration and
+//! links no app: a test binary's registered set is still exactly what the binary itself links.
 //!
 //! The cluster is the harness's (`migrator::testing::postgres`, the same one `#[migrator::test]`
 //! uses: one per test binary), started with the machine's `initdb`/`pg_ctl` (as the `postgres`
@@ -11,23 +11,15 @@
 //! names a server to use instead, except for tests that need the cluster's files
 //! ([`cluster`]). If it cannot be started, the tests fail with a message saying how to fix it;
 //! nothing is skipped.
-//!
-//! The app's two programs (the demo server and `migrate_kroger_passwords`) are run from a path
-//! the caller gives ([`server::start_program`], [`demo::start_program`], [`kroger_cli::command`]):
-//! Cargo only tells a test the binaries of its own package (`CARGO_BIN_EXE_*`), so each test
-//! package names its own and passes it in.
 
 pub mod browser;
 pub mod cdp;
-pub mod demo;
 pub mod http;
-pub mod kroger_cli;
+pub mod legacy;
 pub mod logs;
 pub mod matrix;
 pub mod pgbouncer;
-pub mod server;
 pub mod standby;
-pub mod users;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -197,8 +189,8 @@ pub fn exec(db: &Database, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// A child command with none of the variables migrator or the app read inherited from the
-/// test's environment: a test sets exactly what it means.
+/// A child command with none of the variables migrator reads (and no `PGPASSWORD`) inherited
+/// from the test's environment: a test sets exactly what it means.
 pub fn isolated(program: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new(program);
     for var in migrator::config::vars::ALL {
@@ -207,19 +199,7 @@ pub fn isolated(program: &str) -> std::process::Command {
     for var in migrator::password::vars::ALL {
         cmd.env_remove(var);
     }
-    // The demo's own variables by name: naming `smart_meal_planner::demo::VARS` here would
-    // link the app's migrations into every test binary (inventory).
-    for var in [
-        "LOG_FILE",
-        "MIGRATION_ADMIN_TOKEN",
-        "MIGRATION_ADMIN_TOKEN_LABEL",
-        "MIGRATION_ADMIN_SESSION_SECS",
-        "MIGRATION_ADMIN_COOKIE_SECURE",
-        "HASHING_QUEUE_LIMIT",
-        "PGPASSWORD",
-    ] {
-        cmd.env_remove(var);
-    }
+    cmd.env_remove("PGPASSWORD");
     cmd
 }
 
@@ -242,6 +222,32 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         UNIQUE.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// The schemas holding a table named `table` (on the database of `admin`).
+pub fn schemas_of(admin: &Database, table: &str) -> Vec<String> {
+    texts(
+        admin,
+        &format!(
+            "SELECT CAST(table_schema AS TEXT) AS v FROM information_schema.tables \
+             WHERE table_name = '{table}' ORDER BY 1"
+        ),
+    )
+}
+
+/// Gives the role of `r` its own schema (`CREATE SCHEMA role AUTHORIZATION role`, as `admin`),
+/// which then goes ahead of `public` on its default `search_path` (`"$user", public`).
+pub fn create_role_schema(r: &RoleDatabase, admin: &Database) {
+    exec(
+        admin,
+        &format!("CREATE SCHEMA {0} AUTHORIZATION {0}", r.role),
+    );
+    let role = TestDb::at(r.url.clone(), Backend::Postgres).connect();
+    assert_eq!(
+        texts(&role, "SELECT current_schema() AS v"),
+        std::slice::from_ref(&r.role),
+        "the role's own schema now comes first on its search_path"
+    );
 }
 
 /// Whether `table` exists, from inside a migration (a failing probe query would abort a

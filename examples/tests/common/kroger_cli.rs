@@ -7,10 +7,13 @@ use migrator::{Backend, Database};
 
 use super::{count, users, TestDb};
 
-/// `migrate_kroger_passwords ARGS` (`program`, the test package's build of it) on `url` in
-/// development, cheap Argon2, `env` on top; stdout and stderr piped.
-pub fn command(program: &str, url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = super::isolated(program);
+/// The command under test.
+pub const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
+
+/// `migrate_kroger_passwords ARGS` on `url` in development, cheap Argon2, `env` on top; stdout
+/// and stderr piped.
+pub fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = super::isolated(CLI);
     cmd.args(args)
         .env("DATABASE_URL", url)
         .env("ENVIRONMENT", "development")
@@ -41,14 +44,13 @@ pub fn hashed(db: &Database) -> i64 {
     )
 }
 
-/// A database with `rows` users on which `program up` ran with `MIGRATION_BACKFILL=background`:
-/// 001's backfill is scheduled, nothing is hashed yet.
-pub fn scheduled_with(program: &str, backend: Backend, rows: i64) -> (TestDb, Database) {
+/// A database with `rows` users on which `up` ran with `MIGRATION_BACKFILL=background`: 001's
+/// backfill is scheduled, nothing is hashed yet.
+pub fn scheduled(backend: Backend, rows: i64) -> (TestDb, Database) {
     let t = TestDb::new(backend);
     let db = t.connect();
     users::seed(&db, backend, rows);
-    let (code, _, err) = run(&mut command(
-        program,
+    let (code, _, err) = run(&mut cli(
         &t.url,
         &["up"],
         &[("MIGRATION_BACKFILL", "background")],

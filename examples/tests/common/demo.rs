@@ -22,15 +22,14 @@ impl Drop for Demo {
     }
 }
 
-/// Starts the demo server `program` (the test package's build of it) in `dir` with exactly
-/// `env` (plus its port and log file).
-pub fn start_program(program: &str, dir: &Path, env: &[(&str, &str)]) -> Demo {
+/// Starts the demo server in `dir` with exactly `env` (plus its port and log file).
+pub fn start(dir: &Path, env: &[(&str, &str)]) -> Demo {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port");
     let log = dir.join(format!("demo-{port}.log"));
-    let child = super::isolated(program)
+    let child = super::isolated(super::server::SERVER)
         .current_dir(dir)
         .env("PORT", port.to_string())
         .env("ARGON2_MEMORY_KIB", "2048")

@@ -40,12 +40,15 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Starts the demo server `program` (the test package's build of it) in `dir` with `env` on top
-/// of the defaults (cheap Argon2, batches of 50, a log file in `dir`).
-pub fn start_program(program: &str, dir: &Path, env: &[(&str, &str)]) -> Server {
+/// The demo server binary.
+pub const SERVER: &str = env!("CARGO_BIN_EXE_smart-meal-planner");
+
+/// Starts the server in `dir` with `env` on top of the defaults (cheap Argon2, batches of 50,
+/// a log file in `dir`).
+pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let log = dir.join(format!("server-{port}.log"));
-    let mut cmd = super::isolated(program);
+    let mut cmd = super::isolated(SERVER);
     let child = cmd
         .current_dir(dir)
         .env("PORT", port.to_string())
