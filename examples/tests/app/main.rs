@@ -33,3 +33,26 @@ mod search_path;
 mod server;
 mod statement_log;
 mod wait;
+
+/// The module files of this binary and of the helpers are found by `mod NAME;` alone: a file in
+/// tests/app/ or tests/common/ that no `mod` declares is silently never compiled. This check
+/// fails instead.
+#[test]
+fn every_module_file_is_declared() {
+    let tests = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    for dir in ["app", "common"] {
+        let main = if dir == "app" { "main.rs" } else { "mod.rs" };
+        let root = std::fs::read_to_string(tests.join(dir).join(main)).unwrap();
+        for entry in std::fs::read_dir(tests.join(dir)).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".rs") else {
+                continue;
+            };
+            assert!(
+                name == main || root.contains(&format!("mod {stem};")),
+                "tests/{dir}/{name} is not a module of tests/{dir}/{main} (never compiled): add \
+                 `mod {stem};` there"
+            );
+        }
+    }
+}
