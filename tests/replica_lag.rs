@@ -1,35 +1,25 @@
 //! Replica lag, measured on a real streaming standby of the test cluster (`pg_basebackup -R`,
-//! tests/common/standby.rs): about zero when it has caught up; bytes and seconds that grow
+//! tests/support/src/standby.rs): about zero when it has caught up; bytes and seconds that grow
 //! while its replay is paused (`pg_wal_replay_pause()`); `over_limit` names it;
 //! `wait_for_replicas` holds while it is behind, says why in the log, and lets go after
-//! `pg_wal_replay_resume()`. Background workers (the app's `work` command) hold their batches
-//! while the standby is behind, say why, and finish after resume. A role without `pg_monitor`
-//! gets a warning, not an error. The limits' variables are parsed strictly.
+//! `pg_wal_replay_resume()` (the background workers holding their batches meanwhile are the
+//! app's test, examples/tests/replica_lag_workers.rs). A role without `pg_monitor` gets a
+//! warning, not an error. The limits' variables are parsed strictly.
 
 mod common;
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::kroger_cli::{cli, hashed};
 use common::standby::Standby;
-use common::users::{self, assert_all_hashed, assert_no_plaintext};
-use common::{count, exec, logs, pg_password, role_database, TestDb};
-use migrator::backfill::{over_limit, replica_lag, wait_for_replicas, LagLimits, ReplicaLag};
-use migrator::{AnyConnection, Backend, Config, Database};
+use common::{exec, logs, pg_password, role_database, TestDb};
+use migrator::backfill::{over_limit, replica_lag, wait_for_replicas, LagLimits};
+use migrator::{Backend, Config, Database};
 
 const MIB: u64 = 1024 * 1024;
-
-fn lag_of(conn: &mut AnyConnection, standby: &Standby) -> Option<ReplicaLag> {
-    replica_lag(conn)
-        .expect("replica_lag")
-        .into_iter()
-        .find(|lag| lag.name == standby.name)
-}
 
 /// Runs `wait_for_replicas` on a thread of its own; returns how long it held and what it logged.
 fn waiting(
@@ -67,7 +57,9 @@ fn a_standby_with_replay_paused_is_measured_and_holds_the_wait() {
 
     // Caught up: about nothing behind, under the default limits, no hold.
     standby.wait_caught_up();
-    let caught_up = lag_of(&mut conn, &standby).expect("the standby in pg_stat_replication");
+    let caught_up = standby
+        .lag(&mut conn)
+        .expect("the standby in pg_stat_replication");
     assert!(caught_up.bytes < MIB, "{caught_up:?}");
     assert!(caught_up.seconds.unwrap_or(0.0) < 5.0, "{caught_up:?}");
     let defaults = LagLimits::from_config(&Config::new(migrator::config::Environment::Production));
@@ -83,7 +75,9 @@ fn a_standby_with_replay_paused_is_measured_and_holds_the_wait() {
          INSERT INTO filler (v) SELECT md5(g::text) FROM generate_series(1, 50000) g;",
     );
     std::thread::sleep(Duration::from_secs(2));
-    let behind = lag_of(&mut conn, &standby).expect("the standby in pg_stat_replication");
+    let behind = standby
+        .lag(&mut conn)
+        .expect("the standby in pg_stat_replication");
     assert!(behind.bytes > MIB, "{behind:?}");
     // PostgreSQL's replay_lag stays at its last report while replay is stuck; the measured
     // seconds still grow with the time it has been stuck (2 s here).
@@ -152,93 +146,10 @@ fn a_standby_with_replay_paused_is_measured_and_holds_the_wait() {
     assert!(!log.contains(pg_password()), "{log}");
 
     standby.wait_caught_up();
-    let after = lag_of(&mut conn, &standby).expect("the standby in pg_stat_replication");
+    let after = standby
+        .lag(&mut conn)
+        .expect("the standby in pg_stat_replication");
     assert_eq!(over_limit(&[after], &by_bytes), None);
-}
-
-#[test]
-fn background_workers_hold_while_a_standby_is_behind() {
-    const ROWS: i64 = 200;
-    logs::init();
-    let standby = Standby::start();
-    let t = TestDb::new(Backend::Postgres);
-    let db = t.connect();
-    users::seed(&db, Backend::Postgres, ROWS);
-    let up = cli(&t.url, &["up"], &[("MIGRATION_BACKFILL", "background")])
-        .output()
-        .expect("run up");
-    let err = String::from_utf8_lossy(&up.stderr);
-    assert_eq!(up.status.code(), Some(0), "{err}");
-    assert_eq!(hashed(&db), 0, "background: up hashes nothing itself");
-
-    // ~5 MB of WAL the standby receives and does not replay.
-    standby.pause_replay();
-    exec(
-        &db,
-        "CREATE TABLE filler (id bigserial PRIMARY KEY, v text);
-         INSERT INTO filler (v) SELECT md5(g::text) FROM generate_series(1, 50000) g;",
-    );
-    let mut conn = db.get().expect("pooled connection");
-    let behind = lag_of(&mut conn, &standby).expect("the standby in pg_stat_replication");
-    assert!(behind.bytes > MIB, "{behind:?}");
-
-    let mut work = cli(
-        &t.url,
-        &["work", "--threads", "2"],
-        &[
-            ("MIGRATION_MAX_REPLICA_LAG_MB", "1"),
-            ("MIGRATION_BATCH_SIZE", "16"),
-        ],
-    )
-    .spawn()
-    .expect("start work");
-    let mut stderr = work.stderr.take().expect("work's stderr");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    std::thread::sleep(Duration::from_secs(3));
-    let still = work.try_wait().expect("work's status");
-    assert!(
-        still.is_none(),
-        "work ended while the standby was behind: {still:?}"
-    );
-    assert_eq!(
-        hashed(&db),
-        0,
-        "the workers hashed rows while the standby was behind"
-    );
-    assert_eq!(
-        count(
-            &db,
-            "SELECT CAST(rows_done AS BIGINT) AS n FROM migrator_backfills \
-             WHERE name = 'hash_kroger_passwords'"
-        ),
-        0
-    );
-
-    standby.resume_replay();
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = work.try_wait().expect("work's status") {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(120) {
-            let _ = work.kill();
-            panic!("work did not finish within 120 s of resume");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let err = reader.join().expect("stderr reader");
-    assert!(status.success(), "work: {status:?}\n{err}");
-    let why = format!("Backfill held: replica {} is ", standby.name);
-    assert!(err.contains(&why), "{err}");
-    assert!(err.contains("behind (limits 1 MB / 30 s)"), "{err}");
-    assert!(err.contains("Backfill resumed"), "{err}");
-    assert!(!err.contains(pg_password()), "{err}");
-    assert_no_plaintext(&err, ROWS);
-    assert_all_hashed(&db, ROWS);
 }
 
 #[test]
@@ -281,7 +192,7 @@ fn a_role_without_pg_monitor_gets_a_warning_not_an_error() {
     let mut fresh = Database::connect(&role.url)
         .and_then(|db| db.dedicated_connection())
         .expect("a new session of the role");
-    assert!(lag_of(&mut fresh, &standby).is_some());
+    assert!(standby.lag(&mut fresh).is_some());
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! skipped and interrupted migrations, drift and unknown rows, the lock and the pool after a
 //! failure, and a tracking table left by the Python runner.
 
+#[macro_use]
+extern crate migrator_test_support;
 mod common;
 
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! through the pool of a table the migration altered would wait forever on the migration's
 //! own lock, while the run holds the migration lock.
 
+#[macro_use]
+extern crate migrator_test_support;
 mod common;
 
 use std::sync::mpsc;

@@ -2,6 +2,8 @@
 //! non-transactional migration that opened a transaction with a raw BEGIN and failed. The
 //! `failed` row is still committed, the work rolled back, and the pooled connection is clean.
 
+#[macro_use]
+extern crate migrator_test_support;
 mod common;
 
 use common::{count, exec, table_exists, TestDb};

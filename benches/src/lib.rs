@@ -53,10 +53,10 @@ pub mod pg {
 
 // The test suite's streaming standby (`pg_basebackup`) and loopback HTTP client, for `soak`
 // (their own module docs say more).
-#[path = "../../tests/common/standby.rs"]
+#[path = "../../tests/support/src/standby.rs"]
 pub mod standby;
 
-#[path = "../../tests/common/http.rs"]
+#[path = "../../tests/support/src/http.rs"]
 pub mod http;
 
 /// The Argon2 parameters `001_hash_kroger_passwords` uses by default.

@@ -1,24 +1,21 @@
 //! One tracking table, found one way, on PostgreSQL: after a first run, the application role
 //! gets a schema of its own (`CREATE SCHEMA app AUTHORIZATION app`), which now comes first on
-//! its default `search_path` (`"$user", public`). `status`, `plan`, `up`, `mark`, the dry run
-//! and `/health` keep using the table in `public` (no second `applied_migrations`, nothing runs
-//! again), and two runners whose `search_path`s differ take the same lock and share the table.
+//! its default `search_path` (`"$user", public`). `status`, `plan`, `up`, `mark` and the dry
+//! run keep using the table in `public` (no second `applied_migrations`, nothing runs again),
+//! and two runners whose `search_path`s differ take the same lock and share the table. (The
+//! app's command line and its `/health` are the app's test, examples/tests/app/search_path.rs.)
 
 use crate::common;
 
 use std::time::Duration;
 
-use common::{count, exec, texts, users, TestDb};
-use common::{pg_password, role_database};
+use common::{count, create_role_schema, exec, role_database, schemas_of, texts, TestDb};
 use migrator::lock::LockGuard;
-use migrator::testing::RoleDatabase;
 use migrator::{
     config::Environment, plan::MarkAs, report::Outcome, report::Status, Backend, Config, Database,
     Migrator,
 };
 use migrator_tests::fixtures;
-
-const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
 
 fn dev() -> Config {
     let mut config = Config::new(Environment::Development);
@@ -28,30 +25,6 @@ fn dev() -> Config {
 
 fn connect(url: &str) -> Database {
     TestDb::at(url.to_owned(), Backend::Postgres).connect()
-}
-
-/// The schemas holding a table named `table`.
-fn schemas_of(admin: &Database, table: &str) -> Vec<String> {
-    texts(
-        admin,
-        &format!(
-            "SELECT CAST(table_schema AS TEXT) AS v FROM information_schema.tables \
-             WHERE table_name = '{table}' ORDER BY 1"
-        ),
-    )
-}
-
-/// Gives the role its own schema, which goes ahead of `public` on its `search_path`.
-fn create_role_schema(r: &RoleDatabase, admin: &Database) {
-    exec(
-        admin,
-        &format!("CREATE SCHEMA {0} AUTHORIZATION {0}", r.role),
-    );
-    assert_eq!(
-        texts(&connect(&r.url), "SELECT current_schema() AS v"),
-        std::slice::from_ref(&r.role),
-        "the role's own schema now comes first on its search_path"
-    );
 }
 
 fn effects(admin: &Database, id: &str) -> i64 {
@@ -133,95 +106,6 @@ fn a_schema_ahead_on_search_path_does_not_split_the_table() {
     ] {
         assert_eq!(effects(&admin, id), runs, "{id}");
     }
-}
-
-/// The Kroger command (`status`, `plan`, `mark`, `up`) and the demo's `/health`, in production
-/// with its defaults, after the role's schema appeared.
-#[test]
-fn the_command_line_and_health_use_the_one_table() {
-    let r = role_database();
-    let admin = connect(&r.admin_url);
-    users::seed(&connect(&r.url), Backend::Postgres, 50);
-    let cli = |args: &[&str], env: &[(&str, &str)]| {
-        let out = common::isolated(CLI)
-            .args(args)
-            .env("DATABASE_URL", &r.url)
-            .env("ARGON2_MEMORY_KIB", "256")
-            .env("ARGON2_ITERATIONS", "1")
-            .envs(env.iter().copied())
-            .output()
-            .expect("run the Kroger command");
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert!(!stdout.contains(pg_password()) && !stderr.contains(pg_password()));
-        (out.status.code().unwrap_or(-1), stdout, stderr)
-    };
-    let production = [("ENVIRONMENT", "production")];
-    let (code, _, err) = cli(&["up"], &[("ENVIRONMENT", "development")]);
-    assert_eq!(code, 0, "{err}");
-    create_role_schema(&r, &admin);
-
-    let (code, out, err) = cli(&["status", "--json"], &production);
-    assert_eq!(code, 0, "{err}");
-    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(status["pending"], 0, "{out}");
-    assert_eq!(status["migrations"][0]["status"], "success", "{out}");
-    assert_eq!(status["migrations"][0]["attempts"], 1, "{out}");
-
-    let (code, out, err) = cli(&["plan", "--json"], &production);
-    assert_eq!(code, 0, "{err}");
-    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(plan["pending"], serde_json::json!([]), "{out}");
-
-    let id = "001_hash_kroger_passwords";
-    let (code, _, err) = cli(&["mark", id, "skipped", "--yes"], &production);
-    assert_eq!(code, 0, "{err}");
-    let public_status = || {
-        texts(
-            &admin,
-            &format!(
-                "SELECT CAST(status AS TEXT) AS v FROM public.applied_migrations \
-                 WHERE migration_name = '{id}'"
-            ),
-        )
-    };
-    assert_eq!(public_status(), ["skipped"]);
-    let (code, _, err) = cli(&["mark", id, "success", "--yes"], &production);
-    assert_eq!(code, 0, "{err}");
-    assert_eq!(public_status(), ["success"]);
-
-    let enabled = [
-        ("ENVIRONMENT", "production"),
-        ("ENABLE_PROD_MIGRATIONS", "true"),
-        ("MIGRATION_REQUIRE_CONFIRMATION", "false"),
-        ("MIGRATION_BACKUP_BEFORE", "false"),
-    ];
-    let (code, out, err) = cli(&["up"], &enabled);
-    assert_eq!(
-        (code, out.trim()),
-        (0, "Nothing to do: no pending migrations."),
-        "{err}"
-    );
-
-    let dir = tempfile::tempdir().unwrap();
-    let mut demo = common::demo::start(
-        dir.path(),
-        &[("DATABASE_URL", &r.url), ("ENVIRONMENT", "production")],
-    );
-    let health = demo.settled_health();
-    let body = health.json();
-    assert_eq!(
-        (health.status, body["status"].as_str()),
-        (200, Some("ok")),
-        "{body}"
-    );
-    assert_eq!(body["pending"], 0);
-    assert_eq!(body["migrations"][0]["status"], "success");
-    assert!(!demo.log().contains(pg_password()));
-
-    assert_eq!(schemas_of(&admin, "applied_migrations"), ["public"]);
 }
 
 /// Two runners of the same binary on one database, one with the role's schema ahead on its

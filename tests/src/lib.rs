@@ -62,7 +62,7 @@ pub mod fixtures {
 
 /// This package lists its test targets by hand (`autotests = false`, because the test files sit
 /// at the package root rather than in a `tests/` folder): a file not listed, or a module file
-/// of a binary directory (`app/`, `library/`, ...) that its main.rs does not declare, would
+/// of a binary directory (`library/`, `shared_fixtures/`) that its main.rs does not declare, would
 /// silently never be compiled. This check fails instead.
 #[cfg(test)]
 mod manifest {

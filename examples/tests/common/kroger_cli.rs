@@ -8,7 +8,7 @@ use migrator::{Backend, Database};
 use super::{count, users, TestDb};
 
 /// The command under test.
-pub const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
+pub const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 
 /// `migrate_kroger_passwords ARGS` on `url` in development, cheap Argon2, `env` on top; stdout
 /// and stderr piped.

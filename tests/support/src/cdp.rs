@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 /// A browser with one page attached.
+#[derive(Debug)]
 pub struct Browser {
     child: Child,
     to: File,

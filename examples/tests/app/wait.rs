@@ -11,7 +11,7 @@ use migrator::Backend;
 // Links migration 001 into this binary, so that `pending` sees it.
 use smart_meal_planner as _;
 
-const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
+const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 
 fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = common::isolated(CLI);

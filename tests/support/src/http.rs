@@ -7,10 +7,13 @@ use std::time::Duration;
 /// A response: status code, headers and body.
 #[derive(Debug)]
 pub struct Response {
+    /// The status code.
     pub status: u16,
+    /// The `Content-Type` header.
     pub content_type: String,
     /// Every header, names in lowercase.
     pub headers: Vec<(String, String)>,
+    /// The body, as text.
     pub body: String,
 }
 

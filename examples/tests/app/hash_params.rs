@@ -10,7 +10,7 @@ use migrator::password::{vars, Hasher, Params, Password};
 use migrator::schema::has_column;
 use migrator::{Backend, Error};
 
-const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
+const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 const ROWS: i64 = 12;
 
 fn lookup<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {

@@ -3,7 +3,7 @@
 //! behind a bounded queue, the rest answered 429 with `Retry-After`, and the server's peak RSS
 //! (`VmHWM`) stays within (cores + 2) x 256 MiB plus a fixed margin. An unknown user is
 //! answered 404 without queueing for a hash, even while the queue is full. The figures are
-//! printed (`cargo test -p migrator-tests --test library hash_pool -- --nocapture`).
+//! printed (`cargo test -p smart-meal-planner --test app hash_pool -- --nocapture`).
 
 use crate::common;
 

@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::http::{self, Response};
 
-const SERVER: &str = env!("CARGO_BIN_EXE_demo-server-under-test");
-
 /// A running demo server; killed when dropped.
+#[derive(Debug)]
 pub struct Demo {
     child: Child,
     port: u16,
@@ -30,7 +29,7 @@ pub fn start(dir: &Path, env: &[(&str, &str)]) -> Demo {
         .map(|a| a.port())
         .expect("a free port");
     let log = dir.join(format!("demo-{port}.log"));
-    let child = super::isolated(SERVER)
+    let child = super::isolated(super::server::SERVER)
         .current_dir(dir)
         .env("PORT", port.to_string())
         .env("ARGON2_MEMORY_KIB", "2048")

@@ -10,7 +10,7 @@ use common::users::{self, assert_all_hashed};
 use common::{exec, TestDb};
 use migrator::{config::Environment, Backend, Config, Migrator};
 
-const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
+const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 
 fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = common::isolated(CLI);

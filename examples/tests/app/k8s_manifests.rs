@@ -15,10 +15,10 @@ use common::server::start;
 use migrator::{lock::LockGuard, Database};
 use yaml_rust2::{Yaml, YamlLoader};
 
-const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
+const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 
 fn k8s_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/k8s")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s")
 }
 
 /// Every YAML document of examples/k8s/, with its file name.
@@ -175,7 +175,7 @@ fn every_probe_path_answers_and_livez_is_200_while_migrations_wait_on_the_lock()
 
 /// The app's binaries: examples/src/bin/*.rs.
 fn app_binaries() -> BTreeSet<String> {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/src/bin");
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin");
     std::fs::read_dir(bin)
         .unwrap()
         .map(|entry| entry.unwrap().path())

@@ -15,14 +15,14 @@ use common::users::{self, assert_all_hashed, assert_no_plaintext};
 use common::{count, TestDb};
 use migrator::Backend;
 
-const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
+const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 const ROWS: i64 = 400;
 const RUNNERS: usize = 4;
 /// The first key of migrator's advisory lock (ASCII "migr", see
 /// migrator/src/records/lock/postgres.rs).
 const LOCK_CLASS: i64 = 1_835_624_306;
 
-/// `kroger-cli-under-test up --yes` in production, through `url`.
+/// `migrate_kroger_passwords up --yes` in production, through `url`.
 fn runner(url: &str, migration_url: Option<&str>, out: &std::path::Path) -> Child {
     let stdout = std::fs::File::create(out.with_extension("out")).unwrap();
     let stderr = std::fs::File::create(out.with_extension("err")).unwrap();
@@ -43,7 +43,7 @@ fn runner(url: &str, migration_url: Option<&str>, out: &std::path::Path) -> Chil
     if let Some(migration_url) = migration_url {
         cmd.env("MIGRATION_DATABASE_URL", migration_url);
     }
-    cmd.spawn().expect("run kroger-cli-under-test")
+    cmd.spawn().expect("run migrate_kroger_passwords")
 }
 
 /// Starts the runners at once and waits for all of them, at most `limit`; on timeout kills

@@ -14,7 +14,7 @@ use migrator::password::{Hasher, Params, Password};
 use migrator::{config::Environment, report::Outcome, report::Status, Backend, Config, Migrator};
 use smart_meal_planner::kroger::{self, Verification};
 
-const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
+const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 
 /// Cheap Argon2 parameters for the suite: the code path is the same, the cost is not.
 /// (The benchmarks measure the defaults.)
@@ -546,7 +546,7 @@ fn the_manual_sql_script_is_idempotent_on_postgres() {
     users::seed(&db, Backend::Postgres, 50);
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../examples/add_kroger_password_columns.sql"
+        "/add_kroger_password_columns.sql"
     );
     for _ in 0..2 {
         let out = Command::new("psql")

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 
 use super::http::{self, Response};
 
-/// The demo server binary.
-pub const SERVER: &str = env!("CARGO_BIN_EXE_demo-server-under-test");
-
 /// A running server; killed if the test fails.
+#[derive(Debug)]
 pub struct Server {
+    /// The server process.
     pub child: Child,
+    /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Its log file.
     pub log: std::path::PathBuf,
 }
 
@@ -38,6 +39,9 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The demo server binary.
+pub const SERVER: &str = env!("CARGO_BIN_EXE_smart-meal-planner");
 
 /// Starts the server in `dir` with `env` on top of the defaults (cheap Argon2, batches of 50,
 /// a log file in `dir`).

@@ -14,7 +14,7 @@ use common::users::{self, assert_no_plaintext};
 use common::{count, pending, pg_password, texts, TestDb};
 use migrator::{Backend, Migrator, StartupOutcome};
 
-const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");
+const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 const ID: &str = "001_hash_kroger_passwords";
 
 /// The variables a test sets; everything else about the policy is removed from the child.

@@ -51,6 +51,18 @@ struct TextValue {
 }
 
 impl Standby {
+    /// Its row in the primary's replica lag ([`migrator::backfill::replica_lag`] on `conn`, a
+    /// connection to the primary), if the primary lists it.
+    pub fn lag(
+        &self,
+        conn: &mut migrator::AnyConnection,
+    ) -> Option<migrator::backfill::ReplicaLag> {
+        migrator::backfill::replica_lag(conn)
+            .expect("replica_lag")
+            .into_iter()
+            .find(|lag| lag.name == self.name)
+    }
+
     /// Copies the test cluster with `pg_basebackup`, starts the copy as a hot standby and waits
     /// (up to 60 s) until the primary shows it streaming. Panics with a fix if it cannot.
     pub fn start() -> Standby {

@@ -27,6 +27,7 @@ pub enum PoolMode {
 }
 
 /// A running pgbouncer.
+#[derive(Debug)]
 pub struct PgBouncer {
     /// Its port on 127.0.0.1.
     pub port: u16,
