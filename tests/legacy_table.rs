@@ -8,8 +8,8 @@ mod common;
 
 use common::{count, exec, texts, TestDb};
 use migrator::{
-    config::Environment, migration, plan::MarkAs, report::Outcome, report::Status, AnyConnection,
-    Backend, Config, Context, Database, Migrator, Result,
+    config::Environment, connection::Backend, migration, plan::MarkAs, report::Outcome,
+    report::Status, AnyConnection, Config, Context, Database, Migrator, Result,
 };
 
 const CLI: &str = env!("CARGO_BIN_EXE_kroger-cli-under-test");

@@ -20,7 +20,7 @@ use common::standby::Standby;
 use common::users::{self, assert_all_hashed, assert_no_plaintext};
 use common::{count, exec, logs, pg_password, role_database, TestDb};
 use migrator::backfill::{over_limit, replica_lag, wait_for_replicas, LagLimits, ReplicaLag};
-use migrator::{AnyConnection, Backend, Config, Database};
+use migrator::{connection::Backend, AnyConnection, Config, Database};
 
 const MIB: u64 = 1024 * 1024;
 

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use common::{count, exec, texts, users, TestDb};
 use common::{pg_password, role_database};
-use migrator::lock::LockGuard;
+use migrator::connection::LockGuard;
 use migrator::testing::RoleDatabase;
 use migrator::{
-    config::Environment, plan::MarkAs, report::Outcome, report::Status, Backend, Config, Database,
-    Migrator,
+    config::Environment, connection::Backend, plan::MarkAs, report::Outcome, report::Status,
+    Config, Database, Migrator,
 };
 use migrator_tests::fixtures;
 

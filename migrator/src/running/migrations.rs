@@ -48,7 +48,7 @@ impl Migrator {
         Migrator::from_migrations(registry::registered())
     }
 
-    /// An explicit set of migrations (e.g. a subset of [`crate::registered`]), sorted and checked.
+    /// An explicit set of migrations (e.g. a subset of [`Migration::registered`](crate::Migration::registered)), sorted and checked.
     pub fn from_migrations(
         migrations: impl IntoIterator<Item = &'static Migration>,
     ) -> Result<Migrator> {

@@ -1,16 +1,16 @@
 //! The runner: plan, lock, plan again under the lock, confirm, back up, apply.
 
-use crate::running::apply::{NotApplied, Run, apply, settled, warn_anomalies};
-use crate::records::backup::{self, Backup};
-use crate::foundation::config::Config;
-use crate::policy::confirm::confirm;
 use crate::access::connection::Database;
+use crate::foundation::config::Config;
 use crate::foundation::error::{Error, Result};
-use crate::records::lock::{LockGuard, LockWatch};
-use crate::running::migrations::Migrator;
-use crate::policy::plan::Plan;
 use crate::foundation::report::{MigrationReport, Outcome, Report, StatusReport};
+use crate::policy::confirm::confirm;
+use crate::policy::plan::Plan;
+use crate::records::backup::{self, Backup};
+use crate::records::lock::{LockGuard, LockWatch};
 use crate::records::tracking::{self, Table};
+use crate::running::apply::{apply, settled, warn_anomalies, NotApplied, Run};
+use crate::running::migrations::Migrator;
 
 impl Migrator {
     /// Applies every pending migration, in order, under the migration lock: an explicit run
