@@ -147,26 +147,31 @@ pub use front::testing;
 pub use hashing::password;
 pub use policy::plan;
 pub use records::audit;
+#[cfg(feature = "backfill")]
+pub use running::backfill;
+pub use running::context;
 
 // Three public modules gather items from more than one layer (so they cannot be one file's
 // `pub use` without importing upward); each is a list of re-exports here, at the top.
 
-/// Configuration: [`Config`], the environment ([`Environment`]), every variable's name
-/// ([`vars`]) and default (`DEFAULT_*`), and the table of all of them ([`variables`]).
-///
-/// Every setting is read from the environment by [`Config::from_env`]; the README's
-/// configuration table is rendered from [`variables::markdown`]. The Argon2 parameters are the
-/// hasher's (`migrator::password::Params::from_env`).
 pub mod config {
+    //! Configuration: [`Config`], the environment ([`Environment`]), every variable's name
+    //! ([`vars`]) and default (`DEFAULT_*`), and the table of all of them ([`variables`]).
+    //!
+    //! Every setting is read from the environment by [`Config::from_env`]; the README's
+    //! configuration table is rendered from [`variables::markdown`]. The Argon2 parameters are the
+    //! hasher's (`migrator::password::Params::from_env`).
+
     #[doc(inline)]
     pub use crate::foundation::config::*;
     pub use crate::front::variables;
 }
 
-/// Connections and the database they reach: [`Database`](crate::Database) (the pool handle),
-/// [`AnyConnection`](crate::AnyConnection), the [`Backend`], the URL ([`DatabaseUrl`]), the
-/// migration lock ([`LockGuard`]) and reading the schema ([`has_column`], [`Count`]).
 pub mod connection {
+    //! Connections and the database they reach: [`Database`] (the pool handle),
+    //! [`AnyConnection`], the [`Backend`], the URL ([`DatabaseUrl`]), the
+    //! migration lock ([`LockGuard`]) and reading the schema ([`has_column`], [`Count`]).
+
     #[doc(inline)]
     pub use crate::access::connection::*;
     #[doc(inline)]
@@ -177,17 +182,15 @@ pub mod connection {
     pub use crate::records::lock::LockGuard;
 }
 
-/// What a run did ([`Report`]), what start-up did ([`StartupOutcome`]), and what the tracking
-/// table says ([`StatusReport`]).
 pub mod report {
+    //! What a run did ([`Report`]), what start-up did ([`StartupOutcome`]), and what the tracking
+    //! table says ([`StatusReport`]).
+
     #[doc(inline)]
     pub use crate::foundation::report::*;
     #[doc(inline)]
     pub use crate::running::startup::StartupOutcome;
 }
-#[cfg(feature = "backfill")]
-pub use running::backfill;
-pub use running::context;
 
 /// Registers a function as a code migration.
 ///
