@@ -256,7 +256,7 @@ impl Config {
     }
 
     /// Whether `MIGRATION_BACKFILL_THREADS` was set (the CLI's `work` uses all cores otherwise).
-    #[cfg(feature = "backfill")]
+    #[cfg(all(feature = "backfill", feature = "cli"))]
     pub(crate) fn backfill_threads_set(&self) -> bool {
         self.background.threads.is_some()
     }
