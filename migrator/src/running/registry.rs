@@ -161,11 +161,6 @@ impl fmt::Debug for Migration {
     }
 }
 
-/// Every migration linked into this binary (see [`Migration::registered`]).
-pub(crate) fn registered() -> impl Iterator<Item = &'static Migration> {
-    inventory::iter::<Migration>.into_iter()
-}
-
 impl Migration {
     /// Every migration linked into this binary, in registration (unspecified) order;
     /// [`Migrator::from_registry`](crate::Migrator::from_registry) sorts and checks them.
@@ -173,7 +168,7 @@ impl Migration {
     /// A migration defined in a library crate is only linked when the binary names something
     /// of that crate (`use that_crate as _;` is enough).
     pub fn registered() -> impl Iterator<Item = &'static Migration> {
-        registered()
+        inventory::iter::<Migration>.into_iter()
     }
 }
 
