@@ -48,7 +48,7 @@ fn notes_must_be_loud(ctx: &mut Context<'_>) -> Result<()> {
 }
 
 fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(migrator::registered().filter(|m| m.id() == id)).unwrap()
+    Migrator::from_migrations(migrator::Migration::registered().filter(|m| m.id() == id)).unwrap()
 }
 
 fn background() -> Config {

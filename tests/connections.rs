@@ -12,10 +12,10 @@ use common::{count, exec, TestDb};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use migrator::backfill::Backfill;
-use migrator::lock::LockGuard;
+use migrator::connection::LockGuard;
 use migrator::{
-    config::Environment, context::Progress, migration, report::Outcome, Backend, Config, Context,
-    Database, Error, Migrator, Result,
+    config::Environment, connection::Backend, context::Progress, migration, report::Outcome,
+    Config, Context, Database, Error, Migrator, Result,
 };
 
 const SLOW_BACKFILL: &str = "001_backfill_for_twenty_seconds";
@@ -49,7 +49,7 @@ fn noop(_ctx: &mut Context<'_>) -> Result<()> {
 }
 
 fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(migrator::registered().filter(|m| m.id() == id)).unwrap()
+    Migrator::from_migrations(migrator::Migration::registered().filter(|m| m.id() == id)).unwrap()
 }
 
 fn dev() -> Config {

@@ -17,7 +17,9 @@ use common::{exec, logs, texts, TestDb};
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::Integer;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
-use migrator::{migration, report::Status, Backend, Config, Context, Database, Migrator, Result};
+use migrator::{
+    connection::Backend, migration, report::Status, Config, Context, Database, Migrator, Result,
+};
 
 #[migration("001_add_nickname")]
 fn add_nickname(ctx: &mut Context<'_>) -> Result<()> {
@@ -41,7 +43,7 @@ fn sleeps_two_seconds_outside_a_transaction(ctx: &mut Context<'_>) -> Result<()>
 
 /// The migrator of the one migration `id` of this binary.
 fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(migrator::registered().filter(|m| m.id() == id)).unwrap()
+    Migrator::from_migrations(migrator::Migration::registered().filter(|m| m.id() == id)).unwrap()
 }
 
 /// A development policy read from these variables, as the process environment would give them.

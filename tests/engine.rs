@@ -17,8 +17,8 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection};
 use migrator::backfill::{self, Backfill, BackfillStatus, Control, Job, Workers};
 use migrator::{
-    config::BackfillMode, config::Environment, context::Progress, migration, Backend, Config,
-    Context, Database, Error, Migrator, Result,
+    config::BackfillMode, config::Environment, connection::Backend, context::Progress, migration,
+    Config, Context, Database, Error, Migrator, Result,
 };
 
 const NAME: &str = "test_engine";
@@ -75,7 +75,7 @@ fn impatient_alter(ctx: &mut Context<'_>) -> Result<()> {
 }
 
 fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(migrator::registered().filter(|m| m.id() == id)).unwrap()
+    Migrator::from_migrations(migrator::Migration::registered().filter(|m| m.id() == id)).unwrap()
 }
 
 fn config(mode: BackfillMode) -> Config {
@@ -418,7 +418,7 @@ fn a_migrations_own_lock_timeout_overrides_the_default() {
     config.set_ddl_lock_timeout(Duration::from_millis(100));
     config.set_ddl_lock_retries(0);
     assert_eq!(
-        migrator::registered()
+        migrator::Migration::registered()
             .find(|m| m.id() == "003_engine_patient_alter")
             .and_then(|m| m.lock_timeout()),
         Some(Duration::from_secs(20))

@@ -7,7 +7,9 @@ mod common;
 
 use common::{texts, TestDb};
 use diesel::connection::SimpleConnection;
-use migrator::{config::Environment, migration, Backend, Config, Context, Migrator, Result};
+use migrator::{
+    config::Environment, connection::Backend, migration, Config, Context, Migrator, Result,
+};
 
 const SECRET: &str = "SECRET-literal-7f3a9c";
 

@@ -12,11 +12,11 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::Text;
 use diesel::{QueryableByName, RunQueryDsl};
 use migrator::backfill::{Backfill, Job};
-use migrator::schema::Count;
+use migrator::connection::Count;
 use migrator::testing::{Migrations, Spec};
 use migrator::{
-    connection::PooledConnection, migration, AnyConnection, Backend, Config, Context, Database,
-    Result,
+    connection::Backend, connection::PooledConnection, migration, AnyConnection, Config, Context,
+    Database, Result,
 };
 
 #[migration("001_create_items")]
@@ -31,7 +31,7 @@ fn seed_items(ctx: &mut Context<'_>) -> Result<()> {
 
 #[migration("003_upper_names", transaction = false)]
 fn upper_names(ctx: &mut Context<'_>) -> Result<()> {
-    if !migrator::schema::has_column(ctx.conn(), "items", "name_upper")? {
+    if !migrator::connection::has_column(ctx.conn(), "items", "name_upper")? {
         ctx.batch_execute("ALTER TABLE items ADD COLUMN name_upper TEXT")?;
     }
     ctx.backfill("upper_names").map(drop)

@@ -10,8 +10,8 @@ mod common;
 
 use common::{count, exec, texts, TestDb};
 use migrator::{
-    config::Environment, migration, plan::MarkAs, report::Outcome, report::Status, AnyConnection,
-    Backend, Config, Context, Database, Migrator, Result,
+    config::Environment, connection::Backend, migration, plan::MarkAs, report::Outcome,
+    report::Status, AnyConnection, Config, Context, Database, Migrator, Result,
 };
 
 use common::legacy::{columns, GUIDE_COLUMNS, GUIDE_TABLE, GUIDE_TABLE_WITH_ID};

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use common::{count, TestDb};
 use diesel::RunQueryDsl;
-use migrator::lock::LockGuard;
+use migrator::connection::LockGuard;
 use migrator::report::Outcome;
 use migrator::{
-    config::Environment, context::Progress, migration, Backend, Config, Context, Error, ErrorKind,
-    Migrator, Result,
+    config::Environment, connection::Backend, context::Progress, migration, Config, Context, Error,
+    ErrorKind, Migrator, Result,
 };
 
 /// Reporters that migration 002 keeps beyond its run, by backend.
@@ -75,7 +75,7 @@ fn stop_after_two_third(ctx: &mut Context<'_>) -> Result<()> {
 }
 
 fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(migrator::registered().filter(|m| m.id() == id)).unwrap()
+    Migrator::from_migrations(migrator::Migration::registered().filter(|m| m.id() == id)).unwrap()
 }
 
 #[test]
@@ -112,7 +112,7 @@ fn a_lock_lost_between_two_migrations_returns_what_was_applied() {
     let t = TestDb::new(Backend::Postgres);
     let db = t.connect();
     let err = Migrator::from_migrations(
-        migrator::registered().filter(|m| m.id().contains("_stop_after_two_")),
+        migrator::Migration::registered().filter(|m| m.id().contains("_stop_after_two_")),
     )
     .unwrap()
     .run(&db, &Config::new(Environment::Development))

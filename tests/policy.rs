@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use common::{exec, logs, pending, TestDb};
 use migrator::{
-    config::Environment, config::Setting, config::Source, migration, Backend, Config, Context,
-    Error, Migrator, Result, StartupOutcome,
+    config::Environment, config::Setting, config::Source, connection::Backend, migration,
+    report::StartupOutcome, Config, Context, Error, Migrator, Result,
 };
 
 #[migration("001_ok")]

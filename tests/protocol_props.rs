@@ -38,14 +38,14 @@ mod plan;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::RunQueryDsl;
 use migrator::testing::{Migrations, Spec, TestDatabase};
-use migrator::{AnyConnection, Backend, Migrator};
+use migrator::{connection::Backend, AnyConnection, Migrator};
 use proptest::strategy::Strategy;
 use proptest::test_runner::{
     Config as ProptestConfig, FileFailurePersistence, TestError, TestRunner,
 };
 
 pub(crate) fn only(ids: &[&str]) -> Migrator {
-    Migrator::from_migrations(migrator::registered().filter(|m| ids.contains(&m.id())))
+    Migrator::from_migrations(migrator::Migration::registered().filter(|m| ids.contains(&m.id())))
         .expect("the test's migrations")
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use common::standby::Standby;
 use common::{exec, logs, pg_password, role_database, TestDb};
 use migrator::backfill::{over_limit, replica_lag, wait_for_replicas, LagLimits};
-use migrator::{Backend, Config, Database};
+use migrator::{connection::Backend, Config, Database};
 
 const MIB: u64 = 1024 * 1024;
 

@@ -11,10 +11,10 @@ use std::time::Duration;
 use common::{count, exec, logs, table_exists, texts, TestDb};
 use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
-use migrator::lock::LockGuard;
+use migrator::connection::LockGuard;
 use migrator::{
-    config::Environment, migration, plan::MarkAs, report::Outcome, report::Status, Backend, Config,
-    Context, Database, Error, Migrator, Result,
+    config::Environment, connection::Backend, migration, plan::MarkAs, report::Outcome,
+    report::Status, Config, Context, Database, Error, Migrator, Result,
 };
 
 /// Appends `name` to `effects`, numbered in order of application.

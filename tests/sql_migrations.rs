@@ -6,7 +6,9 @@ mod common;
 use common::matrix::Cell;
 use common::{count, texts, TestDb};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use migrator::{config::Environment, migration, Backend, Config, Context, Migrator, Result};
+use migrator::{
+    config::Environment, connection::Backend, migration, Config, Context, Migrator, Result,
+};
 
 const SQL: EmbeddedMigrations = embed_migrations!("sql_migrations");
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use common::{count, exec, TestDb};
 use migrator::backfill::Backfill;
 use migrator::{
-    config::Environment, migration, report::Outcome, report::Status, Backend, Config, Context,
-    Error, Migrator, Result,
+    config::Environment, connection::Backend, migration, report::Outcome, report::Status, Config,
+    Context, Error, Migrator, Result,
 };
 
 const ALTER_THEN_BACKFILL: &str = "001_alter_then_backfill_through_the_pool";
@@ -63,7 +63,8 @@ fn run_bounded(t: &TestDb, id: &'static str, dry_run: bool) -> Result<migrator::
     std::thread::spawn(move || {
         let db = migrator::Database::connect(&url).unwrap();
         let migrator =
-            Migrator::from_migrations(migrator::registered().filter(|m| m.id() == id)).unwrap();
+            Migrator::from_migrations(migrator::Migration::registered().filter(|m| m.id() == id))
+                .unwrap();
         let config = Config::new(Environment::Development);
         let result = if dry_run {
             migrator.dry_run(&db, &config)

@@ -51,7 +51,9 @@ fn row(db: &Database, id: &str) -> migrator::report::AppliedMigration {
 }
 
 both!(a_panic_in_a_nested_transaction_is_recorded_and_rolled_back);
-fn a_panic_in_a_nested_transaction_is_recorded_and_rolled_back(backend: migrator::Backend) {
+fn a_panic_in_a_nested_transaction_is_recorded_and_rolled_back(
+    backend: migrator::connection::Backend,
+) {
     let t = TestDb::new(backend);
     let db = one_connection(&t);
     exec(&db, "CREATE TABLE panic_switch (x INTEGER)");
@@ -84,7 +86,9 @@ fn a_panic_in_a_nested_transaction_is_recorded_and_rolled_back(backend: migrator
 }
 
 both!(a_raw_transaction_left_open_is_rolled_back_and_the_failure_recorded);
-fn a_raw_transaction_left_open_is_rolled_back_and_the_failure_recorded(backend: migrator::Backend) {
+fn a_raw_transaction_left_open_is_rolled_back_and_the_failure_recorded(
+    backend: migrator::connection::Backend,
+) {
     let t = TestDb::new(backend);
     let db = one_connection(&t);
     exec(&db, "CREATE TABLE open_switch (x INTEGER)");

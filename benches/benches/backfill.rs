@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use migrator::password::Hasher;
-use migrator::{config::Environment, Backend, Config, Database, Migrator};
+use migrator::{config::Environment, connection::Backend, Config, Database, Migrator};
 use migrator_benches::{cores, default_params, fresh, hash_rate, seed};
 
 const ROWS: u64 = 2_000;

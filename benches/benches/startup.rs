@@ -2,7 +2,7 @@
 //! `run_pending_migrations`, on the same database (SQLite and PostgreSQL).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use migrator::{config::Environment, Backend, Config, Database, Migrator};
+use migrator::{config::Environment, connection::Backend, Config, Database, Migrator};
 use migrator_benches::{diesel_noop, diesel_run, fresh, seed};
 
 fn startup(c: &mut Criterion) {

@@ -13,8 +13,8 @@
 
 use std::time::{Duration, Instant};
 
+use migrator::connection::Backend;
 use migrator::testing::{Backfills, Spec};
-use migrator::Backend;
 use smart_meal_planner::demo::DEMO_SQL;
 
 fn spec(templates: bool) -> Spec {
@@ -32,7 +32,7 @@ fn run(spec: &Spec, backend: Backend, tests: u32) -> Duration {
         let db = spec.create(backend).expect("a test database");
         // What a test would find: every user hashed.
         let mut conn = db.database().get().expect("a connection");
-        let rows: migrator::schema::Count = diesel::RunQueryDsl::get_result(
+        let rows: migrator::connection::Count = diesel::RunQueryDsl::get_result(
             diesel::sql_query(
                 "SELECT COUNT(*) AS n FROM user_profiles WHERE kroger_password_hash IS NULL",
             ),

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use migrator::backfill::{self, BackfillStatus, Workers};
 use migrator::password::Params;
-use migrator::{config::BackfillMode, config::Environment, Backend, Config, Database, Migrator};
+use migrator::{
+    config::BackfillMode, config::Environment, connection::Backend, Config, Database, Migrator,
+};
 use smart_meal_planner::kroger;
 
 use crate::load::{self, Latencies};

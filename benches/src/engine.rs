@@ -18,7 +18,7 @@ use diesel::connection::SimpleConnection;
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 use migrator::backfill::Backfill;
-use migrator::{context::Progress, AnyConnection, Backend, Database};
+use migrator::{connection::Backend, context::Progress, AnyConnection, Database};
 
 use crate::fresh;
 

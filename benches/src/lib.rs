@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use migrator::password::{Hasher, Params, Password};
-use migrator::{AnyConnection, Backend, Database};
+use migrator::{connection::Backend, AnyConnection, Database};
 
 /// One Diesel SQL migration, to compare no-op start-ups with Diesel's own harness.
 pub const SQL: EmbeddedMigrations = embed_migrations!("sql_migrations");

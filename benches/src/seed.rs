@@ -8,7 +8,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use migrator::password::Params;
-use migrator::{config::BackfillMode, config::Environment, Backend, Config, Database, Migrator};
+use migrator::{
+    config::BackfillMode, config::Environment, connection::Backend, Config, Database, Migrator,
+};
 use smart_meal_planner::kroger;
 
 use crate::{count, fresh, seed};

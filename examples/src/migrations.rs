@@ -1,7 +1,7 @@
 //! The Smart Meal Planner's migrations, in order.
 
-use migrator::schema::has_column;
-use migrator::{migration, Backend, Context, Result};
+use migrator::connection::has_column;
+use migrator::{connection::Backend, migration, Context, Result};
 
 use crate::kroger;
 

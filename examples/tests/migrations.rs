@@ -9,8 +9,8 @@
 use diesel::connection::SimpleConnection;
 use diesel::RunQueryDsl;
 use migrator::backfill::{self, BackfillStatus, Workers};
+use migrator::connection::{has_column, Count};
 use migrator::password::{Params, Password};
-use migrator::schema::{has_column, Count};
 use migrator::{config::Environment, AnyConnection, Config, Database, Migrator, Result};
 use smart_meal_planner::commands::VerifyOptions;
 use smart_meal_planner::demo::DEMO_SQL;

@@ -13,7 +13,7 @@ use common::kroger_cli::{cli, hashed};
 use common::standby::Standby;
 use common::users::{self, assert_all_hashed, assert_no_plaintext};
 use common::{count, exec, logs, pg_password, TestDb};
-use migrator::Backend;
+use migrator::connection::Backend;
 
 const MIB: u64 = 1024 * 1024;
 

@@ -12,7 +12,7 @@ use common::server::start;
 use common::users;
 use common::{cluster, count, exec, TestDb};
 use migrator::password::Params;
-use migrator::{config::Environment, Backend, Config, Migrator};
+use migrator::{config::Environment, connection::Backend, Config, Migrator};
 use smart_meal_planner::kroger;
 
 /// What `/health` and `/check-db-connection` say when the database is unavailable.

@@ -248,7 +248,7 @@ fn expand(args: &TestArgs, function: &ItemFn, params: &[Param]) -> TokenStream {
                 #krate::__private::run_test(
                     ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
                     &__spec,
-                    #krate::Backend::#backend,
+                    #krate::connection::Backend::#backend,
                     |__h: &#krate::__private::Harness| #call,
                 )
             }

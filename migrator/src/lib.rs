@@ -44,7 +44,7 @@
 //!     let db = migrator::Database::from_env()?;
 //!     let config = migrator::Config::from_env()?;
 //!     match migrator::Migrator::from_registry()?.run_on_startup(&db, &config)? {
-//!         migrator::StartupOutcome::Failed(e) => eprintln!("serving degraded: {e}"),
+//!         migrator::report::StartupOutcome::Failed(e) => eprintln!("serving degraded: {e}"),
 //!         _ => {}
 //!     }
 //!     // ... start serving
@@ -90,7 +90,7 @@
 //! must be idempotent.
 //!
 //! # The lock
-//! See [`LockGuard`](lock::LockGuard): a session advisory lock on PostgreSQL, a `flock`ed file beside the database on
+//! See [`LockGuard`](connection::LockGuard): a session advisory lock on PostgreSQL, a `flock`ed file beside the database on
 //! SQLite. Runners wait up to `MIGRATION_LOCK_TIMEOUT_SECS` (default one hour), logging who
 //! holds it.
 
@@ -138,20 +138,59 @@ mod running;
 
 mod front;
 
-pub use access::{connection, schema};
-pub use foundation::{config, metrics, report};
+pub use foundation::metrics;
 #[cfg(feature = "cli")]
 pub use front::cli;
 #[cfg(feature = "testing")]
 pub use front::testing;
-pub use front::variables;
 #[cfg(feature = "password")]
 pub use hashing::password;
 pub use policy::plan;
-pub use records::{audit, lock};
+pub use records::audit;
 #[cfg(feature = "backfill")]
 pub use running::backfill;
 pub use running::context;
+
+// Three public modules gather items from more than one layer (so they cannot be one file's
+// `pub use` without importing upward); each is a list of re-exports here, at the top.
+
+pub mod config {
+    //! Configuration: [`Config`], the environment ([`Environment`]), every variable's name
+    //! ([`vars`]) and default (`DEFAULT_*`), and the table of all of them ([`variables`]).
+    //!
+    //! Every setting is read from the environment by [`Config::from_env`]; the README's
+    //! configuration table is rendered from [`variables::markdown`]. The Argon2 parameters are the
+    //! hasher's (`migrator::password::Params::from_env`).
+
+    #[doc(inline)]
+    pub use crate::foundation::config::*;
+    pub use crate::front::variables;
+}
+
+pub mod connection {
+    //! Connections and the database they reach: [`Database`] (the pool handle),
+    //! [`AnyConnection`], the [`Backend`], the URL ([`DatabaseUrl`]), the
+    //! migration lock ([`LockGuard`]) and reading the schema ([`has_column`], [`Count`]).
+
+    #[doc(inline)]
+    pub use crate::access::connection::*;
+    #[doc(inline)]
+    pub use crate::access::schema::{has_column, Count};
+    #[doc(inline)]
+    pub use crate::access::url::Backend;
+    #[doc(inline)]
+    pub use crate::records::lock::LockGuard;
+}
+
+pub mod report {
+    //! What a run did ([`Report`]), what start-up did ([`StartupOutcome`]), and what the tracking
+    //! table says ([`StatusReport`]).
+
+    #[doc(inline)]
+    pub use crate::foundation::report::*;
+    #[doc(inline)]
+    pub use crate::running::startup::StartupOutcome;
+}
 
 /// Registers a function as a code migration.
 ///
@@ -197,7 +236,7 @@ pub use migrator_macros::migration;
 /// #[migrator::test(postgres, sqlite)] // one test per backend: `starts_empty::postgres`, ...
 /// fn starts_empty(db: Database) -> Result<()> {
 ///     use diesel::RunQueryDsl;
-///     let rows: migrator::schema::Count =
+///     let rows: migrator::connection::Count =
 ///         diesel::sql_query("SELECT COUNT(*) AS n FROM users").get_result(&mut *db.get()?)?;
 ///     assert_eq!(rows.n, 0);
 ///     Ok(())
@@ -239,13 +278,11 @@ pub use migrator_macros::migration;
 pub use migrator_macros::test;
 
 pub use access::connection::{AnyConnection, Database};
-pub use access::url::Backend;
 pub use foundation::config::Config;
 pub use foundation::error::{Error, ErrorKind, Result};
 pub use running::context::Context;
 pub use running::migrations::Migrator;
-pub use running::registry::{registered, Migration};
-pub use running::startup::StartupOutcome;
+pub use running::registry::Migration;
 
 /// Not public API. Used by generated code.
 #[doc(hidden)]

@@ -48,7 +48,7 @@ fn every_option_registers_its_migration() {
             "004_statement_timeout"
         ]
     );
-    let timeouts: Vec<Option<std::time::Duration>> = migrator::registered()
+    let timeouts: Vec<Option<std::time::Duration>> = migrator::Migration::registered()
         .filter(|m| m.id() == "004_statement_timeout" || m.id() == "001_default")
         .map(|m| (m.id(), m.statement_timeout()))
         .collect::<std::collections::BTreeMap<_, _>>()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{count, exec, logs, TestDb};
 use migrator::backfill::Backfill;
-use migrator::{context::Progress, Backend, Error};
+use migrator::{connection::Backend, context::Progress, Error};
 
 const ROWS: i64 = 1000;
 

@@ -3,7 +3,7 @@
 use crate::common;
 
 use common::{cluster, logs, pg_password, pg_url, TestDb};
-use migrator::{config::Environment, Backend, Config, Database, Error, Migrator};
+use migrator::{config::Environment, connection::Backend, Config, Database, Error, Migrator};
 
 fn connect_error(url: &str) -> Error {
     match Database::connect(url) {

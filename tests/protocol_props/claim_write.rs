@@ -9,8 +9,8 @@ use diesel::{QueryableByName, RunQueryDsl};
 use migrator::backfill::{self, Backfill, BackfillStatus, Control, Job};
 use migrator::testing::{Claim, SteppedWorker, TestDatabase};
 use migrator::{
-    config::BackfillMode, config::Environment, migration, AnyConnection, Backend, Config, Context,
-    Database, Result,
+    config::BackfillMode, config::Environment, connection::Backend, migration, AnyConnection,
+    Config, Context, Database, Result,
 };
 use proptest::prelude::*;
 

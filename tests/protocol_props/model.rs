@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use migrator::backfill::{BackfillStatus, Control};
-use migrator::Backend;
+use migrator::connection::Backend;
 use proptest::prelude::*;
 use proptest::sample::Index;
 

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use diesel::sql_types::Text;
 use diesel::RunQueryDsl;
 use migrator::{
-    config::Environment, config::Source, migration, plan::Confirmation, plan::Kind, plan::MarkAs,
-    Backend, Config, Context, Database, Result,
+    config::Environment, config::Source, connection::Backend, migration, plan::Confirmation,
+    plan::Kind, plan::MarkAs, Config, Context, Database, Result,
 };
 use proptest::prelude::*;
 

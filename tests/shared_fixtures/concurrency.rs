@@ -9,7 +9,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::{count, TestDb};
-use migrator::{config::Environment, report::Outcome, report::Status, Backend, Config, Migrator};
+use migrator::{
+    config::Environment, connection::Backend, report::Outcome, report::Status, Config, Migrator,
+};
 use migrator_tests::fixtures;
 
 use crate::RUNNER;

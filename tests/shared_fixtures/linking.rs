@@ -5,7 +5,7 @@ use migrator_tests as _;
 
 #[test]
 fn migrations_of_a_named_library_are_registered() {
-    let mut ids: Vec<&str> = migrator::registered().map(|m| m.id()).collect();
+    let mut ids: Vec<&str> = migrator::Migration::registered().map(|m| m.id()).collect();
     ids.sort();
     assert_eq!(ids, migrator_tests::fixtures::IDS);
     let migrator = migrator::Migrator::from_registry().unwrap();

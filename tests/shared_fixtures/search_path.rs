@@ -10,10 +10,10 @@ use crate::common;
 use std::time::Duration;
 
 use common::{count, create_role_schema, exec, role_database, schemas_of, texts, TestDb};
-use migrator::lock::LockGuard;
+use migrator::connection::LockGuard;
 use migrator::{
-    config::Environment, plan::MarkAs, report::Outcome, report::Status, Backend, Config, Database,
-    Migrator,
+    config::Environment, connection::Backend, plan::MarkAs, report::Outcome, report::Status,
+    Config, Database, Migrator,
 };
 use migrator_tests::fixtures;
 

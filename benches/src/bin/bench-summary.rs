@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use migrator::password::{Hasher, Kernel, Params};
-use migrator::{config::Environment, context::Progress, Backend, Config, Database, Migrator};
+use migrator::{
+    config::Environment, connection::Backend, context::Progress, Config, Database, Migrator,
+};
 use migrator_benches::{
     argon2_cffi_rate, argon2_crate_rate, background, cores, count, cpu, diesel_noop, diesel_run,
     engine, fresh, hash_rate, lanes, seed, wipe,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use migrator::backfill::Workers;
 use migrator::password::Hasher;
-use migrator::{Config, Database, Error, Migrator, StartupOutcome};
+use migrator::{report::StartupOutcome, Config, Database, Error, Migrator};
 
 use super::hashing::{queue_limit, HashPool, HASHING_QUEUE_LIMIT};
 use super::logging::init_logging;

@@ -19,7 +19,7 @@ mod verify;
 use std::sync::OnceLock;
 
 use migrator::password::{Hasher, Params};
-use migrator::{AnyConnection, Backend, Result};
+use migrator::{connection::Backend, AnyConnection, Result};
 
 pub use backfill::{backfill, run_backfill, BackfillOptions, HASH_KROGER_PASSWORDS_BACKFILL};
 pub use passwords::{

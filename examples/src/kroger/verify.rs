@@ -3,8 +3,8 @@
 
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
+use migrator::connection::{has_column, Count};
 use migrator::password::{plaintext_matches, Hasher, Password};
-use migrator::schema::{has_column, Count};
 use migrator::{AnyConnection, Database, Result};
 use rayon::prelude::*;
 

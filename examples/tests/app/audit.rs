@@ -5,7 +5,7 @@
 use crate::common;
 
 use common::kroger_cli::{cli, run, scheduled};
-use migrator::Backend;
+use migrator::connection::Backend;
 
 fn audited(backend: Backend) {
     let (t, db) = scheduled(backend, 30);

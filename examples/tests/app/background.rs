@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::kroger_cli::{cli, hashed, run, scheduled};
 use common::users::{self, assert_all_hashed, assert_each_updated_once, assert_no_plaintext};
 use common::{count, TestDb};
+use migrator::connection::Backend;
 use migrator::password::{Params, Password};
-use migrator::Backend;
 use serde_json::Value;
 use smart_meal_planner::kroger::{self, Verification};
 

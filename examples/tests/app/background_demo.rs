@@ -10,7 +10,7 @@ use common::kroger_cli::hashed;
 use common::server::{start, Server};
 use common::users::{self, assert_all_hashed, assert_each_updated_once};
 use common::TestDb;
-use migrator::Backend;
+use migrator::connection::Backend;
 
 const BACKFILL: &str = "hash_kroger_passwords";
 

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use common::users::{self, assert_all_hashed};
 use common::{exec, TestDb};
-use migrator::{config::Environment, Backend, Config, Migrator};
+use migrator::{config::Environment, connection::Backend, Config, Migrator};
 
 const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 

@@ -12,7 +12,7 @@ use common::{http, kroger_cli, server, texts, users, TestDb};
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::Integer;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
-use migrator::Backend;
+use migrator::connection::Backend;
 
 const SECRET: &str = "SECRET-kroger-pw-7f3a9c";
 const TOKEN: &str = "admin-token-for-foreign-text-0123456789";

@@ -6,9 +6,9 @@ use crate::common;
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use common::{isolated, try_count, users, TestDb};
+use migrator::connection::has_column;
 use migrator::password::{vars, Hasher, Params, Password};
-use migrator::schema::has_column;
-use migrator::{Backend, Error};
+use migrator::{connection::Backend, Error};
 
 const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 const ROWS: i64 = 12;

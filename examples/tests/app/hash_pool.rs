@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::{http, server, users, TestDb};
-use migrator::Backend;
+use migrator::connection::Backend;
 
 const MEMORY_KIB: u64 = 262_144;
 const REQUESTS: usize = 800;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::http;
 use common::server::start;
-use migrator::{lock::LockGuard, Database};
+use migrator::{connection::LockGuard, Database};
 use yaml_rust2::{Yaml, YamlLoader};
 
 const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");

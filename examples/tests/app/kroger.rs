@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use common::users::{self, assert_all_hashed, assert_no_plaintext};
 use common::{count, exec, logs, TestDb};
 use migrator::password::{Hasher, Params, Password};
-use migrator::{config::Environment, report::Outcome, report::Status, Backend, Config, Migrator};
+use migrator::{
+    config::Environment, connection::Backend, report::Outcome, report::Status, Config, Migrator,
+};
 use smart_meal_planner::kroger::{self, Verification};
 
 const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");

@@ -8,7 +8,7 @@ use crate::common;
 
 use common::legacy::{columns, GUIDE_TABLE, GUIDE_TABLE_WITH_ID};
 use common::{exec, texts, TestDb};
-use migrator::Backend;
+use migrator::connection::Backend;
 
 const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::users::{self, assert_all_hashed, assert_each_updated_once};
 use common::{count, TestDb};
-use migrator::Backend;
+use migrator::connection::Backend;
 
 const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 

@@ -16,7 +16,7 @@ use common::browser::{dump_dom, png_size};
 use common::cdp::Browser;
 use common::server::{start, Server};
 use common::{exec, http, pg_password, users, TestDb};
-use migrator::Backend;
+use migrator::connection::Backend;
 
 /// The admin token of these tests: characters that need escaping in HTML and in a URL.
 const TOKEN: &str = "op-T0ken&\"<x> +/";

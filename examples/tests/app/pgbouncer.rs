@@ -13,7 +13,7 @@ use common::pg_password;
 use common::pgbouncer::{PgBouncer, PoolMode};
 use common::users::{self, assert_all_hashed, assert_no_plaintext};
 use common::{count, TestDb};
-use migrator::Backend;
+use migrator::connection::Backend;
 
 const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 const ROWS: i64 = 400;

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use common::matrix::Cell;
 use common::users::{self, assert_no_plaintext};
 use common::{count, pending, pg_password, texts, TestDb};
-use migrator::{Backend, Migrator, StartupOutcome};
+use migrator::{connection::Backend, report::StartupOutcome, Migrator};
 
 const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 const ID: &str = "001_hash_kroger_passwords";

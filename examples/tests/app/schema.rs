@@ -1,4 +1,4 @@
-//! `migrator::schema::has_column`, the one column check of the library and the app: on
+//! `migrator::connection::has_column`, the one column check of the library and the app: on
 //! PostgreSQL it finds the table that `search_path` finds (as an unqualified name in a query
 //! does), also once the application role has a schema of its own ahead of `public`; on SQLite
 //! the table of the main database. The Kroger command's `verify` relies on it.
@@ -7,9 +7,9 @@ use crate::common;
 
 use common::role_database;
 use common::{count, exec, texts, users, TestDb};
-use migrator::schema::has_column;
+use migrator::connection::has_column;
 use migrator::testing::RoleDatabase;
-use migrator::{Backend, Database};
+use migrator::{connection::Backend, Database};
 use smart_meal_planner::commands::VerifyOptions;
 use smart_meal_planner::kroger;
 

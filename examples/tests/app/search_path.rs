@@ -8,7 +8,7 @@ use crate::common;
 
 use common::TestDb;
 use common::{create_role_schema, pg_password, role_database, schemas_of, texts, users};
-use migrator::{Backend, Database};
+use migrator::{connection::Backend, Database};
 
 const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 

@@ -11,7 +11,7 @@ use common::http::{self, Response};
 use common::server::{start, Server};
 use common::users::{self, assert_all_hashed};
 use common::{count, exec, TestDb};
-use migrator::Backend;
+use migrator::connection::Backend;
 
 #[test]
 fn the_sqlite_default_path_end_to_end() {

@@ -9,7 +9,7 @@ use crate::common;
 use common::users::{self, assert_no_plaintext};
 use common::{cluster, count, exec, log_all_statements, TestDb};
 use migrator::password::{Hasher, Params, Password};
-use migrator::{config::Environment, Backend, Config, Migrator};
+use migrator::{config::Environment, connection::Backend, Config, Migrator};
 use smart_meal_planner::commands::VerifyOptions;
 use smart_meal_planner::kroger::{self, Verification};
 

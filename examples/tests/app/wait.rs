@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{pending, users, TestDb};
-use migrator::Backend;
+use migrator::connection::Backend;
 // Links migration 001 into this binary, so that `pending` sees it.
 use smart_meal_planner as _;
 

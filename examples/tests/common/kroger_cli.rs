@@ -3,7 +3,7 @@
 
 use std::process::{Command, Stdio};
 
-use migrator::{Backend, Database};
+use migrator::{connection::Backend, Database};
 
 use super::{count, users, TestDb};
 

@@ -3,7 +3,7 @@
 
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
-use migrator::{Backend, Database};
+use migrator::{connection::Backend, Database};
 
 use super::exec;
 

@@ -12,8 +12,8 @@
 //! - `sql.rs`: Diesel SQL migrations (`embed_migrations!`) on either backend.
 
 pub(crate) mod backend;
-pub mod connection;
+pub(crate) mod connection;
 pub(crate) mod pg_url;
-pub mod schema;
+pub(crate) mod schema;
 pub(crate) mod sql;
 pub(crate) mod url;

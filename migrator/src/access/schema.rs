@@ -8,7 +8,7 @@
 //!
 //! ```no_run
 //! # fn demo(ctx: &mut migrator::Context<'_>) -> migrator::Result<()> {
-//! if !migrator::schema::has_column(ctx.conn(), "users", "email_normalized")? {
+//! if !migrator::connection::has_column(ctx.conn(), "users", "email_normalized")? {
 //!     ctx.batch_execute("ALTER TABLE users ADD COLUMN email_normalized TEXT")?;
 //! }
 //! # Ok(()) }
@@ -26,7 +26,7 @@ use crate::foundation::error::{Error, Result};
 /// ```no_run
 /// # fn demo(conn: &mut migrator::AnyConnection) -> diesel::QueryResult<()> {
 /// use diesel::RunQueryDsl;
-/// let users: migrator::schema::Count =
+/// let users: migrator::connection::Count =
 ///     diesel::sql_query("SELECT COUNT(*) AS n FROM users").get_result(conn)?;
 /// println!("{} users", users.n);
 /// # Ok(()) }
@@ -63,6 +63,14 @@ pub(crate) fn columns(conn: &mut AnyConnection, table: &str) -> Result<Vec<Colum
 /// Whether `table` has `column` (false if the table does not exist). On PostgreSQL the table is
 /// the one `search_path` finds, as for an unqualified name in a query, unless `table` names its
 /// schema (`"app.users"`).
+///
+/// ```no_run
+/// # fn demo(ctx: &mut migrator::Context<'_>) -> migrator::Result<()> {
+/// if !migrator::connection::has_column(ctx.conn(), "users", "email_normalized")? {
+///     ctx.batch_execute("ALTER TABLE users ADD COLUMN email_normalized TEXT")?;
+/// }
+/// # Ok(()) }
+/// ```
 pub fn has_column(conn: &mut AnyConnection, table: &str, column: &str) -> Result<bool> {
     Ok(columns(conn, table)?.iter().any(|c| c.name == column))
 }

@@ -11,8 +11,8 @@
 //! - `redact.rs`: what a database error may say outside the process.
 
 pub(crate) mod backoff;
-pub mod config;
+pub(crate) mod config;
 pub(crate) mod error;
 pub mod metrics;
 pub(crate) mod redact;
-pub mod report;
+pub(crate) mod report;

@@ -187,7 +187,7 @@ mod tests {
     fn the_readme_table_is_rendered_from_the_code() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
         let readme = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let begin = "<!-- variables: rendered from migrator::variables::markdown() -->\n";
+        let begin = "<!-- variables: rendered from migrator::config::variables::markdown() -->\n";
         let end = "<!-- end of variables -->";
         let start = readme.find(begin).map(|i| i + begin.len());
         let stop = readme.find(end);
@@ -197,7 +197,7 @@ mod tests {
         let expected = markdown();
         assert!(
             readme[start..stop] == expected,
-            "README.md's variable table differs from migrator::variables::markdown(); replace it with:\n{expected}"
+            "README.md's variable table differs from migrator::config::variables::markdown(); replace it with:\n{expected}"
         );
     }
 

@@ -15,5 +15,5 @@ pub mod audit;
 #[cfg(feature = "backfill")]
 pub(crate) mod backfill;
 pub(crate) mod backup;
-pub mod lock;
+pub(crate) mod lock;
 pub(crate) mod tracking;

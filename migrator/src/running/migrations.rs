@@ -45,10 +45,10 @@ impl Migrator {
     /// Every migration linked into this binary, sorted; duplicate IDs are an error naming both
     /// source locations.
     pub fn from_registry() -> Result<Migrator> {
-        Migrator::from_migrations(registry::registered())
+        Migrator::from_migrations(Migration::registered())
     }
 
-    /// An explicit set of migrations (e.g. a subset of [`crate::registered`]), sorted and checked.
+    /// An explicit set of migrations (e.g. a subset of [`Migration::registered`](crate::Migration::registered)), sorted and checked.
     pub fn from_migrations(
         migrations: impl IntoIterator<Item = &'static Migration>,
     ) -> Result<Migrator> {

@@ -161,12 +161,15 @@ impl fmt::Debug for Migration {
     }
 }
 
-/// Every migration linked into this binary, in registration (unspecified) order.
-///
-/// A migration defined in a library crate is only linked when the binary names something of
-/// that crate (`use that_crate as _;` is enough).
-pub fn registered() -> impl Iterator<Item = &'static Migration> {
-    inventory::iter::<Migration>.into_iter()
+impl Migration {
+    /// Every migration linked into this binary, in registration (unspecified) order;
+    /// [`Migrator::from_registry`](crate::Migrator::from_registry) sorts and checks them.
+    ///
+    /// A migration defined in a library crate is only linked when the binary names something
+    /// of that crate (`use that_crate as _;` is enough).
+    pub fn registered() -> impl Iterator<Item = &'static Migration> {
+        inventory::iter::<Migration>.into_iter()
+    }
 }
 
 /// Sorts `migrations` and checks IDs: duplicates and malformed IDs are errors naming the places.

@@ -63,11 +63,11 @@ fn run() -> migrator::Result<()> {
 fn startup() -> migrator::Result<()> {
     let db = Database::from_env()?;
     match Migrator::from_registry()?.run_on_startup(&db, &Config::from_env()?)? {
-        migrator::StartupOutcome::Skipped { reason } => println!("skipped: {reason}"),
-        migrator::StartupOutcome::Completed(report) => {
+        migrator::report::StartupOutcome::Skipped { reason } => println!("skipped: {reason}"),
+        migrator::report::StartupOutcome::Completed(report) => {
             println!("completed: {} applied", report.applied().count())
         }
-        migrator::StartupOutcome::Failed(e) => println!("failed, starting anyway: {e}"),
+        migrator::report::StartupOutcome::Failed(e) => println!("failed, starting anyway: {e}"),
         other => println!("{other:?}"),
     }
     Ok(())

@@ -1,7 +1,7 @@
 //! The tracking table the Python runner left, as the deployment guide's SQL creates it: the
 //! guide's columns only, with or without an `id SERIAL` key.
 
-use migrator::{Backend, Database};
+use migrator::{connection::Backend, Database};
 
 use super::texts;
 

@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use diesel::sql_types::Text;
 use diesel::{QueryableByName, RunQueryDsl};
-use migrator::schema::Count;
+use migrator::connection::Count;
 use migrator::testing::{PostgresCluster, PostgresServer, RoleDatabase};
-use migrator::{Backend, Database};
+use migrator::{connection::Backend, Database};
 
 /// This binary's PostgreSQL server (the harness's); panics with how to fix it if it cannot
 /// start.
@@ -81,11 +81,11 @@ macro_rules! both {
         mod $name {
             #[test]
             fn postgres() {
-                super::$name(migrator::Backend::Postgres)
+                super::$name(migrator::connection::Backend::Postgres)
             }
             #[test]
             fn sqlite() {
-                super::$name(migrator::Backend::Sqlite)
+                super::$name(migrator::connection::Backend::Sqlite)
             }
         }
     };

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::Text;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
-use migrator::schema::Count;
+use migrator::connection::Count;
 
 use migrator::testing::PostgresCluster;
 

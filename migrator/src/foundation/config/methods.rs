@@ -39,12 +39,6 @@ impl Config {
         setting(self.policy.backup_before, self.production())
     }
 
-    /// Sets `AUTO_MIGRATE_ON_STARTUP`.
-    pub fn set_auto_migrate_on_startup(&mut self, value: bool) -> &mut Config {
-        self.policy.auto_migrate_on_startup = Some(value);
-        self
-    }
-
     /// Sets `ENABLE_PROD_MIGRATIONS`.
     pub fn set_enable_prod_migrations(&mut self, value: bool) -> &mut Config {
         self.policy.enable_prod_migrations = Some(value);
@@ -70,7 +64,7 @@ impl Config {
     }
 
     /// The pinned plan, if set.
-    pub fn confirm(&self) -> Option<&str> {
+    pub(crate) fn confirm(&self) -> Option<&str> {
         self.policy.confirm.as_deref()
     }
 
@@ -82,7 +76,7 @@ impl Config {
     }
 
     /// Whether confirmation is given up front (`--yes`).
-    pub fn assume_yes(&self) -> bool {
+    pub(crate) fn assume_yes(&self) -> bool {
         self.policy.assume_yes
     }
 
@@ -94,7 +88,7 @@ impl Config {
     }
 
     /// Whether to ask on the terminal: as set, else whether stdin and stderr are terminals.
-    pub fn interactive(&self) -> bool {
+    pub(crate) fn interactive(&self) -> bool {
         use std::io::IsTerminal;
         self.policy
             .interactive
@@ -183,18 +177,12 @@ impl Config {
     pub fn progress_interval(&self) -> Duration {
         self.lock.progress_interval
     }
-
-    /// Sets how often long migrations log progress (`MIGRATION_PROGRESS_INTERVAL_SECS`).
-    pub fn set_progress_interval(&mut self, value: Duration) -> &mut Config {
-        self.lock.progress_interval = value;
-        self
-    }
 }
 
 /// Backups before a run (`backup.rs`).
 impl Config {
     /// The backup directory.
-    pub fn backup_dir(&self) -> &Path {
+    pub(crate) fn backup_dir(&self) -> &Path {
         &self.backup.backup_dir
     }
 
@@ -205,21 +193,16 @@ impl Config {
     }
 
     /// The `pg_dump` program.
-    pub fn pg_dump(&self) -> &Path {
+    pub(crate) fn pg_dump(&self) -> &Path {
         &self.backup.pg_dump
-    }
-
-    /// Sets the `pg_dump` program (`MIGRATION_PG_DUMP`).
-    pub fn set_pg_dump(&mut self, program: impl Into<PathBuf>) -> &mut Config {
-        self.backup.pg_dump = program.into();
-        self
     }
 }
 
 /// How a migration's backfill runs in the migration (`inline.rs`).
 impl Config {
     /// How a migration's backfill runs (`MIGRATION_BACKFILL`, default `auto`).
-    pub fn backfill_mode(&self) -> BackfillMode {
+    #[cfg(feature = "backfill")]
+    pub(crate) fn backfill_mode(&self) -> BackfillMode {
         self.inline.mode
     }
 
@@ -231,14 +214,9 @@ impl Config {
 
     /// `auto`: how long a backfill works inline before handing off
     /// (`MIGRATION_INLINE_BACKFILL_SECS`, default 30 s).
-    pub fn inline_backfill_budget(&self) -> Duration {
+    #[cfg(feature = "backfill")]
+    pub(crate) fn inline_backfill_budget(&self) -> Duration {
         self.inline.budget
-    }
-
-    /// Sets how long `auto` works inline.
-    pub fn set_inline_backfill_budget(&mut self, budget: Duration) -> &mut Config {
-        self.inline.budget = budget;
-        self
     }
 
     /// Rows per backfill batch, if set (else the backfill's default).
@@ -269,7 +247,8 @@ impl Config {
 impl Config {
     /// Background worker threads per process (`MIGRATION_BACKFILL_THREADS`; default half the
     /// cores, at least 1; 0 disables the workers of an app).
-    pub fn backfill_threads(&self) -> usize {
+    #[cfg(feature = "backfill")]
+    pub(crate) fn backfill_threads(&self) -> usize {
         match self.background.threads {
             Some(n) => n as usize,
             None => (std::thread::available_parallelism().map_or(1, |n| n.get()) / 2).max(1),
@@ -277,7 +256,8 @@ impl Config {
     }
 
     /// Whether `MIGRATION_BACKFILL_THREADS` was set (the CLI's `work` uses all cores otherwise).
-    pub fn backfill_threads_set(&self) -> bool {
+    #[cfg(all(feature = "backfill", feature = "cli"))]
+    pub(crate) fn backfill_threads_set(&self) -> bool {
         self.background.threads.is_some()
     }
 
@@ -288,18 +268,14 @@ impl Config {
     }
 
     /// How long every background worker sleeps between batches (`MIGRATION_BACKFILL_PAUSE_MS`).
-    pub fn backfill_pause(&self) -> Duration {
+    #[cfg(feature = "backfill")]
+    pub(crate) fn backfill_pause(&self) -> Duration {
         self.background.pause
     }
 
-    /// Sets the sleep between background batches.
-    pub fn set_backfill_pause(&mut self, pause: Duration) -> &mut Config {
-        self.background.pause = pause;
-        self
-    }
-
     /// The duration a background batch aims at (`MIGRATION_BATCH_TARGET_MS`, default 1 s).
-    pub fn batch_target(&self) -> Duration {
+    #[cfg(feature = "backfill")]
+    pub(crate) fn batch_target(&self) -> Duration {
         self.background.batch_target
     }
 
@@ -335,12 +311,14 @@ impl Config {
 
     /// The `application_name`s whose lag counts although they are not physical standbys that
     /// replay (`MIGRATION_REPLICA_LAG_INCLUDE`).
-    pub fn replica_lag_include(&self) -> &[String] {
+    #[cfg(feature = "backfill")]
+    pub(crate) fn replica_lag_include(&self) -> &[String] {
         &self.background.replica_lag_include
     }
 
     /// The `application_name`s whose lag never counts (`MIGRATION_REPLICA_LAG_EXCLUDE`).
-    pub fn replica_lag_exclude(&self) -> &[String] {
+    #[cfg(feature = "backfill")]
+    pub(crate) fn replica_lag_exclude(&self) -> &[String] {
         &self.background.replica_lag_exclude
     }
 }

@@ -10,7 +10,7 @@
 //! - `methods.rs`: [`Config`]'s accessors and setters, one `impl` block per concern.
 //!
 //! The Argon2 parameters are the hasher's (`migrator::password::Params::from_env`). Every
-//! variable's name is in [`vars`]; `migrator::variables` lists them all with their defaults.
+//! variable's name is in [`vars`]; `migrator::config::variables` lists them all with their defaults.
 
 mod background;
 mod backup;

@@ -1,6 +1,6 @@
 //! Names of the variables [`Config::from_env`](crate::Config::from_env) reads. Every variable
 //! the library reads, with its concern, default and meaning, is listed once in
-//! [`crate::variables::table`].
+//! [`crate::config::variables::table`].
 
 /// `development`, `staging` or `production` (required).
 pub const ENVIRONMENT: &str = "ENVIRONMENT";

@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! use migrator::testing::{Migrations, Spec};
-//! use migrator::Backend;
+//! use migrator::connection::Backend;
 //!
 //! # fn main() -> migrator::Result<()> {
 //! let mut spec = Spec::new();
