@@ -85,6 +85,16 @@ fn a_lock_lost_mid_backfill_stops_the_runner_within_seconds_and_the_next_one_fin
         stderr.contains("migration 001_hash_kroger_passwords failed: the migration lock was lost"),
         "{stderr}"
     );
+    // Before the error, what the run did: here, the one it was running failed, and what came
+    // after it was not started.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l == "failed 001_hash_kroger_passwords"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("applied "), "{stdout}");
     let at_stop = hashed(&db);
     assert!(at_stop < ROWS - 100, "stopped mid-way: {at_stop} hashed");
     std::thread::sleep(Duration::from_millis(500));

@@ -19,7 +19,8 @@ pub enum Outcome {
     AlreadyApplied,
     /// Marked `skipped` by an operator; not run.
     Skipped,
-    /// Pending, but not attempted because an earlier migration failed.
+    /// Pending, but not attempted: the run stopped before it (an earlier migration failed, the
+    /// lock was lost, a backup or a confirmation refused the run).
     NotRun,
     /// Dry run: ran inside a transaction that was rolled back.
     Rehearsed,

@@ -302,6 +302,17 @@ fn up(mut migrator: Migrator, db: &Database, yes: bool) -> Result<u8> {
     if let Some(bars) = bar {
         bars.finish();
     }
-    render::up(&result?);
-    Ok(EXIT_OK)
+    match result {
+        Ok(report) => {
+            render::up(&report);
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            // What the run did before it stopped, then (from `main`) why it stopped.
+            if let Some(report) = e.report() {
+                render::stopped(report);
+            }
+            Err(e)
+        }
+    }
 }

@@ -158,6 +158,26 @@ pub(super) fn dry_run(report: &Report) -> u8 {
 }
 
 /// `up`: what the run applied.
+/// What a run that stopped with an error had done: what it applied (kept), what failed, and
+/// what it did not start, one line each, on standard output; the error follows on standard
+/// error.
+pub(super) fn stopped(report: &Report) {
+    if let Some(backup) = &report.backup {
+        println!("backup written: {}", backup.path.display());
+    }
+    for version in &report.sql_migrations {
+        println!("applied SQL migration {version}");
+    }
+    for m in &report.migrations {
+        match m.outcome {
+            Outcome::Applied => println!("applied {}", m.id),
+            Outcome::Failed => println!("failed {}", m.id),
+            Outcome::NotRun => println!("not run {}", m.id),
+            _ => {}
+        }
+    }
+}
+
 pub(super) fn up(report: &Report) {
     let applied: Vec<&str> = report
         .migrations

@@ -38,6 +38,10 @@ use crate::foundation::error::{Error, Result};
 /// How many times [`check_session_kept`] looks for a pooler before the lock is tried.
 const PROBE_ROUNDS: usize = 3;
 
+/// How long a lock that a transaction pooler moved away from its session is tried to be
+/// released, statement after statement, before its server connection is left to free it.
+const RELEASE_WITHIN: Duration = Duration::from_secs(3);
+
 /// A held advisory lock on its own connection.
 pub(crate) struct PgLock {
     conn: Option<AnyConnection>,
@@ -238,15 +242,25 @@ impl Drop for PgLock {
     fn drop(&mut self) {
         if let Some(mut conn) = self.conn.take() {
             // Only the session's own backend holds the lock; behind a transaction pooler the
-            // statement may land elsewhere (there, unlocking would only warn): try a few times.
+            // statement may land elsewhere (there, unlocking would only warn), and the server
+            // connection that holds it may be busy with another client's transaction for a
+            // while: try again until it lands there, for up to RELEASE_WITHIN. Directly (the
+            // only supported way) the first statement lands there.
             let mut unlocked = false;
-            for _ in 0..PROBE_ROUNDS * 3 {
+            let deadline = std::time::Instant::now() + RELEASE_WITHIN;
+            loop {
                 let answer: std::result::Result<Answer, _> = diesel::sql_query(pg_lock::release())
                     .bind::<Text, _>(&self.schema)
                     .bind::<Integer, _>(self.pid)
                     .get_result(&mut conn);
                 match answer {
-                    Ok(Answer { pid, .. }) if pid != self.pid => continue,
+                    Ok(Answer { pid, .. }) if pid != self.pid => {
+                        if std::time::Instant::now() >= deadline {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
                     Ok(Answer { taken, .. }) => unlocked = taken,
                     Err(_) => {}
                 }
