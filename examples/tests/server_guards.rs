@@ -182,7 +182,7 @@ fn database_errors_are_not_shown_to_anonymous_clients() {
         ),
     );
     let port = server.port;
-    // Each waits out the pool's connection timeout (30 s): both at once.
+    // Each waits out the pool's connection wait (5 s, the demo's CONNECTION_WAIT): both at once.
     let (health, check) = std::thread::scope(|scope| {
         let get = |path: &'static str| {
             scope.spawn(move || {

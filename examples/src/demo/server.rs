@@ -4,11 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::Router;
+use migrator::connection::DEFAULT_POOL_SIZE;
 use migrator::{Config, Database, Migrator};
 
 use super::hashing::HashPool;
@@ -19,6 +20,12 @@ use super::passwords::{set_password, verify_password};
 use super::startup::{migrate, stop_workers, AppState, Phase, Shared, WorkerSlot};
 use super::{error, DEMO_SQL};
 use crate::kroger;
+
+/// How long a request (and `/health`, a readiness probe) waits for a connection of the pool
+/// before it answers 503: when the database is down or refuses the app's role, an answer in
+/// seconds, not r2d2's default 30 s per connection asked for (a probe has long given up by
+/// then, and its handler would hold a blocking thread meanwhile).
+const CONNECTION_WAIT: Duration = Duration::from_secs(5);
 
 pub(super) async fn serve(
     url: String,
@@ -38,7 +45,11 @@ pub(super) async fn serve(
     };
     let db = match tokio::task::spawn_blocking(move || {
         // Migrations on start-up run on MIGRATION_DATABASE_URL when it is set.
-        Database::connect(&url)?.with_migration_url_from_env()
+        let pool = r2d2::Pool::builder()
+            .max_size(DEFAULT_POOL_SIZE)
+            .min_idle(Some(0))
+            .connection_timeout(CONNECTION_WAIT);
+        Database::connect_with(&url, pool)?.with_migration_url_from_env()
     })
     .await
     {
