@@ -66,7 +66,7 @@ fn the_python_table_in_production(ddl: &str) {
     assert!(out.contains("`up` has nothing to do."), "{out}");
 
     let dir = tempfile::tempdir().unwrap();
-    let mut demo = common::demo::start(
+    let mut demo = common::server::start_plain(
         dir.path(),
         &[("DATABASE_URL", &t.url), ("ENVIRONMENT", "production")],
     );

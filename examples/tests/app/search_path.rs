@@ -87,7 +87,7 @@ fn the_command_line_and_health_use_the_one_table() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let mut demo = common::demo::start(
+    let mut demo = common::server::start_plain(
         dir.path(),
         &[("DATABASE_URL", &r.url), ("ENVIRONMENT", "production")],
     );

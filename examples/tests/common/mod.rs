@@ -5,7 +5,6 @@
 // Each test binary is its own crate and reaches a different part of these helpers.
 #![allow(dead_code, unused_imports, unreachable_pub)]
 
-pub mod demo;
 pub mod kroger_cli;
 pub mod server;
 pub mod users;

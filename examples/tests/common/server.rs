@@ -46,15 +46,24 @@ pub const SERVER: &str = env!("CARGO_BIN_EXE_smart-meal-planner");
 /// Starts the server in `dir` with `env` on top of the defaults (cheap Argon2, batches of 50,
 /// a log file in `dir`).
 pub fn start(dir: &Path, env: &[(&str, &str)]) -> Server {
+    spawn(dir, &[("MIGRATION_BATCH_SIZE", "50")], env)
+}
+
+/// Starts the server in `dir` with exactly `env` (plus its port, cheap Argon2 and a log file):
+/// the app's own batch size, for tests that only need its `/health`.
+pub fn start_plain(dir: &Path, env: &[(&str, &str)]) -> Server {
+    spawn(dir, &[], env)
+}
+
+fn spawn(dir: &Path, defaults: &[(&str, &str)], env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let log = dir.join(format!("server-{port}.log"));
-    let mut cmd = super::isolated(SERVER);
-    let child = cmd
+    let child = super::isolated(SERVER)
         .current_dir(dir)
         .env("PORT", port.to_string())
         .env("ARGON2_MEMORY_KIB", "2048")
         .env("ARGON2_ITERATIONS", "1")
-        .env("MIGRATION_BATCH_SIZE", "50")
+        .envs(defaults.iter().copied())
         .env("LOG_FILE", &log)
         .envs(env.iter().copied())
         .stdout(Stdio::null())
@@ -68,6 +77,29 @@ impl Server {
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `/health` until start-up is over (any answer but `migrating`), within 120 s.
+    pub fn settled_health(&mut self) -> Response {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("poll the demo server") {
+                panic!("the demo server exited ({exit}):\n{}", self.log());
+            }
+            if let Some(r) = http::get(self.port, "/health") {
+                let migrating = serde_json::from_str::<serde_json::Value>(&r.body)
+                    .is_ok_and(|body| body["status"] == "migrating");
+                if !migrating {
+                    return r;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/health still migrating or silent after 120 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     /// Polls /health until `want` (bounded); returns the statuses seen on the way.
