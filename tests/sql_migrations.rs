@@ -91,6 +91,8 @@ fn a_failing_sql_migration_is_named_and_stops_the_run() {
         assert!(err.to_string().contains("no_such_table"), "{err}");
         let report = err.report().unwrap();
         assert!(report.applied().next().is_none(), "no code migration ran");
+        // The report says what Diesel applied before the failing one.
+        assert_eq!(report.sql_migrations, ["20240101000000"]);
         // The first one was applied and recorded by Diesel.
         assert_eq!(
             texts(&db, "SELECT version AS v FROM __diesel_schema_migrations"),

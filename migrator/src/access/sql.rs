@@ -31,7 +31,14 @@ fn sql_error(e: Box<dyn std::error::Error + Send + Sync>) -> Error {
 impl SqlMigrations {
     /// Names of the pending SQL migrations.
     pub(crate) fn pending(self, conn: &mut AnyConnection) -> Result<Vec<String>> {
-        backend::pending_sql_migrations(conn, self).map_err(sql_error)
+        let pending = backend::pending_sql_migrations(conn, self).map_err(sql_error)?;
+        Ok(pending.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// The versions of the pending ones, as [`SqlMigrations::run`] returns those it applied.
+    pub(crate) fn pending_versions(self, conn: &mut AnyConnection) -> Result<Vec<String>> {
+        let pending = backend::pending_sql_migrations(conn, self).map_err(sql_error)?;
+        Ok(pending.into_iter().map(|(_, version)| version).collect())
     }
 
     /// Like [`SqlMigrations::pending`], but never creates Diesel's table (for read-only

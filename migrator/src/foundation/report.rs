@@ -103,7 +103,8 @@ pub struct ChecksumDrift {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Report {
-    /// Diesel SQL migrations applied by this run (versions).
+    /// Diesel SQL migrations applied by this run (versions), also when one of them failed (those
+    /// before it, which Diesel committed).
     pub sql_migrations: Vec<String>,
     /// Every code migration of the binary, in order.
     pub migrations: Vec<MigrationReport>,

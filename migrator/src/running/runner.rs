@@ -108,6 +108,9 @@ impl Migrator {
             Ok(conn) => conn,
             Err(e) => return Err(e.with_report(report)),
         };
+        // Diesel applies each in a transaction of its own and stops at the first failure:
+        // what was pending before and is no longer was applied by this run.
+        let before = sql.pending_versions(&mut conn).ok();
         match sql.run(&mut conn) {
             Ok(versions) => {
                 report.sql_migrations = versions;
@@ -115,6 +118,10 @@ impl Migrator {
             }
             Err(cause) => {
                 log::error!("SQL migrations failed: {cause}");
+                if let (Some(before), Ok(after)) = (before, sql.pending_versions(&mut conn)) {
+                    report.sql_migrations =
+                        before.into_iter().filter(|v| !after.contains(v)).collect();
+                }
                 // Diesel stops at the first failure: the first still pending is it.
                 let id = sql
                     .pending(&mut conn)

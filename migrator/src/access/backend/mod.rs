@@ -82,17 +82,23 @@ pub(crate) fn sqlite_connection(conn: &mut AnyConnection) -> Option<&mut diesel:
 /// The error of Diesel's migration harness.
 type HarnessError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The names of the pending Diesel SQL migrations of `source`, on `conn`'s own connection type
-/// (Diesel's harness is implemented per connection, not for [`AnyConnection`]).
+/// The pending Diesel SQL migrations of `source`, each as its name and its version (as
+/// `__diesel_schema_migrations` records it), on `conn`'s own connection type (Diesel's harness
+/// is implemented per connection, not for [`AnyConnection`]).
 pub(crate) fn pending_sql_migrations<S>(
     conn: &mut AnyConnection,
     source: S,
-) -> std::result::Result<Vec<String>, HarnessError>
+) -> std::result::Result<Vec<(String, String)>, HarnessError>
 where
     S: MigrationSource<Pg> + MigrationSource<Sqlite>,
 {
-    fn names<DB: diesel::backend::Backend>(pending: Vec<Box<dyn Migration<DB>>>) -> Vec<String> {
-        pending.iter().map(|m| m.name().to_string()).collect()
+    fn names<DB: diesel::backend::Backend>(
+        pending: Vec<Box<dyn Migration<DB>>>,
+    ) -> Vec<(String, String)> {
+        pending
+            .iter()
+            .map(|m| (m.name().to_string(), m.name().version().to_string()))
+            .collect()
     }
     match conn {
         AnyConnection::Postgres(c) => c.pending_migrations(source).map(names),
