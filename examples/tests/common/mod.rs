@@ -1,6 +1,6 @@
 //! The helpers of the app's tests: those the library's tests share ([`migrator_test_support`]),
 //! and the app's own: its `user_profiles` table ([`users`]), `migrate_kroger_passwords`
-//! ([`kroger_cli`]) and the demo server ([`server`], [`demo`]) as child processes.
+//! ([`kroger_cli`]) and the demo server ([`server`]) as child processes.
 
 // Each test binary is its own crate and reaches a different part of these helpers.
 #![allow(dead_code, unused_imports, unreachable_pub)]

@@ -92,17 +92,14 @@ impl Standby {
             _one: guard,
         };
         // Through the primary's socket directory: local replication connections are trusted.
-        let copied = run(
-            primary
-                .command("pg_basebackup")
-                .arg("-D")
+        let copied = primary.run("pg_basebackup", |cmd| {
+            cmd.arg("-D")
                 .arg(&standby.dir)
                 .args(["-R", "-X", "stream", "-c", "fast", "--no-sync"])
                 .arg("-h")
                 .arg(primary.socket_dir())
-                .args(["-p", &primary.port().to_string(), "-U", "postgres"]),
-            "pg_basebackup",
-        );
+                .args(["-p", &primary.port().to_string(), "-U", "postgres"])
+        });
         if let Err(why) = copied {
             panic!(
                 "cannot make a streaming standby: {why}\nprimary's log:\n{}\n{HOW_TO_FIX}",
@@ -237,23 +234,6 @@ impl Standby {
         self.standby_conn()
             .batch_execute(sql)
             .unwrap_or_else(|e| panic!("{sql} on standby {}: {e}", self.name));
-    }
-}
-
-/// Runs `cmd`; an error with its output unless it succeeds.
-fn run(cmd: &mut std::process::Command, what: &str) -> Result<(), String> {
-    let out = cmd
-        .output()
-        .map_err(|e| format!("cannot run {what}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
     }
 }
 

@@ -75,6 +75,16 @@ impl PostgresCluster {
         }
     }
 
+    /// Runs `tool` of the cluster's installation (as [`command`](Self::command) makes it, its
+    /// arguments added by `args`) to its end; if it fails, the error holds its output.
+    pub fn run(
+        &self,
+        tool: &str,
+        args: impl FnOnce(&mut Command) -> &mut Command,
+    ) -> Result<(), Error> {
+        run(args(&mut self.command(tool)), tool).map_err(|reason| Error::Testing { reason })
+    }
+
     /// The server's log so far (for failure messages, or to check what reached it).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.base.join("server.log")).unwrap_or_default()
