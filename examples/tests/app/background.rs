@@ -38,6 +38,23 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// `work` processes, one per `(name, threads)`, on `url` with `env`.
+fn spawn_workers(
+    url: &str,
+    threads: &[(&'static str, &str)],
+    env: &[(&str, &str)],
+) -> Vec<(&'static str, Child)> {
+    threads
+        .iter()
+        .map(|&(name, n)| {
+            (
+                name,
+                cli(url, &["work", "--threads", n], env).spawn().unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn finish(children: Vec<(&'static str, Child)>, rows: i64) -> u64 {
     let mut written = 0;
     for (name, child) in children {
@@ -86,26 +103,11 @@ fn background_then_three_workers(backend: Backend) {
         ("MIGRATION_BATCH_SIZE", "16"),
         ("ARGON2_MEMORY_KIB", "1024"),
     ];
-    let children = vec![
-        (
-            "work-a",
-            cli(&t.url, &["work", "--threads", "2"], &workers)
-                .spawn()
-                .unwrap(),
-        ),
-        (
-            "work-b",
-            cli(&t.url, &["work", "--threads", "1"], &workers)
-                .spawn()
-                .unwrap(),
-        ),
-        (
-            "work-c",
-            cli(&t.url, &["work", "--threads", "1"], &workers)
-                .spawn()
-                .unwrap(),
-        ),
-    ];
+    let children = spawn_workers(
+        &t.url,
+        &[("work-a", "2"), ("work-b", "1"), ("work-c", "1")],
+        &workers,
+    );
     let written = finish(children, ROWS);
     assert_eq!(
         written as i64, pending,
@@ -192,19 +194,12 @@ fn pause_resume_cancel(backend: Backend) {
         ("MIGRATION_BATCH_SIZE", "8"),
         ("MIGRATION_BATCH_TARGET_MS", "100"),
     ];
-    let start = || -> Vec<(&'static str, Child)> {
-        ["a", "b", "c"]
-            .iter()
-            .zip(["work-a", "work-b", "work-c"])
-            .map(|(_, name)| {
-                (
-                    name,
-                    cli(&t.url, &["work", "--threads", "1"], &slow)
-                        .spawn()
-                        .unwrap(),
-                )
-            })
-            .collect()
+    let start = || {
+        spawn_workers(
+            &t.url,
+            &[("work-a", "1"), ("work-b", "1"), ("work-c", "1")],
+            &slow,
+        )
     };
     let children = start();
     wait_until("the workers to start", Duration::from_secs(60), || {
@@ -294,20 +289,7 @@ fn killed_worker(backend: Backend) {
     wait_until("the victim to start", Duration::from_secs(60), || {
         hashed(&db) > 50
     });
-    let children = vec![
-        (
-            "work-b",
-            cli(&t.url, &["work", "--threads", "1"], &slow)
-                .spawn()
-                .unwrap(),
-        ),
-        (
-            "work-c",
-            cli(&t.url, &["work", "--threads", "1"], &slow)
-                .spawn()
-                .unwrap(),
-        ),
-    ];
+    let children = spawn_workers(&t.url, &[("work-b", "1"), ("work-c", "1")], &slow);
     std::thread::sleep(Duration::from_millis(300));
     victim.kill().unwrap(); // SIGKILL, mid-batch
     victim.wait().unwrap();
@@ -346,26 +328,11 @@ fn twenty_thousand_rows_start_at_once(backend: Backend) {
     assert!(took < Duration::from_secs(3), "up took {took:?}");
     assert_eq!(hashed(&db), 0);
     let workers = [("MIGRATION_BATCH_SIZE", "64")];
-    let children = vec![
-        (
-            "work-a",
-            cli(&t.url, &["work", "--threads", "1"], &workers)
-                .spawn()
-                .unwrap(),
-        ),
-        (
-            "work-b",
-            cli(&t.url, &["work", "--threads", "1"], &workers)
-                .spawn()
-                .unwrap(),
-        ),
-        (
-            "work-c",
-            cli(&t.url, &["work", "--threads", "1"], &workers)
-                .spawn()
-                .unwrap(),
-        ),
-    ];
+    let children = spawn_workers(
+        &t.url,
+        &[("work-a", "1"), ("work-b", "1"), ("work-c", "1")],
+        &workers,
+    );
     // Meanwhile the app verifies users, hashed or not yet: always right.
     kroger::set_hash_params(Params {
         memory_kib: 256,
