@@ -34,8 +34,10 @@ pub struct Plan {
     pub baseline: Duration,
     /// With workers, before the first fault.
     pub quiet: Duration,
-    /// The window in which the faults start.
+    /// The window in which the faults start: 75% of the backfill's remaining time at its
+    /// measured rate, at least `min_window` (every fault fits in it) and at most `window`.
     pub window: Duration,
+    pub min_window: Duration,
     /// How long standby replay stays paused.
     pub replay_pause: Duration,
     /// How long the REPEATABLE READ report runs.
@@ -65,13 +67,14 @@ impl Plan {
                 short,
                 threads: WORKER_THREADS,
                 seed,
-                rows: 50_000,
+                rows: 40_000,
                 argon2_kib: 2048,
-                baseline: s(15),
-                quiet: s(10),
+                baseline: s(8),
+                quiet: s(6),
                 window: s(45),
-                replay_pause: s(12),
-                report: s(15),
+                min_window: s(12),
+                replay_pause: s(8),
+                report: s(10),
                 operator_hold: s(5),
                 paused: s(5),
                 kills: 1,
@@ -91,6 +94,7 @@ impl Plan {
                 baseline: s(30),
                 quiet: s(30),
                 window: s(300),
+                min_window: s(16),
                 replay_pause: s(20),
                 report: s(90),
                 operator_hold: s(10),
@@ -254,7 +258,10 @@ fn run(plan: &Plan) -> Result<usize, String> {
     //    (from its rate so far): a fault after the last row proves nothing.
     let rate = (after.1 - before.1).max(1) as f64 / plan.quiet.as_secs_f64();
     let expected = (after.2 - after.1).max(0) as f64 / rate;
-    let window = Duration::from_secs_f64((expected * 0.75).clamp(16.0, plan.window.as_secs_f64()));
+    let window = Duration::from_secs_f64((expected * 0.75).clamp(
+        plan.min_window.as_secs_f64(),
+        plan.window.as_secs_f64(),
+    ));
     println!(
         "fault window: {:.0} s (the backfill did {rate:.0} rows/s without faults: {}/{} rows, \
          about {expected:.0} s to go)",
