@@ -258,10 +258,9 @@ fn run(plan: &Plan) -> Result<usize, String> {
     //    (from its rate so far): a fault after the last row proves nothing.
     let rate = (after.1 - before.1).max(1) as f64 / plan.quiet.as_secs_f64();
     let expected = (after.2 - after.1).max(0) as f64 / rate;
-    let window = Duration::from_secs_f64((expected * 0.75).clamp(
-        plan.min_window.as_secs_f64(),
-        plan.window.as_secs_f64(),
-    ));
+    let window = Duration::from_secs_f64(
+        (expected * 0.75).clamp(plan.min_window.as_secs_f64(), plan.window.as_secs_f64()),
+    );
     println!(
         "fault window: {:.0} s (the backfill did {rate:.0} rows/s without faults: {}/{} rows, \
          about {expected:.0} s to go)",
