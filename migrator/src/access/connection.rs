@@ -225,6 +225,9 @@ pub struct Database {
 /// Default maximum number of pooled connections.
 pub const DEFAULT_POOL_SIZE: u32 = 10;
 
+/// How long a caller of [`Database::with_own_pool`]'s pool waits for a connection.
+const OWN_POOL_CONNECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Database {
     /// Opens a pool for `url` (`postgres://`, `postgresql://` or `sqlite://PATH`).
     ///
@@ -353,12 +356,16 @@ impl Database {
     /// The same database (URL, resolved tracking schema) on a pool of its own of at most
     /// `size` connections, opened on demand and closed after 30 s idle: for work that must
     /// never take the connections of this pool's users (background-backfill workers beside an
-    /// application's request handlers).
+    /// application's request handlers). A caller waits at most 2 s for a connection (r2d2's
+    /// default is 30 s): when the database is down or refuses the
+    /// role, a worker gets its error in seconds, backs off, and sees a stop meanwhile (an
+    /// application's SIGTERM ends its workers within the grace period).
     pub fn with_own_pool(&self, size: u32) -> Database {
         let pool = r2d2::Pool::builder()
             .max_size(size.max(1))
             .min_idle(Some(0))
             .idle_timeout(Some(std::time::Duration::from_secs(30)))
+            .connection_timeout(OWN_POOL_CONNECTION_WAIT)
             .build_unchecked(self.manager.clone());
         Database {
             manager: self.manager.clone(),
