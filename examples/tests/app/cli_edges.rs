@@ -10,19 +10,11 @@ use common::users::{self, assert_all_hashed};
 use common::{exec, TestDb};
 use migrator::{config::Environment, connection::Backend, Config, Migrator};
 
-const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
-
 fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = common::isolated(CLI);
-    cmd.args(args)
-        .env("DATABASE_URL", url)
-        .env("ARGON2_MEMORY_KIB", "256")
-        .env("ARGON2_ITERATIONS", "1")
-        .env("RUST_LOG", "info")
+    let mut cmd = common::kroger_cli::command(url, args);
+    cmd.env("RUST_LOG", "info")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdin(Stdio::null());
     cmd
 }
 

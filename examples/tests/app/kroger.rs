@@ -5,11 +5,11 @@
 
 use crate::common;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::users::{self, assert_all_hashed, assert_no_plaintext};
-use common::{count, exec, logs, TestDb};
+use common::{count, exec, kroger_cli, logs, TestDb};
 use migrator::password::{Hasher, Params, Password};
 use migrator::{
     config::Environment, connection::Backend, report::Outcome, report::Status, Config, Migrator,
@@ -46,15 +46,6 @@ fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
-}
-
-fn output(cmd: &mut Command) -> (i32, String, String) {
-    let out: Output = cmd.output().expect("run migrate_kroger_passwords");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn ten_thousand_rows(backend: Backend) {
@@ -393,7 +384,7 @@ fn command_line(backend: Backend) {
     users::seed(&db, backend, ROWS);
     let mut all_output = String::new();
     let mut run = |args: &[&str], env: &[(&str, &str)]| {
-        let (code, out, err) = output(&mut cli(&t.url, args, env));
+        let (code, out, err) = kroger_cli::run(&mut cli(&t.url, args, env));
         all_output.push_str(&out);
         all_output.push_str(&err);
         (code, out, err)
@@ -520,11 +511,12 @@ fn command_line_sqlite() {
 
 #[test]
 fn a_bad_database_url_on_the_command_line_is_a_usage_error() {
-    let (code, out, err) = output(&mut cli("mysql://root:hunter2@db/app", &["status"], &[]));
+    let (code, out, err) =
+        kroger_cli::run(&mut cli("mysql://root:hunter2@db/app", &["status"], &[]));
     assert_eq!(code, 2);
     assert!(err.contains("unsupported scheme \"mysql\""), "{err}");
     assert!(!format!("{out}{err}").contains("hunter2"));
-    let (code, _, err) = output(&mut cli(
+    let (code, _, err) = kroger_cli::run(&mut cli(
         "sqlite:///tmp/ignored.db",
         &[
             "--database-url",

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use common::matrix::Cell;
 use common::users::{self, assert_no_plaintext};
-use common::{count, pending, pg_password, texts, TestDb};
+use common::{count, kroger_cli, pending, pg_password, texts, TestDb};
 use migrator::{connection::Backend, report::StartupOutcome, Migrator};
 
 const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
@@ -19,26 +19,16 @@ const ID: &str = "001_hash_kroger_passwords";
 
 /// The variables a test sets; everything else about the policy is removed from the child.
 fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = common::isolated(CLI);
-    cmd.args(args)
-        .env("DATABASE_URL", url)
-        .env("ARGON2_MEMORY_KIB", "256")
-        .env("ARGON2_ITERATIONS", "1")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut cmd = kroger_cli::command(url, args);
+    cmd.envs(env.iter().copied()).stdin(Stdio::null());
     cmd
 }
 
+/// [`kroger_cli::run`], and the cluster's password is in neither output.
 fn run(cmd: &mut Command) -> (i32, String, String) {
-    let out = cmd.output().expect("run migrate_kroger_passwords");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
+    let (code, stdout, stderr) = kroger_cli::run(cmd);
     assert!(!stdout.contains(pg_password()) && !stderr.contains(pg_password()));
-    (out.status.code().unwrap_or(-1), stdout, stderr)
+    (code, stdout, stderr)
 }
 
 /// A small user table, not migrated yet.

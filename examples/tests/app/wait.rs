@@ -11,19 +11,11 @@ use migrator::connection::Backend;
 // Links migration 001 into this binary, so that `pending` sees it.
 use smart_meal_planner as _;
 
-const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
-
 fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = common::isolated(CLI);
-    cmd.args(args)
-        .env("DATABASE_URL", url)
-        .env("ENVIRONMENT", "production")
-        .env("ARGON2_MEMORY_KIB", "256")
-        .env("ARGON2_ITERATIONS", "1")
+    let mut cmd = common::kroger_cli::command(url, args);
+    cmd.env("ENVIRONMENT", "production")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdin(Stdio::null());
     cmd
 }
 

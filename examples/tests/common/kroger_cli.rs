@@ -10,19 +10,26 @@ use super::{count, users, TestDb};
 /// The command under test.
 pub const CLI: &str = env!("CARGO_BIN_EXE_migrate_kroger_passwords");
 
-/// `migrate_kroger_passwords ARGS` on `url` in development, cheap Argon2, `env` on top; stdout
-/// and stderr piped.
-pub fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+/// `migrate_kroger_passwords ARGS` on `url` with cheap Argon2 and nothing else of the policy
+/// (the parent's policy variables removed); stdout and stderr piped. Callers add their
+/// variables, then their test's.
+pub fn command(url: &str, args: &[&str]) -> Command {
     let mut cmd = super::isolated(CLI);
     cmd.args(args)
         .env("DATABASE_URL", url)
-        .env("ENVIRONMENT", "development")
         .env("ARGON2_MEMORY_KIB", "256")
         .env("ARGON2_ITERATIONS", "1")
-        .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    cmd
+}
+
+/// [`command`] in development, logging at info, `env` on top.
+pub fn cli(url: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = command(url, args);
+    cmd.env("ENVIRONMENT", "development")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied());
     cmd
 }
 
