@@ -147,20 +147,21 @@ impl Server {
     /// SIGTERM, then its exit code, which must come within `within` (else a panic with the
     /// log): a bound on shutdown, such as an orchestrator's grace period before its SIGKILL.
     pub fn terminate_within(mut self, within: Duration) -> i32 {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        self.sigterm();
         self.wait_exit(within).code().unwrap_or(-1)
     }
 
     /// SIGTERM, then its exit code.
     pub fn terminate(mut self) -> i32 {
+        self.sigterm();
+        let status = self.child.wait().unwrap();
+        status.code().unwrap_or(-1)
+    }
+
+    fn sigterm(&self) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
-        let status = self.child.wait().unwrap();
-        status.code().unwrap_or(-1)
     }
 }
