@@ -91,6 +91,40 @@ macro_rules! both {
     };
 }
 
+/// The migrations the calling file registered (its `#[migration]`s alone, whatever else the
+/// binary links), as a [`migrator::Migrator`]: several test files share one binary (one
+/// cluster), each with a set of its own, and IDs may repeat between files.
+#[macro_export]
+macro_rules! file_migrator {
+    () => {
+        $crate::migrator_of_file(::core::file!())
+    };
+}
+
+/// The migrations the calling file registered (see [`file_migrator!`]), in registration order.
+#[macro_export]
+macro_rules! file_migrations {
+    () => {
+        $crate::migrations_of_file(::core::file!())
+    };
+}
+
+/// The registered migrations whose `#[migration]` attribute is in `file` (as `file!()` names it).
+pub fn migrations_of_file(file: &str) -> Vec<&'static migrator::Migration> {
+    migrator::Migration::registered()
+        .filter(|m| {
+            m.location()
+                .rsplit_once(':')
+                .is_some_and(|(defined_in, _line)| defined_in == file)
+        })
+        .collect()
+}
+
+/// A [`migrator::Migrator`] of the migrations registered in `file` (see [`file_migrator!`]).
+pub fn migrator_of_file(file: &str) -> migrator::Result<migrator::Migrator> {
+    migrator::Migrator::from_migrations(migrations_of_file(file))
+}
+
 /// Both backends, for tests that run on each.
 pub const BACKENDS: [Backend; 2] = [Backend::Postgres, Backend::Sqlite];
 
@@ -203,7 +237,8 @@ pub fn isolated(program: &str) -> std::process::Command {
     cmd
 }
 
-/// How many migrations of this binary are pending on `t`.
+/// How many migrations of this binary (every registered one) are pending on `t`; a test file
+/// that shares its binary with others counts its own ([`file_migrator!`]).
 pub fn pending(t: &TestDb) -> usize {
     migrator::Migrator::from_registry()
         .expect("the registry")

@@ -3,9 +3,7 @@
 //! through the pool of a table the migration altered would wait forever on the migration's
 //! own lock, while the run holds the migration lock.
 
-#[macro_use]
-extern crate migrator_test_support;
-mod common;
+use crate::common;
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -63,7 +61,7 @@ fn run_bounded(t: &TestDb, id: &'static str, dry_run: bool) -> Result<migrator::
     std::thread::spawn(move || {
         let db = migrator::Database::connect(&url).unwrap();
         let migrator =
-            Migrator::from_migrations(migrator::Migration::registered().filter(|m| m.id() == id))
+            Migrator::from_migrations(file_migrations!().into_iter().filter(|m| m.id() == id))
                 .unwrap();
         let config = Config::new(Environment::Development);
         let result = if dry_run {
@@ -113,10 +111,7 @@ fn an_alter_then_a_backfill_through_the_pool_ends_at_once_with_the_error(backend
     let err = run_bounded(&t, ALTER_THEN_BACKFILL, false).unwrap_err();
     assert_pool_refused(&err, ALTER_THEN_BACKFILL);
     assert!(!has_upper_v(&t), "the ALTER was rolled back");
-    let status = Migrator::from_registry()
-        .unwrap()
-        .status(&t.connect())
-        .unwrap();
+    let status = file_migrator!().unwrap().status(&t.connect()).unwrap();
     let row = status.migrations[0].row.clone().unwrap();
     assert_eq!(row.status, Status::Failed);
 }

@@ -2,9 +2,7 @@
 //! skipped and interrupted migrations, drift and unknown rows, the lock and the pool after a
 //! failure, and a tracking table left by the Python runner.
 
-#[macro_use]
-extern crate migrator_test_support;
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -14,7 +12,7 @@ use diesel::RunQueryDsl;
 use migrator::connection::LockGuard;
 use migrator::{
     config::Environment, connection::Backend, migration, plan::MarkAs, report::Outcome,
-    report::Status, Config, Context, Database, Error, Migrator, Result,
+    report::Status, Config, Context, Database, Error, Result,
 };
 
 /// Appends `name` to `effects`, numbered in order of application.
@@ -84,7 +82,7 @@ fn dev() -> Config {
 }
 
 fn run(db: &Database) -> Result<migrator::report::Report> {
-    Migrator::from_registry()?.run(db, &dev())
+    file_migrator!()?.run(db, &dev())
 }
 
 fn effects(db: &Database) -> Vec<String> {
@@ -92,7 +90,7 @@ fn effects(db: &Database) -> Vec<String> {
 }
 
 fn row(db: &Database, id: &str) -> migrator::report::AppliedMigration {
-    let status = Migrator::from_registry().unwrap().status(db).unwrap();
+    let status = file_migrator!().unwrap().status(db).unwrap();
     status
         .migrations
         .into_iter()
@@ -185,11 +183,7 @@ fn failure_rolls_back_records_and_is_retried_after_a_fix(backend: Backend) {
         "Migration 0011_may_fail failed: fail switch is on"
     ));
     // Later migrations were not attempted.
-    assert!(Migrator::from_registry()
-        .unwrap()
-        .status(&db)
-        .unwrap()
-        .migrations[3]
+    assert!(file_migrator!().unwrap().status(&db).unwrap().migrations[3]
         .row
         .is_none());
 
@@ -227,7 +221,7 @@ fn skipped_never_runs(backend: Backend) {
     let t = TestDb::new(backend);
     let db = t.connect();
     exec(&db, "CREATE TABLE fail_switch (x INTEGER)");
-    let migrator = Migrator::from_registry().unwrap();
+    let migrator = file_migrator!().unwrap();
     migrator
         .mark(&db, &dev(), "0011_may_fail", MarkAs::Skipped)
         .unwrap();
@@ -262,7 +256,7 @@ fn interrupted_running_migration_is_resumed(backend: Backend) {
         "INSERT INTO applied_migrations (migration_name, status, attempts, applied_by) \
          VALUES ('012_no_transaction', 'running', 1, 'dead-host:1')",
     );
-    let status = Migrator::from_registry().unwrap().status(&db).unwrap();
+    let status = file_migrator!().unwrap().status(&db).unwrap();
     assert!(
         status.migrations[3].pending,
         "a running row without a live runner is pending"
@@ -299,7 +293,7 @@ fn checksum_drift_and_unknown_migrations_are_reported(backend: Backend) {
     assert!(logs::contains("999_removed_later"));
     // Reported, never re-run.
     assert_eq!(effects(&db), ORDER);
-    let status = Migrator::from_registry().unwrap().status(&db).unwrap();
+    let status = file_migrator!().unwrap().status(&db).unwrap();
     assert!(status.migrations[1].checksum_drift);
     assert_eq!(status.unknown_applied[0].id, "999_removed_later");
 }
@@ -316,10 +310,7 @@ fn lock_is_free_and_pool_reusable_after_a_failure(backend: Backend) {
     let other = t.connect();
     let mut impatient = dev();
     impatient.set_lock_timeout(Duration::ZERO);
-    Migrator::from_registry()
-        .unwrap()
-        .run(&other, &impatient)
-        .unwrap();
+    file_migrator!().unwrap().run(&other, &impatient).unwrap();
     // The one pooled connection of the failed run is usable and not stuck in a transaction:
     // what it commits is visible to another connection.
     {
@@ -342,10 +333,7 @@ fn a_held_lock_times_out_naming_the_holder(backend: Backend) {
     let held = LockGuard::acquire(&db, Duration::ZERO).unwrap();
     let mut config = dev();
     config.set_lock_timeout(Duration::from_millis(300));
-    let err = Migrator::from_registry()
-        .unwrap()
-        .run(&db, &config)
-        .unwrap_err();
+    let err = file_migrator!().unwrap().run(&db, &config).unwrap_err();
     let Error::LockTimeout { holder, .. } = &err else {
         panic!("expected a lock timeout, got {err}");
     };
@@ -361,7 +349,7 @@ fn a_held_lock_times_out_naming_the_holder(backend: Backend) {
     assert!(err.to_string().contains("MIGRATION_LOCK_TIMEOUT_SECS"));
     // Nothing ran.
     assert_eq!(
-        Migrator::from_registry()
+        file_migrator!()
             .unwrap()
             .status(&db)
             .unwrap()
@@ -377,7 +365,7 @@ both!(status_changes_nothing);
 fn status_changes_nothing(backend: Backend) {
     let t = TestDb::new(backend);
     let db = t.connect();
-    let status = Migrator::from_registry().unwrap().status(&db).unwrap();
+    let status = file_migrator!().unwrap().status(&db).unwrap();
     assert_eq!(status.pending().count(), 5);
     let sql = match backend {
         Backend::Postgres => {
@@ -392,7 +380,7 @@ both!(mark_round_trips);
 fn mark_round_trips(backend: Backend) {
     let t = TestDb::new(backend);
     let db = t.connect();
-    let m = Migrator::from_registry().unwrap();
+    let m = file_migrator!().unwrap();
     m.run(&db, &dev()).unwrap();
     m.mark(&db, &dev(), "013_may_panic", MarkAs::Failed)
         .unwrap();
@@ -470,10 +458,7 @@ both!(a_dry_run_rehearses_transactional_migrations_and_changes_nothing);
 fn a_dry_run_rehearses_transactional_migrations_and_changes_nothing(backend: Backend) {
     let t = TestDb::new(backend);
     let db = t.connect();
-    let report = Migrator::from_registry()
-        .unwrap()
-        .dry_run(&db, &dev())
-        .unwrap();
+    let report = file_migrator!().unwrap().dry_run(&db, &dev()).unwrap();
     let outcomes: Vec<(&str, Outcome, Option<u64>)> = report
         .migrations
         .iter()
@@ -498,10 +483,7 @@ fn a_dry_run_rehearses_transactional_migrations_and_changes_nothing(backend: Bac
     assert_eq!(count(&db, sql), 0, "the rehearsal left nothing behind");
     // A failing rehearsal is reported, and still changes nothing.
     exec(&db, "CREATE TABLE fail_switch (x INTEGER)");
-    let report = Migrator::from_registry()
-        .unwrap()
-        .dry_run(&db, &dev())
-        .unwrap();
+    let report = file_migrator!().unwrap().dry_run(&db, &dev()).unwrap();
     let failed = report.get("0011_may_fail").unwrap();
     assert_eq!(failed.outcome, Outcome::Failed);
     assert_eq!(failed.error.as_deref(), Some("fail switch is on"));
@@ -522,10 +504,7 @@ fn nothing_pending_needs_no_lock(backend: Backend) {
     let _held = LockGuard::acquire(&db, Duration::ZERO).unwrap();
     let mut impatient = dev();
     impatient.set_lock_timeout(Duration::ZERO);
-    let report = Migrator::from_registry()
-        .unwrap()
-        .run(&db, &impatient)
-        .unwrap();
+    let report = file_migrator!().unwrap().run(&db, &impatient).unwrap();
     assert!(report
         .migrations
         .iter()
@@ -535,9 +514,6 @@ fn nothing_pending_needs_no_lock(backend: Backend) {
         &db,
         "DELETE FROM applied_migrations WHERE migration_name = '013_may_panic'",
     );
-    let err = Migrator::from_registry()
-        .unwrap()
-        .run(&db, &impatient)
-        .unwrap_err();
+    let err = file_migrator!().unwrap().run(&db, &impatient).unwrap_err();
     assert!(matches!(err, Error::LockTimeout { .. }), "{err}");
 }

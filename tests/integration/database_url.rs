@@ -3,7 +3,7 @@
 use crate::common;
 
 use common::{cluster, logs, pg_password, pg_url, TestDb};
-use migrator::{config::Environment, connection::Backend, Config, Database, Error, Migrator};
+use migrator::{config::Environment, connection::Backend, Config, Database, Error};
 
 fn connect_error(url: &str) -> Error {
     match Database::connect(url) {
@@ -125,7 +125,7 @@ fn the_password_never_reaches_debug_output_or_logs() {
     assert!(debug.contains("postgres:***@"), "{debug}");
     logs::take();
     let config = Config::new(Environment::Development);
-    Migrator::from_registry()
+    file_migrator!()
         .unwrap()
         .run_on_startup(&db, &config)
         .unwrap();

@@ -4,7 +4,7 @@
 //! shares one lock; an in-memory SQLite database (one connection) refuses a backup or a
 //! backfill with a clear error instead of waiting 30 s for a second connection.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,7 @@ fn noop(_ctx: &mut Context<'_>) -> Result<()> {
 }
 
 fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(migrator::Migration::registered().filter(|m| m.id() == id)).unwrap()
+    Migrator::from_migrations(file_migrations!().into_iter().filter(|m| m.id() == id)).unwrap()
 }
 
 fn dev() -> Config {

@@ -2,15 +2,12 @@
 //! non-transactional migration that opened a transaction with a raw BEGIN and failed. The
 //! `failed` row is still committed, the work rolled back, and the pooled connection is clean.
 
-#[macro_use]
-extern crate migrator_test_support;
-mod common;
+use crate::common;
 
 use common::{count, exec, table_exists, TestDb};
 use diesel::RunQueryDsl;
 use migrator::{
-    config::Environment, migration, report::Status, Config, Context, Database, Error, Migrator,
-    Result,
+    config::Environment, migration, report::Status, Config, Context, Database, Error, Result,
 };
 
 #[migration("001_panics_in_a_nested_transaction")]
@@ -39,7 +36,7 @@ fn one_connection(t: &TestDb) -> Database {
 }
 
 fn row(db: &Database, id: &str) -> migrator::report::AppliedMigration {
-    Migrator::from_registry()
+    file_migrator!()
         .unwrap()
         .status(db)
         .unwrap()
@@ -57,7 +54,7 @@ fn a_panic_in_a_nested_transaction_is_recorded_and_rolled_back(
     let t = TestDb::new(backend);
     let db = one_connection(&t);
     exec(&db, "CREATE TABLE panic_switch (x INTEGER)");
-    let err = Migrator::from_registry()
+    let err = file_migrator!()
         .unwrap()
         .run(&db, &Config::new(Environment::Development))
         .unwrap_err();
@@ -75,7 +72,7 @@ fn a_panic_in_a_nested_transaction_is_recorded_and_rolled_back(
     );
     // The single pooled connection works, outside any transaction.
     exec(&db, "DROP TABLE panic_switch");
-    Migrator::from_registry()
+    file_migrator!()
         .unwrap()
         .run(&db, &Config::new(Environment::Development))
         .unwrap();
@@ -92,7 +89,7 @@ fn a_raw_transaction_left_open_is_rolled_back_and_the_failure_recorded(
     let t = TestDb::new(backend);
     let db = one_connection(&t);
     exec(&db, "CREATE TABLE open_switch (x INTEGER)");
-    let err = Migrator::from_registry()
+    let err = file_migrator!()
         .unwrap()
         .run(&db, &Config::new(Environment::Development))
         .unwrap_err();

@@ -4,7 +4,7 @@
 //! `statement_timeout` is the migration's own (`#[migration(.., statement_timeout = "1s")]`)
 //! or none, whatever the role sets.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,7 +43,7 @@ fn sleeps_two_seconds_outside_a_transaction(ctx: &mut Context<'_>) -> Result<()>
 
 /// The migrator of the one migration `id` of this binary.
 fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(migrator::Migration::registered().filter(|m| m.id() == id)).unwrap()
+    Migrator::from_migrations(file_migrations!().into_iter().filter(|m| m.id() == id)).unwrap()
 }
 
 /// A development policy read from these variables, as the process environment would give them.
@@ -57,7 +57,7 @@ fn config(vars: &[(&str, &str)]) -> Config {
 }
 
 fn row(db: &Database, id: &str) -> migrator::report::AppliedMigration {
-    Migrator::from_registry()
+    file_migrator!()
         .unwrap()
         .status(db)
         .unwrap()

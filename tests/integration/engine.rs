@@ -7,7 +7,7 @@
 //! and DDL timeouts that fit the statement (`CONCURRENTLY` beside a long report, a
 //! migration's own `lock_timeout`, an operator's cancel not retried).
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -75,7 +75,7 @@ fn impatient_alter(ctx: &mut Context<'_>) -> Result<()> {
 }
 
 fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(migrator::Migration::registered().filter(|m| m.id() == id)).unwrap()
+    Migrator::from_migrations(file_migrations!().into_iter().filter(|m| m.id() == id)).unwrap()
 }
 
 fn config(mode: BackfillMode) -> Config {
@@ -418,7 +418,8 @@ fn a_migrations_own_lock_timeout_overrides_the_default() {
     config.set_ddl_lock_timeout(Duration::from_millis(100));
     config.set_ddl_lock_retries(0);
     assert_eq!(
-        migrator::Migration::registered()
+        file_migrations!()
+            .into_iter()
             .find(|m| m.id() == "003_engine_patient_alter")
             .and_then(|m| m.lock_timeout()),
         Some(Duration::from_secs(20))

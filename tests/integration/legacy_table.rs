@@ -4,14 +4,12 @@
 //! the session's time zone. (`status`, `plan` and `/health` reading it in production with
 //! their defaults are the app's test, examples/tests/app/legacy_table.rs.)
 
-#[macro_use]
-extern crate migrator_test_support;
-mod common;
+use crate::common;
 
 use common::{count, exec, texts, TestDb};
 use migrator::{
     config::Environment, connection::Backend, migration, plan::MarkAs, report::Outcome,
-    report::Status, AnyConnection, Config, Context, Database, Migrator, Result,
+    report::Status, AnyConnection, Config, Context, Database, Result,
 };
 
 use common::legacy::{columns, GUIDE_COLUMNS, GUIDE_TABLE, GUIDE_TABLE_WITH_ID};
@@ -46,7 +44,7 @@ fn read_as_it_is_until_the_first_locked_run(backend: Backend) {
         "INSERT INTO applied_migrations (migration_name, status, execution_time_ms, error_message)
          VALUES ('001_first', 'success', 7, NULL)",
     );
-    let migrator = Migrator::from_registry().unwrap();
+    let migrator = file_migrator!().unwrap();
     let status = migrator.status(&db).unwrap();
     assert_eq!(status.pending().count(), 0);
     let row = status.migrations[0].row.clone().unwrap();
@@ -116,7 +114,7 @@ fn a_timestamp_without_time_zone_is_utc_whatever_the_session_time_zone() {
         texts(&db, "SELECT current_setting('TimeZone') AS v"),
         ["Asia/Kathmandu"]
     );
-    let migrator = Migrator::from_registry().unwrap();
+    let migrator = file_migrator!().unwrap();
     // Writes 001_first's row (and upgrades the table: the time zone is the point here).
     migrator
         .run(&db, &Config::new(Environment::Development))

@@ -1,14 +1,14 @@
 //! The environment policy: every row of DESIGN.md's table, strict parsing with errors naming
 //! the variable, and the start-up entry point on a real database in each environment.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 
-use common::{exec, logs, pending, TestDb};
+use common::{exec, logs, TestDb};
 use migrator::{
     config::Environment, config::Setting, config::Source, connection::Backend, migration,
-    report::StartupOutcome, Config, Context, Error, Migrator, Result,
+    report::StartupOutcome, Config, Context, Error, Result,
 };
 
 #[migration("001_ok")]
@@ -219,7 +219,17 @@ fn bad_values_name_the_variable_and_what_it_accepts() {
 
 fn startup(t: &TestDb, vars: &[(&str, &str)]) -> Result<StartupOutcome> {
     let db = t.connect();
-    Migrator::from_registry()?.run_on_startup(&db, &config(vars)?)
+    file_migrator!()?.run_on_startup(&db, &config(vars)?)
+}
+
+/// How many of this file's migrations are pending on `t`.
+fn pending(t: &TestDb) -> usize {
+    file_migrator!()
+        .unwrap()
+        .status(&t.connect())
+        .unwrap()
+        .pending()
+        .count()
 }
 
 #[test]
@@ -393,7 +403,7 @@ fn an_unconfirmed_plan_refuses_in_development_too_but_lets_it_start() {
 fn an_explicit_run_ignores_auto_migrate_but_not_production_enablement() {
     let t = TestDb::new(Backend::Postgres);
     let db = t.connect();
-    let migrator = Migrator::from_registry().unwrap();
+    let migrator = file_migrator!().unwrap();
     let not_enabled = config(&[
         ("ENVIRONMENT", "production"),
         ("AUTO_MIGRATE_ON_STARTUP", "true"),

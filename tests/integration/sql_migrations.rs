@@ -1,14 +1,12 @@
 //! Diesel SQL migrations run under the same lock, before the code migrations, tracked in
 //! Diesel's own table.
 
-mod common;
+use crate::common;
 
 use common::matrix::Cell;
 use common::{count, texts, TestDb};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations};
-use migrator::{
-    config::Environment, connection::Backend, migration, Config, Context, Migrator, Result,
-};
+use migrator::{config::Environment, connection::Backend, migration, Config, Context, Result};
 
 const SQL: EmbeddedMigrations = embed_migrations!("sql_migrations");
 
@@ -21,7 +19,7 @@ fn seed_widgets(ctx: &mut Context<'_>) -> Result<()> {
 fn sql_then_code(backend: Backend) {
     let t = TestDb::new(backend);
     let db = t.connect();
-    let mut migrator = Migrator::from_registry().unwrap();
+    let mut migrator = file_migrator!().unwrap();
     migrator.sql_migrations(&SQL);
     let config = Config::new(Environment::Development);
     let report = migrator.run(&db, &config).unwrap();
@@ -51,7 +49,7 @@ fn sql_then_code_sqlite() {
 fn pending_sql_migrations_count_for_the_policy() {
     let t = TestDb::new(Backend::Sqlite);
     let db = t.connect();
-    let mut migrator = Migrator::from_registry().unwrap();
+    let mut migrator = file_migrator!().unwrap();
     migrator.sql_migrations(&SQL);
     let mut config = Config::new(Environment::Development);
     config.set_require_confirmation(true).set_interactive(false);
@@ -78,7 +76,7 @@ fn a_failing_sql_migration_is_named_and_stops_the_run() {
     for backend in common::BACKENDS {
         let t = TestDb::new(backend);
         let db = t.connect();
-        let mut migrator = Migrator::from_registry().unwrap();
+        let mut migrator = file_migrator!().unwrap();
         migrator.sql_migrations(&FAILING);
         let err = migrator
             .run(&db, &Config::new(Environment::Development))
@@ -110,7 +108,7 @@ fn the_plan_confirms_exactly_what_up_accepts() {
         for cell in Cell::all() {
             let t = TestDb::new(Backend::Sqlite);
             let db = t.connect();
-            let mut migrator = Migrator::from_registry().unwrap();
+            let mut migrator = file_migrator!().unwrap();
             if with_sql {
                 migrator.sql_migrations(&SQL);
             } else {

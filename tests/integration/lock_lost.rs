@@ -3,9 +3,7 @@
 //! another runner may now own. (Terminated in the middle of the app's long backfill, the
 //! runner stops within seconds: the app's tests, examples/tests/app/lock_lost.rs.)
 
-#[macro_use]
-extern crate migrator_test_support;
-mod common;
+use crate::common;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -75,7 +73,7 @@ fn stop_after_two_third(ctx: &mut Context<'_>) -> Result<()> {
 }
 
 fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(migrator::Migration::registered().filter(|m| m.id() == id)).unwrap()
+    Migrator::from_migrations(file_migrations!().into_iter().filter(|m| m.id() == id)).unwrap()
 }
 
 #[test]
@@ -112,7 +110,9 @@ fn a_lock_lost_between_two_migrations_returns_what_was_applied() {
     let t = TestDb::new(Backend::Postgres);
     let db = t.connect();
     let err = Migrator::from_migrations(
-        migrator::Migration::registered().filter(|m| m.id().contains("_stop_after_two_")),
+        file_migrations!()
+            .into_iter()
+            .filter(|m| m.id().contains("_stop_after_two_")),
     )
     .unwrap()
     .run(&db, &Config::new(Environment::Development))

@@ -3,13 +3,11 @@
 //! (The app's side, another session's open transaction blocking a migration and the password
 //! it wrote never reaching a record, a log or a page, is examples/tests/app/foreign_text.rs.)
 
-mod common;
+use crate::common;
 
 use common::{texts, TestDb};
 use diesel::connection::SimpleConnection;
-use migrator::{
-    config::Environment, connection::Backend, migration, Config, Context, Migrator, Result,
-};
+use migrator::{config::Environment, connection::Backend, migration, Config, Context, Result};
 
 const SECRET: &str = "SECRET-literal-7f3a9c";
 
@@ -38,7 +36,7 @@ fn database_errors_are_recorded_without_literals() {
             assert_clean("a SQLite syntax error", &format!("{err} / {err:?}"));
             continue;
         }
-        let err = Migrator::from_registry()
+        let err = file_migrator!()
             .unwrap()
             .run(&db, &Config::new(Environment::Development))
             .unwrap_err();

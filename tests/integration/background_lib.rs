@@ -3,7 +3,7 @@
 //! scheduling included, whatever the state), a batch that keeps failing (bounded retries, then
 //! `failed` with `last_error`, `resume` after the fix), and workers stopping cleanly.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -48,7 +48,7 @@ fn notes_must_be_loud(ctx: &mut Context<'_>) -> Result<()> {
 }
 
 fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(migrator::Migration::registered().filter(|m| m.id() == id)).unwrap()
+    Migrator::from_migrations(file_migrations!().into_iter().filter(|m| m.id() == id)).unwrap()
 }
 
 fn background() -> Config {
@@ -125,10 +125,7 @@ fn upper_key_bounds_the_workers_and_finalize_does_the_rest() {
             "rows beyond upper_key are not the workers'"
         );
         // A later migration needs them all: finalize runs the rest inline, under the lock.
-        Migrator::from_registry()
-            .unwrap()
-            .run(&db, &config)
-            .unwrap();
+        file_migrator!().unwrap().run(&db, &config).unwrap();
         assert_eq!(loud(&db, 1, 600), 600, "{backend}");
         assert_eq!(state(&db).status, BackfillStatus::Finished);
     }
@@ -144,10 +141,7 @@ fn finalize_finishes_a_paused_backfill() {
         only("001_shout_notes").run(&db, &config).unwrap();
         backfill::control(&db, NAME, Control::Pause).unwrap();
         assert_eq!(work(&db, &config), 0, "paused: workers leave it alone");
-        Migrator::from_registry()
-            .unwrap()
-            .run(&db, &config)
-            .unwrap();
+        file_migrator!().unwrap().run(&db, &config).unwrap();
         assert_eq!(loud(&db, 1, 300), 300, "{backend}");
         let done = state(&db);
         assert_eq!(done.status, BackfillStatus::Finished);
