@@ -62,7 +62,7 @@ pub mod fixtures {
 
 /// This package lists its test targets by hand (`autotests = false`, because the test files sit
 /// at the package root rather than in a `tests/` folder): a file not listed, or a module file
-/// of a binary directory (`library/`, `shared_fixtures/`) that its main.rs does not declare, would
+/// of a binary directory (`integration/`, `shared_fixtures/`) that its main.rs does not declare, would
 /// silently never be compiled. This check fails instead.
 #[cfg(test)]
 mod manifest {
@@ -127,6 +127,44 @@ mod manifest {
         assert!(
             dangling.is_empty(),
             "[[test]] paths with no file: {dangling:?}"
+        );
+    }
+
+    /// The modules of `integration/` share one binary, so its registry holds every module's
+    /// migrations (IDs repeat between them): a module that took the whole registry would fail
+    /// on duplicate IDs, or, worse, run the other modules' migrations and pass. Each takes its
+    /// own file's (`file_migrator!`, `file_migrations!`).
+    #[test]
+    fn integration_modules_run_only_their_own_migrations() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("integration");
+        let whole_registry = [
+            "from_registry(",
+            "Migration::registered(",
+            "#[migrator::test",
+            "Spec::new(",
+            "common::pending(",
+        ];
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or_default();
+                for pattern in whole_registry {
+                    if code.contains(pattern) {
+                        found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                    }
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "these take every migration of the shared integration binary; use \
+             file_migrator!() or file_migrations!() (the calling file's own):\n{}",
+            found.join("\n")
         );
     }
 }
