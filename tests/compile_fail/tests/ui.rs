@@ -36,6 +36,12 @@ fn ui() {
     // serde's derives, SQLite's C) would carry, and nothing reads. Without it this test takes
     // about a fifth less CPU; the diagnostics it compares are the same.
     std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "false");
+    // trybuild only checks (`cargo check`: nothing is linked), so SQLite's C source, which
+    // the `bundled` feature compiles in libsqlite3-sys's build script, is compiled for
+    // nothing. Told to use the system's library (pkg-config, else a bare `-l sqlite3` that
+    // no check links), the build script compiles nothing and gives the same Rust bindings
+    // (the bundled version's, with the `bundled` feature on).
+    std::env::set_var("LIBSQLITE3_SYS_USE_PKG_CONFIG", "1");
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/*.rs");
     // `#[migrator::test]`'s misuse (its option values and signatures). Errors inside the
