@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use common::{count, exec, TestDb, BACKENDS};
 use migrator::backfill::{self, Backfill, BackfillStatus, Control, Job, Workers};
 use migrator::{
-    config::BackfillMode, config::Environment, migration, Config, Context, Database, Error,
-    Migrator, Result,
+    config::BackfillMode, config::Environment, migration, Config, Context, Database, Error, Result,
 };
 
 const NAME: &str = "test_shout";
@@ -45,10 +44,6 @@ fn shout_notes(ctx: &mut Context<'_>) -> Result<()> {
 fn notes_must_be_loud(ctx: &mut Context<'_>) -> Result<()> {
     ctx.finalize_backfill(NAME)?;
     Ok(())
-}
-
-fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(file_migrations!().into_iter().filter(|m| m.id() == id)).unwrap()
 }
 
 fn background() -> Config {
@@ -107,7 +102,9 @@ fn upper_key_bounds_the_workers_and_finalize_does_the_rest() {
         let db = t.connect();
         seed(&db, 1, 500, None);
         let config = background();
-        only("001_shout_notes").run(&db, &config).unwrap();
+        file_migration!("001_shout_notes")
+            .run(&db, &config)
+            .unwrap();
         let scheduled = state(&db);
         assert_eq!(scheduled.status, BackfillStatus::Active, "{backend}");
         assert_eq!(scheduled.upper_key, Some(500));
@@ -138,7 +135,9 @@ fn finalize_finishes_a_paused_backfill() {
         let db = t.connect();
         seed(&db, 1, 300, None);
         let config = background();
-        only("001_shout_notes").run(&db, &config).unwrap();
+        file_migration!("001_shout_notes")
+            .run(&db, &config)
+            .unwrap();
         backfill::control(&db, NAME, Control::Pause).unwrap();
         assert_eq!(work(&db, &config), 0, "paused: workers leave it alone");
         file_migrator!().unwrap().run(&db, &config).unwrap();
@@ -156,7 +155,9 @@ fn a_batch_that_keeps_failing_marks_the_backfill_failed() {
         let db = t.connect();
         seed(&db, 1, 200, Some(150));
         let config = background();
-        only("001_shout_notes").run(&db, &config).unwrap();
+        file_migration!("001_shout_notes")
+            .run(&db, &config)
+            .unwrap();
         // An app's workers: they keep running (the app keeps serving) while the batch with
         // row 150 is retried, then the backfill is failed.
         let workers = Workers::start(db.clone(), &{
@@ -209,7 +210,9 @@ fn inline_mode_finishes_before_the_migration_is_recorded() {
         seed(&db, 1, 250, None);
         let mut config = Config::new(Environment::Development);
         config.set_backfill_mode(BackfillMode::Inline);
-        only("001_shout_notes").run(&db, &config).unwrap();
+        file_migration!("001_shout_notes")
+            .run(&db, &config)
+            .unwrap();
         assert_eq!(loud(&db, 1, 250), 250, "{backend}");
         let done = state(&db);
         assert_eq!(

@@ -15,7 +15,7 @@ use migrator::backfill::Backfill;
 use migrator::connection::LockGuard;
 use migrator::{
     config::Environment, connection::Backend, context::Progress, migration, report::Outcome,
-    Config, Context, Database, Error, Migrator, Result,
+    Config, Context, Database, Error, Result,
 };
 
 const SLOW_BACKFILL: &str = "001_backfill_for_twenty_seconds";
@@ -48,10 +48,6 @@ fn noop(_ctx: &mut Context<'_>) -> Result<()> {
     Ok(())
 }
 
-fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(file_migrations!().into_iter().filter(|m| m.id() == id)).unwrap()
-}
-
 fn dev() -> Config {
     Config::new(Environment::Development)
 }
@@ -75,7 +71,7 @@ fn a_role_idle_session_timeout_does_not_break_a_twenty_second_backfill() {
 
     let db = t.connect();
     let start = Instant::now();
-    let report = only(SLOW_BACKFILL)
+    let report = file_migration!(SLOW_BACKFILL)
         .run(&db, &dev())
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(
@@ -132,7 +128,7 @@ fn an_in_memory_sqlite_database_refuses_a_backup_at_once() {
         .set_backup_before(true)
         .set_backup_dir(backups.path());
     let start = Instant::now();
-    let err = only(NOOP).run(&db, &config).unwrap_err();
+    let err = file_migration!(NOOP).run(&db, &config).unwrap_err();
     assert!(
         start.elapsed() < Duration::from_secs(10),
         "answered at once"
@@ -155,7 +151,7 @@ fn an_in_memory_sqlite_database_refuses_a_backup_at_once() {
         "{report:?}"
     );
     assert_eq!(report.backup, None);
-    let err = only(NOOP).backup(&db, &config).unwrap_err();
+    let err = file_migration!(NOOP).backup(&db, &config).unwrap_err();
     assert!(err.report().is_none(), "{err:?}");
     assert!(err.to_string().starts_with(expected), "{err}");
     assert_eq!(std::fs::read_dir(backups.path()).unwrap().count(), 0);

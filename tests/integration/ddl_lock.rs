@@ -17,9 +17,7 @@ use common::{exec, logs, texts, TestDb};
 use diesel::connection::SimpleConnection;
 use diesel::sql_types::Integer;
 use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
-use migrator::{
-    connection::Backend, migration, report::Status, Config, Context, Database, Migrator, Result,
-};
+use migrator::{connection::Backend, migration, report::Status, Config, Context, Database, Result};
 
 #[migration("001_add_nickname")]
 fn add_nickname(ctx: &mut Context<'_>) -> Result<()> {
@@ -39,11 +37,6 @@ fn sleeps_two_seconds(ctx: &mut Context<'_>) -> Result<()> {
 #[migration("004_sleeps_two_seconds_outside_a_transaction", transaction = false)]
 fn sleeps_two_seconds_outside_a_transaction(ctx: &mut Context<'_>) -> Result<()> {
     ctx.batch_execute("SELECT pg_sleep(2)")
-}
-
-/// The migrator of the one migration `id` of this binary.
-fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(file_migrations!().into_iter().filter(|m| m.id() == id)).unwrap()
 }
 
 /// A development policy read from these variables, as the process environment would give them.
@@ -171,7 +164,7 @@ fn a_migration_waits_out_a_long_transaction_without_queueing_the_app() {
     let reader = Reader::start(&t.url);
     let config = config(&[("MIGRATION_DDL_LOCK_TIMEOUT_MS", "1000")]);
 
-    let report = only("001_add_nickname").run(&db, &config);
+    let report = file_migration!("001_add_nickname").run(&db, &config);
     let reads = reader.stop();
     let committed = holder.pid;
     let holder_committed = holder.end();
@@ -223,7 +216,9 @@ fn retries_are_bounded_and_the_failure_names_the_lock_timeout_and_the_blocker() 
         ("MIGRATION_DDL_LOCK_RETRIES", "1"),
     ]);
 
-    let err = only("001_add_nickname").run(&db, &config).unwrap_err();
+    let err = file_migration!("001_add_nickname")
+        .run(&db, &config)
+        .unwrap_err();
     let pid = holder.pid;
     holder.end();
 
@@ -258,7 +253,7 @@ fn retries_are_bounded_and_the_failure_names_the_lock_timeout_and_the_blocker() 
 fn a_migrations_statement_timeout_cancels_it() {
     let t = TestDb::new(Backend::Postgres);
     let db = t.connect();
-    let err = only("002_sleeps_past_its_statement_timeout")
+    let err = file_migration!("002_sleeps_past_its_statement_timeout")
         .run(&db, &config(&[]))
         .unwrap_err();
     assert!(
@@ -293,7 +288,7 @@ fn a_role_level_statement_timeout_does_not_cancel_a_migration() {
         "003_sleeps_two_seconds",
         "004_sleeps_two_seconds_outside_a_transaction",
     ] {
-        only(id)
+        file_migration!(id)
             .run(&db, &config(&[]))
             .unwrap_or_else(|e| panic!("{id}: {e}"));
         assert_eq!(row(&db, id).status, Status::Success);
@@ -396,7 +391,7 @@ fn database_errors_are_classified_by_their_sqlstate_not_their_message() {
 fn a_failed_migrations_source_chain_reaches_the_diesel_error() {
     let t = TestDb::new(Backend::Postgres);
     let db = t.connect();
-    let err = only("002_sleeps_past_its_statement_timeout")
+    let err = file_migration!("002_sleeps_past_its_statement_timeout")
         .run(&db, &config(&[]))
         .unwrap_err();
     assert_eq!(err.kind(), migrator::ErrorKind::MigrationFailed);

@@ -18,7 +18,7 @@ use diesel::{Connection, PgConnection};
 use migrator::backfill::{self, Backfill, BackfillStatus, Control, Job, Workers};
 use migrator::{
     config::BackfillMode, config::Environment, connection::Backend, context::Progress, migration,
-    Config, Context, Database, Error, Migrator, Result,
+    Config, Context, Database, Error, Result,
 };
 
 const NAME: &str = "test_engine";
@@ -72,10 +72,6 @@ fn patient_alter(ctx: &mut Context<'_>) -> Result<()> {
 #[migration("004_engine_alter")]
 fn impatient_alter(ctx: &mut Context<'_>) -> Result<()> {
     ctx.batch_execute("ALTER TABLE items ADD COLUMN IF NOT EXISTS other INTEGER")
-}
-
-fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(file_migrations!().into_iter().filter(|m| m.id() == id)).unwrap()
 }
 
 fn config(mode: BackfillMode) -> Config {
@@ -176,7 +172,9 @@ fn a_short_idle_in_transaction_timeout_does_not_stop_the_workers() {
     let db = Database::connect(&t.url).unwrap();
     seed(&db, 40, "slow");
     let config = config(BackfillMode::Background);
-    only("001_engine_backfill").run(&db, &config).unwrap();
+    file_migration!("001_engine_backfill")
+        .run(&db, &config)
+        .unwrap();
     assert_eq!(work(&db, &config), 40);
     assert_eq!(done(&db), 40);
     assert_eq!(state(&db).status, BackfillStatus::Finished);
@@ -188,7 +186,9 @@ fn an_open_transaction_on_a_pending_row_is_stepped_around_then_finished() {
     let db = t.connect();
     seed(&db, 200, "fast");
     let config = config(BackfillMode::Background);
-    only("001_engine_backfill").run(&db, &config).unwrap();
+    file_migration!("001_engine_backfill")
+        .run(&db, &config)
+        .unwrap();
     // A support engineer's transaction, left open on a pending row.
     let mut operator = admin(&t);
     operator
@@ -226,7 +226,7 @@ fn pressed_during_an_inline_run(backend: Backend, action: Control, expected: Bac
     let running = {
         let db = db.clone();
         let config = config.clone();
-        std::thread::spawn(move || only("001_engine_backfill").run(&db, &config))
+        std::thread::spawn(move || file_migration!("001_engine_backfill").run(&db, &config))
     };
     wait_until("some rows are done inline", || {
         backfill::get(&db, NAME)
@@ -288,7 +288,9 @@ fn a_deterministic_write_error_fails_the_backfill_at_once_with_its_cause() {
             "INSERT INTO items (id, body) VALUES (1, 'fine 1'), (2, 'long 2'), (3, 'fine 3')",
         );
         let config = config(BackfillMode::Background);
-        only("001_engine_backfill").run(&db, &config).unwrap();
+        file_migration!("001_engine_backfill")
+            .run(&db, &config)
+            .unwrap();
         work(&db, &config);
         let failed = state(&db);
         assert_eq!(failed.status, BackfillStatus::Failed, "{backend}");
@@ -339,7 +341,9 @@ fn workers_of_another_definition_leave_the_backfill_alone_and_say_why() {
         let db = t.connect();
         seed(&db, 30, "fast");
         let config = config(BackfillMode::Background);
-        only("001_engine_backfill").run(&db, &config).unwrap();
+        file_migration!("001_engine_backfill")
+            .run(&db, &config)
+            .unwrap();
         let ours = state(&db);
         assert_eq!(ours.status, BackfillStatus::Active);
         // Scheduled by another version of the binary.
@@ -386,7 +390,7 @@ fn create_index_concurrently_waits_for_a_long_report_instead_of_failing() {
     config.set_ddl_lock_timeout(Duration::from_millis(100));
     config.set_ddl_lock_retries(0);
     let report = long_report(&t, Duration::from_secs(2));
-    only("002_engine_concurrent_index")
+    file_migration!("002_engine_concurrent_index")
         .run(&db, &config)
         .expect("the index build waits for the report, not for the DDL lock timeout");
     report.join().unwrap();
@@ -426,7 +430,9 @@ fn a_migrations_own_lock_timeout_overrides_the_default() {
     );
     // The default (100 ms, no retry) gives up while the table is held...
     let mut holder = hold_items(&t);
-    let error = only("004_engine_alter").run(&db, &config).unwrap_err();
+    let error = file_migration!("004_engine_alter")
+        .run(&db, &config)
+        .unwrap_err();
     assert!(
         matches!(&error, Error::MigrationFailed { cause, .. } if matches!(**cause, Error::DdlLockTimeout { .. })),
         "{error}"
@@ -441,7 +447,7 @@ fn a_migrations_own_lock_timeout_overrides_the_default() {
         std::thread::sleep(Duration::from_millis(1000));
         holder2.batch_execute("COMMIT").unwrap();
     });
-    only("003_engine_patient_alter")
+    file_migration!("003_engine_patient_alter")
         .run(&db, &config)
         .expect("its own lock_timeout outlasts the holders");
     release.join().unwrap();
@@ -459,7 +465,7 @@ fn an_operators_cancel_is_not_a_lock_timeout_and_is_not_retried() {
     let running = {
         let db = db.clone();
         let config = config.clone();
-        std::thread::spawn(move || only("003_engine_patient_alter").run(&db, &config))
+        std::thread::spawn(move || file_migration!("003_engine_patient_alter").run(&db, &config))
     };
     // The migration waits on the holder's lock; an operator cancels it.
     let mut operator = admin(&t);

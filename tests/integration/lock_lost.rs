@@ -72,15 +72,11 @@ fn stop_after_two_third(ctx: &mut Context<'_>) -> Result<()> {
     ctx.batch_execute("CREATE TABLE stop_third (x INTEGER)")
 }
 
-fn only(id: &str) -> Migrator {
-    Migrator::from_migrations(file_migrations!().into_iter().filter(|m| m.id() == id)).unwrap()
-}
-
 #[test]
 fn a_lost_lock_stops_the_run_and_rolls_back() {
     let t = TestDb::new(Backend::Postgres);
     let db = t.connect();
-    let err = only("001_terminate_the_lock_session")
+    let err = file_migration!("001_terminate_the_lock_session")
         .run(&db, &Config::new(Environment::Development))
         .unwrap_err();
     let Error::MigrationFailed { cause, .. } = &err else {
@@ -166,7 +162,7 @@ both!(a_reporter_kept_after_the_run_does_not_keep_the_lock);
 fn a_reporter_kept_after_the_run_does_not_keep_the_lock(backend: Backend) {
     let t = TestDb::new(backend);
     let db = t.connect();
-    only("002_keep_a_progress_reporter")
+    file_migration!("002_keep_a_progress_reporter")
         .run(&db, &Config::new(Environment::Development))
         .unwrap();
     let kept = {

@@ -3,8 +3,8 @@
 //! database per test.
 //!
 //! Each module registers migrations (and backfills) of its own and runs only those:
-//! [`file_migrator!`] and [`file_migrations!`] take the `#[migration]`s of the calling file, so
-//! IDs may repeat between modules. (The binaries that run every registered migration, or need
+//! [`file_migrator!`], [`file_migration!`] and [`file_migrations!`] take the `#[migration]`s of
+//! the calling file, so IDs may repeat between modules. (The binaries that run every registered migration, or need
 //! a cluster of their own, stand alone: see tests/Cargo.toml.)
 //!
 //! Most of these tests wait (on a timeout they provoke, a lock held by another session, a

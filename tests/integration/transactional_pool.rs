@@ -12,7 +12,7 @@ use common::{count, exec, TestDb};
 use migrator::backfill::Backfill;
 use migrator::{
     config::Environment, connection::Backend, migration, report::Outcome, report::Status, Config,
-    Context, Error, Migrator, Result,
+    Context, Error, Result,
 };
 
 const ALTER_THEN_BACKFILL: &str = "001_alter_then_backfill_through_the_pool";
@@ -60,9 +60,7 @@ fn run_bounded(t: &TestDb, id: &'static str, dry_run: bool) -> Result<migrator::
     let url = t.url.clone();
     std::thread::spawn(move || {
         let db = migrator::Database::connect(&url).unwrap();
-        let migrator =
-            Migrator::from_migrations(file_migrations!().into_iter().filter(|m| m.id() == id))
-                .unwrap();
+        let migrator = file_migration!(id);
         let config = Config::new(Environment::Development);
         let result = if dry_run {
             migrator.dry_run(&db, &config)

@@ -101,6 +101,15 @@ macro_rules! file_migrator {
     };
 }
 
+/// A [`migrator::Migrator`] of the one migration `id` the calling file registered (see
+/// [`file_migrator!`]); panics if the file registered none by that ID.
+#[macro_export]
+macro_rules! file_migration {
+    ($id:expr) => {
+        $crate::migrator_of_file_only(::core::file!(), $id)
+    };
+}
+
 /// The migrations the calling file registered (see [`file_migrator!`]), in registration order.
 #[macro_export]
 macro_rules! file_migrations {
@@ -123,6 +132,17 @@ pub fn migrations_of_file(file: &str) -> Vec<&'static migrator::Migration> {
 /// A [`migrator::Migrator`] of the migrations registered in `file` (see [`file_migrator!`]).
 pub fn migrator_of_file(file: &str) -> migrator::Result<migrator::Migrator> {
     migrator::Migrator::from_migrations(migrations_of_file(file))
+}
+
+/// A [`migrator::Migrator`] of the migration `id` registered in `file` (see
+/// [`file_migration!`]); panics if there is none.
+pub fn migrator_of_file_only(file: &str, id: &str) -> migrator::Migrator {
+    let only: Vec<_> = migrations_of_file(file)
+        .into_iter()
+        .filter(|m| m.id() == id)
+        .collect();
+    assert!(!only.is_empty(), "{file} registers no migration {id}");
+    migrator::Migrator::from_migrations(only).unwrap_or_else(|e| panic!("{file}: {id}: {e}"))
 }
 
 /// Both backends, for tests that run on each.
